@@ -1,0 +1,13 @@
+//! okta-ciam-operator: keeps Okta CIAM for Workforce access in step with Kubernetes custom resources.
+//!
+//! Layers, each with one job:
+//! - [`okta`]: HTTP client for the Okta Management API (knows nothing of Kubernetes).
+//! - [`emulator`]: an emulated Okta org for tests, benchmarks and demos.
+//! - [`sync`]: reads an org's access state through a connector's filters into a snapshot.
+//! - [`crd`]: the custom resource types.
+//! - [`controller`]: one reconciler per kind, plus the operator runtime.
+//! - [`cli`]: the command line.
+
+pub mod cli;
+pub mod emulator;
+
