@@ -9,5 +9,6 @@
 //! - [`cli`]: the command line.
 
 pub mod cli;
+pub mod controller;
 pub mod emulator;
 
