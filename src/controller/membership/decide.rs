@@ -981,14 +981,20 @@ pub fn decide(input: &Input) -> Plan {
         let planned = r.id.and_then(|id| by_id.get(id)).cloned();
         let (state, origin, reason, message, action) = match (planned, &r.verdict, letting_go) {
             (Some(p), _, _) => p,
-            (None, _, Some(end_state)) => {
-                let reason = if expired {
-                    Reason::Expired
-                } else {
-                    Reason::Deleting
-                };
-                (end_state, None, reason, "no membership held".into(), Action::Keep)
-            }
+            (None, _, Some(end_state)) => match previous_by_entry.get(r.user) {
+                // Already let go in an earlier round: keep what was reported then.
+                Some(p) if p.state == end_state => {
+                    (end_state, p.origin, p.reason, p.message.clone(), Action::Keep)
+                }
+                _ => {
+                    let reason = if expired {
+                        Reason::Expired
+                    } else {
+                        Reason::Deleting
+                    };
+                    (end_state, None, reason, "no membership held".into(), Action::Keep)
+                }
+            },
             (None, Err(refusal), None) => {
                 let origin = r
                     .id
@@ -1168,8 +1174,12 @@ impl Plan {
         };
         let newly_expired: Vec<String> = users
             .iter()
-            .filter(changed)
             .filter(|u| u.state == UserState::Expired)
+            .filter(|u| {
+                previous
+                    .get(u.user.as_str())
+                    .is_none_or(|p| p.state != UserState::Expired)
+            })
             .map(|u| u.user.clone())
             .collect();
         normal(EventReason::Reason(Reason::Expired), "expired in", &newly_expired);
@@ -1294,3 +1304,7 @@ impl Plan {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;
