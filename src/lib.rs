@@ -11,4 +11,3 @@
 pub mod cli;
 pub mod controller;
 pub mod emulator;
-

@@ -658,17 +658,15 @@ pub fn check_user<'a>(
             Reason::UserAmbiguous,
             format!("{matches} Okta users match {entry}; use the user id"),
         )),
-        UserLookup::Found(u) if !user_in_scope(u, &connector.email_domains) => {
-            Err(Refusal::new(
-                Reason::UserOutOfScope,
-                format!(
-                    "{entry} ({}) is outside connector {}'s email domains {}",
-                    u.id,
-                    connector.name,
-                    connector.email_domains.join(", ")
-                ),
-            ))
-        }
+        UserLookup::Found(u) if !user_in_scope(u, &connector.email_domains) => Err(Refusal::new(
+            Reason::UserOutOfScope,
+            format!(
+                "{entry} ({}) is outside connector {}'s email domains {}",
+                u.id,
+                connector.name,
+                connector.email_domains.join(", ")
+            ),
+        )),
         UserLookup::Found(u)
             if u.status.eq_ignore_ascii_case("SUSPENDED")
                 || u.status.eq_ignore_ascii_case("DEPROVISIONED") =>
@@ -815,8 +813,11 @@ pub fn decide(input: &Input) -> Plan {
         _ => (None, "the group".to_string()),
     };
 
-    let previous_by_entry: BTreeMap<&str, &UserStatus> =
-        input.previous.iter().map(|p| (p.user.as_str(), p)).collect();
+    let previous_by_entry: BTreeMap<&str, &UserStatus> = input
+        .previous
+        .iter()
+        .map(|p| (p.user.as_str(), p))
+        .collect();
     let previous_by_id: BTreeMap<&str, &UserStatus> = input
         .previous
         .iter()
@@ -906,19 +907,24 @@ pub fn decide(input: &Input) -> Plan {
             };
             record.release(user_id, owner, &declarers);
             (end_state, origin, reason, message, Action::Keep)
-        } else if gate.is_ok() {
-            revokes.insert(user_id.to_string());
-            let reason = if expired {
-                Reason::Expired
-            } else {
-                Reason::Revoked
-            };
-            let message = format!("removed from {group_label}");
-            (end_state, origin, reason, message, Action::Revoke)
         } else {
-            let refusal = gate.as_ref().err().expect("gate refused");
-            let message = format!("revocation waits: {}", refusal.message);
-            (UserState::Failed, origin, refusal.reason, message, Action::Keep)
+            match &gate {
+                Ok(_) => {
+                    revokes.insert(user_id.to_string());
+                    let reason = if expired {
+                        Reason::Expired
+                    } else {
+                        Reason::Revoked
+                    };
+                    let message = format!("removed from {group_label}");
+                    (end_state, origin, reason, message, Action::Revoke)
+                }
+                Err(refusal) => {
+                    let message = format!("revocation waits: {}", refusal.message);
+                    let reason = refusal.reason;
+                    (UserState::Failed, origin, reason, message, Action::Keep)
+                }
+            }
         };
         by_id.insert(user_id, planned);
     }
@@ -950,7 +956,13 @@ pub fn decide(input: &Input) -> Plan {
                         ),
                     ),
                 };
-                (UserState::Granted, Some(origin), reason, message, Action::Keep)
+                (
+                    UserState::Granted,
+                    Some(origin),
+                    reason,
+                    message,
+                    Action::Keep,
+                )
             } else {
                 let drift = previous_by_id
                     .get(user_id)
@@ -983,25 +995,38 @@ pub fn decide(input: &Input) -> Plan {
             (Some(p), _, _) => p,
             (None, _, Some(end_state)) => match previous_by_entry.get(r.user) {
                 // Already let go in an earlier round: keep what was reported then.
-                Some(p) if p.state == end_state => {
-                    (end_state, p.origin, p.reason, p.message.clone(), Action::Keep)
-                }
+                Some(p) if p.state == end_state => (
+                    end_state,
+                    p.origin,
+                    p.reason,
+                    p.message.clone(),
+                    Action::Keep,
+                ),
                 _ => {
                     let reason = if expired {
                         Reason::Expired
                     } else {
                         Reason::Deleting
                     };
-                    (end_state, None, reason, "no membership held".into(), Action::Keep)
+                    (
+                        end_state,
+                        None,
+                        reason,
+                        "no membership held".into(),
+                        Action::Keep,
+                    )
                 }
             },
             (None, Err(refusal), None) => {
-                let origin = r
-                    .id
-                    .and_then(|id| record.members.get(id))
-                    .map(|o| o.origin);
+                let origin = r.id.and_then(|id| record.members.get(id)).map(|o| o.origin);
                 let state = refused_state(refusal);
-                (state, origin, refusal.reason, refusal.message.clone(), Action::Keep)
+                (
+                    state,
+                    origin,
+                    refusal.reason,
+                    refusal.message.clone(),
+                    Action::Keep,
+                )
             }
             (None, Ok(_), None) => unreachable!("an admitted user always has a plan"),
         };
@@ -1165,7 +1190,11 @@ impl Plan {
         };
         normal(EventReason::Reason(Reason::Granted), "added to", &granted);
         normal(EventReason::DriftCorrected, "added again to", &drifted);
-        normal(EventReason::Reason(Reason::Revoked), "removed from", &revoked);
+        normal(
+            EventReason::Reason(Reason::Revoked),
+            "removed from",
+            &revoked,
+        );
         // Transitions only, so a standing refusal is not repeated every round.
         let changed = |u: &&UserStatus| {
             previous
@@ -1182,7 +1211,11 @@ impl Plan {
             })
             .map(|u| u.user.clone())
             .collect();
-        normal(EventReason::Reason(Reason::Expired), "expired in", &newly_expired);
+        normal(
+            EventReason::Reason(Reason::Expired),
+            "expired in",
+            &newly_expired,
+        );
         let mut warnings: BTreeMap<Reason, Vec<&UserStatus>> = BTreeMap::new();
         for u in users.iter().filter(changed) {
             if u.state == UserState::Failed {
