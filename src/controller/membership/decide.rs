@@ -24,6 +24,18 @@
 //! object's claims: the membership stays in Okta and, once unclaimed, counts as
 //! preexisting for any later declaration.
 //!
+//! Storage (the reconciler's choice, with these requirements): the record lives in the
+//! cluster, one object per (Okta org, group id), e.g. a ConfigMap holding
+//! [`GroupRecord::encode`]; it is keyed by org and group rather than by connector because
+//! two connectors may point at the same org. Owner keys must be stable across restarts
+//! (`namespace/name`). `effectiveSince` must be kept in the `GroupMembership` status so a
+//! `duration` expiry survives restarts.
+//!
+//! User guard rails gate grants only: revoking a membership the operator itself granted
+//! is allowed even if the user has since left the email domains (the connector and group
+//! guard rails still apply). A declared user whose lookup fails keeps its claim through
+//! the `userId` of the previous status, so a flaky lookup never reads as a removal.
+//!
 //! # Crash-safety protocol (the reconciler must follow it)
 //! 1. Read the record **fresh** (a GET, not an informer cache) and remember its
 //!    `resourceVersion`; then read the group's members from Okta.
@@ -201,6 +213,22 @@ impl Expiry {
     }
 }
 
+/// Whether a declaration's grant has expired at `now`.
+fn is_expired(expiry: Expiry, effective_since: Option<Timestamp>, now: Timestamp) -> bool {
+    expiry.resolve(effective_since).is_some_and(|at| now >= at)
+}
+
+/// Whether a `GroupMembership` counts as a live declaration for [`Input::others`]: not
+/// being deleted and not expired. Use it when building `others` from the other objects.
+pub fn is_live(
+    lifecycle: Lifecycle,
+    expiry: Expiry,
+    effective_since: Option<Timestamp>,
+    now: Timestamp,
+) -> bool {
+    lifecycle == Lifecycle::Live && !is_expired(expiry, effective_since, now)
+}
+
 /// Everything [`decide`] looks at.
 #[derive(Debug, Clone)]
 pub struct Input {
@@ -216,8 +244,9 @@ pub struct Input {
     pub members: BTreeSet<String>,
     /// The ownership record of the group, read fresh.
     pub record: GroupRecord,
-    /// Other *live* (not deleting, not expired) `GroupMembership`s of the same group:
-    /// owner key -> the user ids they declare.
+    /// Other *live* ([`is_live`]) `GroupMembership`s of the same group: owner key -> the
+    /// user ids they declare (their `status.users[].userId`; claims they already hold are
+    /// in the record anyway).
     pub others: BTreeMap<String, BTreeSet<String>>,
     /// Live or being deleted.
     pub lifecycle: Lifecycle,
@@ -786,8 +815,7 @@ fn refused_state(refusal: &Refusal) -> UserState {
 /// Decides one round for one `GroupMembership`. See the module docs for the protocol.
 pub fn decide(input: &Input) -> Plan {
     let owner = input.owner.as_str();
-    let expires_at = input.expiry.resolve(input.effective_since);
-    let expired = expires_at.is_some_and(|at| input.now >= at);
+    let expired = is_expired(input.expiry, input.effective_since, input.now);
     let deleting = matches!(input.lifecycle, Lifecycle::Deleting(_));
     let retain = input.lifecycle == Lifecycle::Deleting(DeletionPolicy::Retain);
     // When set, this object lets go of everything and declared rows end in this state.

@@ -832,6 +832,27 @@ fn duration_counts_from_the_first_grant() {
     assert!(out.expired.status);
 }
 
+#[test]
+fn liveness_excludes_deleting_and_expired_declarations() {
+    let t = now();
+    assert!(is_live(Lifecycle::Live, Expiry::Never, None, t));
+    assert!(is_live(Lifecycle::Live, Expiry::At(t + hours(1)), None, t));
+    assert!(!is_live(Lifecycle::Live, Expiry::At(t), None, t));
+    assert!(is_live(Lifecycle::Live, Expiry::After(hours(1)), None, t));
+    assert!(!is_live(
+        Lifecycle::Live,
+        Expiry::After(hours(1)),
+        Some(t - hours(1)),
+        t
+    ));
+    assert!(!is_live(
+        Lifecycle::Deleting(DeletionPolicy::Retain),
+        Expiry::Never,
+        None,
+        t
+    ));
+}
+
 // ---- drift ----------------------------------------------------------------------------
 
 #[test]
