@@ -1,0 +1,1447 @@
+//! Unit and property tests of the membership decisions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+
+use super::*;
+
+const ME: &str = "identity/oncall-alice";
+const OTHER: &str = "identity/oncall-bob";
+const GROUP_ID: &str = "00gENG";
+
+fn now() -> Timestamp {
+    "2026-06-01T12:00:00Z".parse().unwrap()
+}
+
+fn hours(h: i64) -> SignedDuration {
+    SignedDuration::from_hours(h)
+}
+
+fn connector() -> ConnectorFacts {
+    ConnectorFacts {
+        name: "acme".into(),
+        ready: true,
+        provisioning: true,
+        suspended: false,
+        email_domains: vec!["example.com".into()],
+        group_name_filter: Some("engineering".into()),
+    }
+}
+
+fn group() -> GroupLookup {
+    GroupLookup::Found(OktaGroup {
+        id: GROUP_ID.into(),
+        name: "Engineering On-Call".into(),
+        group_type: "OKTA_GROUP".into(),
+    })
+}
+
+fn id(name: &str) -> String {
+    format!("00u{name}")
+}
+
+fn okta_user(name: &str) -> OktaUser {
+    OktaUser {
+        id: id(name),
+        login: format!("{name}@example.com"),
+        email: Some(format!("{name}@example.com")),
+        status: "ACTIVE".into(),
+    }
+}
+
+fn entry(name: &str) -> String {
+    format!("{name}@example.com")
+}
+
+fn declared(name: &str) -> DeclaredUser {
+    DeclaredUser {
+        user: entry(name),
+        lookup: UserLookup::Found(okta_user(name)),
+    }
+}
+
+fn input(users: &[&str]) -> Input {
+    Input {
+        owner: ME.into(),
+        connector: Some(connector()),
+        group: group(),
+        users: users.iter().map(|u| declared(u)).collect(),
+        members: BTreeSet::new(),
+        record: GroupRecord::default(),
+        others: BTreeMap::new(),
+        lifecycle: Lifecycle::Live,
+        expiry: Expiry::Never,
+        effective_since: None,
+        previous: Vec::new(),
+        now: now(),
+    }
+}
+
+fn members(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| id(n)).collect()
+}
+
+fn ids(names: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = names.iter().map(|n| id(n)).collect();
+    v.sort();
+    v
+}
+
+fn ownership(origin: Origin, claimants: &[&str]) -> Ownership {
+    Ownership {
+        origin,
+        claimants: claimants.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
+fn record(entries: &[(&str, Origin, &[&str])]) -> GroupRecord {
+    GroupRecord {
+        members: entries
+            .iter()
+            .map(|(name, origin, claimants)| (id(name), ownership(*origin, claimants)))
+            .collect(),
+    }
+}
+
+fn no_failures() -> BTreeMap<String, WriteError> {
+    BTreeMap::new()
+}
+
+/// Plays the reconciler without crashes: decide, persist, write into `members`, settle,
+/// and feed the outcome back into `input` for the next round.
+fn round(input: &mut Input) -> (Plan, Outcome) {
+    let plan = decide(input);
+    for u in &plan.grants {
+        input.members.insert(u.clone());
+    }
+    for u in &plan.revokes {
+        input.members.remove(u);
+    }
+    let out = plan.settle(&no_failures());
+    feed(input, &out);
+    (plan, out)
+}
+
+fn feed(input: &mut Input, out: &Outcome) {
+    input.record = out.record.clone();
+    input.previous = out.users.clone();
+    input.effective_since = out.effective_since;
+}
+
+fn user_row<'a>(out: &'a Outcome, name: &str) -> &'a UserStatus {
+    out.users
+        .iter()
+        .find(|u| u.user == entry(name) || u.user_id.as_deref() == Some(&id(name)))
+        .unwrap_or_else(|| panic!("no row for {name}: {:?}", out.users))
+}
+
+fn event_reasons(out: &Outcome) -> Vec<(EventType, &'static str)> {
+    out.events
+        .iter()
+        .map(|e| (e.event_type, e.reason.as_str()))
+        .collect()
+}
+
+// ---- scope rules ----------------------------------------------------------------------
+
+fn scoped(login: &str, email: Option<&str>) -> bool {
+    let user = OktaUser {
+        id: "00u1".into(),
+        login: login.into(),
+        email: email.map(str::to_string),
+        status: "ACTIVE".into(),
+    };
+    user_in_scope(&user, &["example.com".into(), "Company.com".into()])
+}
+
+#[test]
+fn user_scope_is_the_exact_domain_after_the_last_at_case_insensitively() {
+    assert!(scoped("alice", Some("alice@Example.COM")));
+    assert!(scoped("alice@company.COM", None));
+    assert!(scoped("odd@name@example.com", None));
+    assert!(!scoped("bob", Some("bob@eng.example.com")));
+    assert!(!scoped("x", Some("x@example.community")));
+    assert!(!scoped("y", Some("y@example.com.evil.io")));
+    assert!(
+        !scoped("example.com", None),
+        "a login without @ has no domain"
+    );
+    assert!(!scoped("z@", Some("z@")));
+}
+
+#[test]
+fn user_scope_accepts_login_domain_when_email_is_outside() {
+    assert!(scoped("carol@example.com", Some("carol@gmail.com")));
+    assert!(scoped("carol@gmail.com", Some("carol@example.com")));
+    assert!(!scoped("carol@gmail.com", Some("carol@gmail.com")));
+}
+
+#[test]
+fn empty_email_domains_admit_nobody() {
+    let user = okta_user("alice");
+    assert!(!user_in_scope(&user, &[]));
+    assert!(!user_in_scope(&user, &[String::new()]));
+}
+
+#[test]
+fn group_filter_matches_anywhere_case_insensitively() {
+    assert!(group_in_scope("Engineering On-Call", None));
+    assert!(group_in_scope("Engineering On-Call", Some("")));
+    assert!(group_in_scope("Platform ENG on-call", Some("eng")));
+    assert!(group_in_scope("Engineering On-Call", Some("ON-CALL")));
+    assert!(!group_in_scope("Sales", Some("eng")));
+}
+
+// ---- guard rails ----------------------------------------------------------------------
+
+#[test]
+fn connector_guard_rails_in_order() {
+    assert_eq!(
+        check_connector(None).unwrap_err().reason,
+        Reason::ConnectorNotFound
+    );
+    let mut c = connector();
+    c.ready = false;
+    c.provisioning = false;
+    c.suspended = true;
+    assert_eq!(
+        check_connector(Some(&c)).unwrap_err().reason,
+        Reason::ConnectorNotReady
+    );
+    c.ready = true;
+    assert_eq!(
+        check_connector(Some(&c)).unwrap_err().reason,
+        Reason::ProvisioningDisabled
+    );
+    c.provisioning = true;
+    let refusal = check_connector(Some(&c)).unwrap_err();
+    assert_eq!(refusal.reason, Reason::ConnectorSuspended);
+    assert!(refusal.message.contains("acme"));
+    c.suspended = false;
+    assert!(check_connector(Some(&c)).is_ok());
+}
+
+#[test]
+fn group_guard_rails() {
+    let c = connector();
+    assert_eq!(
+        check_group(&GroupLookup::NotFound, &c).unwrap_err().reason,
+        Reason::GroupNotFound
+    );
+    let app = GroupLookup::Found(OktaGroup {
+        id: "00gAPP".into(),
+        name: "Engineering AD".into(),
+        group_type: "APP_GROUP".into(),
+    });
+    assert_eq!(
+        check_group(&app, &c).unwrap_err().reason,
+        Reason::GroupNotOktaManaged
+    );
+    let sales = GroupLookup::Found(OktaGroup {
+        id: "00gSALES".into(),
+        name: "Sales".into(),
+        group_type: "OKTA_GROUP".into(),
+    });
+    let refusal = check_group(&sales, &c).unwrap_err();
+    assert_eq!(refusal.reason, Reason::GroupOutOfScope);
+    assert!(refusal.message.contains("Sales"));
+    assert_eq!(check_group(&group(), &c).unwrap().id, GROUP_ID);
+}
+
+#[test]
+fn user_guard_rails() {
+    let c = connector();
+    let reason = |lookup: UserLookup| check_user("x", &lookup, &c).unwrap_err().reason;
+    assert_eq!(reason(UserLookup::NotFound), Reason::UserNotFound);
+    assert_eq!(
+        reason(UserLookup::Ambiguous { matches: 2 }),
+        Reason::UserAmbiguous
+    );
+    let mut outside = okta_user("eve");
+    outside.login = "eve@evil.io".into();
+    outside.email = Some("eve@evil.io".into());
+    outside.status = "SUSPENDED".into();
+    assert_eq!(
+        reason(UserLookup::Found(outside)),
+        Reason::UserOutOfScope,
+        "the tenant boundary is checked before the status"
+    );
+    for status in ["SUSPENDED", "DEPROVISIONED", "deprovisioned"] {
+        let mut u = okta_user("dave");
+        u.status = status.into();
+        assert_eq!(reason(UserLookup::Found(u)), Reason::UserInactive);
+    }
+    for status in ["ACTIVE", "STAGED", "PROVISIONED", "LOCKED_OUT", "RECOVERY"] {
+        let mut u = okta_user("dave");
+        u.status = status.into();
+        assert!(check_user("x", &UserLookup::Found(u), &c).is_ok());
+    }
+}
+
+#[test]
+fn every_connector_refusal_blocks_every_write_and_warns_once() {
+    let cases: Vec<(Option<ConnectorFacts>, Reason)> = vec![
+        (None, Reason::ConnectorNotFound),
+        (
+            Some(ConnectorFacts {
+                ready: false,
+                ..connector()
+            }),
+            Reason::ConnectorNotReady,
+        ),
+        (
+            Some(ConnectorFacts {
+                provisioning: false,
+                ..connector()
+            }),
+            Reason::ProvisioningDisabled,
+        ),
+        (
+            Some(ConnectorFacts {
+                suspended: true,
+                ..connector()
+            }),
+            Reason::ConnectorSuspended,
+        ),
+    ];
+    for (facts, reason) in cases {
+        let mut input = input(&["alice", "bob"]);
+        input.connector = facts;
+        input.group = GroupLookup::NotLookedUp;
+        input
+            .users
+            .iter_mut()
+            .for_each(|u| u.lookup = UserLookup::NotLookedUp);
+        input.record = record(&[("carol", Origin::Granted, &[ME])]);
+        input.members = members(&["carol"]);
+        let (plan, out) = round(&mut input);
+        assert!(!plan.has_writes(), "{reason}");
+        assert_eq!(out.record, input.record, "claims survive a refusal");
+        assert!(!out.ready.status);
+        assert_eq!(out.ready.reason, reason);
+        assert!(out.ready.message.contains("alice@example.com"));
+        assert_eq!(user_row(&out, "alice").state, UserState::Failed);
+        assert_eq!(
+            user_row(&out, "carol").message.split(':').next(),
+            Some("revocation waits")
+        );
+        assert_eq!(
+            event_reasons(&out),
+            vec![(EventType::Warning, reason.as_str())]
+        );
+        // The same refusal next round is not announced again.
+        let (_, again) = round(&mut input);
+        assert!(again.events.is_empty(), "{:?}", again.events);
+    }
+}
+
+#[test]
+fn group_refusals_block_writes() {
+    for (lookup, reason) in [
+        (GroupLookup::NotFound, Reason::GroupNotFound),
+        (
+            GroupLookup::Found(OktaGroup {
+                id: "00gAD".into(),
+                name: "Engineering AD".into(),
+                group_type: "APP_GROUP".into(),
+            }),
+            Reason::GroupNotOktaManaged,
+        ),
+        (
+            GroupLookup::Found(OktaGroup {
+                id: "00gS".into(),
+                name: "Sales".into(),
+                group_type: "OKTA_GROUP".into(),
+            }),
+            Reason::GroupOutOfScope,
+        ),
+    ] {
+        let mut input = input(&["alice"]);
+        input.group = lookup;
+        let (plan, out) = round(&mut input);
+        assert!(!plan.has_writes());
+        assert_eq!(out.ready.reason, reason);
+        assert!(out.record.members.is_empty());
+        assert_eq!(out.events.len(), 1);
+        assert_eq!(out.events[0].event_type, EventType::Warning);
+    }
+}
+
+#[test]
+fn refused_users_get_no_write_and_the_rest_proceed() {
+    let mut input = input(&["alice", "ghost", "twin", "eve", "dave"]);
+    input.users[1].lookup = UserLookup::NotFound;
+    input.users[2].lookup = UserLookup::Ambiguous { matches: 2 };
+    let mut eve = okta_user("eve");
+    eve.email = Some("eve@example.com.evil.io".into());
+    eve.login = "eve".into();
+    input.users[3].lookup = UserLookup::Found(eve);
+    let mut dave = okta_user("dave");
+    dave.status = "SUSPENDED".into();
+    input.users[4].lookup = UserLookup::Found(dave);
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.grants, ids(&["alice"]));
+    assert_eq!(user_row(&out, "alice").state, UserState::Granted);
+    for (name, reason) in [
+        ("ghost", Reason::UserNotFound),
+        ("twin", Reason::UserAmbiguous),
+        ("eve", Reason::UserOutOfScope),
+        ("dave", Reason::UserInactive),
+    ] {
+        let row = user_row(&out, name);
+        assert_eq!(
+            (row.state, row.reason),
+            (UserState::Failed, reason),
+            "{name}"
+        );
+    }
+    assert!(!out.ready.status);
+    assert_eq!(out.ready.reason, Reason::UserOutOfScope, "most important");
+    for name in ["ghost", "twin", "eve", "dave"] {
+        assert!(
+            out.ready.message.contains(&entry(name)),
+            "{}",
+            out.ready.message
+        );
+    }
+    let warnings: Vec<_> = out
+        .events
+        .iter()
+        .filter(|e| e.event_type == EventType::Warning)
+        .map(|e| e.reason.as_str())
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "UserOutOfScope",
+            "UserNotFound",
+            "UserAmbiguous",
+            "UserInactive"
+        ]
+    );
+}
+
+#[test]
+fn inactive_member_is_reported_and_kept() {
+    let mut input = input(&["dave"]);
+    let mut dave = okta_user("dave");
+    dave.status = "DEPROVISIONED".into();
+    input.users[0].lookup = UserLookup::Found(dave);
+    input.members = members(&["dave"]);
+    input.record = record(&[("dave", Origin::Granted, &[ME])]);
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes());
+    assert_eq!(out.record, record(&[("dave", Origin::Granted, &[ME])]));
+    let row = user_row(&out, "dave");
+    assert_eq!(
+        (row.state, row.reason),
+        (UserState::Failed, Reason::UserInactive)
+    );
+    assert_eq!(row.origin, Some(Origin::Granted));
+    assert_eq!(out.ready.reason, Reason::UserInactive);
+}
+
+#[test]
+fn transient_lookup_failure_keeps_the_claim() {
+    let mut input = input(&["alice"]);
+    round(&mut input);
+    assert_eq!(input.record, record(&[("alice", Origin::Granted, &[ME])]));
+    input.users[0].lookup = UserLookup::Ambiguous { matches: 2 };
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes(), "an ambiguous lookup is not a removal");
+    assert_eq!(out.record, record(&[("alice", Origin::Granted, &[ME])]));
+    assert_eq!(user_row(&out, "alice").user_id, Some(id("alice")));
+}
+
+// ---- grant, preexisting, removal ------------------------------------------------------
+
+#[test]
+fn grant_records_intent_before_the_write() {
+    let input = input(&["alice", "bob"]);
+    let plan = decide(&input);
+    assert_eq!(plan.grants, ids(&["alice", "bob"]));
+    assert!(plan.revokes.is_empty());
+    assert_eq!(plan.group_id.as_deref(), Some(GROUP_ID));
+    assert_eq!(
+        plan.record,
+        record(&[
+            ("alice", Origin::Granted, &[ME]),
+            ("bob", Origin::Granted, &[ME])
+        ]),
+        "the record to persist before the PUT already owns the grant"
+    );
+    let out = plan.settle(&no_failures());
+    assert!(out.ready.status, "{:?}", out.ready);
+    assert_eq!(out.ready.reason, Reason::Granted);
+    assert_eq!(out.effective_since, Some(now()));
+    assert_eq!(event_reasons(&out), vec![(EventType::Normal, "Granted")]);
+    assert!(out.events[0].message.contains("alice@example.com"));
+    let row = user_row(&out, "alice");
+    assert_eq!(row.origin, Some(Origin::Granted));
+    assert_eq!(row.last_transition_time, now());
+    assert!(!out.remove_finalizer && !out.retry);
+    assert_eq!(out.requeue_at, None);
+}
+
+#[test]
+fn preexisting_membership_is_adopted_and_never_removed() {
+    let mut input = input(&["alice", "bob"]);
+    input.members = members(&["alice"]);
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.grants, ids(&["bob"]));
+    assert_eq!(user_row(&out, "alice").origin, Some(Origin::Preexisting));
+    assert_eq!(user_row(&out, "alice").reason, Reason::Preexisting);
+    assert_eq!(
+        input.record.members[&id("alice")].origin,
+        Origin::Preexisting
+    );
+    // Removing both: bob (granted) is revoked, alice (preexisting) stays.
+    input.users.clear();
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.revokes, ids(&["bob"]));
+    assert!(input.members.contains(&id("alice")));
+    assert!(out.record.members.is_empty(), "{:?}", out.record);
+    assert_eq!(event_reasons(&out), vec![(EventType::Normal, "Revoked")]);
+    assert!(out.users.is_empty(), "released entries leave the status");
+}
+
+#[test]
+fn removing_a_user_revokes_only_that_grant() {
+    let mut input = input(&["alice", "bob"]);
+    round(&mut input);
+    input.users.retain(|u| u.user != entry("bob"));
+    let plan = decide(&input);
+    assert_eq!(plan.revokes, ids(&["bob"]));
+    assert!(plan.grants.is_empty());
+    assert!(
+        plan.record.members.contains_key(&id("bob")),
+        "ownership is kept until the DELETE is confirmed"
+    );
+    let out = plan.settle(&no_failures());
+    assert_eq!(out.record, record(&[("alice", Origin::Granted, &[ME])]));
+    assert_eq!(out.users.len(), 1);
+    assert!(out.ready.status);
+}
+
+#[test]
+fn duplicate_entries_for_one_user_make_one_write() {
+    let mut input = input(&["alice"]);
+    input.users.push(DeclaredUser {
+        user: id("alice"),
+        lookup: UserLookup::Found(okta_user("alice")),
+    });
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.grants, ids(&["alice"]));
+    assert_eq!(out.users.len(), 2);
+    assert!(out.users.iter().all(|u| u.state == UserState::Granted));
+}
+
+#[test]
+fn grant_failure_is_reported_and_retried_then_released_if_undeclared() {
+    let mut input = input(&["alice"]);
+    let plan = decide(&input);
+    let failures = BTreeMap::from([(id("alice"), WriteError::Failed("HTTP 503".into()))]);
+    let out = plan.settle(&failures);
+    assert!(out.retry);
+    let row = user_row(&out, "alice");
+    assert_eq!(
+        (row.state, row.reason),
+        (UserState::Failed, Reason::GrantFailed)
+    );
+    assert!(row.message.contains("HTTP 503"));
+    assert_eq!(out.ready.reason, Reason::GrantFailed);
+    assert_eq!(out.effective_since, None, "nothing is effective yet");
+    assert_eq!(
+        event_reasons(&out),
+        vec![(EventType::Warning, "GrantFailed")]
+    );
+    feed(&mut input, &out);
+    // The user is dropped before any PUT succeeded: the intent is released, no DELETE.
+    input.users.clear();
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes());
+    assert!(out.record.members.is_empty());
+}
+
+#[test]
+fn last_transition_time_moves_only_with_the_state() {
+    let mut input = input(&["alice"]);
+    round(&mut input);
+    let later = now() + hours(1);
+    input.now = later;
+    let (_, out) = round(&mut input);
+    assert_eq!(user_row(&out, "alice").last_transition_time, now());
+    input.members.clear(); // drift
+    let (_, out) = round(&mut input);
+    assert_eq!(user_row(&out, "alice").last_transition_time, now());
+    input.users[0].lookup = UserLookup::NotFound;
+    let (_, out) = round(&mut input);
+    assert_eq!(user_row(&out, "alice").last_transition_time, later);
+}
+
+// ---- shared ownership -----------------------------------------------------------------
+
+fn as_owner(input: &Input, owner: &str) -> Input {
+    Input {
+        owner: owner.into(),
+        ..input.clone()
+    }
+}
+
+#[test]
+fn shared_membership_is_revoked_only_when_the_last_owner_lets_go() {
+    let mut a = input(&["alice"]);
+    round(&mut a);
+    // B declares the same user: it joins the claim without a write.
+    let mut b = as_owner(&a, OTHER);
+    b.previous.clear();
+    let (plan, out) = round(&mut b);
+    assert!(!plan.has_writes());
+    assert_eq!(user_row(&out, "alice").origin, Some(Origin::Granted));
+    assert_eq!(
+        out.record,
+        record(&[("alice", Origin::Granted, &[ME, OTHER])])
+    );
+    // A lets go: no DELETE while B holds it.
+    a.record = out.record.clone();
+    a.users.clear();
+    a.others = BTreeMap::from([(OTHER.to_string(), members(&["alice"]))]);
+    let (plan, out) = round(&mut a);
+    assert!(!plan.has_writes());
+    assert_eq!(out.record, record(&[("alice", Origin::Granted, &[OTHER])]));
+    // B lets go: it was the last owner, so the grant is revoked.
+    b.record = out.record.clone();
+    b.users.clear();
+    let (plan, out) = round(&mut b);
+    assert_eq!(plan.revokes, ids(&["alice"]));
+    assert!(out.record.members.is_empty());
+}
+
+#[test]
+fn a_live_declaration_not_yet_recorded_blocks_the_revoke_and_inherits_the_claim() {
+    let mut a = input(&["alice"]);
+    round(&mut a);
+    a.users.clear();
+    a.others = BTreeMap::from([(OTHER.to_string(), members(&["alice"]))]);
+    let (plan, out) = round(&mut a);
+    assert!(!plan.has_writes());
+    assert_eq!(
+        out.record,
+        record(&[("alice", Origin::Granted, &[OTHER])]),
+        "the grant stays owned, so B can revoke it later"
+    );
+}
+
+#[test]
+fn others_claims_are_never_dropped() {
+    let mut a = input(&[]);
+    a.record = record(&[
+        ("alice", Origin::Granted, &[OTHER]),
+        ("bob", Origin::Granted, &[ME, OTHER]),
+    ]);
+    a.members = members(&["alice", "bob"]);
+    let (plan, out) = round(&mut a);
+    assert!(!plan.has_writes());
+    assert_eq!(
+        out.record,
+        record(&[
+            ("alice", Origin::Granted, &[OTHER]),
+            ("bob", Origin::Granted, &[OTHER])
+        ])
+    );
+}
+
+// ---- deletion -------------------------------------------------------------------------
+
+#[test]
+fn delete_with_revoke_revokes_then_releases_the_finalizer() {
+    let mut input = input(&["alice", "bob"]);
+    input.members = members(&["bob"]);
+    round(&mut input);
+    input.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
+    let plan = decide(&input);
+    assert_eq!(plan.revokes, ids(&["alice"]), "bob is preexisting");
+    let failed = plan.settle(&BTreeMap::from([(
+        id("alice"),
+        WriteError::Failed("HTTP 500".into()),
+    )]));
+    assert!(!failed.remove_finalizer && failed.retry);
+    assert_eq!(user_row(&failed, "alice").reason, Reason::RevokeFailed);
+    assert_eq!(failed.ready.reason, Reason::Deleting);
+    let out = plan.settle(&no_failures());
+    assert!(out.remove_finalizer);
+    assert!(out.record.members.is_empty());
+    assert_eq!(user_row(&out, "alice").state, UserState::Revoked);
+    assert_eq!(user_row(&out, "bob").reason, Reason::Retained);
+}
+
+#[test]
+fn revoke_of_a_vanished_user_counts_as_done() {
+    let mut input = input(&["alice"]);
+    round(&mut input);
+    input.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
+    let plan = decide(&input);
+    let out = plan.settle(&BTreeMap::from([(
+        id("alice"),
+        WriteError::NotFound("E0000007".into()),
+    )]));
+    assert!(out.remove_finalizer && !out.retry);
+}
+
+#[test]
+fn delete_with_retain_makes_no_write_and_releases_immediately() {
+    let mut input = input(&["alice"]);
+    round(&mut input);
+    input.lifecycle = Lifecycle::Deleting(DeletionPolicy::Retain);
+    input.connector = None; // Retain does not even need the connector.
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes());
+    assert!(out.remove_finalizer);
+    assert!(out.record.members.is_empty());
+    assert_eq!(user_row(&out, "alice").reason, Reason::Retained);
+}
+
+#[test]
+fn deletion_is_not_blocked_by_a_vanished_group() {
+    let mut input = input(&["alice"]);
+    round(&mut input);
+    input.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
+    input.group = GroupLookup::NotFound;
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes());
+    assert!(out.remove_finalizer);
+}
+
+#[test]
+fn deletion_waits_for_the_connector_only_when_something_must_be_revoked() {
+    let mut input = input(&["alice"]);
+    round(&mut input);
+    input.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
+    input.connector = Some(ConnectorFacts {
+        ready: false,
+        ..connector()
+    });
+    input.group = GroupLookup::NotLookedUp;
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes());
+    assert!(!out.remove_finalizer);
+    assert_eq!(user_row(&out, "alice").reason, Reason::ConnectorNotReady);
+    // Nothing owned: the finalizer goes at once.
+    let mut bare = self::input(&["alice"]);
+    bare.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
+    bare.connector = None;
+    let (_, out) = round(&mut bare);
+    assert!(out.remove_finalizer);
+}
+
+// ---- expiry ---------------------------------------------------------------------------
+
+#[test]
+fn expiry_at_requeues_exactly_then_revokes_and_reports() {
+    let at = now() + hours(8);
+    let mut input = input(&["alice", "bob"]);
+    input.members = members(&["bob"]);
+    input.expiry = Expiry::At(at);
+    let (_, out) = round(&mut input);
+    assert_eq!(out.requeue_at, Some(at));
+    assert_eq!(out.expires_at, Some(at));
+    assert_eq!(out.expired.reason, Reason::NotExpired);
+    assert!(!out.expired.status);
+    input.now = at;
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.revokes, ids(&["alice"]));
+    assert!(out.expired.status, "{:?}", out.expired);
+    assert_eq!(out.ready.reason, Reason::Expired);
+    assert_eq!(user_row(&out, "alice").state, UserState::Expired);
+    assert_eq!(user_row(&out, "bob").state, UserState::Expired);
+    assert!(input.members.contains(&id("bob")), "preexisting stays");
+    assert_eq!(out.requeue_at, None);
+    assert!(!out.remove_finalizer, "the object stays for the record");
+    assert!(event_reasons(&out).contains(&(EventType::Normal, "Expired")));
+    // Stable afterwards.
+    let (plan, again) = round(&mut input);
+    assert!(!plan.has_writes());
+    assert!(again.events.is_empty());
+    // Extending expiresAt grants again.
+    input.expiry = Expiry::At(at + hours(1));
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.grants, ids(&["alice"]));
+    assert_eq!(out.requeue_at, Some(at + hours(1)));
+    assert!(out.ready.status);
+}
+
+#[test]
+fn shortening_expires_at_revokes_now() {
+    let mut input = input(&["alice"]);
+    input.expiry = Expiry::At(now() + hours(8));
+    round(&mut input);
+    input.expiry = Expiry::At(now() - hours(1));
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.revokes, ids(&["alice"]));
+    assert!(out.expired.status);
+}
+
+#[test]
+fn expiry_waits_for_a_blocked_revoke() {
+    let mut input = input(&["alice"]);
+    input.expiry = Expiry::At(now() + hours(1));
+    round(&mut input);
+    input.now = now() + hours(2);
+    input.connector = Some(ConnectorFacts {
+        suspended: true,
+        ..connector()
+    });
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes());
+    assert!(!out.expired.status);
+    assert_eq!(out.expired.reason, Reason::ConnectorSuspended);
+    input.connector = Some(connector());
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.revokes, ids(&["alice"]));
+    assert!(out.expired.status);
+}
+
+#[test]
+fn duration_counts_from_the_first_grant() {
+    let mut input = input(&["alice"]);
+    input.expiry = Expiry::After(hours(8));
+    input.connector = Some(ConnectorFacts {
+        ready: false,
+        ..connector()
+    });
+    let (_, out) = round(&mut input);
+    assert_eq!(out.expires_at, None, "not effective yet");
+    assert_eq!(out.requeue_at, None);
+    assert_eq!(out.expired.reason, Reason::NoExpiry);
+    let granted_at = now() + hours(3);
+    input.now = granted_at;
+    input.connector = Some(connector());
+    let (_, out) = round(&mut input);
+    assert_eq!(out.effective_since, Some(granted_at));
+    assert_eq!(out.requeue_at, Some(granted_at + hours(8)));
+    // Drift later does not restart the clock.
+    input.members.clear();
+    input.now = granted_at + hours(1);
+    let (_, out) = round(&mut input);
+    assert_eq!(out.effective_since, Some(granted_at));
+    input.now = granted_at + hours(8);
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.revokes, ids(&["alice"]));
+    assert!(out.expired.status);
+}
+
+#[test]
+fn liveness_excludes_deleting_and_expired_declarations() {
+    let t = now();
+    assert!(is_live(Lifecycle::Live, Expiry::Never, None, t));
+    assert!(is_live(Lifecycle::Live, Expiry::At(t + hours(1)), None, t));
+    assert!(!is_live(Lifecycle::Live, Expiry::At(t), None, t));
+    assert!(is_live(Lifecycle::Live, Expiry::After(hours(1)), None, t));
+    assert!(!is_live(
+        Lifecycle::Live,
+        Expiry::After(hours(1)),
+        Some(t - hours(1)),
+        t
+    ));
+    assert!(!is_live(
+        Lifecycle::Deleting(DeletionPolicy::Retain),
+        Expiry::Never,
+        None,
+        t
+    ));
+}
+
+// ---- drift ----------------------------------------------------------------------------
+
+#[test]
+fn drift_is_corrected_with_an_event() {
+    let mut input = input(&["alice"]);
+    round(&mut input);
+    input.members.clear();
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.grants, ids(&["alice"]));
+    assert_eq!(
+        event_reasons(&out),
+        vec![(EventType::Normal, "DriftCorrected")]
+    );
+}
+
+#[test]
+fn a_removed_preexisting_membership_is_granted_again_and_owned() {
+    let mut input = input(&["alice"]);
+    input.members = members(&["alice"]);
+    round(&mut input);
+    input.members.clear();
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.grants, ids(&["alice"]));
+    assert_eq!(plan.record.members[&id("alice")].origin, Origin::Granted);
+    assert_eq!(user_row(&out, "alice").origin, Some(Origin::Granted));
+    assert_eq!(
+        event_reasons(&out),
+        vec![(EventType::Normal, "DriftCorrected")]
+    );
+}
+
+// ---- crashes --------------------------------------------------------------------------
+
+#[test]
+fn crash_after_the_put_does_not_turn_the_grant_preexisting() {
+    let mut input = input(&["alice"]);
+    let plan = decide(&input);
+    input.record = plan.record.clone(); // step 3 persisted
+    input.members.insert(id("alice")); // step 4 happened, then a crash
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes());
+    assert_eq!(user_row(&out, "alice").origin, Some(Origin::Granted));
+    input.users.clear();
+    let (plan, _) = round(&mut input);
+    assert_eq!(plan.revokes, ids(&["alice"]), "still ours to revoke");
+}
+
+#[test]
+fn crash_before_the_put_grants_again() {
+    let mut input = input(&["alice"]);
+    input.record = decide(&input).record;
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.grants, ids(&["alice"]));
+    assert_eq!(event_reasons(&out), vec![(EventType::Normal, "Granted")]);
+}
+
+#[test]
+fn crash_after_the_delete_releases_without_a_write() {
+    let mut input = input(&["alice"]);
+    round(&mut input);
+    input.users.clear();
+    let plan = decide(&input);
+    input.record = plan.record.clone();
+    input.members.clear(); // DELETE done, crash before settle
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes());
+    assert!(out.record.members.is_empty());
+}
+
+#[test]
+fn crash_before_the_delete_revokes_again() {
+    let mut input = input(&["alice"]);
+    round(&mut input);
+    input.users.clear();
+    input.record = decide(&input).record;
+    let (plan, _) = round(&mut input);
+    assert_eq!(plan.revokes, ids(&["alice"]));
+}
+
+// ---- record encoding ------------------------------------------------------------------
+
+#[test]
+fn record_round_trips_compactly_and_deterministically() {
+    let r = record(&[
+        ("bob", Origin::Preexisting, &[ME]),
+        ("alice", Origin::Granted, &[OTHER, ME]),
+    ]);
+    let text = r.encode();
+    assert_eq!(
+        text,
+        r#"{"v":1,"members":{"00ualice":{"origin":"Granted","claimants":["identity/oncall-alice","identity/oncall-bob"]},"00ubob":{"origin":"Preexisting","claimants":["identity/oncall-alice"]}}}"#
+    );
+    assert_eq!(GroupRecord::decode(&text).unwrap(), r);
+    assert_eq!(GroupRecord::decode("").unwrap(), GroupRecord::default());
+    assert_eq!(
+        GroupRecord::decode(r#"{"v":1}"#).unwrap(),
+        GroupRecord::default()
+    );
+    assert!(matches!(
+        GroupRecord::decode(r#"{"v":2,"members":{}}"#),
+        Err(Error::UnsupportedVersion { found: 2, .. })
+    ));
+    assert!(matches!(
+        GroupRecord::decode("{not json"),
+        Err(Error::Decode(_))
+    ));
+}
+
+#[test]
+fn status_rows_serialise_in_camel_case() {
+    let mut input = input(&["alice"]);
+    let (_, out) = round(&mut input);
+    let json = serde_json::to_value(&out.users[0]).unwrap();
+    assert_eq!(json["userId"], "00ualice");
+    assert_eq!(json["state"], "Granted");
+    assert_eq!(json["origin"], "Granted");
+    assert_eq!(json["reason"], "Granted");
+    assert_eq!(json["lastTransitionTime"], "2026-06-01T12:00:00Z");
+}
+
+#[test]
+fn long_user_lists_are_truncated_in_messages() {
+    let names: Vec<String> = (0..25).map(|i| format!("u{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut input = input(&refs);
+    input
+        .users
+        .iter_mut()
+        .for_each(|u| u.lookup = UserLookup::NotFound);
+    let (_, out) = round(&mut input);
+    assert!(
+        out.ready.message.ends_with("and 15 more"),
+        "{}",
+        out.ready.message
+    );
+}
+
+// ---- properties -----------------------------------------------------------------------
+
+const THIRD: &str = "identity/oncall-carol";
+const OWNERS: [&str; 3] = [ME, OTHER, THIRD];
+const UNIVERSE: usize = 5;
+
+fn name(i: usize) -> String {
+    format!("p{i}")
+}
+
+/// Raw choices for one arbitrary [`Input`]; see [`build`] for what each number means.
+type Raw = (
+    Vec<u8>,
+    Vec<bool>,
+    Vec<(u8, u8)>,
+    Vec<u8>,
+    Vec<u8>,
+    u8,
+    u8,
+    u8,
+    u8,
+);
+
+fn arb_raw() -> impl Strategy<Value = Raw> {
+    let n = UNIVERSE;
+    (
+        prop::collection::vec(0u8..9, n),
+        prop::collection::vec(any::<bool>(), n),
+        prop::collection::vec((0u8..3, 0u8..8), n),
+        prop::collection::vec(0u8..4, n),
+        prop::collection::vec(0u8..3, n),
+        0u8..8,
+        0u8..8,
+        0u8..4,
+        0u8..6,
+    )
+}
+
+fn build(raw: Raw) -> Input {
+    let (lookups, member, rec, others, previous, conn, grp, life, exp) = raw;
+    let mut input = input(&[]);
+    input.connector = match conn {
+        0 => None,
+        1 => Some(ConnectorFacts {
+            ready: false,
+            ..connector()
+        }),
+        2 => Some(ConnectorFacts {
+            provisioning: false,
+            ..connector()
+        }),
+        3 => Some(ConnectorFacts {
+            suspended: true,
+            ..connector()
+        }),
+        _ => Some(connector()),
+    };
+    input.group = match grp {
+        0 => GroupLookup::NotLookedUp,
+        1 => GroupLookup::NotFound,
+        2 => GroupLookup::Found(OktaGroup {
+            id: GROUP_ID.into(),
+            name: "Engineering AD".into(),
+            group_type: "APP_GROUP".into(),
+        }),
+        3 => GroupLookup::Found(OktaGroup {
+            id: GROUP_ID.into(),
+            name: "Sales".into(),
+            group_type: "OKTA_GROUP".into(),
+        }),
+        _ => group(),
+    };
+    for i in 0..UNIVERSE {
+        let n = name(i);
+        let lookup = match lookups[i] {
+            0 | 1 => Some(UserLookup::Found(okta_user(&n))),
+            2 => Some(UserLookup::Found(OktaUser {
+                email: Some(format!("{n}@elsewhere.io")),
+                login: n.clone(),
+                ..okta_user(&n)
+            })),
+            3 => Some(UserLookup::Found(OktaUser {
+                status: "SUSPENDED".into(),
+                ..okta_user(&n)
+            })),
+            4 => Some(UserLookup::NotFound),
+            5 => Some(UserLookup::Ambiguous { matches: 2 }),
+            6 => Some(UserLookup::NotLookedUp),
+            _ => None,
+        };
+        if let Some(lookup) = lookup {
+            input.users.push(DeclaredUser {
+                user: entry(&n),
+                lookup,
+            });
+        }
+        if member[i] {
+            input.members.insert(id(&n));
+        }
+        let (kind, mask) = rec[i];
+        let claimants: BTreeSet<String> = OWNERS
+            .iter()
+            .enumerate()
+            .filter(|(b, _)| mask & (1 << b) != 0)
+            .map(|(_, o)| o.to_string())
+            .collect();
+        if kind > 0 && !claimants.is_empty() {
+            let origin = if kind == 1 {
+                Origin::Granted
+            } else {
+                Origin::Preexisting
+            };
+            input
+                .record
+                .members
+                .insert(id(&n), Ownership { origin, claimants });
+        }
+        for (bit, other) in [OTHER, THIRD].iter().enumerate() {
+            if others[i] & (1 << bit) != 0 {
+                input
+                    .others
+                    .entry(other.to_string())
+                    .or_default()
+                    .insert(id(&n));
+            }
+        }
+        if previous[i] > 0 {
+            input.previous.push(UserStatus {
+                user: entry(&n),
+                user_id: Some(id(&n)),
+                state: if previous[i] == 1 {
+                    UserState::Granted
+                } else {
+                    UserState::Failed
+                },
+                origin: None,
+                reason: Reason::Pending,
+                message: String::new(),
+                last_transition_time: now() - hours(1),
+            });
+        }
+    }
+    input.lifecycle = match life {
+        2 => Lifecycle::Deleting(DeletionPolicy::Revoke),
+        3 => Lifecycle::Deleting(DeletionPolicy::Retain),
+        _ => Lifecycle::Live,
+    };
+    (input.expiry, input.effective_since) = match exp {
+        0 | 1 => (Expiry::Never, None),
+        2 => (Expiry::At(now() - hours(1)), None),
+        3 => (Expiry::At(now() + hours(1)), None),
+        4 => (Expiry::After(hours(1)), None),
+        _ => (Expiry::After(hours(1)), Some(now() - hours(2))),
+    };
+    input
+}
+
+fn gate_open(input: &Input) -> bool {
+    check_connector(input.connector.as_ref())
+        .and_then(|c| check_group(&input.group, c))
+        .is_ok()
+}
+
+/// Other owners' claims in `before` are all still present in `after`.
+fn keeps_others_claims(before: &GroupRecord, after: &GroupRecord, me: &str) -> bool {
+    before.members.iter().all(|(u, o)| {
+        o.claimants.iter().filter(|c| c.as_str() != me).all(|c| {
+            after
+                .members
+                .get(u)
+                .is_some_and(|a| a.claimants.contains(c))
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Never revoke a membership not granted by the operator, held by someone else or
+    /// still declared elsewhere; preexisting never revoked; Retain never writes.
+    #[test]
+    fn prop_revokes_only_sole_owned_grants(raw in arb_raw(), fail_mask in 0u8..32) {
+        let input = build(raw);
+        let plan = decide(&input);
+        for u in &plan.revokes {
+            let e = &input.record.members[u];
+            prop_assert_eq!(e.origin, Origin::Granted);
+            prop_assert_eq!(e.claimants.iter().collect::<Vec<_>>(), vec![ME]);
+            prop_assert!(!input.others.values().any(|ids| ids.contains(u)));
+            prop_assert!(input.members.contains(u));
+            prop_assert!(gate_open(&input));
+        }
+        for u in &plan.grants {
+            prop_assert!(!input.members.contains(u));
+            prop_assert_eq!(input.lifecycle, Lifecycle::Live);
+            prop_assert!(gate_open(&input));
+            let admitted = input.users.iter().any(|d| {
+                matches!(&d.lookup, UserLookup::Found(f) if &f.id == u)
+                    && check_user(&d.user, &d.lookup, input.connector.as_ref().unwrap()).is_ok()
+            });
+            prop_assert!(admitted, "granted an unadmitted user {}", u);
+            prop_assert_eq!(plan.record.members[u].origin, Origin::Granted);
+        }
+        if input.lifecycle == Lifecycle::Deleting(DeletionPolicy::Retain) {
+            prop_assert!(!plan.has_writes());
+        }
+        prop_assert!(keeps_others_claims(&input.record, &plan.record, ME));
+        // A preexisting entry only turns Granted when it is being granted again.
+        for (u, e) in &input.record.members {
+            if e.origin == Origin::Preexisting
+                && plan.record.members.get(u).is_some_and(|o| o.origin == Origin::Granted)
+            {
+                prop_assert!(plan.grants.contains(u));
+            }
+        }
+        let writes: Vec<&String> = plan.grants.iter().chain(&plan.revokes).collect();
+        let failures: BTreeMap<String, WriteError> = writes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| fail_mask & (1 << (i % 5)) != 0)
+            .map(|(_, u)| ((*u).clone(), WriteError::Failed("boom".into())))
+            .collect();
+        let out = plan.settle(&failures);
+        prop_assert!(keeps_others_claims(&input.record, &out.record, ME));
+        prop_assert_eq!(out.retry, !failures.is_empty());
+        if out.remove_finalizer {
+            prop_assert!(!out.record.claimed_by(ME));
+        }
+        for u in &plan.revokes {
+            prop_assert_eq!(failures.contains_key(u), out.record.members.contains_key(u));
+        }
+    }
+
+    /// Applying a plan and deciding again yields no further writes and a stable record.
+    #[test]
+    fn prop_converges_after_one_round(raw in arb_raw()) {
+        let mut input = build(raw);
+        round(&mut input);
+        let plan = decide(&input);
+        prop_assert!(!plan.has_writes(), "{:?} / {:?}", plan.grants, plan.revokes);
+        prop_assert_eq!(&plan.record, &input.record);
+        let out = plan.settle(&no_failures());
+        prop_assert_eq!(&out.record, &input.record);
+        prop_assert!(out.events.is_empty(), "{:?}", out.events);
+        let shape = |u: &UserStatus| (u.user.clone(), u.user_id.clone(), u.state, u.origin, u.reason);
+        prop_assert_eq!(
+            out.users.iter().map(shape).collect::<Vec<_>>(),
+            input.previous.iter().map(shape).collect::<Vec<_>>()
+        );
+    }
+}
+
+// ---- simulation: several owners, crashes, drift -----------------------------------------
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// Owner declares exactly the users in the mask (recreating it if it was deleted).
+    Declare(usize, u8),
+    /// Owner is deleted with Retain (true) or Revoke.
+    Delete(usize, bool),
+    /// Owner reconciles; 0 = completes, 1 = crashes after the record write,
+    /// 2 = crashes after the Okta writes.
+    Reconcile(usize, u8),
+    /// Someone removes a membership the operator made, outside the operator.
+    ExternalRemove(usize),
+    /// Someone adds a membership outside the operator.
+    ExternalAdd(usize),
+}
+
+fn arb_step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => (0..3usize, 0u8..32).prop_map(|(o, m)| Step::Declare(o, m)),
+        1 => (0..3usize, any::<bool>()).prop_map(|(o, r)| Step::Delete(o, r)),
+        6 => (0..3usize, 0u8..3).prop_map(|(o, c)| Step::Reconcile(o, c)),
+        1 => (0..UNIVERSE).prop_map(Step::ExternalRemove),
+        1 => (0..UNIVERSE).prop_map(Step::ExternalAdd),
+    ]
+}
+
+#[derive(Debug, Clone, Default)]
+struct Owner {
+    users: BTreeSet<String>,
+    deleting: Option<DeletionPolicy>,
+    gone: bool,
+    previous: Vec<UserStatus>,
+}
+
+#[derive(Debug, Default)]
+struct Sim {
+    /// Memberships the operator did not make: must never be removed by it.
+    foreign: BTreeSet<String>,
+    members: BTreeSet<String>,
+    record: GroupRecord,
+    owners: [Owner; 3],
+    retained: bool,
+}
+
+impl Sim {
+    fn live_declarations(&self, except: usize) -> BTreeMap<String, BTreeSet<String>> {
+        (0..3)
+            .filter(|&o| o != except && !self.owners[o].gone && self.owners[o].deleting.is_none())
+            .map(|o| (OWNERS[o].to_string(), self.owners[o].users.clone()))
+            .collect()
+    }
+
+    /// One reconcile of owner `o`; returns whether it wrote to Okta.
+    fn reconcile(&mut self, o: usize, crash: u8) -> std::result::Result<bool, TestCaseError> {
+        if self.owners[o].gone {
+            return Ok(false);
+        }
+        let owner = &self.owners[o];
+        let input = Input {
+            owner: OWNERS[o].into(),
+            users: owner
+                .users
+                .iter()
+                .map(|u| DeclaredUser {
+                    user: entry(&u.replace("00u", "")),
+                    lookup: UserLookup::Found(okta_user(&u.replace("00u", ""))),
+                })
+                .collect(),
+            members: self.members.clone(),
+            record: self.record.clone(),
+            others: self.live_declarations(o),
+            lifecycle: owner.deleting.map_or(Lifecycle::Live, Lifecycle::Deleting),
+            previous: owner.previous.clone(),
+            ..input(&[])
+        };
+        let plan = decide(&input);
+        self.record = plan.record.clone();
+        if crash == 1 {
+            return Ok(plan.has_writes());
+        }
+        let others = self.live_declarations(o);
+        for u in &plan.revokes {
+            prop_assert!(
+                !self.foreign.contains(u),
+                "revoked a foreign membership {}",
+                u
+            );
+            prop_assert!(
+                !others.values().any(|ids| ids.contains(u)),
+                "revoked {} still declared elsewhere",
+                u
+            );
+            self.members.remove(u);
+        }
+        self.members.extend(plan.grants.iter().cloned());
+        if crash == 2 {
+            return Ok(plan.has_writes());
+        }
+        let out = plan.settle(&no_failures());
+        self.record = out.record;
+        let owner = &mut self.owners[o];
+        owner.previous = out.users;
+        if out.remove_finalizer {
+            owner.gone = true;
+            owner.previous.clear();
+        }
+        Ok(plan.has_writes())
+    }
+
+    fn step(&mut self, step: &Step) -> std::result::Result<(), TestCaseError> {
+        match *step {
+            Step::Declare(o, mask) => {
+                let owner = &mut self.owners[o];
+                if owner.gone {
+                    *owner = Owner::default();
+                }
+                if owner.deleting.is_none() {
+                    owner.users = (0..UNIVERSE)
+                        .filter(|i| mask & (1 << i) != 0)
+                        .map(|i| id(&name(i)))
+                        .collect();
+                }
+            }
+            Step::Delete(o, retain) => {
+                let owner = &mut self.owners[o];
+                if !owner.gone {
+                    let policy = if retain {
+                        DeletionPolicy::Retain
+                    } else {
+                        DeletionPolicy::Revoke
+                    };
+                    owner.deleting = Some(policy);
+                    self.retained |= retain;
+                }
+            }
+            Step::Reconcile(o, crash) => {
+                self.reconcile(o, crash)?;
+            }
+            Step::ExternalRemove(i) => {
+                let u = id(&name(i));
+                if !self.foreign.contains(&u) {
+                    self.members.remove(&u);
+                }
+            }
+            Step::ExternalAdd(i) => {
+                // Only where the record cannot mistake it for a pending grant (the one
+                // ambiguity the protocol documents).
+                let u = id(&name(i));
+                if !self.members.contains(&u) && !self.record.members.contains_key(&u) {
+                    self.members.insert(u.clone());
+                    self.foreign.insert(u);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// Any interleaving of edits, deletions, crashes and outside changes never removes a
+    /// foreign membership or one declared elsewhere, and quiesces to exactly the declared
+    /// memberships plus the foreign ones.
+    #[test]
+    fn prop_owners_crashes_and_drift_converge(
+        initial in prop::collection::btree_set(0..UNIVERSE, 0..3),
+        steps in prop::collection::vec(arb_step(), 0..40),
+    ) {
+        let mut sim = Sim::default();
+        for i in initial {
+            sim.members.insert(id(&name(i)));
+            sim.foreign.insert(id(&name(i)));
+        }
+        for step in &steps {
+            sim.step(step)?;
+        }
+        for _ in 0..3 {
+            for o in 0..3 {
+                sim.reconcile(o, 0)?;
+            }
+        }
+        for o in 0..3 {
+            prop_assert!(!sim.reconcile(o, 0)?, "owner {} still writes after quiescing", o);
+        }
+        let mut declared = BTreeSet::new();
+        for (o, owner) in sim.owners.iter().enumerate() {
+            prop_assert!(owner.deleting.is_none() || owner.gone, "owner {} stuck deleting", o);
+            if owner.gone {
+                prop_assert!(!sim.record.claimed_by(OWNERS[o]));
+            } else {
+                declared.extend(owner.users.iter().cloned());
+            }
+        }
+        prop_assert!(sim.foreign.is_subset(&sim.members));
+        prop_assert!(declared.is_subset(&sim.members));
+        if !sim.retained {
+            let expected: BTreeSet<String> = sim.foreign.union(&declared).cloned().collect();
+            prop_assert_eq!(&sim.members, &expected);
+        }
+    }
+}

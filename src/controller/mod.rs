@@ -1,0 +1,3 @@
+//! Reconcilers, one per kind, and the decisions they drive.
+
+pub mod membership;
