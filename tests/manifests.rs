@@ -612,7 +612,13 @@ fn kustomize_renders_the_install_and_the_namespaced_variant() {
             .find(|d| d["metadata"]["name"] == committed["metadata"]["name"])
             .unwrap();
         let mut rendered = rendered.clone();
+        // Argo CD applies the CRDs before anything that uses them.
+        assert_eq!(
+            rendered["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"], "-1",
+            "{file}"
+        );
         rendered["metadata"]["labels"].take();
+        rendered["metadata"]["annotations"].take();
         rendered["metadata"]
             .as_object_mut()
             .unwrap()
@@ -620,7 +626,7 @@ fn kustomize_renders_the_install_and_the_namespaced_variant() {
         // kustomize writes `75.0` as `75`; compare numbers by value.
         assert!(
             integral_floats_as_integers(rendered) == integral_floats_as_integers(committed),
-            "kustomize changed {file} beyond adding labels"
+            "kustomize changed {file} beyond adding labels and annotations"
         );
     }
 
@@ -636,4 +642,46 @@ fn kustomize_renders_the_install_and_the_namespaced_variant() {
     );
     let role = find(&variant, "Role", "okta-ciam-operator-secrets");
     assert_eq!(role["metadata"]["namespace"], "identity");
+}
+
+/// Docker is not available here, so check the Dockerfile's contract with the manifests: the
+/// runtime stage, the numeric user the Deployment expects, and the entrypoint.
+#[test]
+fn dockerfile_runs_the_binary_as_the_deployments_numeric_user() {
+    let text = std::fs::read_to_string(repo_path("Dockerfile")).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let stages: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("FROM "))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(stages.len() >= 2, "multi-stage build");
+    let runtime = &lines[*stages.last().unwrap()..];
+    assert!(
+        runtime[0].starts_with("FROM gcr.io/distroless/static"),
+        "{}",
+        runtime[0]
+    );
+    let directive = |name: &str| -> &str {
+        runtime
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name}"))
+            .trim()
+    };
+    let deploy = install_docs()
+        .into_iter()
+        .find(|d| d["kind"] == "Deployment")
+        .unwrap();
+    let pod_sc = &deploy["spec"]["template"]["spec"]["securityContext"];
+    let user = format!("{}:{}", pod_sc["runAsUser"], pod_sc["runAsGroup"]);
+    assert_eq!(directive("USER "), user);
+    assert_eq!(directive("ENTRYPOINT "), r#"["/okta-ciam-operator"]"#);
+    assert_eq!(directive("CMD "), r#"["run"]"#);
 }
