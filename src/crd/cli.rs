@@ -58,3 +58,39 @@ pub fn run(args: CrdgenArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_writes_each_crd_into_a_new_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("nested/crds");
+        run(CrdgenArgs {
+            stdout: false,
+            out_dir: out_dir.clone(),
+        })
+        .unwrap();
+        for (name, yaml) in render_crds().unwrap() {
+            assert_eq!(std::fs::read_to_string(out_dir.join(name)).unwrap(), yaml);
+            assert!(yaml.starts_with(HEADER));
+        }
+    }
+
+    #[test]
+    fn unwritable_directory_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "").unwrap();
+        let err = run(CrdgenArgs {
+            stdout: false,
+            out_dir: file.clone(),
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Write { path, .. } if *path == file),
+            "{err}"
+        );
+    }
+}
