@@ -10,4 +10,5 @@
 
 pub mod cli;
 pub mod controller;
+pub mod crd;
 pub mod emulator;
