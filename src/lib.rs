@@ -12,3 +12,4 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod emulator;
+pub mod okta;
