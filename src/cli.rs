@@ -27,6 +27,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve an emulated Okta org (Management API subset) for tests, benchmarks and demos.
     Emulator(crate::emulator::cli::EmulatorArgs),
+    /// Run the operator: watch the cluster and reconcile connectors and group memberships.
+    Run(Box<crate::controller::runtime::cli::RunArgs>),
 }
 
 /// Sets up logging on stderr. `RUST_LOG` overrides the default level.
@@ -62,6 +64,7 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Emulator(args) => crate::emulator::cli::run(args).await,
+            Command::Run(args) => Ok(crate::controller::runtime::run(*args).await?),
         }
     });
     match result {

@@ -9,5 +9,5 @@
 //! - [`cli`]: the command line.
 
 pub mod cli;
+pub mod controller;
 pub mod emulator;
-

@@ -1,0 +1,5 @@
+//! Kubernetes controllers: one reconciler per kind, plus the operator runtime.
+
+pub mod runtime;
+
+pub use runtime::controllers::run_controllers;
