@@ -44,8 +44,11 @@ fn replica(kube: &FakeKube, id: &'static str) -> Replica {
     }
 }
 
+/// Observed (replica, is-leader) changes, in order.
+type Events = Arc<Mutex<Vec<(&'static str, bool)>>>;
+
 /// Records every observed (replica, is-leader) change and flags any moment both lead.
-fn monitor(a: &Replica, b: &Replica) -> (Arc<Mutex<Vec<(&'static str, bool)>>>, Arc<Mutex<bool>>) {
+fn monitor(a: &Replica, b: &Replica) -> (Events, Arc<Mutex<bool>>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let both = Arc::new(Mutex::new(false));
     let (mut ra, mut rb) = (
