@@ -43,7 +43,8 @@ async fn probes_and_metrics_over_http() {
         ReconcileResult::Success,
         Duration::from_millis(250),
     );
-    metrics.record_okta_requests("groups", "429", 2);
+    metrics.record_okta_requests("groups", 2);
+    metrics.record_okta_responses(429, 2);
     let (status, body) = get(addr, "/metrics").await;
     assert_eq!(status, 200);
     assert!(
@@ -57,7 +58,7 @@ async fn probes_and_metrics_over_http() {
         "{body}"
     );
     assert!(
-        body.contains(r#"okta_ciam_okta_requests_total{family="groups",status="429"} 2"#),
+        body.contains(r#"okta_ciam_okta_requests_total{family="groups"} 2"#),
         "{body}"
     );
 

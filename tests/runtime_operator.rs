@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use okta_ciam_operator::controller::runtime::cli::RunArgs;
 use okta_ciam_operator::controller::runtime::{Context, Error, Operator};
+use okta_ciam_operator::okta::OktaClient;
 use runtime_support::FakeKube;
 use tokio::sync::oneshot;
 
@@ -89,7 +90,7 @@ async fn start_fails_with_a_clear_message_when_the_crds_are_missing() {
 #[tokio::test]
 async fn the_empty_controller_set_serves_probes_and_exits_cleanly_on_signal() {
     let kube = FakeKube::with_crds().await;
-    let op = Operator::<()>::start(args(&[]), kube.client())
+    let op = Operator::<OktaClient>::start(args(&[]), kube.client())
         .await
         .unwrap();
     let addr = op.metrics_addr();
@@ -123,7 +124,7 @@ async fn the_empty_controller_set_serves_probes_and_exits_cleanly_on_signal() {
     );
     let body = resp.text().await.unwrap();
     assert!(
-        body.contains("okta_ciam_okta_rate_limit_waits_total 0"),
+        body.contains("okta_ciam_okta_rate_limited_total 0"),
         "{body}"
     );
     assert!(

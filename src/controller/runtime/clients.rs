@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 
+use crate::okta::{ApiToken, ClientOptions, OktaClient, OrgDomain, SswsAuth};
+
 /// Identifies a connector: `namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectorKey {
@@ -57,7 +59,7 @@ impl fmt::Debug for TokenFingerprint {
 /// Everything a connector's client is built from, with the token reduced to its fingerprint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientSettings {
-    /// The org domain as normalised by the client (`OrgDomain`'s display form).
+    /// The org domain as normalised by the client ([`OrgDomain`]'s display form).
     pub domain: String,
     /// Fingerprint of the API token ([`ClientRegistry::fingerprint`]).
     pub token: TokenFingerprint,
@@ -87,8 +89,9 @@ struct Entry<C> {
     index: Option<AnyIndex>,
 }
 
-/// Clients and indexes of every connector. Share it as `Arc<ClientRegistry<C>>`.
-pub struct ClientRegistry<C> {
+/// Clients and indexes of every connector. Share it as `Arc<ClientRegistry>`. Generic only so
+/// its bookkeeping can be tested without HTTP clients.
+pub struct ClientRegistry<C = OktaClient> {
     entries: Mutex<HashMap<ConnectorKey, Entry<C>>>,
     hasher: RandomState,
     changes: watch::Sender<u64>,
@@ -230,6 +233,34 @@ impl<C: Clone> ClientRegistry<C> {
     /// removed; the membership reconciler waits on it for an index to appear.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+}
+
+impl ClientRegistry<OktaClient> {
+    /// The connector's Okta client for `domain`, `token` and `options`, built (or rebuilt)
+    /// only when one of them changed. Only `max_concurrency` and `budget_percent` of
+    /// `options` are compared: the other options are the operator's own and do not change
+    /// while it runs.
+    pub fn okta_client(
+        &self,
+        key: &ConnectorKey,
+        domain: &OrgDomain,
+        token: &ApiToken,
+        options: ClientOptions,
+    ) -> crate::okta::Result<(OktaClient, Obtained)> {
+        let settings = ClientSettings {
+            domain: domain.to_string(),
+            token: self.fingerprint(token.expose()),
+            max_concurrency: options.max_concurrency,
+            budget_percent: options.budget_percent,
+        };
+        self.get_or_build(key, settings, || {
+            OktaClient::new(
+                domain.clone(),
+                Arc::new(SswsAuth::new(token.clone())),
+                options,
+            )
+        })
     }
 }
 
@@ -417,6 +448,40 @@ mod tests {
         assert_ne!(reg.fingerprint(secret), reg.fingerprint("00another"));
         let shown = format!("{:?}", settings(&reg, "a.okta.com", secret));
         assert!(!shown.contains(secret), "{shown}");
+    }
+
+    #[test]
+    fn okta_clients_are_rebuilt_only_when_domain_token_or_rate_limits_change() {
+        let reg: ClientRegistry = ClientRegistry::new();
+        let key = ConnectorKey::new("ns", "corp");
+        let policy = crate::okta::DomainPolicy::default();
+        let domain = OrgDomain::parse("corp.okta.com", &policy).unwrap();
+        let other = OrgDomain::parse("other.okta.com", &policy).unwrap();
+        let token = ApiToken::new("token-1".into());
+        let get = |domain: &OrgDomain, token: &ApiToken, options: ClientOptions| {
+            reg.okta_client(&key, domain, token, options).unwrap().1
+        };
+        assert_eq!(
+            get(&domain, &token, ClientOptions::default()),
+            Obtained::Built
+        );
+        assert_eq!(
+            get(&domain, &token, ClientOptions::default()),
+            Obtained::Reused
+        );
+        let retries = ClientOptions {
+            max_retries: 1,
+            ..ClientOptions::default()
+        };
+        assert_eq!(get(&domain, &token, retries), Obtained::Reused);
+        let budget = ClientOptions {
+            budget_percent: 20,
+            ..ClientOptions::default()
+        };
+        assert_eq!(get(&domain, &token, budget.clone()), Obtained::Rebuilt);
+        let rotated = ApiToken::new("token-2".into());
+        assert_eq!(get(&domain, &rotated, budget.clone()), Obtained::Rebuilt);
+        assert_eq!(get(&other, &rotated, budget), Obtained::Rebuilt);
     }
 
     #[tokio::test]

@@ -8,12 +8,8 @@ use std::convert::Infallible;
 
 use super::Context;
 
-/// The client type the controllers share per connector. Stand-in until the Okta client lands:
-/// replaced by `crate::okta::OktaClient`.
-pub type ConnectorClient = ();
-
 /// Runs every registered controller until `ctx.shutdown` is cancelled.
-pub async fn run_controllers(ctx: Context<ConnectorClient>) -> Result<(), Infallible> {
+pub async fn run_controllers(ctx: Context) -> Result<(), Infallible> {
     tracing::warn!("no controllers are registered in this build: nothing will be reconciled");
     // An empty set has no caches, so it is synced by definition.
     ctx.readiness.set_ready();

@@ -14,6 +14,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::AtomicU64;
 
+use crate::okta::ClientStats;
+
 /// Prefix of every metric name.
 pub const METRIC_PREFIX: &str = "okta_ciam";
 
@@ -47,8 +49,12 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OktaRequestLabels {
+struct FamilyLabels {
     family: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
     status: String,
 }
 
@@ -76,8 +82,9 @@ struct Inner {
     registry: Registry,
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_duration: HistogramFamily,
-    okta_requests: Family<OktaRequestLabels, Counter>,
-    rate_limit_waits: Counter,
+    okta_requests: Family<FamilyLabels, Counter>,
+    okta_responses: Family<StatusLabels, Counter>,
+    rate_limited: Counter,
     rate_limit_wait_seconds: Counter<f64, AtomicU64>,
     last_successful_sync: Family<ConnectorLabels, Gauge<f64, AtomicU64>>,
     managed_memberships: Gauge,
@@ -113,22 +120,30 @@ impl Metrics {
             Unit::Seconds,
             reconcile_duration.clone(),
         );
-        let okta_requests = Family::<OktaRequestLabels, Counter>::default();
+        // The client counts requests per endpoint family and responses per status separately
+        // (not crossed), so they are two metrics.
+        let okta_requests = Family::<FamilyLabels, Counter>::default();
         registry.register(
             "okta_requests",
-            "HTTP requests sent to Okta, by endpoint family and response status",
+            "HTTP requests sent to Okta (retries included), by endpoint family",
             okta_requests.clone(),
         );
-        let rate_limit_waits = Counter::default();
+        let okta_responses = Family::<StatusLabels, Counter>::default();
         registry.register(
-            "okta_rate_limit_waits",
-            "Times an Okta request waited for rate-limit budget",
-            rate_limit_waits.clone(),
+            "okta_responses",
+            "HTTP responses received from Okta, by status",
+            okta_responses.clone(),
+        );
+        let rate_limited = Counter::default();
+        registry.register(
+            "okta_rate_limited",
+            "Okta 429 responses, each waited out before a retry",
+            rate_limited.clone(),
         );
         let rate_limit_wait_seconds = Counter::<f64, AtomicU64>::default();
         registry.register_with_unit(
             "okta_rate_limit_wait",
-            "Time spent waiting for Okta rate-limit budget",
+            "Time spent waiting on Okta rate limits (pacing and 429 waits)",
             Unit::Seconds,
             rate_limit_wait_seconds.clone(),
         );
@@ -150,7 +165,8 @@ impl Metrics {
                 reconciles,
                 reconcile_duration,
                 okta_requests,
-                rate_limit_waits,
+                okta_responses,
+                rate_limited,
                 rate_limit_wait_seconds,
                 last_successful_sync,
                 managed_memberships,
@@ -176,28 +192,49 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 
-    /// Adds `count` Okta requests of endpoint `family` (e.g. `users`, `groups`) that ended with
-    /// `status` (an HTTP status code, or a word such as `transport` when there was none).
-    /// Callers feed the difference between two client statistics snapshots.
-    pub fn record_okta_requests(&self, family: &str, status: &str, count: u64) {
-        if count == 0 {
-            return;
+    /// Adds `count` Okta requests to endpoint `family` (e.g. `users`, `groups`).
+    pub fn record_okta_requests(&self, family: &str, count: u64) {
+        if count > 0 {
+            self.inner
+                .okta_requests
+                .get_or_create(&FamilyLabels {
+                    family: family.to_owned(),
+                })
+                .inc_by(count);
         }
-        self.inner
-            .okta_requests
-            .get_or_create(&OktaRequestLabels {
-                family: family.to_owned(),
-                status: status.to_owned(),
-            })
-            .inc_by(count);
     }
 
-    /// Adds `count` waits for Okta rate-limit budget that lasted `waited` in total.
-    pub fn record_rate_limit_waits(&self, count: u64, waited: Duration) {
-        self.inner.rate_limit_waits.inc_by(count);
+    /// Adds `count` Okta responses with HTTP `status`.
+    pub fn record_okta_responses(&self, status: u16, count: u64) {
+        if count > 0 {
+            self.inner
+                .okta_responses
+                .get_or_create(&StatusLabels {
+                    status: status.to_string(),
+                })
+                .inc_by(count);
+        }
+    }
+
+    /// Adds `count` 429 responses and `waited` time spent on rate limits.
+    pub fn record_rate_limiting(&self, count: u64, waited: Duration) {
+        self.inner.rate_limited.inc_by(count);
         self.inner
             .rate_limit_wait_seconds
             .inc_by(waited.as_secs_f64());
+    }
+
+    /// Adds a client statistics *delta* (`now.since(&before)`) to the Okta metrics. Callers
+    /// keep the previous snapshot per client and feed only the difference, so nothing is
+    /// counted twice.
+    pub fn record_client_stats(&self, delta: &ClientStats) {
+        for (family, count) in &delta.requests_by_endpoint {
+            self.record_okta_requests(family, *count);
+        }
+        for (status, count) in &delta.requests_by_status {
+            self.record_okta_responses(*status, *count);
+        }
+        self.record_rate_limiting(delta.rate_limited, delta.rate_limit_wait);
     }
 
     /// Records that connector `namespace/name` finished a successful sync at `at`.
@@ -290,14 +327,39 @@ mod tests {
     }
 
     #[test]
-    fn okta_requests_accumulate_and_zero_adds_no_series() {
+    fn client_stats_deltas_accumulate_and_zeroes_add_no_series() {
         let m = Metrics::new();
-        m.record_okta_requests("users", "200", 3);
-        m.record_okta_requests("users", "200", 4);
-        m.record_okta_requests("groups", "429", 0);
+        let mut delta = ClientStats::default();
+        delta.requests_by_endpoint.insert("users".into(), 3);
+        delta.requests_by_endpoint.insert("groups".into(), 0);
+        delta.requests_by_status.insert(200, 2);
+        delta.requests_by_status.insert(429, 1);
+        delta.rate_limited = 1;
+        delta.rate_limit_wait = Duration::from_millis(1500);
+        m.record_client_stats(&delta);
+        m.record_client_stats(&delta);
         let text = m.encode();
-        assert!(text.contains(r#"okta_ciam_okta_requests_total{family="users",status="200"} 7"#));
+        assert!(
+            text.contains(r#"okta_ciam_okta_requests_total{family="users"} 6"#),
+            "{text}"
+        );
         assert!(!text.contains(r#"family="groups""#), "{text}");
+        assert!(
+            text.contains(r#"okta_ciam_okta_responses_total{status="200"} 4"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"okta_ciam_okta_responses_total{status="429"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("okta_ciam_okta_rate_limited_total 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("okta_ciam_okta_rate_limit_wait_seconds_total 3.0"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -317,19 +379,10 @@ mod tests {
     }
 
     #[test]
-    fn rate_limit_waits_and_memberships_are_exported() {
+    fn memberships_are_exported() {
         let m = Metrics::new();
-        m.record_rate_limit_waits(2, Duration::from_millis(1500));
         m.set_managed_memberships(42);
         let text = m.encode();
-        assert!(
-            text.contains("okta_ciam_okta_rate_limit_waits_total 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("okta_ciam_okta_rate_limit_wait_seconds_total 1.5"),
-            "{text}"
-        );
         assert!(text.contains("okta_ciam_managed_memberships 42"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }

@@ -35,6 +35,7 @@ use self::clients::ClientRegistry;
 use self::leader::{ElectionHandle, LeaderElector, Leadership};
 use self::metrics::Metrics;
 use self::server::{Liveness, MetricsServer, Readiness};
+use crate::okta::{DomainPolicy, OktaClient};
 
 /// Errors of the runtime layer.
 #[derive(Debug, thiserror::Error)]
@@ -89,26 +90,16 @@ pub enum Error {
 /// Result of the runtime layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Where the client accepts Okta org domains, from `--allow-domain` and
-/// `--insecure-loopback-http`; the connector reconciler turns it into the client's domain
-/// policy.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DomainSettings {
-    /// Extra allowed domain suffixes (lower case, no leading dot).
-    pub allowed_suffixes: Vec<String>,
-    /// Whether plain-HTTP loopback domains are accepted (tests only).
-    pub insecure_loopback_http: bool,
-}
-
-/// What every controller gets. Cheap to clone.
+/// What every controller gets. Cheap to clone. `C` is the per-connector client type: the Okta
+/// client in the operator, anything cloneable in tests of the wiring.
 #[derive(Clone)]
-pub struct Context<C> {
+pub struct Context<C = OktaClient> {
     /// The Kubernetes client.
     pub kube: kube::Client,
     /// Namespaces to watch; empty means all namespaces.
     pub namespaces: Vec<String>,
-    /// Which Okta domains connectors may name.
-    pub domains: DomainSettings,
+    /// Which Okta domains connectors may name (`--allow-domain`, `--insecure-loopback-http`).
+    pub domain_policy: DomainPolicy,
     /// Metrics to record reconciles, Okta requests and memberships in.
     pub metrics: Metrics,
     /// Okta clients and indexes per connector, shared by both reconcilers.
@@ -125,7 +116,7 @@ impl<C> std::fmt::Debug for Context<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("namespaces", &self.namespaces)
-            .field("domains", &self.domains)
+            .field("domain_policy", &self.domain_policy)
             .field("leader", &self.leadership.is_leader())
             .field("ready", &self.readiness.is_ready())
             .finish_non_exhaustive()
@@ -134,7 +125,7 @@ impl<C> std::fmt::Debug for Context<C> {
 
 /// A started operator: CRDs checked, metrics served, election joined. Call [`Operator::run`]
 /// to drive the controllers until shutdown.
-pub struct Operator<C> {
+pub struct Operator<C = OktaClient> {
     args: RunArgs,
     context: Context<C>,
     liveness: Liveness,
@@ -170,7 +161,7 @@ impl<C: Clone + Send + Sync + 'static> Operator<C> {
         let context = Context {
             kube,
             namespaces: args.watched_namespaces(),
-            domains: DomainSettings {
+            domain_policy: DomainPolicy {
                 allowed_suffixes: args.allowed_domain_suffixes(),
                 insecure_loopback_http: args.insecure_loopback_http,
             },
@@ -277,7 +268,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let kube = kube::Client::try_default()
         .await
         .map_err(Error::KubeConfig)?;
-    let operator = Operator::<controllers::ConnectorClient>::start(args, kube).await?;
+    let operator = Operator::<OktaClient>::start(args, kube).await?;
     operator
         .run(signal, crate::controller::run_controllers)
         .await
