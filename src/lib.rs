@@ -10,4 +10,4 @@
 
 pub mod cli;
 pub mod emulator;
-
+pub mod sync;
