@@ -5,6 +5,7 @@
 //! tested without servers; the I/O is in [`engine`] (Okta reads) and [`snapshot::Snapshot::write_atomic`].
 
 pub mod plan;
+pub mod progress;
 pub mod roles;
 pub mod scope;
 pub mod snapshot;
