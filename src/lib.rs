@@ -10,4 +10,5 @@
 
 pub mod cli;
 pub mod emulator;
+pub mod okta;
 pub mod sync;

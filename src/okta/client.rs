@@ -1,0 +1,520 @@
+//! The HTTP client: typed operations, lazy pagination, pacing, retries and counters.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use http::{HeaderMap, Method, header};
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use super::auth::Auth;
+use super::domain::OrgDomain;
+use super::error::{Error, OktaErrorInfo, Result};
+use super::models::{
+    CustomRole, Group, GroupQuery, OrgSetting, Permission, RoleAssignee, RoleAssignment, User,
+    UserQuery,
+};
+use super::paging;
+use super::ratelimit::{self, Action, Family, RateLimitHeaders, RateLimiter, WaitBudget};
+use super::stats::ClientStats;
+
+/// A stream of pages, fetched lazily: the next page is requested only when the stream is
+/// polled past the current one. Ends after the page without a next link.
+pub type Pages<T> = BoxStream<'static, Result<Vec<T>>>;
+
+/// Tuning of one org's client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Requests in flight at once (Okta's org-wide concurrency limit is 75).
+    pub max_concurrency: usize,
+    /// Use at most this percentage of each rate-limit bucket, leaving the rest to admins and
+    /// other integrations.
+    pub budget_percent: u8,
+    /// Retries per request after 429, 5xx, timeouts or dropped connections.
+    pub max_retries: u32,
+    /// Timeout of one HTTP attempt, body included.
+    pub request_timeout: Duration,
+    /// Longest total time one request may wait on rate limits; a longer wait fails with
+    /// [`Error::RateLimitBudgetExceeded`] instead.
+    pub max_rate_limit_wait: Duration,
+    /// First backoff delay after a 5xx, transport failure or concurrency 429.
+    pub retry_base_delay: Duration,
+    /// Cap of the backoff delay.
+    pub retry_max_delay: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            max_concurrency: 8,
+            budget_percent: 50,
+            max_retries: 5,
+            request_timeout: Duration::from_secs(30),
+            max_rate_limit_wait: Duration::from_secs(180),
+            retry_base_delay: Duration::from_millis(500),
+            retry_max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A client for one Okta org. Cheap to clone; clones share the rate-limit state, the
+/// concurrency limit and the counters, so every user of an org draws on one budget.
+#[derive(Clone)]
+pub struct OktaClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    domain: OrgDomain,
+    auth: Arc<dyn Auth>,
+    options: ClientOptions,
+    limiter: Arc<RateLimiter>,
+    in_flight: Semaphore,
+    stats: Mutex<ClientStats>,
+}
+
+impl fmt::Debug for OktaClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OktaClient")
+            .field("domain", &self.inner.domain.to_string())
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A response read in full.
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn request_id(&self) -> Option<String> {
+        self.headers
+            .get("x-okta-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::Decode {
+            message: e.to_string(),
+            request_id: self.request_id(),
+        })
+    }
+
+    /// Okta's error details from the body (when it is an Okta error object) and headers.
+    fn error_info(&self) -> OktaErrorInfo {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body {
+            error_code: Option<String>,
+            error_summary: Option<String>,
+            error_id: Option<String>,
+        }
+        let body: Option<Body> = serde_json::from_slice(&self.body).ok();
+        let body = body.unwrap_or(Body {
+            error_code: None,
+            error_summary: None,
+            error_id: None,
+        });
+        OktaErrorInfo {
+            status: self.status,
+            error_code: body.error_code,
+            error_summary: body.error_summary,
+            error_id: body.error_id,
+            request_id: self.request_id(),
+        }
+    }
+}
+
+/// Where a list endpoint keeps its items.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// A JSON array; the next page comes in the `Link` header.
+    Array,
+    /// An object with the items under this field and `_links.next.href` (the `/iam` style).
+    Field(&'static str),
+}
+
+impl OktaClient {
+    /// Builds a client for `domain`. Fails only if the TLS/HTTP stack cannot be set up.
+    pub fn new(
+        domain: OrgDomain,
+        auth: Arc<dyn Auth>,
+        options: ClientOptions,
+    ) -> Result<OktaClient> {
+        let https = domain.base_url().scheme() == "https";
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .https_only(https)
+            // Never follow redirects: they could carry the token to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(options.request_timeout)
+            .connect_timeout(options.request_timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("okta-ciam-operator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Transport {
+                message: format!("cannot build the HTTP client: {e}"),
+            })?;
+        let max_concurrency = options.max_concurrency.max(1);
+        Ok(OktaClient {
+            inner: Arc::new(Inner {
+                http,
+                limiter: RateLimiter::new(options.budget_percent),
+                in_flight: Semaphore::new(max_concurrency),
+                domain,
+                auth,
+                options,
+                stats: Mutex::new(ClientStats::default()),
+            }),
+        })
+    }
+
+    /// The org this client talks to.
+    pub fn domain(&self) -> &OrgDomain {
+        &self.inner.domain
+    }
+
+    /// Snapshot of the counters since the client was created.
+    pub fn stats(&self) -> ClientStats {
+        self.lock_stats().clone()
+    }
+
+    /// `GET /api/v1/org`; a cheap way to check the credentials.
+    pub async fn get_org(&self) -> Result<OrgSetting> {
+        self.get_one(self.url(&["org"], &[])?).await
+    }
+
+    /// `GET /api/v1/users` with `search`, `filter`, `q` and `limit`.
+    pub fn list_users(&self, query: &UserQuery) -> Pages<User> {
+        let mut params = Vec::new();
+        push_opt(&mut params, "search", &query.search);
+        push_opt(&mut params, "filter", &query.filter);
+        push_opt(&mut params, "q", &query.q);
+        push_limit(&mut params, query.limit);
+        self.pages(self.url(&["users"], &params), Shape::Array)
+    }
+
+    /// `GET /api/v1/users/{idOrLogin}`.
+    pub async fn get_user(&self, id_or_login: &str) -> Result<User> {
+        self.get_one(self.url(&["users", id(id_or_login)?], &[])?)
+            .await
+    }
+
+    /// `GET /api/v1/groups` with `search`, `filter`, `q`, `limit` and `expand=stats`.
+    pub fn list_groups(&self, query: &GroupQuery) -> Pages<Group> {
+        let mut params = Vec::new();
+        push_opt(&mut params, "search", &query.search);
+        push_opt(&mut params, "filter", &query.filter);
+        push_opt(&mut params, "q", &query.q);
+        push_limit(&mut params, query.limit);
+        if query.expand_stats {
+            params.push(("expand", "stats".to_owned()));
+        }
+        self.pages(self.url(&["groups"], &params), Shape::Array)
+    }
+
+    /// `GET /api/v1/groups/{groupId}`.
+    pub async fn get_group(&self, group_id: &str) -> Result<Group> {
+        self.get_one(self.url(&["groups", id(group_id)?], &[])?)
+            .await
+    }
+
+    /// `GET /api/v1/groups/{groupId}/users`.
+    pub fn list_group_members(&self, group_id: &str, limit: Option<u32>) -> Pages<User> {
+        let mut params = Vec::new();
+        push_limit(&mut params, limit);
+        let url = id(group_id).and_then(|g| self.url(&["groups", g, "users"], &params));
+        self.pages(url, Shape::Array)
+    }
+
+    /// `PUT /api/v1/groups/{groupId}/users/{userId}` (idempotent).
+    pub async fn add_group_member(&self, group_id: &str, user_id: &str) -> Result<()> {
+        let url = self.url(&["groups", id(group_id)?, "users", id(user_id)?], &[])?;
+        self.execute(Method::PUT, &url).await.map(drop)
+    }
+
+    /// `DELETE /api/v1/groups/{groupId}/users/{userId}`.
+    pub async fn remove_group_member(&self, group_id: &str, user_id: &str) -> Result<()> {
+        let url = self.url(&["groups", id(group_id)?, "users", id(user_id)?], &[])?;
+        self.execute(Method::DELETE, &url).await.map(drop)
+    }
+
+    /// `GET /api/v1/users/{id}/groups`.
+    pub fn list_user_groups(&self, user_id: &str) -> Pages<Group> {
+        let url = id(user_id).and_then(|u| self.url(&["users", u, "groups"], &[]));
+        self.pages(url, Shape::Array)
+    }
+
+    /// `GET /api/v1/users/{userId}/roles` (not paged).
+    pub async fn list_user_roles(&self, user_id: &str) -> Result<Vec<RoleAssignment>> {
+        self.get_one(self.url(&["users", id(user_id)?, "roles"], &[])?)
+            .await
+    }
+
+    /// `GET /api/v1/groups/{groupId}/roles` (not paged).
+    pub async fn list_group_roles(&self, group_id: &str) -> Result<Vec<RoleAssignment>> {
+        self.get_one(self.url(&["groups", id(group_id)?, "roles"], &[])?)
+            .await
+    }
+
+    /// `GET /api/v1/iam/assignees/users`: every user holding an admin role.
+    pub fn list_role_assignees(&self, limit: Option<u32>) -> Pages<RoleAssignee> {
+        let mut params = Vec::new();
+        push_limit(&mut params, limit);
+        self.pages(
+            self.url(&["iam", "assignees", "users"], &params),
+            Shape::Field("value"),
+        )
+    }
+
+    /// `GET /api/v1/iam/roles`: custom admin roles.
+    pub fn list_custom_roles(&self) -> Pages<CustomRole> {
+        self.pages(self.url(&["iam", "roles"], &[]), Shape::Field("roles"))
+    }
+
+    /// `GET /api/v1/iam/roles/{roleIdOrLabel}/permissions`.
+    pub fn list_custom_role_permissions(&self, role_id: &str) -> Pages<Permission> {
+        let url = id(role_id).and_then(|r| self.url(&["iam", "roles", r, "permissions"], &[]));
+        self.pages(url, Shape::Field("permissions"))
+    }
+
+    fn lock_stats(&self) -> std::sync::MutexGuard<'_, ClientStats> {
+        // Counters stay meaningful even if a holder panicked.
+        self.inner.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `{base}/api/v1/{segments...}?{params}`, each segment percent-encoded.
+    fn url(&self, segments: &[&str], params: &[(&str, String)]) -> Result<Url> {
+        let mut url = self.inner.domain.base_url().clone();
+        url.path_segments_mut()
+            .map_err(|()| Error::InvalidArgument {
+                message: "the org base URL cannot carry a path".into(),
+            })?
+            .pop_if_empty()
+            .extend(["api", "v1"])
+            .extend(segments);
+        if !params.is_empty() {
+            url.query_pairs_mut().extend_pairs(params);
+        }
+        Ok(url)
+    }
+
+    async fn get_one<T: DeserializeOwned>(&self, url: Url) -> Result<T> {
+        self.execute(Method::GET, &url).await?.decode()
+    }
+
+    /// Streams the pages starting at `first`, following `Link: rel="next"` and, for
+    /// object-shaped bodies, `_links.next.href`.
+    fn pages<T: DeserializeOwned + Send + 'static>(
+        &self,
+        first: Result<Url>,
+        shape: Shape,
+    ) -> Pages<T> {
+        let client = self.clone();
+        Box::pin(async_stream::try_stream! {
+            let mut next = Some(first?);
+            while let Some(url) = next.take() {
+                let reply = client.execute(Method::GET, &url).await?;
+                let header_next = paging::next_link(
+                    reply.headers.get_all(header::LINK).iter().filter_map(|v| v.to_str().ok()),
+                );
+                let (items, body_next) = match shape {
+                    Shape::Array => (reply.decode::<Vec<T>>()?, None),
+                    Shape::Field(field) => {
+                        let mut body: serde_json::Value = reply.decode()?;
+                        let body_next = body
+                            .pointer("/_links/next/href")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_owned);
+                        let items = match body.get_mut(field).map(serde_json::Value::take) {
+                            Some(v) if !v.is_null() => serde_json::from_value::<Vec<T>>(v)
+                                .map_err(|e| Error::Decode {
+                                    message: format!("{field}: {e}"),
+                                    request_id: reply.request_id(),
+                                })?,
+                            _ => Vec::new(),
+                        };
+                        (items, body_next)
+                    }
+                };
+                if let Some(link) = header_next.or(body_next) {
+                    let base = client.inner.domain.base_url();
+                    match paging::check_next(base, &url, &link) {
+                        Ok(u) => next = Some(u),
+                        Err(reason) => Err(Error::BadNextLink { link, reason })?,
+                    }
+                }
+                yield items;
+            }
+        })
+    }
+
+    /// Sends one logical request: paces on the bucket, bounds concurrency, retries 429s,
+    /// 5xx and transport failures within `max_retries` and `max_rate_limit_wait`, and maps
+    /// final error statuses to [`Error`].
+    async fn execute(&self, method: Method, url: &Url) -> Result<Reply> {
+        let inner = &self.inner;
+        let opts = &inner.options;
+        let family = Family::of_path(url.path());
+        let bucket = family.bucket();
+        let mut budget = WaitBudget {
+            waited: Duration::ZERO,
+            max: opts.max_rate_limit_wait,
+            poll: opts.request_timeout,
+        };
+        let mut retries = 0u32;
+        loop {
+            let waited_before = budget.waited;
+            let ticket = inner.limiter.acquire(bucket, &mut budget).await;
+            self.lock_stats().rate_limit_wait += budget.waited - waited_before;
+            let ticket = ticket?;
+            let permit = inner
+                .in_flight
+                .acquire()
+                .await
+                .map_err(|_| Error::Transport {
+                    message: "the client's concurrency limiter was closed".into(),
+                })?;
+            {
+                let mut stats = self.lock_stats();
+                stats.requests += 1;
+                *stats
+                    .requests_by_endpoint
+                    .entry(family.label().to_owned())
+                    .or_default() += 1;
+            }
+            let outcome = self.send_once(&method, url).await;
+            drop(permit);
+            let (delay, error, rate_limited) = match outcome {
+                Ok(reply) => {
+                    let headers = RateLimitHeaders::parse(&reply.headers);
+                    let is_429 = reply.status == 429;
+                    if let Some(h) = &headers {
+                        ticket.observe(h, is_429);
+                    }
+                    drop(ticket);
+                    {
+                        let mut stats = self.lock_stats();
+                        *stats.requests_by_status.entry(reply.status).or_default() += 1;
+                        if is_429 {
+                            stats.rate_limited += 1;
+                        }
+                    }
+                    tracing::debug!(%method, path = url.path(), status = reply.status, "okta response");
+                    match ratelimit::classify(reply.status, headers.as_ref()) {
+                        Action::Done if (200..300).contains(&reply.status) => return Ok(reply),
+                        Action::Done => return Err(Error::from_status(reply.error_info())),
+                        // The bucket's window now reads empty, so the next acquire waits for it.
+                        Action::RetryAtReset => {
+                            (Duration::ZERO, Error::from_status(reply.error_info()), true)
+                        }
+                        Action::Backoff => (
+                            self.backoff(retries),
+                            Error::from_status(reply.error_info()),
+                            is_429,
+                        ),
+                    }
+                }
+                Err(error) => {
+                    drop(ticket);
+                    (self.backoff(retries), error, false)
+                }
+            };
+            if retries >= opts.max_retries {
+                return Err(error);
+            }
+            if rate_limited && !delay.is_zero() {
+                budget.check(bucket, delay)?;
+                budget.waited += delay;
+                self.lock_stats().rate_limit_wait += delay;
+            }
+            tracing::warn!(%method, path = url.path(), retry = retries + 1, delay_ms = delay.as_millis() as u64, error = %error, "retrying Okta request");
+            tokio::time::sleep(delay).await;
+            retries += 1;
+            self.lock_stats().retries += 1;
+        }
+    }
+
+    fn backoff(&self, retries: u32) -> Duration {
+        let o = &self.inner.options;
+        ratelimit::backoff(
+            retries,
+            o.retry_base_delay,
+            o.retry_max_delay,
+            rand::random::<f64>(),
+        )
+    }
+
+    /// One HTTP attempt, body read in full so a connection dropped mid-body counts as a
+    /// transport failure (and is retried) rather than a decode error.
+    async fn send_once(&self, method: &Method, url: &Url) -> Result<Reply> {
+        let mut request = self
+            .inner
+            .http
+            .request(method.clone(), url.clone())
+            .header(header::AUTHORIZATION, self.inner.auth.authorization())
+            .header(header::ACCEPT, "application/json");
+        if *method == Method::PUT || *method == Method::POST {
+            // Okta answers 411 to a body-less PUT/POST without Content-Length: 0.
+            request = request
+                .header(header::CONTENT_LENGTH, "0")
+                .body(Vec::<u8>::new());
+        }
+        let transport = |e: reqwest::Error| Error::Transport {
+            message: describe(method, url, e),
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(transport)?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A transport error's message with its causes, naming the request by method and path only
+/// (queries may hold search expressions with personal data).
+fn describe(method: &Method, url: &Url, e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut message = format!("{method} {}: {e}", url.path());
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+/// Rejects ids that would change the request's path instead of naming an object.
+fn id(value: &str) -> Result<&str> {
+    if value.is_empty() || value == "." || value == ".." {
+        return Err(Error::InvalidArgument {
+            message: format!("{value:?} is not a valid Okta id or login"),
+        });
+    }
+    Ok(value)
+}
+
+fn push_opt(params: &mut Vec<(&'static str, String)>, name: &'static str, value: &Option<String>) {
+    if let Some(v) = value {
+        params.push((name, v.clone()));
+    }
+}
+
+fn push_limit(params: &mut Vec<(&'static str, String)>, limit: Option<u32>) {
+    if let Some(l) = limit {
+        params.push(("limit", l.to_string()));
+    }
+}

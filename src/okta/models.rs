@@ -1,0 +1,357 @@
+//! Okta Management API models, with the spec's field names. Unknown fields are ignored so
+//! that new Okta fields do not break decoding.
+
+use serde::{Deserialize, Serialize};
+
+/// The spec's standard admin role types (`RoleType` without `CUSTOM`).
+pub const STANDARD_ROLE_TYPES: &[&str] = &[
+    "ACCESS_CERTIFICATIONS_ADMIN",
+    "ACCESS_REQUESTS_ADMIN",
+    "API_ACCESS_MANAGEMENT_ADMIN",
+    "APP_ADMIN",
+    "GROUP_MEMBERSHIP_ADMIN",
+    "HELP_DESK_ADMIN",
+    "ORG_ADMIN",
+    "READ_ONLY_ADMIN",
+    "REPORT_ADMIN",
+    "SUPER_ADMIN",
+    "USER_ADMIN",
+    "WORKFLOWS_ADMIN",
+];
+
+/// An Okta user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// User id, e.g. `00u1abcd...`.
+    pub id: String,
+    /// Lifecycle status.
+    pub status: UserStatus,
+    /// Creation timestamp (RFC 3339).
+    #[serde(default)]
+    pub created: Option<String>,
+    /// Last profile or status change (RFC 3339).
+    #[serde(default)]
+    pub last_updated: Option<String>,
+    /// Profile attributes.
+    pub profile: UserProfile,
+}
+
+/// The user profile fields the operator reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserProfile {
+    /// Login (usually an email address).
+    pub login: String,
+    /// Primary email.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Secondary email.
+    #[serde(default)]
+    pub second_email: Option<String>,
+    /// Given name.
+    #[serde(default)]
+    pub first_name: Option<String>,
+    /// Family name.
+    #[serde(default)]
+    pub last_name: Option<String>,
+    /// Display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// User lifecycle status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UserStatus {
+    /// Created, not activated.
+    Staged,
+    /// Activation pending.
+    Provisioned,
+    /// Active.
+    Active,
+    /// Password reset in progress.
+    Recovery,
+    /// Password expired.
+    PasswordExpired,
+    /// Locked out.
+    LockedOut,
+    /// Suspended by an admin.
+    Suspended,
+    /// Deactivated.
+    Deprovisioned,
+    /// A status this client does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl UserStatus {
+    /// Suspended or deprovisioned users hold no effective access.
+    pub fn is_disabled(self) -> bool {
+        matches!(self, UserStatus::Suspended | UserStatus::Deprovisioned)
+    }
+}
+
+/// An Okta group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Group id, e.g. `00g1abcd...`.
+    pub id: String,
+    /// Who owns the membership.
+    #[serde(rename = "type")]
+    pub group_type: GroupType,
+    /// Name and description.
+    pub profile: GroupProfile,
+    /// `_embedded`, present with `expand=stats`.
+    #[serde(rename = "_embedded", default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<GroupEmbedded>,
+}
+
+impl Group {
+    /// Member count from `_embedded.stats.usersCount` (only with `expand=stats`).
+    pub fn users_count(&self) -> Option<u64> {
+        self.embedded.as_ref()?.stats.as_ref()?.users_count
+    }
+}
+
+/// Group profile.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupProfile {
+    /// Group name.
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Group type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GroupType {
+    /// Managed in Okta; the only type whose membership can be changed.
+    OktaGroup,
+    /// Imported from a directory or app; membership owned by the source.
+    AppGroup,
+    /// Built in, e.g. "Everyone".
+    BuiltIn,
+    /// A type this client does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// `_embedded` of a group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupEmbedded {
+    /// `stats`, with `expand=stats`.
+    #[serde(default)]
+    pub stats: Option<GroupStats>,
+}
+
+/// Group statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupStats {
+    /// Number of members.
+    #[serde(default)]
+    pub users_count: Option<u64>,
+}
+
+/// A role assignment from `/users/{id}/roles` or `/groups/{id}/roles`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignment {
+    /// Assignment id.
+    pub id: String,
+    /// Standard role type, or `CUSTOM`.
+    #[serde(rename = "type")]
+    pub role_type: String,
+    /// Role label.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// `ACTIVE` / `INACTIVE`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// `USER`, `GROUP` or `CLIENT`: how the principal got the role.
+    #[serde(default)]
+    pub assignment_type: Option<String>,
+    /// Custom role id (for `CUSTOM`).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Resource set id (for `CUSTOM`).
+    #[serde(rename = "resource-set", default)]
+    pub resource_set: Option<String>,
+    /// `_links`, e.g. `assignee`.
+    #[serde(rename = "_links", default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<RoleAssignmentLinks>,
+}
+
+impl RoleAssignment {
+    /// For a group-held assignment (`assignmentType: GROUP`), the group id from the last
+    /// path segment of `_links.assignee.href`.
+    pub fn assignee_group_id(&self) -> Option<String> {
+        if !self
+            .assignment_type
+            .as_deref()?
+            .eq_ignore_ascii_case("GROUP")
+        {
+            return None;
+        }
+        let href = &self.links.as_ref()?.assignee.as_ref()?.href;
+        let url = url::Url::parse(href).ok()?;
+        let mut segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+        let id = segments.pop()?;
+        (segments.last() == Some(&"groups")).then(|| id.to_owned())
+    }
+}
+
+/// `_links` of a role assignment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleAssignmentLinks {
+    /// The principal holding the assignment.
+    #[serde(default)]
+    pub assignee: Option<HrefObject>,
+}
+
+/// A link object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HrefObject {
+    /// The URL.
+    pub href: String,
+}
+
+/// A user holding an admin role, from `/iam/assignees/users`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleAssignee {
+    /// User id.
+    pub id: String,
+    /// ORN of the assignee.
+    #[serde(default)]
+    pub orn: Option<String>,
+}
+
+/// A custom admin role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomRole {
+    /// Role id.
+    pub id: String,
+    /// Label.
+    pub label: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A permission of a custom role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permission {
+    /// Permission label, e.g. `okta.users.read`.
+    pub label: String,
+}
+
+/// Org settings from `GET /api/v1/org`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgSetting {
+    /// Org id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Company name.
+    #[serde(default)]
+    pub company_name: Option<String>,
+    /// Org subdomain.
+    #[serde(default)]
+    pub subdomain: Option<String>,
+    /// Org status.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// Parameters of `GET /api/v1/users`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserQuery {
+    /// `search` expression (eventually consistent index; includes DEPROVISIONED users).
+    pub search: Option<String>,
+    /// `filter` expression.
+    pub filter: Option<String>,
+    /// `q` prefix match (no paging; do not use for sync).
+    pub q: Option<String>,
+    /// Page size (Okta's maximum is 200).
+    pub limit: Option<u32>,
+}
+
+/// Parameters of `GET /api/v1/groups`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupQuery {
+    /// `search` expression.
+    pub search: Option<String>,
+    /// `filter` expression.
+    pub filter: Option<String>,
+    /// `q` name prefix (no paging, at most 300 results).
+    pub q: Option<String>,
+    /// Page size.
+    pub limit: Option<u32>,
+    /// `expand=stats`, adding `_embedded.stats.usersCount`.
+    pub expand_stats: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_user_with_unknown_fields_and_status() {
+        let json = r#"{"id":"00u1","status":"SOMETHING_NEW","created":"2026-01-01T00:00:00.000Z",
+            "lastUpdated":null,"extra":{"x":1},
+            "profile":{"login":"a@x.io","email":"a@x.io","secondEmail":null,"firstName":"A","lastName":"B","mobilePhone":null},
+            "_links":{}}"#;
+        let user: User = serde_json::from_str(json).unwrap();
+        assert_eq!(user.status, UserStatus::Unknown);
+        assert_eq!(user.profile.first_name.as_deref(), Some("A"));
+        assert!(!user.status.is_disabled());
+        let s: UserStatus = serde_json::from_str(r#""PASSWORD_EXPIRED""#).unwrap();
+        assert_eq!(s, UserStatus::PasswordExpired);
+        assert!(UserStatus::Deprovisioned.is_disabled());
+    }
+
+    #[test]
+    fn decodes_group_stats() {
+        let json = r#"{"id":"00g1","type":"APP_GROUP","profile":{"name":"Eng","description":null},
+            "_embedded":{"stats":{"usersCount":7,"appsCount":0}}}"#;
+        let group: Group = serde_json::from_str(json).unwrap();
+        assert_eq!(group.group_type, GroupType::AppGroup);
+        assert_eq!(group.users_count(), Some(7));
+    }
+
+    #[test]
+    fn custom_role_assignment_and_assignee_group() {
+        let json = r#"{"id":"irb1","type":"CUSTOM","status":"ACTIVE","assignmentType":"GROUP",
+            "role":"cr0abc","resource-set":"iamXYZ","label":"Helpdesk",
+            "_links":{"assignee":{"href":"https://acme.okta.com/api/v1/groups/00gABC"}}}"#;
+        let ra: RoleAssignment = serde_json::from_str(json).unwrap();
+        assert_eq!(ra.role.as_deref(), Some("cr0abc"));
+        assert_eq!(ra.resource_set.as_deref(), Some("iamXYZ"));
+        assert_eq!(ra.assignee_group_id().as_deref(), Some("00gABC"));
+        let mut user_held = ra.clone();
+        user_held.assignment_type = Some("USER".into());
+        assert_eq!(user_held.assignee_group_id(), None);
+    }
+
+    #[test]
+    fn standard_roles_match_spec_enum() {
+        let spec = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/okta/management-openapi-2026.06.3.yaml"
+        ))
+        .unwrap();
+        let start = spec.find("\n    RoleType:\n").unwrap();
+        let section = &spec[start..];
+        let enum_at = section.find("      enum:\n").unwrap();
+        let values: Vec<&str> = section[enum_at + 12..]
+            .lines()
+            .take_while(|l| l.starts_with("        - "))
+            .map(|l| l.trim_start_matches("        - ").trim())
+            .filter(|v| *v != "CUSTOM")
+            .collect();
+        assert_eq!(values, STANDARD_ROLE_TYPES);
+    }
+}
