@@ -136,7 +136,6 @@ async fn execute(
         ..ClientOptions::default()
     };
     let config = SyncConfig {
-        domain: domain.to_string(),
         email_domains,
         group_name_filter,
         concurrency: usize::from(args.max_concurrency),

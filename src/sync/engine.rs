@@ -28,8 +28,6 @@ use crate::okta::{
 /// What a sync covers and how hard it may push.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
-    /// The org domain as reported in the snapshot (`host[:port]`).
-    pub domain: String,
     /// Users are in scope by these email domains.
     pub email_domains: EmailDomains,
     /// Groups are in scope by this name filter (all groups without one).
@@ -68,7 +66,7 @@ pub async fn sync(
     )?;
 
     let user_index: HashMap<&str, u32> = index_by_id(users.iter().map(|u| u.id.as_str()));
-    let group_index: HashMap<&str, u32> = index_by_id(groups.iter().map(|g| g.id.as_str()));
+    let group_index: HashMap<&str, u32> = index_by_id(groups.iter().map(|g| g.group.id.as_str()));
 
     let membership_plan = plan::choose_membership_plan(
         groups.iter().map(|g| g.member_count_hint()),
@@ -119,7 +117,7 @@ pub async fn sync(
     });
     let spent = client.stats().since(&before);
     let mut snapshot = Snapshot {
-        domain: config.domain.clone(),
+        domain: client.domain().to_string(),
         synced_at: jiff::Timestamp::now().to_string(),
         email_domains: config.email_domains.as_slice().to_vec(),
         group_name_filter: config

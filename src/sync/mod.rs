@@ -4,6 +4,7 @@
 //! Decisions live in pure modules ([`scope`], [`plan`], [`roles`], [`snapshot`]) that are unit
 //! tested without servers; the I/O is in [`engine`] (Okta reads) and [`snapshot::Snapshot::write_atomic`].
 
+pub mod engine;
 pub mod plan;
 pub mod progress;
 pub mod roles;
@@ -31,6 +32,9 @@ pub enum Error {
     /// A group-name filter that cannot be sent to Okta.
     #[error("invalid group name filter: {0}")]
     InvalidGroupNameFilter(&'static str),
+    /// An Okta request failed (after the client's own retries).
+    #[error("Okta: {0}")]
+    Okta(#[from] crate::okta::Error),
     /// Writing the snapshot file failed.
     #[error("cannot write the snapshot to {}: {source}", path.display())]
     Write {
