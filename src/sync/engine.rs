@@ -108,13 +108,14 @@ pub async fn sync(
             "{unusable} custom-role assignments without a role id were skipped."
         ));
     }
-    let floor = plan::request_floor(&FloorInputs {
+    let floor_inputs = FloorInputs {
         users: users.len() as u64,
         groups: groups.len() as u64,
         membership_requests: membership_plan.requests(),
+        membership_strategy: membership_plan.strategy,
         admins: admin_roles.len() as u64,
         custom_roles: custom_roles.len() as u64,
-    });
+    };
     let spent = client.stats().since(&before);
     let mut snapshot = Snapshot {
         domain: client.domain().to_string(),
@@ -144,8 +145,8 @@ pub async fn sync(
             rate_limit_wait_seconds: spent.rate_limit_wait.as_secs_f64(),
             duration_seconds: started.elapsed().as_secs_f64(),
             membership_plan: Some(membership_plan),
-            admins: admin_roles.len() as u64,
-            request_floor: floor,
+            request_floor: plan::request_floor(&floor_inputs),
+            floor_inputs,
         },
     };
     snapshot.canonicalize();

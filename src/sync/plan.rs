@@ -19,10 +19,11 @@ pub fn list_pages(items: u64, page: u32) -> u64 {
 }
 
 /// How group memberships are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum MembershipStrategy {
     /// `GET /groups/{id}/users` for each in-scope group with members.
+    #[default]
     PerGroup,
     /// `GET /users/{id}/groups` for each in-scope user (the endpoint is not paged).
     PerUser,
@@ -90,6 +91,8 @@ pub struct FloorInputs {
     pub groups: u64,
     /// Member-page requests of the cheaper membership way.
     pub membership_requests: u64,
+    /// Which way that is (it decides the rate-limit bucket those requests draw on).
+    pub membership_strategy: MembershipStrategy,
     /// Users holding an admin role (`A`, the length of `/iam/assignees/users`).
     pub admins: u64,
     /// Custom roles (`CR`), one permissions request each.
@@ -107,6 +110,47 @@ pub fn request_floor(f: &FloorInputs) -> u64 {
         + f.admins
         + 1
         + f.custom_roles
+}
+
+/// The floor's requests split by Okta rate-limit bucket (Workforce table: users list; groups
+/// list and membership calls; everything else, where `/users/{id}/groups`,
+/// `/users/{id}/roles` and `/iam/*` are assumed to count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FloorByBucket {
+    /// `GET /api/v1/users`.
+    pub users: u64,
+    /// `GET /api/v1/groups` and `/api/v1/groups/{id}/users`.
+    pub groups: u64,
+    /// Every other call.
+    pub default: u64,
+}
+
+/// Splits [`request_floor`] by bucket; the three parts add up to it.
+pub fn floor_by_bucket(f: &FloorInputs) -> FloorByBucket {
+    let (group_members, user_groups) = match f.membership_strategy {
+        MembershipStrategy::PerGroup => (f.membership_requests, 0),
+        MembershipStrategy::PerUser => (0, f.membership_requests),
+    };
+    FloorByBucket {
+        users: list_pages(f.users, USERS_PAGE),
+        groups: list_pages(f.groups, GROUPS_PAGE) + group_members,
+        default: user_groups + list_pages(f.admins, ASSIGNEES_PAGE) + f.admins + 1 + f.custom_roles,
+    }
+}
+
+/// The least time `requests` can take on a bucket allowing `limit` a `window` when a client
+/// uses only `share_percent` of it: the first window's share goes at once, and every further
+/// share needs a new window, so `(ceil(requests / share) - 1) * window`.
+pub fn rate_limit_time_floor(
+    requests: u64,
+    limit: u32,
+    share_percent: u8,
+    window: std::time::Duration,
+) -> std::time::Duration {
+    let share = (u64::from(limit) * u64::from(share_percent) / 100).max(1);
+    let windows = requests.div_ceil(share).saturating_sub(1);
+    window.saturating_mul(u32::try_from(windows).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]
@@ -145,6 +189,23 @@ mod tests {
     }
 
     #[test]
+    fn time_floor_counts_the_windows_after_the_first() {
+        let w = std::time::Duration::from_secs(60);
+        // 250 a window at 50% of 500.
+        assert_eq!(
+            rate_limit_time_floor(250, 500, 50, w),
+            std::time::Duration::ZERO
+        );
+        assert_eq!(rate_limit_time_floor(251, 500, 50, w), w);
+        assert_eq!(rate_limit_time_floor(5100, 500, 50, w), w * 20);
+        assert_eq!(rate_limit_time_floor(5100, 500, 100, w), w * 10);
+        assert_eq!(
+            rate_limit_time_floor(0, 500, 50, w),
+            std::time::Duration::ZERO
+        );
+    }
+
+    #[test]
     fn ties_go_per_group() {
         let plan = choose_membership_plan([10, 10], 2);
         assert_eq!(plan.strategy, MembershipStrategy::PerGroup);
@@ -158,10 +219,26 @@ mod tests {
             users: 2000,
             groups: 500,
             membership_requests: plan.requests(),
+            membership_strategy: plan.strategy,
             admins: 30,
             custom_roles: 4,
         };
         assert_eq!(request_floor(&f), 10 + 3 + 500 + 1 + 30 + 1 + 4);
+        let by = floor_by_bucket(&f);
+        assert_eq!(
+            by,
+            FloorByBucket {
+                users: 10,
+                groups: 503,
+                default: 36
+            }
+        );
+        assert_eq!(by.users + by.groups + by.default, request_floor(&f));
+        let per_user = FloorInputs {
+            membership_strategy: MembershipStrategy::PerUser,
+            ..f
+        };
+        assert_eq!(floor_by_bucket(&per_user).default, 536);
         // An empty org still costs one request per list.
         assert_eq!(
             request_floor(&FloorInputs::default()),

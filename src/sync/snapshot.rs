@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::MembershipPlan;
+use super::plan::{FloorInputs, MembershipPlan};
 use super::{Error, Result};
 
 /// An org's access state as seen through a connector's filters.
@@ -165,8 +165,9 @@ pub struct SyncStats {
     pub duration_seconds: f64,
     /// How memberships were read and what each way would have cost.
     pub membership_plan: Option<MembershipPlan>,
-    /// Users holding admin roles (`/iam/assignees/users`).
-    pub admins: u64,
+    /// What the request floor was computed from.
+    #[serde(default)]
+    pub floor_inputs: FloorInputs,
     /// The fewest requests any client could make for this snapshot (see `plan::request_floor`).
     pub request_floor: u64,
 }
