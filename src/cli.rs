@@ -27,6 +27,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve an emulated Okta org (Management API subset) for tests, benchmarks and demos.
     Emulator(crate::emulator::cli::EmulatorArgs),
+    /// Sync an org's users, groups and roles in scope into a snapshot file (`--demo`: against
+    /// a built-in emulated org).
+    Sync(crate::sync::cli::SyncArgs),
 }
 
 /// Sets up logging on stderr. `RUST_LOG` overrides the default level.
@@ -62,6 +65,7 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Emulator(args) => crate::emulator::cli::run(args).await,
+            Command::Sync(args) => crate::sync::cli::run(args).await,
         }
     });
     match result {

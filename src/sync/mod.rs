@@ -4,6 +4,7 @@
 //! Decisions live in pure modules ([`scope`], [`plan`], [`roles`], [`snapshot`]) that are unit
 //! tested without servers; the I/O is in [`engine`] (Okta reads) and [`snapshot::Snapshot::write_atomic`].
 
+pub mod cli;
 pub mod engine;
 pub mod plan;
 pub mod progress;
