@@ -17,6 +17,7 @@ const BULK: usize = 1100;
 const TEAMS: usize = 320;
 
 /// The adversarial org. Users in scope for `example.com,company.com` are marked `in`.
+/// Short rate-limit windows let repeated syncs pace without waiting a whole minute.
 fn fixture() -> Fixture {
     let mut y = String::from("tokens: [test-token]\nusers:\n");
     for line in [
@@ -78,7 +79,8 @@ fn fixture() -> Fixture {
          \x20 - {user: judy@company.com, customRole: Auditor, resourceSet: Audit Set}\n\
          \x20 - {group: Platform Engineering, role: HELP_DESK_ADMIN}\n\
          \x20 - {group: Platform Engineering, customRole: Helpdesk Lite, resourceSet: Support}\n\
-         \x20 - {group: Sales, role: APP_ADMIN}\n",
+         \x20 - {group: Sales, role: APP_ADMIN}\n\
+         rateLimits: {windowSeconds: 2}\n",
     );
     Fixture::from_yaml(&y).expect("fixture parses")
 }
