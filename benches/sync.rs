@@ -84,7 +84,12 @@ impl Emulator {
         );
         let mut child = Command::new(BIN)
             .args(["emulator", "--listen", "127.0.0.1:0", "--generate", &spec])
-            .args(["--seed", "1", "--rate-limit-window-seconds", &window.to_string()])
+            .args([
+                "--seed",
+                "1",
+                "--rate-limit-window-seconds",
+                &window.to_string(),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -185,6 +190,9 @@ fn run(size: &Size, window_secs: u64, dir: &Path) {
     let log = dir.join(format!("sync-{}.log", size.name));
     let domain = emulator.url.trim_start_matches("http://").to_string();
     let started = Instant::now();
+    // Reaped by `wait_with_rusage` (wait4), which std's `Child::wait` cannot replace because
+    // it does not return the child's resource usage.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(BIN)
         .args(["sync", "--domain", &domain, "--insecure-loopback-http"])
         .args(["--email-domains", IN_SCOPE, "--output"])

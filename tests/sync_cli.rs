@@ -31,7 +31,11 @@ fn stderr_lines(out: &Output) -> Vec<String> {
 fn demo_syncs_the_embedded_org_into_snapshot_json() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(&["sync", "--demo"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("memberships"), "{stdout}");
     let s = Snapshot::read(&dir.path().join("snapshot.json")).unwrap();
@@ -39,13 +43,35 @@ fn demo_syncs_the_embedded_org_into_snapshot_json() {
     assert_eq!(s.group_name_filter.as_deref(), Some("eng"));
     assert!(!s.users.is_empty());
     assert!(s.users.iter().all(|u| {
-        let d = u.login.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
-        let e = u.email.as_deref().and_then(|e| e.rsplit_once('@')).map(|(_, d)| d.to_ascii_lowercase());
-        [d, e].into_iter().flatten().any(|d| d == "example.com" || d == "example.org")
+        let d = u
+            .login
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase());
+        let e = u
+            .email
+            .as_deref()
+            .and_then(|e| e.rsplit_once('@'))
+            .map(|(_, d)| d.to_ascii_lowercase());
+        [d, e]
+            .into_iter()
+            .flatten()
+            .any(|d| d == "example.com" || d == "example.org")
     }));
-    assert!(s.groups.iter().all(|g| g.name.to_lowercase().contains("eng")));
-    assert!(s.grants.iter().any(|g| g.kind == GrantKind::GroupMembership));
-    assert!(s.grants.iter().any(|g| g.principal_type == PrincipalType::Group));
+    assert!(
+        s.groups
+            .iter()
+            .all(|g| g.name.to_lowercase().contains("eng"))
+    );
+    assert!(
+        s.grants
+            .iter()
+            .any(|g| g.kind == GrantKind::GroupMembership)
+    );
+    assert!(
+        s.grants
+            .iter()
+            .any(|g| g.principal_type == PrincipalType::Group)
+    );
     assert_eq!(s.stats.rate_limited, 0);
 }
 
@@ -62,7 +88,10 @@ fn missing_domain_fails_with_one_line() {
 #[test]
 fn empty_email_domains_fail_instead_of_meaning_everyone() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(&["sync", "--domain", "acme.okta.com", "--email-domains", ""], dir.path());
+    let out = run(
+        &["sync", "--domain", "acme.okta.com", "--email-domains", ""],
+        dir.path(),
+    );
     assert!(!out.status.success());
     let lines = stderr_lines(&out);
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -73,7 +102,13 @@ fn empty_email_domains_fail_instead_of_meaning_everyone() {
 fn a_domain_outside_okta_fails_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(
-        &["sync", "--domain", "intranet.corp.example", "--email-domains", "example.com"],
+        &[
+            "sync",
+            "--domain",
+            "intranet.corp.example",
+            "--email-domains",
+            "example.com",
+        ],
         dir.path(),
     );
     assert!(!out.status.success());

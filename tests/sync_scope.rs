@@ -64,7 +64,11 @@ fn fixture() -> Fixture {
     ));
     for i in 0..TEAMS {
         // Odd teams have Judy; even ones are empty (skipped by the member reads).
-        let members = if i % 2 == 1 { "[judy@company.com]" } else { "[]" };
+        let members = if i % 2 == 1 {
+            "[judy@company.com]"
+        } else {
+            "[]"
+        };
         y.push_str(&format!(
             "  - {{name: Team eng {i:03}, type: OKTA_GROUP, members: {members}}}\n"
         ));
@@ -86,14 +90,22 @@ fn fixture() -> Fixture {
 }
 
 fn uid(h: &EmulatorHandle, login: &str) -> String {
-    h.user_id(login).unwrap_or_else(|| panic!("no user {login}"))
+    h.user_id(login)
+        .unwrap_or_else(|| panic!("no user {login}"))
 }
 
 fn gid(h: &EmulatorHandle, name: &str) -> String {
-    h.group_id(name).unwrap_or_else(|| panic!("no group {name}"))
+    h.group_id(name)
+        .unwrap_or_else(|| panic!("no group {name}"))
 }
 
-fn role_grant(kind: GrantKind, pt: PrincipalType, who: &str, target: &str, set: Option<&str>) -> Grant {
+fn role_grant(
+    kind: GrantKind,
+    pt: PrincipalType,
+    who: &str,
+    target: &str,
+    set: Option<&str>,
+) -> Grant {
     Grant {
         kind,
         principal_type: pt,
@@ -105,7 +117,11 @@ fn role_grant(kind: GrantKind, pt: PrincipalType, who: &str, target: &str, set: 
 
 /// The custom-role id and resource set of the one `CUSTOM` assignment a principal holds,
 /// read from Okta's own per-principal role lists.
-async fn custom_assignment(client: &OktaClient, user: Option<&str>, group: Option<&str>) -> (String, String) {
+async fn custom_assignment(
+    client: &OktaClient,
+    user: Option<&str>,
+    group: Option<&str>,
+) -> (String, String) {
     let roles = match (user, group) {
         (Some(u), _) => client.list_user_roles(u).await.unwrap(),
         (_, Some(g)) => client.list_group_roles(g).await.unwrap(),
@@ -113,9 +129,15 @@ async fn custom_assignment(client: &OktaClient, user: Option<&str>, group: Optio
     };
     let custom = roles
         .into_iter()
-        .find(|r| r.role_type == "CUSTOM" && (group.is_some() || r.assignment_type.as_deref() == Some("USER")))
+        .find(|r| {
+            r.role_type == "CUSTOM"
+                && (group.is_some() || r.assignment_type.as_deref() == Some("USER"))
+        })
         .expect("a custom assignment");
-    (custom.role.expect("role id"), custom.resource_set.expect("resource set"))
+    (
+        custom.role.expect("role id"),
+        custom.resource_set.expect("resource set"),
+    )
 }
 
 fn memberships(s: &Snapshot) -> BTreeSet<(String, String)> {
@@ -163,11 +185,15 @@ async fn filtered_sync_applies_every_scoping_rule() {
     assert_eq!(by_login("alice@Example.COM").display_name, "Alice Adams");
 
     // Groups: name contains "eng" anywhere, any case, any type, more than 300 of them.
-    let mut expected_groups: BTreeSet<String> =
-        ["Platform Engineering", "ENG-Ops", "Strength", "Big Engineering"]
-            .iter()
-            .map(|n| gid(&h, n))
-            .collect();
+    let mut expected_groups: BTreeSet<String> = [
+        "Platform Engineering",
+        "ENG-Ops",
+        "Strength",
+        "Big Engineering",
+    ]
+    .iter()
+    .map(|n| gid(&h, n))
+    .collect();
     expected_groups.extend((0..TEAMS).map(|i| gid(&h, &format!("Team eng {i:03}"))));
     let got_groups: BTreeSet<String> = s.groups.iter().map(|g| g.id.clone()).collect();
     assert_eq!(got_groups, expected_groups);
@@ -187,7 +213,10 @@ async fn filtered_sync_applies_every_scoping_rule() {
         expected_members.insert((uid(&h, &format!("bulk{i}@example.com")), big.clone()));
     }
     for i in (1..TEAMS).step_by(2) {
-        expected_members.insert((uid(&h, "judy@company.com"), gid(&h, &format!("Team eng {i:03}"))));
+        expected_members.insert((
+            uid(&h, "judy@company.com"),
+            gid(&h, &format!("Team eng {i:03}")),
+        ));
     }
     assert_eq!(memberships(&s), expected_members);
 
@@ -200,10 +229,22 @@ async fn filtered_sync_applies_every_scoping_rule() {
     use GrantKind::*;
     use PrincipalType::*;
     let expected_roles: BTreeSet<Grant> = [
-        role_grant(RoleAssignment, User, &uid(&h, "alice@Example.COM"), "ORG_ADMIN", None),
+        role_grant(
+            RoleAssignment,
+            User,
+            &uid(&h, "alice@Example.COM"),
+            "ORG_ADMIN",
+            None,
+        ),
         role_grant(RoleAssignment, Group, &pe, "HELP_DESK_ADMIN", None),
         role_grant(CustomRoleAssignment, Group, &pe, &lite, Some(&support)),
-        role_grant(CustomRoleAssignment, User, &judy, &auditor, Some(&audit_set)),
+        role_grant(
+            CustomRoleAssignment,
+            User,
+            &judy,
+            &auditor,
+            Some(&audit_set),
+        ),
     ]
     .into_iter()
     .collect();
@@ -213,8 +254,14 @@ async fn filtered_sync_applies_every_scoping_rule() {
     // Custom roles with permissions; every standard role type.
     let lite_role = s.custom_roles.iter().find(|r| r.id == lite).unwrap();
     assert_eq!(lite_role.label, "Helpdesk Lite");
-    assert_eq!(lite_role.permissions, ["okta.groups.read", "okta.users.read"]);
-    assert_eq!(s.roles.len(), okta_ciam_operator::okta::STANDARD_ROLE_TYPES.len());
+    assert_eq!(
+        lite_role.permissions,
+        ["okta.groups.read", "okta.users.read"]
+    );
+    assert_eq!(
+        s.roles.len(),
+        okta_ciam_operator::okta::STANDARD_ROLE_TYPES.len()
+    );
 
     // The cheaper membership way was chosen: 165 member pages versus 1106 users.
     let plan = s.stats.membership_plan.unwrap();
@@ -255,7 +302,11 @@ async fn few_users_read_memberships_per_user_and_keep_group_roles_of_all_groups(
     assert!(targets.contains(&(PrincipalType::Group, pe.clone(), "HELP_DESK_ADMIN".into())));
     assert_eq!(targets.len(), 4, "{targets:?}");
     // Nothing about users outside company.com.
-    assert!(s.grants.iter().all(|g| g.principal_type == PrincipalType::Group || g.principal_id == judy));
+    assert!(
+        s.grants
+            .iter()
+            .all(|g| g.principal_type == PrincipalType::Group || g.principal_id == judy)
+    );
     h.shutdown().await;
 }
 

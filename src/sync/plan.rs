@@ -239,10 +239,7 @@ mod tests {
             ..f
         };
         assert_eq!(floor_by_bucket(&per_user).default, 536);
-        // An empty org still costs one request per list.
-        assert_eq!(
-            request_floor(&FloorInputs::default()),
-            1 + 1 + 0 + 1 + 0 + 1 + 0
-        );
+        // An empty org still costs one request for each of the four lists.
+        assert_eq!(request_floor(&FloorInputs::default()), 4);
     }
 }
