@@ -5,6 +5,25 @@
 //! - [`client`]: typed operations, lazy pagination, pacing, retries.
 //! - [`models`]: serde models with the spec's field names.
 //! - [`stats`]: request counters.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use futures::TryStreamExt;
+//! use okta_ciam_operator::okta::*;
+//!
+//! let domain = OrgDomain::parse("acme.okta.com", &DomainPolicy::default())?;
+//! let auth = Arc::new(SswsAuth::new(ApiToken::new(std::env::var("OKTA_API_TOKEN")?)));
+//! let client = OktaClient::new(domain, auth, ClientOptions::default())?;
+//! client.get_org().await?; // validates the credentials
+//! let query = UserQuery { search: Some(r#"profile.email co "@example.com""#.into()), limit: Some(200), ..Default::default() };
+//! let mut pages = client.list_users(&query);
+//! while let Some(page) = pages.try_next().await? {
+//!     for user in page { println!("{}", user.profile.login); }
+//! }
+//! println!("{:?}", client.stats());
+//! # Ok(()) }
+//! ```
 
 pub mod auth;
 pub mod client;

@@ -56,8 +56,10 @@ mod tests {
 
     #[test]
     fn since_subtracts() {
-        let mut a = ClientStats::default();
-        a.requests = 3;
+        let mut a = ClientStats {
+            requests: 3,
+            ..ClientStats::default()
+        };
         a.requests_by_endpoint.insert("users".into(), 3);
         a.requests_by_status.insert(200, 3);
         let mut b = a.clone();
