@@ -1,5 +1,6 @@
 //! Kubernetes controllers: one reconciler per kind, the decisions they drive, and the operator runtime.
 
+pub mod connector;
 pub mod membership;
 pub mod runtime;
 

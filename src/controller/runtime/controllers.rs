@@ -1,18 +1,27 @@
 //! The set of controllers `run` drives.
-//!
-//! No reconciler is registered yet: the connector and membership reconcilers are added here
-//! by their own changes. Until then the set is empty, which is reported honestly: nothing has
-//! caches to sync, so the process is ready at once, and it only waits for shutdown.
 
 use std::convert::Infallible;
 
+use tokio::sync::oneshot;
+
 use super::Context;
 
-/// Runs every registered controller until `ctx.shutdown` is cancelled.
+/// Runs every registered controller until `ctx.shutdown` is cancelled, and marks the process
+/// ready once every controller's caches are synced.
 pub async fn run_controllers(ctx: Context) -> Result<(), Infallible> {
-    tracing::warn!("no controllers are registered in this build: nothing will be reconciled");
-    // An empty set has no caches, so it is synced by definition.
-    ctx.readiness.set_ready();
-    ctx.shutdown.cancelled().await;
+    let (connector_synced, connector_synced_rx) = oneshot::channel();
+    let readiness = ctx.readiness.clone();
+    let ready = async move {
+        // JOIN POINT (membership): await the membership controller's own "caches synced"
+        // signal here too before setting readiness.
+        if connector_synced_rx.await.is_ok() {
+            readiness.set_ready();
+        }
+    };
+    tokio::join!(
+        crate::controller::connector::run(ctx.clone(), connector_synced),
+        // JOIN POINT (membership): add `crate::controller::membership::reconcile::run(ctx)`.
+        ready,
+    );
     Ok(())
 }

@@ -1,0 +1,586 @@
+//! The I/O half of the connector reconciler: watches, Secret reads, Okta calls, status writes
+//! and Events. Decisions are delegated to [`super::decide`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt, future};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::core::PartialObjectMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use tokio::sync::oneshot;
+
+use super::decide::{self, EventKind, Outcome, PlannedEvent, SyncReport};
+use super::index::{self, ConnectorFacts, ConnectorIndex};
+use super::{Error, KIND, Result};
+use crate::controller::runtime::Context;
+use crate::controller::runtime::clients::{ConnectorKey, Obtained};
+use crate::controller::runtime::metrics::ReconcileResult;
+use crate::crd::condition::is_true;
+use crate::crd::{ConditionType, ConnectorReason, FIELD_MANAGER, OktaCiamConnector, ValidConnectorSpec};
+use crate::okta::{ApiToken, ClientStats, OktaClient, OrgDomain};
+use crate::sync::engine::{SyncConfig, sync};
+use crate::sync::progress::NoProgress;
+use crate::sync::scope::{EmailDomains, GroupNameFilter};
+
+/// Shared by every reconcile of one operator process.
+struct State {
+    ctx: Context,
+    recorder: Recorder,
+    /// Consecutive transient failures per connector, for back-off.
+    failures: Mutex<HashMap<ConnectorKey, u32>>,
+    /// Client counters already exported as metrics, per connector.
+    exported: Mutex<HashMap<ConnectorKey, ClientStats>>,
+}
+
+impl State {
+    fn failures(&self, key: &ConnectorKey, failed: bool) -> u32 {
+        let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if failed {
+            let n = map.entry(key.clone()).or_default();
+            *n = n.saturating_add(1);
+            *n
+        } else {
+            map.remove(key);
+            0
+        }
+    }
+
+    /// Exports the requests `client` made since the last export (by any user of the shared
+    /// client, the membership reconciler included, so they are counted exactly once here).
+    fn export_stats(&self, key: &ConnectorKey, client: &OktaClient) {
+        let now = client.stats();
+        let mut map = self.exported.lock().unwrap_or_else(PoisonError::into_inner);
+        let delta = now.since(map.get(key).unwrap_or(&ClientStats::default()));
+        self.ctx.metrics.record_client_stats(&delta);
+        map.insert(key.clone(), now);
+    }
+
+    fn forget(&self, key: &ConnectorKey) {
+        if self.ctx.clients.remove(key) {
+            tracing::info!(connector = %key, "connector deleted: dropped its Okta client and index");
+        }
+        self.ctx.metrics.remove_connector(&key.namespace, &key.name);
+        self.exported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+fn key_of(obj: &OktaCiamConnector) -> Result<ConnectorKey> {
+    let ns = obj
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
+    Ok(ConnectorKey::new(ns, obj.name_any()))
+}
+
+/// Runs the connector controller in every watched namespace (all when `ctx.namespaces` is
+/// empty) until `ctx.shutdown` is cancelled. `caches_synced` fires once every connector cache
+/// has been listed, for the runtime's readiness.
+pub async fn run(ctx: Context, caches_synced: oneshot::Sender<()>) {
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_owned(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let state = Arc::new(State {
+        recorder: Recorder::new(ctx.kube.clone(), reporter),
+        ctx: ctx.clone(),
+        failures: Mutex::default(),
+        exported: Mutex::default(),
+    });
+    let scopes: Vec<Option<String>> = if ctx.namespaces.is_empty() {
+        vec![None]
+    } else {
+        ctx.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut readers = Vec::new();
+    let mut controllers = Vec::new();
+    for scope in scopes {
+        let (reader, fut) = controller(scope, state.clone());
+        readers.push(reader);
+        controllers.push(fut);
+    }
+    let synced = async move {
+        if future::try_join_all(readers.iter().map(Store::wait_until_ready))
+            .await
+            .is_ok()
+        {
+            tracing::info!("connector caches synced");
+            let _ = caches_synced.send(());
+        }
+    };
+    futures::join!(future::join_all(controllers), synced);
+}
+
+/// One controller over one namespace (or all), and its connector cache.
+fn controller(
+    scope: Option<String>,
+    state: Arc<State>,
+) -> (
+    Store<OktaCiamConnector>,
+    impl std::future::Future<Output = ()>,
+) {
+    let client = state.ctx.kube.clone();
+    // Secrets are watched by metadata only, so no token passes through the watch.
+    let (connectors, secrets): (Api<OktaCiamConnector>, Api<PartialObjectMeta<Secret>>) = match &scope {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let (reader, writer) = reflector::store();
+    let cleanup = state.clone();
+    let cleanup_reader = reader.clone();
+    let stream = watcher(connectors, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .inspect_ok(move |event| match event {
+            watcher::Event::Delete(obj) => {
+                if let Ok(key) = key_of(obj) {
+                    cleanup.forget(&key);
+                }
+            }
+            // A relist: drop what was deleted while the watch was down.
+            watcher::Event::InitDone => {
+                let live: Vec<ConnectorKey> = cleanup_reader
+                    .state()
+                    .iter()
+                    .filter_map(|c| key_of(c).ok())
+                    .collect();
+                for key in cleanup.ctx.clients.keys() {
+                    let in_scope = scope.as_ref().is_none_or(|ns| *ns == key.namespace);
+                    if in_scope && !live.contains(&key) {
+                        cleanup.forget(&key);
+                    }
+                }
+            }
+            _ => {}
+        })
+        .applied_objects();
+    let mapper_reader = reader.clone();
+    let secret_events = watcher(secrets, watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
+    let leadership = state.ctx.leadership.clone();
+    let gained = async_stream::stream! {
+        let mut rx = leadership.subscribe();
+        while rx.changed().await.is_ok() {
+            if *rx.borrow_and_update() {
+                yield ();
+            }
+        }
+    };
+    let shutdown = state.ctx.shutdown.clone();
+    let fut = Controller::for_stream(stream, reader.clone())
+        .watches_stream(secret_events, move |secret| {
+            let ns = secret.namespace();
+            let name = secret.name_any();
+            mapper_reader
+                .state()
+                .into_iter()
+                .filter(|c| c.namespace() == ns && c.spec.token_secret_ref.name == name)
+                .map(|c| ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        })
+        .reconcile_all_on(gained)
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, state)
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connector controller event");
+            }
+            future::ready(())
+        });
+    (reader, fut)
+}
+
+fn error_policy(obj: Arc<OktaCiamConnector>, error: &Error, state: Arc<State>) -> Action {
+    let failures = key_of(&obj).map_or(1, |key| state.failures(&key, true));
+    let delay = decide::backoff(failures);
+    tracing::warn!(connector = %obj.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn reconcile(obj: Arc<OktaCiamConnector>, state: Arc<State>) -> Result<Action> {
+    // Only the leader reads Okta or writes; gaining leadership reconciles everything again.
+    let Some(term) = state.ctx.leadership.current_term() else {
+        return Ok(Action::await_change());
+    };
+    let started = Instant::now();
+    let result = tokio::select! {
+        r = reconcile_as_leader(&obj, &state, &term) => r,
+        () = term.cancelled() => Ok(Action::await_change()),
+    };
+    let label = if result.is_ok() {
+        ReconcileResult::Success
+    } else {
+        ReconcileResult::Error
+    };
+    state
+        .ctx
+        .metrics
+        .record_reconcile(KIND, label, started.elapsed());
+    result
+}
+
+/// What the pipeline found, plus what the decisions around it need.
+struct Evaluation {
+    outcome: Outcome,
+    credentials_changed: bool,
+    client: Option<OktaClient>,
+    /// Facts of a valid spec (readiness still to be set from the outcome).
+    facts: Option<ConnectorFacts>,
+    /// `spec.syncInterval` of a valid spec.
+    interval: Option<std::time::Duration>,
+}
+
+impl Evaluation {
+    fn with(self, outcome: Outcome) -> Self {
+        Evaluation { outcome, ..self }
+    }
+}
+
+/// The spec in the forms the client and the sync take.
+struct Prepared {
+    valid: ValidConnectorSpec,
+    domain: OrgDomain,
+    email_domains: EmailDomains,
+    group_name_filter: Option<GroupNameFilter>,
+}
+
+fn prepare(obj: &OktaCiamConnector, state: &State) -> std::result::Result<Prepared, String> {
+    let valid = obj.spec.validate().map_err(|e| e.to_string())?;
+    let domain = OrgDomain::parse(&valid.domain, &state.ctx.domain_policy)
+        .map_err(|e| format!("invalid spec: domain: {e}"))?;
+    let email_domains = EmailDomains::new(&valid.email_domains)
+        .map_err(|e| format!("invalid spec: emailDomains: {e}"))?;
+    let group_name_filter = match &valid.group_name_filter {
+        Some(f) => {
+            GroupNameFilter::new(f).map_err(|e| format!("invalid spec: groupNameFilter: {e}"))?
+        }
+        None => None,
+    };
+    Ok(Prepared {
+        valid,
+        domain,
+        email_domains,
+        group_name_filter,
+    })
+}
+
+/// Reads the token from the Secret, or says why it cannot.
+async fn read_token(
+    state: &State,
+    obj: &OktaCiamConnector,
+    namespace: &str,
+) -> Result<std::result::Result<ApiToken, Outcome>> {
+    let reference = &obj.spec.token_secret_ref;
+    let secrets: Api<Secret> = Api::namespaced(state.ctx.kube.clone(), namespace);
+    let secret = secrets
+        .get_opt(&reference.name)
+        .await
+        .map_err(|source| Error::ReadSecret {
+            namespace: namespace.to_owned(),
+            name: reference.name.clone(),
+            source,
+        })?;
+    let Some(secret) = secret else {
+        return Ok(Err(Outcome::SecretNotFound {
+            secret: reference.name.clone(),
+        }));
+    };
+    // Tokens pasted with `echo` carry a newline; Okta tokens never contain whitespace.
+    let token = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&reference.key))
+        .and_then(|v| std::str::from_utf8(&v.0).ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| ApiToken::new(t.to_owned()));
+    Ok(token.ok_or_else(|| Outcome::SecretKeyMissing {
+        secret: reference.name.clone(),
+        key: reference.key.clone(),
+    }))
+}
+
+async fn evaluate(
+    obj: &OktaCiamConnector,
+    state: &State,
+    key: &ConnectorKey,
+    now: Timestamp,
+) -> Result<Evaluation> {
+    let prepared = match prepare(obj, state) {
+        Ok(p) => p,
+        Err(message) => {
+            return Ok(Evaluation {
+                outcome: Outcome::InvalidSpec { message },
+                credentials_changed: false,
+                client: None,
+                facts: None,
+                interval: None,
+            });
+        }
+    };
+    let interval = Some(prepared.valid.sync_interval);
+    let facts = ConnectorFacts {
+        ready: false,
+        provisioning: obj.spec.provisioning,
+        suspended: obj.spec.suspend,
+        email_domains: prepared.email_domains.clone(),
+        group_name_filter: prepared.group_name_filter.clone(),
+        generation: obj.metadata.generation,
+    };
+    if let Some(ix) = index::lookup(&state.ctx.clients, key)
+        && !ix.same_scope(&facts)
+    {
+        tracing::info!(connector = %key, "email domains or group filter changed: index dropped");
+        state.ctx.clients.invalidate_index(key);
+    }
+    let done = Evaluation {
+        outcome: Outcome::UpToDate,
+        credentials_changed: false,
+        client: None,
+        facts: Some(facts.clone()),
+        interval,
+    };
+    if obj.spec.suspend {
+        return Ok(done.with(Outcome::Suspended));
+    }
+    let token = match read_token(state, obj, &key.namespace).await? {
+        Ok(token) => token,
+        Err(outcome) => return Ok(done.with(outcome)),
+    };
+    let options = decide::client_options(&prepared.valid.rate_limit);
+    let concurrency = options.max_concurrency;
+    let (client, obtained) =
+        match state
+            .ctx
+            .clients
+            .okta_client(key, &prepared.domain, &token, options)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(done.with(Outcome::OktaFailed {
+                    reason: decide::classify_okta(&e),
+                    message: e.to_string(),
+                    sync_started: None,
+                }));
+            }
+        };
+    drop(token);
+    if obtained != Obtained::Reused {
+        // A new client counts from zero.
+        state
+            .exported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+    let credentials_changed = obtained == Obtained::Rebuilt;
+    let done = Evaluation {
+        credentials_changed,
+        client: Some(client.clone()),
+        ..done
+    };
+    let status = obj.status.as_ref();
+    let credentials_known = status.is_some_and(|s| is_true(&s.conditions, ConditionType::CredentialsValid));
+    if obtained != Obtained::Reused || !credentials_known {
+        if let Err(e) = client.get_org().await {
+            return Ok(done.with(Outcome::OktaFailed {
+                reason: decide::classify_okta(&e),
+                message: e.to_string(),
+                sync_started: None,
+            }));
+        }
+    }
+    let due = decide::sync_due(
+        status,
+        obj.metadata.generation,
+        prepared.valid.sync_interval,
+        now,
+        credentials_changed,
+    ) || index::lookup(&state.ctx.clients, key).is_none();
+    if !due {
+        return Ok(done.with(Outcome::UpToDate));
+    }
+    let config = SyncConfig {
+        email_domains: prepared.email_domains,
+        group_name_filter: prepared.group_name_filter,
+        concurrency,
+    };
+    let started_at = Timestamp::now();
+    let clock = Instant::now();
+    tracing::info!(connector = %key, "sync started");
+    let result = sync_on_blocking_thread(client.clone(), config).await;
+    match result {
+        None => Ok(done.with(Outcome::OktaFailed {
+            reason: ConnectorReason::SyncFailed,
+            message: "the sync task stopped before finishing".to_owned(),
+            sync_started: Some((started_at, clock.elapsed().as_secs_f64())),
+        })),
+        Some(Ok(snapshot)) => {
+            let finished_at = Timestamp::now();
+            let report = SyncReport {
+                started_at,
+                finished_at,
+                duration_seconds: clock.elapsed().as_secs_f64(),
+                counts: decide::counts(&snapshot),
+                okta: decide::okta_stats(&snapshot),
+            };
+            let ready = ConnectorFacts {
+                ready: true,
+                ..facts.clone()
+            };
+            let ix = ConnectorIndex::build(snapshot, ready, finished_at);
+            state.ctx.clients.set_index(key, Arc::new(ix));
+            state.ctx.metrics.set_last_successful_sync(
+                &key.namespace,
+                &key.name,
+                std::time::SystemTime::now(),
+            );
+            tracing::info!(connector = %key, users = report.counts.users, groups = report.counts.groups, "sync finished");
+            Ok(done.with(Outcome::Synced(report)))
+        }
+        Some(Err(e)) => {
+            let started = Some((started_at, clock.elapsed().as_secs_f64()));
+            Ok(done.with(Outcome::OktaFailed {
+                reason: decide::classify_sync(&e),
+                message: e.to_string(),
+                sync_started: started,
+            }))
+        }
+    }
+}
+
+/// Runs the sync on a blocking-pool thread, driven there by the runtime's handle. The engine's
+/// future cannot be proven `Send` (its stream combinators borrow with higher-ranked lifetimes,
+/// a known compiler limitation), and the controller needs `Send` reconcile futures; this keeps
+/// the engine untouched. Dropping the returned future cancels the sync. `None` means the sync
+/// task was cancelled or panicked.
+async fn sync_on_blocking_thread(
+    client: OktaClient,
+    config: SyncConfig,
+) -> Option<crate::sync::Result<crate::sync::snapshot::Snapshot>> {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let _cancel_on_drop = cancel.clone().drop_guard();
+    let handle = tokio::runtime::Handle::current();
+    let task = tokio::task::spawn_blocking(move || {
+        handle.block_on(async move {
+            tokio::select! {
+                r = sync(&client, &config, &NoProgress) => Some(r),
+                () = cancel.cancelled() => None,
+            }
+        })
+    });
+    task.await.ok().flatten()
+}
+
+/// Stores the facts that follow from this reconcile with the existing tables, when they
+/// changed. An invalid spec has no facts: the index only stops being ready.
+fn refresh_facts(state: &State, key: &ConnectorKey, facts: Option<ConnectorFacts>, ready: bool) {
+    let Some(ix) = index::lookup(&state.ctx.clients, key) else {
+        return;
+    };
+    let facts = match facts {
+        Some(facts) => ConnectorFacts { ready, ..facts },
+        None => ConnectorFacts {
+            ready: false,
+            ..ix.facts.clone()
+        },
+    };
+    if ix.facts != facts {
+        state.ctx.clients.set_index(key, Arc::new(ix.with_facts(facts)));
+    }
+}
+
+async fn reconcile_as_leader(
+    obj: &OktaCiamConnector,
+    state: &State,
+    term: &tokio_util::sync::CancellationToken,
+) -> Result<Action> {
+    let key = key_of(obj)?;
+    let now = Timestamp::now();
+    let eval = evaluate(obj, state, &key, now).await?;
+    let outcome = &eval.outcome;
+    if let Some(client) = &eval.client {
+        state.export_stats(&key, client);
+    }
+    refresh_facts(state, &key, eval.facts.clone(), outcome.is_ready());
+    let failures = state.failures(&key, outcome.is_transient());
+    let previous = obj.status.as_ref();
+    // An invalid spec never requeues on its own, so its interval does not matter.
+    let interval = eval
+        .interval
+        .unwrap_or(crate::crd::connector::MIN_SYNC_INTERVAL);
+    let last_success = previous
+        .and_then(|s| s.last_successful_sync_time.as_ref())
+        .map(|t| t.0);
+    let next = decide::next_attempt(outcome, last_success, interval, failures, now);
+    let generation = obj.metadata.generation;
+    let status = decide::next_status(previous, outcome, generation, next, now);
+    let events = decide::plan_events(previous, outcome, generation, eval.credentials_changed);
+
+    if previous != Some(&status) {
+        if term.is_cancelled() {
+            return Ok(Action::await_change());
+        }
+        let api: Api<OktaCiamConnector> = Api::namespaced(state.ctx.kube.clone(), &key.namespace);
+        let patch = serde_json::json!({
+            "apiVersion": OktaCiamConnector::api_version(&()),
+            "kind": OktaCiamConnector::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &key.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::WriteStatus {
+            connector: key.to_string(),
+            source,
+        })?;
+        tracing::info!(connector = %key, reason = %outcome.reason(), ready = outcome.is_ready(), "status updated");
+    }
+    for event in &events {
+        if term.is_cancelled() {
+            break;
+        }
+        publish(state, obj, event).await;
+    }
+    Ok(match next {
+        Some(at) => Action::requeue(decide::delay_until(at, Timestamp::now())),
+        None => Action::await_change(),
+    })
+}
+
+async fn publish(state: &State, obj: &OktaCiamConnector, event: &PlannedEvent) {
+    let ev = Event {
+        type_: match event.kind {
+            EventKind::Normal => EventType::Normal,
+            EventKind::Warning => EventType::Warning,
+        },
+        reason: event.reason.clone(),
+        note: Some(event.note.clone()),
+        action: event.action.to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = state.recorder.publish(&ev, &obj.object_ref(&())).await {
+        // An Event is best effort: the status already says the same.
+        tracing::warn!(connector = %obj.name_any(), reason = %event.reason, error = %e, "cannot publish Event");
+    }
+}
