@@ -249,12 +249,22 @@ pub fn next_status(
         ),
         Outcome::SecretNotFound { secret } => {
             let message = format!("Secret {secret:?} not found in the connector's namespace");
-            set(ConditionType::CredentialsValid, false, reason, message.clone());
+            set(
+                ConditionType::CredentialsValid,
+                false,
+                reason,
+                message.clone(),
+            );
             set(ConditionType::Ready, false, reason, message);
         }
         Outcome::SecretKeyMissing { secret, key } => {
             let message = format!("Secret {secret:?} has no non-empty key {key:?}");
-            set(ConditionType::CredentialsValid, false, reason, message.clone());
+            set(
+                ConditionType::CredentialsValid,
+                false,
+                reason,
+                message.clone(),
+            );
             set(ConditionType::Ready, false, reason, message);
         }
         Outcome::OktaFailed {
@@ -267,7 +277,12 @@ pub fn next_status(
                 ConnectorReason::Unauthorized | ConnectorReason::Forbidden
             );
             if credential_problem {
-                set(ConditionType::CredentialsValid, false, *reason, message.clone());
+                set(
+                    ConditionType::CredentialsValid,
+                    false,
+                    *reason,
+                    message.clone(),
+                );
             }
             if let Some((started, duration)) = sync_started {
                 if !credential_problem {
@@ -420,10 +435,7 @@ pub fn plan_events(
             kind: EventKind::Normal,
             reason: "Recovered".to_owned(),
             action: "Sync",
-            note: format!(
-                "Ready again after {}",
-                prev_reason.unwrap_or("a failure")
-            ),
+            note: format!("Ready again after {}", prev_reason.unwrap_or("a failure")),
         });
     }
     events
@@ -451,5 +463,457 @@ pub fn okta_stats(snapshot: &Snapshot) -> OktaRequestStats {
         requests: n(snapshot.stats.requests),
         rate_limited: n(snapshot.stats.rate_limited),
         retries: n(snapshot.stats.retries),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::condition::find_condition;
+    use crate::okta::OktaErrorInfo;
+    use crate::sync::snapshot::Grant;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(seconds).unwrap()
+    }
+
+    fn report(finished: i64) -> SyncReport {
+        SyncReport {
+            started_at: at(finished - 10),
+            finished_at: at(finished),
+            duration_seconds: 10.0,
+            counts: SyncCounts {
+                users: 3,
+                groups: 2,
+                ..SyncCounts::default()
+            },
+            okta: OktaRequestStats {
+                requests: 9,
+                ..OktaRequestStats::default()
+            },
+        }
+    }
+
+    fn failed(reason: ConnectorReason, during_sync: bool) -> Outcome {
+        Outcome::OktaFailed {
+            reason,
+            message: format!("{reason} happened"),
+            sync_started: during_sync.then(|| (at(100), 1.5)),
+        }
+    }
+
+    fn cond(status: &ConnectorStatus, t: ConditionType) -> Option<(String, String)> {
+        find_condition(&status.conditions, t).map(|c| (c.status.clone(), c.reason.clone()))
+    }
+
+    fn pair(status: &str, reason: &str) -> Option<(String, String)> {
+        Some((status.to_owned(), reason.to_owned()))
+    }
+
+    fn synced_status(finished: i64, generation: i64) -> ConnectorStatus {
+        next_status(
+            None,
+            &Outcome::Synced(report(finished)),
+            Some(generation),
+            None,
+            at(finished),
+        )
+    }
+
+    #[test]
+    fn okta_errors_map_to_specific_reasons() {
+        use crate::okta::Error as E;
+        let info = || OktaErrorInfo::default();
+        let cases = [
+            (E::Unauthorized(info()), ConnectorReason::Unauthorized),
+            (E::Forbidden(info()), ConnectorReason::Forbidden),
+            (E::RateLimited(info()), ConnectorReason::RateLimited),
+            (E::Server(info()), ConnectorReason::OktaUnreachable),
+            (
+                E::Transport {
+                    message: "refused".into(),
+                },
+                ConnectorReason::OktaUnreachable,
+            ),
+            (E::InvalidRequest(info()), ConnectorReason::SyncFailed),
+        ];
+        for (err, want) in cases {
+            assert_eq!(classify_okta(&err), want, "{err}");
+        }
+        assert_eq!(
+            classify_sync(&crate::sync::Error::NoEmailDomains),
+            ConnectorReason::SyncFailed
+        );
+        assert_eq!(
+            classify_sync(&crate::sync::Error::Okta(E::Server(info()))),
+            ConnectorReason::OktaUnreachable
+        );
+    }
+
+    #[test]
+    fn only_unreachable_and_rate_limited_are_transient() {
+        for reason in ConnectorReason::ALL {
+            let transient = failed(reason, true).is_transient();
+            assert_eq!(
+                transient,
+                matches!(
+                    reason,
+                    ConnectorReason::OktaUnreachable | ConnectorReason::RateLimited
+                ),
+                "{reason}"
+            );
+        }
+        assert!(!Outcome::Suspended.is_transient());
+    }
+
+    #[test]
+    fn rate_limit_spec_overrides_client_defaults() {
+        let defaults = ClientOptions::default();
+        assert_eq!(client_options(&RateLimitSpec::default()), defaults);
+        let o = client_options(&RateLimitSpec {
+            max_concurrency: Some(3),
+            budget_percent: Some(20),
+        });
+        assert_eq!((o.max_concurrency, o.budget_percent), (3, 20));
+        assert_eq!(o.max_retries, defaults.max_retries);
+    }
+
+    #[test]
+    fn sync_is_due_without_history_after_changes_failures_or_the_interval() {
+        assert!(sync_due(None, Some(1), HOUR, at(0), false));
+        let ok = synced_status(1000, 1);
+        assert!(!sync_due(Some(&ok), Some(1), HOUR, at(1000 + 3599), false));
+        assert!(sync_due(Some(&ok), Some(1), HOUR, at(1000 + 3600), false));
+        assert!(sync_due(Some(&ok), Some(2), HOUR, at(1001), false));
+        assert!(sync_due(Some(&ok), Some(1), HOUR, at(1001), true));
+        let after_failure = next_status(
+            Some(&ok),
+            &failed(ConnectorReason::OktaUnreachable, true),
+            Some(1),
+            None,
+            at(1100),
+        );
+        assert!(sync_due(
+            Some(&after_failure),
+            Some(1),
+            HOUR,
+            at(1101),
+            false
+        ));
+        let mut never = ConnectorStatus::default();
+        never.observed_generation = Some(1);
+        assert!(sync_due(Some(&never), Some(1), HOUR, at(0), false));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff(0), BACKOFF_BASE);
+        assert_eq!(backoff(1), BACKOFF_BASE);
+        assert_eq!(backoff(2), BACKOFF_BASE * 2);
+        assert_eq!(backoff(3), BACKOFF_BASE * 4);
+        assert_eq!(backoff(10), BACKOFF_CAP);
+        assert_eq!(backoff(u32::MAX), BACKOFF_CAP);
+    }
+
+    #[test]
+    fn next_attempt_waits_for_changes_backs_off_or_follows_the_interval() {
+        let now = at(5000);
+        for outcome in [
+            Outcome::InvalidSpec {
+                message: "bad".into(),
+            },
+            Outcome::Suspended,
+            Outcome::SecretNotFound { secret: "s".into() },
+            Outcome::SecretKeyMissing {
+                secret: "s".into(),
+                key: "k".into(),
+            },
+        ] {
+            assert_eq!(
+                next_attempt(&outcome, None, HOUR, 0, now),
+                None,
+                "{outcome:?}"
+            );
+        }
+        assert_eq!(
+            next_attempt(
+                &failed(ConnectorReason::RateLimited, true),
+                None,
+                HOUR,
+                3,
+                now
+            ),
+            Some(at(5000 + 20))
+        );
+        assert_eq!(
+            next_attempt(
+                &failed(ConnectorReason::Unauthorized, false),
+                None,
+                HOUR,
+                0,
+                now
+            ),
+            Some(at(5000 + 3600))
+        );
+        assert_eq!(
+            next_attempt(&Outcome::Synced(report(4990)), None, HOUR, 0, now),
+            Some(at(4990 + 3600))
+        );
+        assert_eq!(
+            next_attempt(&Outcome::UpToDate, Some(at(4000)), HOUR, 0, now),
+            Some(at(4000 + 3600))
+        );
+        // A stale last success never schedules in the past.
+        assert_eq!(
+            next_attempt(&Outcome::UpToDate, Some(at(0)), HOUR, 0, now),
+            Some(at(5000 + 3600))
+        );
+        assert_eq!(delay_until(at(5030), now), Duration::from_secs(30));
+        assert_eq!(delay_until(at(10), now), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_successful_sync_sets_every_condition_true_and_the_figures() {
+        let s = synced_status(1000, 4);
+        assert_eq!(cond(&s, ConditionType::Ready), pair("True", "Synced"));
+        assert_eq!(
+            cond(&s, ConditionType::CredentialsValid),
+            pair("True", "Synced")
+        );
+        assert_eq!(cond(&s, ConditionType::Synced), pair("True", "Synced"));
+        assert_eq!(s.observed_generation, Some(4));
+        assert_eq!(s.last_successful_sync_time, Some(Time(at(1000))));
+        assert_eq!(s.last_sync_time, Some(Time(at(990))));
+        assert_eq!(s.counts.as_ref().unwrap().users, 3);
+        assert_eq!(s.okta.as_ref().unwrap().requests, 9);
+        // Re-deciding an up-to-date connector changes nothing (no status write).
+        let again = next_status(Some(&s), &Outcome::UpToDate, Some(4), None, at(2000));
+        assert_eq!(again, s);
+    }
+
+    #[test]
+    fn secret_problems_touch_only_credentials_and_ready() {
+        let ok = synced_status(1000, 1);
+        for outcome in [
+            Outcome::SecretNotFound {
+                secret: "okta".into(),
+            },
+            Outcome::SecretKeyMissing {
+                secret: "okta".into(),
+                key: "apiToken".into(),
+            },
+        ] {
+            let s = next_status(Some(&ok), &outcome, Some(1), None, at(2000));
+            let reason = outcome.reason().as_str();
+            assert_eq!(
+                cond(&s, ConditionType::CredentialsValid),
+                pair("False", reason)
+            );
+            assert_eq!(cond(&s, ConditionType::Ready), pair("False", reason));
+            assert_eq!(cond(&s, ConditionType::Synced), pair("True", "Synced"));
+            assert_eq!(s.counts, ok.counts);
+            assert_eq!(s.last_successful_sync_time, ok.last_successful_sync_time);
+            assert_eq!(s.next_sync_time, None);
+        }
+    }
+
+    #[test]
+    fn okta_failures_set_the_conditions_their_stage_speaks_for() {
+        let ok = synced_status(1000, 1);
+        let s = next_status(
+            Some(&ok),
+            &failed(ConnectorReason::Unauthorized, false),
+            Some(1),
+            None,
+            at(2000),
+        );
+        assert_eq!(
+            cond(&s, ConditionType::CredentialsValid),
+            pair("False", "Unauthorized")
+        );
+        assert_eq!(
+            cond(&s, ConditionType::Ready),
+            pair("False", "Unauthorized")
+        );
+        assert_eq!(cond(&s, ConditionType::Synced), pair("True", "Synced"));
+
+        let s = next_status(
+            Some(&ok),
+            &failed(ConnectorReason::RateLimited, true),
+            Some(1),
+            Some(at(2005)),
+            at(2000),
+        );
+        assert_eq!(
+            cond(&s, ConditionType::CredentialsValid),
+            pair("True", "Synced")
+        );
+        assert_eq!(
+            cond(&s, ConditionType::Synced),
+            pair("False", "RateLimited")
+        );
+        assert_eq!(cond(&s, ConditionType::Ready), pair("False", "RateLimited"));
+        assert_eq!(s.last_sync_time, Some(Time(at(100))));
+        assert_eq!(s.last_successful_sync_time, ok.last_successful_sync_time);
+        assert_eq!(s.next_sync_time, Some(Time(at(2005))));
+
+        let s = next_status(
+            None,
+            &failed(ConnectorReason::Forbidden, true),
+            Some(1),
+            None,
+            at(2000),
+        );
+        assert_eq!(
+            cond(&s, ConditionType::CredentialsValid),
+            pair("False", "Forbidden")
+        );
+        assert_eq!(cond(&s, ConditionType::Synced), pair("False", "Forbidden"));
+    }
+
+    #[test]
+    fn invalid_spec_and_suspension_only_change_ready() {
+        let ok = synced_status(1000, 1);
+        let s = next_status(
+            Some(&ok),
+            &Outcome::InvalidSpec {
+                message: "domain is bad".into(),
+            },
+            Some(2),
+            None,
+            at(2000),
+        );
+        assert_eq!(cond(&s, ConditionType::Ready), pair("False", "InvalidSpec"));
+        assert_eq!(
+            cond(&s, ConditionType::CredentialsValid),
+            pair("True", "Synced")
+        );
+        assert_eq!(s.observed_generation, Some(2));
+        let s = next_status(Some(&ok), &Outcome::Suspended, Some(2), None, at(2000));
+        assert_eq!(cond(&s, ConditionType::Ready), pair("False", "Suspended"));
+        assert_eq!(cond(&s, ConditionType::Synced), pair("True", "Synced"));
+        assert_eq!(s.counts, ok.counts, "suspending deletes nothing");
+    }
+
+    fn reasons(events: &[PlannedEvent]) -> Vec<(EventKind, &str)> {
+        events.iter().map(|e| (e.kind, e.reason.as_str())).collect()
+    }
+
+    #[test]
+    fn periodic_successful_syncs_emit_no_event() {
+        let ok = synced_status(1000, 1);
+        assert!(plan_events(Some(&ok), &Outcome::Synced(report(5000)), Some(1), false).is_empty());
+        assert!(plan_events(Some(&ok), &Outcome::UpToDate, Some(1), false).is_empty());
+        assert!(plan_events(None, &Outcome::Synced(report(5000)), Some(1), false).is_empty());
+    }
+
+    #[test]
+    fn failures_warn_once_per_reason_and_recoveries_are_announced() {
+        let ok = synced_status(1000, 1);
+        let outcome = failed(ConnectorReason::OktaUnreachable, false);
+        let events = plan_events(Some(&ok), &outcome, Some(1), false);
+        assert_eq!(reasons(&events), [(EventKind::Warning, "OktaUnreachable")]);
+        assert_eq!(events[0].action, "CheckCredentials");
+        let down = next_status(Some(&ok), &outcome, Some(1), None, at(2000));
+        assert!(plan_events(Some(&down), &outcome, Some(1), false).is_empty());
+        let sync_failed = failed(ConnectorReason::SyncFailed, true);
+        let events = plan_events(Some(&down), &sync_failed, Some(1), false);
+        assert_eq!(reasons(&events), [(EventKind::Warning, "SyncFailed")]);
+        assert_eq!(events[0].action, "Sync");
+        let events = plan_events(Some(&down), &Outcome::Synced(report(3000)), Some(1), false);
+        assert_eq!(reasons(&events), [(EventKind::Normal, "Recovered")]);
+    }
+
+    #[test]
+    fn invalid_spec_warns_again_for_each_new_generation_only() {
+        let bad = Outcome::InvalidSpec {
+            message: "bad".into(),
+        };
+        let events = plan_events(None, &bad, Some(1), false);
+        assert_eq!(reasons(&events), [(EventKind::Warning, "InvalidSpec")]);
+        let s = next_status(None, &bad, Some(1), None, at(1));
+        assert!(plan_events(Some(&s), &bad, Some(1), false).is_empty());
+        assert_eq!(plan_events(Some(&s), &bad, Some(2), false).len(), 1);
+    }
+
+    #[test]
+    fn credential_changes_are_announced_unless_rejected() {
+        let s = next_status(
+            None,
+            &failed(ConnectorReason::Unauthorized, false),
+            Some(1),
+            None,
+            at(1),
+        );
+        let events = plan_events(Some(&s), &Outcome::Synced(report(50)), Some(1), true);
+        assert_eq!(
+            reasons(&events),
+            [
+                (EventKind::Normal, "CredentialsChanged"),
+                (EventKind::Normal, "Recovered")
+            ]
+        );
+        let ok = synced_status(1000, 1);
+        let rejected = failed(ConnectorReason::Unauthorized, false);
+        let events = plan_events(Some(&ok), &rejected, Some(1), true);
+        assert_eq!(reasons(&events), [(EventKind::Warning, "Unauthorized")]);
+    }
+
+    #[test]
+    fn suspension_is_announced_and_resuming_is_not_a_recovery() {
+        let ok = synced_status(1000, 1);
+        let events = plan_events(Some(&ok), &Outcome::Suspended, Some(2), false);
+        assert_eq!(reasons(&events), [(EventKind::Normal, "Suspended")]);
+        let suspended = next_status(Some(&ok), &Outcome::Suspended, Some(2), None, at(2000));
+        assert!(
+            plan_events(
+                Some(&suspended),
+                &Outcome::Synced(report(3000)),
+                Some(3),
+                false
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn counts_split_memberships_from_role_assignments() {
+        let json = serde_json::json!({
+            "domain": "d", "syncedAt": "2026-01-01T00:00:00Z", "emailDomains": ["example.com"],
+            "users": [
+                {"id": "u1", "login": "a@example.com", "status": "ACTIVE", "disabled": false, "displayName": "A"},
+                {"id": "u2", "login": "b@example.com", "status": "ACTIVE", "disabled": false, "displayName": "B"}
+            ],
+            "groups": [{"id": "g1", "name": "G", "type": "OKTA_GROUP", "memberCount": 2}],
+            "roles": [{"type": "ORG_ADMIN", "label": "Org Admin"}],
+            "customRoles": [], "grants": [], "notes": [],
+            "stats": {"requests": 7, "requestsByEndpoint": {}, "rateLimited": 1, "retries": 2,
+                      "rateLimitWaitSeconds": 0.0, "durationSeconds": 0.0, "requestFloor": 0}
+        });
+        let mut snapshot: Snapshot = serde_json::from_value(json).unwrap();
+        snapshot.grants = vec![
+            Grant::membership("u1", "g1"),
+            Grant::membership("u2", "g1"),
+            Grant {
+                kind: GrantKind::RoleAssignment,
+                ..Grant::membership("u1", "ORG_ADMIN")
+            },
+        ];
+        let c = counts(&snapshot);
+        assert_eq!(
+            (
+                c.users,
+                c.groups,
+                c.roles,
+                c.custom_roles,
+                c.group_memberships,
+                c.role_assignments
+            ),
+            (2, 1, 1, 0, 2, 1)
+        );
+        let o = okta_stats(&snapshot);
+        assert_eq!((o.requests, o.rate_limited, o.retries), (7, 1, 2));
     }
 }

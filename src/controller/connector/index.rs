@@ -168,10 +168,7 @@ impl ConnectorIndex {
 
     /// In-scope member ids of a group at sync time, sorted (empty for unknown groups).
     pub fn members(&self, group_id: &str) -> &[String] {
-        self.tables
-            .members
-            .get(group_id)
-            .map_or(&[], Vec::as_slice)
+        self.tables.members.get(group_id).map_or(&[], Vec::as_slice)
     }
 
     /// Whether the user was an in-scope member of the group at sync time.

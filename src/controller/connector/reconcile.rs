@@ -9,10 +9,10 @@ use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::oneshot;
@@ -24,7 +24,9 @@ use crate::controller::runtime::Context;
 use crate::controller::runtime::clients::{ConnectorKey, Obtained};
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::is_true;
-use crate::crd::{ConditionType, ConnectorReason, FIELD_MANAGER, OktaCiamConnector, ValidConnectorSpec};
+use crate::crd::{
+    ConditionType, ConnectorReason, FIELD_MANAGER, OktaCiamConnector, ValidConnectorSpec,
+};
 use crate::okta::{ApiToken, ClientStats, OktaClient, OrgDomain};
 use crate::sync::engine::{SyncConfig, sync};
 use crate::sync::progress::NoProgress;
@@ -134,13 +136,14 @@ fn controller(
 ) {
     let client = state.ctx.kube.clone();
     // Secrets are watched by metadata only, so no token passes through the watch.
-    let (connectors, secrets): (Api<OktaCiamConnector>, Api<PartialObjectMeta<Secret>>) = match &scope {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
+    let (connectors, secrets): (Api<OktaCiamConnector>, Api<PartialObjectMeta<Secret>>) =
+        match &scope {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client)),
+        };
     let (reader, writer) = reflector::store();
     let cleanup = state.clone();
     let cleanup_reader = reader.clone();
@@ -397,7 +400,8 @@ async fn evaluate(
         ..done
     };
     let status = obj.status.as_ref();
-    let credentials_known = status.is_some_and(|s| is_true(&s.conditions, ConditionType::CredentialsValid));
+    let credentials_known =
+        status.is_some_and(|s| is_true(&s.conditions, ConditionType::CredentialsValid));
     if obtained != Obtained::Reused || !credentials_known {
         if let Err(e) = client.get_org().await {
             return Ok(done.with(Outcome::OktaFailed {
@@ -503,7 +507,10 @@ fn refresh_facts(state: &State, key: &ConnectorKey, facts: Option<ConnectorFacts
         },
     };
     if ix.facts != facts {
-        state.ctx.clients.set_index(key, Arc::new(ix.with_facts(facts)));
+        state
+            .ctx
+            .clients
+            .set_index(key, Arc::new(ix.with_facts(facts)));
     }
 }
 
