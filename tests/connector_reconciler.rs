@@ -1,0 +1,459 @@
+//! The connector reconciler over real HTTP: the operator's controllers run in-process against
+//! the Kubernetes API test server (serving the committed CRDs) and the Okta emulator.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clap::Parser;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube_test_server::TestServer;
+use okta_ciam_operator::controller::connector::index::{self, ConnectorIndex};
+use okta_ciam_operator::controller::run_controllers;
+use okta_ciam_operator::controller::runtime::clients::ConnectorKey;
+use okta_ciam_operator::controller::runtime::cli::RunArgs;
+use okta_ciam_operator::controller::runtime::{Context, Operator};
+use okta_ciam_operator::crd::condition::find_condition;
+use okta_ciam_operator::crd::{ConditionType, OktaCiamConnector};
+use okta_ciam_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Fixture};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Upper bound for any wait; generous for a loaded 2-core machine.
+const LIMIT: Duration = Duration::from_secs(90);
+const NS: &str = "default";
+const NAME: &str = "corp";
+const SECRET: &str = "okta-token";
+
+#[derive(Parser)]
+struct Wrapper {
+    #[command(flatten)]
+    args: RunArgs,
+}
+
+/// A test server, an emulated org and the operator's controllers running against both.
+struct Harness {
+    server: TestServer,
+    okta: EmulatorHandle,
+    ctx: Context,
+    stop: Option<oneshot::Sender<()>>,
+    operator: JoinHandle<()>,
+}
+
+fn fixture() -> Fixture {
+    Fixture::from_yaml(
+        "tokens: [token-1, token-2]\n\
+         users:\n\
+         \x20 - {login: alice@example.com, email: alice@example.com}\n\
+         \x20 - {login: bob@example.com, email: bob@example.com}\n\
+         \x20 - {login: carol@other.org, email: carol@other.org}\n\
+         groups:\n\
+         \x20 - {name: Engineering, type: OKTA_GROUP, members: [alice@example.com, bob@example.com, carol@other.org]}\n\
+         \x20 - {name: Sales, type: OKTA_GROUP, members: [alice@example.com]}\n\
+         rateLimits: {windowSeconds: 2}\n",
+    )
+    .expect("fixture parses")
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
+        let server = TestServer::start([
+            format!("{crds}/oktaciamconnectors.yaml"),
+            format!("{crds}/groupmemberships.yaml"),
+        ])
+        .await
+        .expect("test server starts");
+        let okta = emulator::start(EmulatorConfig::new(fixture()))
+            .await
+            .expect("emulator starts");
+        let args = Wrapper::try_parse_from([
+            "run",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--insecure-loopback-http",
+        ])
+        .unwrap()
+        .args;
+        let operator = Operator::start(args, server.client())
+            .await
+            .expect("operator starts");
+        let ctx = operator.context();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let operator = tokio::spawn(async move {
+            let signal = async {
+                let _ = stopped.await;
+            };
+            operator
+                .run(signal, run_controllers)
+                .await
+                .expect("operator stops cleanly");
+        });
+        Harness {
+            server,
+            okta,
+            ctx,
+            stop: Some(stop),
+            operator,
+        }
+    }
+
+    fn connectors(&self) -> Api<OktaCiamConnector> {
+        Api::namespaced(self.server.client(), NS)
+    }
+
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.server.client(), NS)
+    }
+
+    async fn put_secret(&self, key: &str, token: &str) {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(SECRET.into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([(
+                key.to_owned(),
+                ByteString(token.as_bytes().to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        let params = PatchParams::apply("test").force();
+        self.secrets()
+            .patch(SECRET, &params, &Patch::Apply(&secret))
+            .await
+            .expect("secret applied");
+    }
+
+    async fn create_connector(&self, domain: &str, extra: serde_json::Value) {
+        let mut spec = serde_json::json!({
+            "domain": domain,
+            "tokenSecretRef": {"name": SECRET},
+            "emailDomains": ["example.com"],
+            "syncInterval": "1h",
+        });
+        json_merge(&mut spec, extra);
+        let obj: OktaCiamConnector = serde_json::from_value(serde_json::json!({
+            "apiVersion": "oktaciam.io/v1alpha1",
+            "kind": "OktaCiamConnector",
+            "metadata": {"name": NAME},
+            "spec": spec,
+        }))
+        .unwrap();
+        self.connectors()
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("connector created");
+    }
+
+    async fn patch_spec(&self, spec: serde_json::Value) {
+        self.connectors()
+            .patch(
+                NAME,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "spec": spec })),
+            )
+            .await
+            .expect("spec patched");
+    }
+
+    /// Waits until the connector's condition `type_` has `status` and `reason`.
+    async fn wait_condition(
+        &self,
+        type_: ConditionType,
+        status: &str,
+        reason: &str,
+    ) -> OktaCiamConnector {
+        let (want_status, want_reason) = (status.to_owned(), reason.to_owned());
+        let cond = move |obj: Option<&OktaCiamConnector>| {
+            obj.and_then(|o| o.status.as_ref())
+                .and_then(|s| find_condition(&s.conditions, type_))
+                .is_some_and(|c| c.status == want_status && c.reason == want_reason)
+        };
+        match tokio::time::timeout(LIMIT, await_condition(self.connectors(), NAME, cond)).await {
+            Ok(Ok(Some(obj))) => obj,
+            other => {
+                let now = self.connectors().get(NAME).await.ok();
+                panic!(
+                    "condition {type_}={status}/{reason} not reached ({other:?}); status: {:#?}",
+                    now.and_then(|o| o.status)
+                )
+            }
+        }
+    }
+
+    /// Waits until an Event with `reason` about the connector exists, and returns its type.
+    async fn wait_event(&self, reason: &str) -> String {
+        let events: Api<Event> = Api::namespaced(self.server.client(), NS);
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            let list = events.list(&Default::default()).await.expect("events listed");
+            if let Some(e) = list.items.iter().find(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(NAME)
+            }) {
+                return e.type_.clone().unwrap_or_default();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {reason} Event; have {:?}",
+                list.items.iter().map(|e| &e.reason).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn event_reasons(&self) -> Vec<String> {
+        let events: Api<Event> = Api::namespaced(self.server.client(), NS);
+        let list = events.list(&Default::default()).await.expect("events listed");
+        list.items.into_iter().filter_map(|e| e.reason).collect()
+    }
+
+    fn key() -> ConnectorKey {
+        ConnectorKey::new(NS, NAME)
+    }
+
+    fn index(&self) -> Option<std::sync::Arc<ConnectorIndex>> {
+        index::lookup(&self.ctx.clients, &Self::key())
+    }
+
+    /// Waits until `check` holds for the registry, re-checking on each registry change.
+    async fn wait_registry(&self, what: &str, check: impl Fn(&Harness) -> bool) {
+        let mut changes = self.ctx.clients.subscribe();
+        let wait = async {
+            while !check(self) {
+                changes.changed().await.expect("registry alive");
+            }
+        };
+        tokio::time::timeout(LIMIT, wait)
+            .await
+            .unwrap_or_else(|_| panic!("registry never reached: {what}"));
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(LIMIT, &mut self.operator)
+            .await
+            .expect("operator stops in time")
+            .expect("operator task did not panic");
+        self.okta.shutdown().await;
+        self.server.shutdown().await;
+    }
+}
+
+fn json_merge(base: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(b), serde_json::Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+}
+
+fn condition(obj: &OktaCiamConnector, type_: ConditionType) -> (String, String) {
+    let c = find_condition(&obj.status.as_ref().unwrap().conditions, type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"));
+    (c.status.clone(), c.reason.clone())
+}
+
+fn pair(status: &str, reason: &str) -> (String, String) {
+    (status.to_owned(), reason.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_becomes_ready_with_counts_and_an_index_for_memberships() {
+    let h = Harness::start().await;
+    h.put_secret("apiToken", "token-1").await;
+    h.create_connector(&h.okta.domain(), serde_json::json!({"provisioning": true}))
+        .await;
+    let obj = h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+    let status = obj.status.clone().unwrap();
+    assert_eq!(
+        condition(&obj, ConditionType::CredentialsValid),
+        pair("True", "Synced")
+    );
+    assert_eq!(condition(&obj, ConditionType::Synced), pair("True", "Synced"));
+    assert_eq!(status.observed_generation, obj.metadata.generation);
+    let counts = status.counts.expect("counts");
+    // carol@other.org is out of scope; her membership is not counted.
+    assert_eq!((counts.users, counts.group_memberships), (2, 3));
+    assert_eq!(counts.custom_roles, 0);
+    assert!(counts.groups >= 2, "{counts:?}");
+    assert!(status.okta.expect("okta stats").requests > 0);
+    let last = status.last_successful_sync_time.expect("last success").0;
+    let next = status.next_sync_time.expect("next sync").0;
+    assert_eq!(
+        next.duration_since(last),
+        k8s_openapi::jiff::SignedDuration::from_hours(1)
+    );
+
+    let ix = h.index().expect("index stored after the sync");
+    assert!(ix.facts.ready && ix.facts.provisioning && !ix.facts.suspended);
+    let alice = ix.user_by_address("ALICE@example.com").expect("alice");
+    assert!(ix.user_by_address("carol@other.org").is_none());
+    let eng = ix.groups_named("engineering");
+    assert_eq!(eng.len(), 1);
+    assert!(ix.is_member(&eng[0].id, &alice.id));
+    assert_eq!(ix.user_count() as i64, counts.users);
+    assert!(h.ctx.clients.client(&Harness::key()).is_some());
+
+    let metrics = h.ctx.metrics.encode();
+    assert!(
+        metrics.contains("namespace=\"default\",name=\"corp\"")
+            || metrics.contains("name=\"corp\",namespace=\"default\""),
+        "{metrics}"
+    );
+    // A first successful sync is not news: no Event.
+    assert!(h.event_reasons().await.is_empty(), "{:?}", h.event_reasons().await);
+
+    // Deleting the connector drops its client and index; nothing is written to Okta.
+    let writes_before = okta_writes(&h.okta);
+    h.connectors()
+        .delete(NAME, &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait_registry("client dropped", |h| {
+        h.ctx.clients.client(&Harness::key()).is_none()
+    })
+    .await;
+    assert!(h.index().is_none());
+    assert_eq!(okta_writes(&h.okta), writes_before);
+    h.stop().await;
+}
+
+/// Requests that are not reads.
+fn okta_writes(okta: &EmulatorHandle) -> u64 {
+    okta.stats()
+        .requests
+        .by_route
+        .iter()
+        .filter(|(route, _)| !route.starts_with("GET "))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_problems_are_reported_and_fixed_through_the_secret_watch() {
+    let h = Harness::start().await;
+    h.create_connector(&h.okta.domain(), serde_json::json!({})).await;
+    let obj = h
+        .wait_condition(ConditionType::Ready, "False", "SecretNotFound")
+        .await;
+    assert_eq!(
+        condition(&obj, ConditionType::CredentialsValid),
+        pair("False", "SecretNotFound")
+    );
+    assert_eq!(h.wait_event("SecretNotFound").await, "Warning");
+    assert_eq!(h.okta.stats().requests.total, 0, "no Okta call without a token");
+
+    h.put_secret("wrongKey", "token-1").await;
+    h.wait_condition(ConditionType::CredentialsValid, "False", "SecretKeyMissing")
+        .await;
+
+    // Only the Secret changes: its watch (not a timer) brings the connector to Ready.
+    h.put_secret("apiToken", "token-1").await;
+    h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+    assert_eq!(h.wait_event("Recovered").await, "Normal");
+
+    // A deleted Secret flips CredentialsValid only; the sync results stay.
+    h.secrets()
+        .delete(SECRET, &DeleteParams::default())
+        .await
+        .unwrap();
+    let obj = h
+        .wait_condition(ConditionType::CredentialsValid, "False", "SecretNotFound")
+        .await;
+    assert_eq!(condition(&obj, ConditionType::Synced), pair("True", "Synced"));
+    assert_eq!(obj.status.unwrap().counts.unwrap().users, 2);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_unauthorized_and_a_rotated_one_recovers() {
+    let h = Harness::start().await;
+    h.put_secret("apiToken", "token-1").await;
+    h.create_connector(&h.okta.domain(), serde_json::json!({})).await;
+    h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+
+    assert!(h.okta.revoke_token("token-1"));
+    // A spec change makes a sync due at once; it meets the revoked token.
+    h.patch_spec(serde_json::json!({"syncInterval": "2h"})).await;
+    let obj = h
+        .wait_condition(ConditionType::Ready, "False", "Unauthorized")
+        .await;
+    assert_eq!(
+        condition(&obj, ConditionType::CredentialsValid),
+        pair("False", "Unauthorized")
+    );
+    assert_eq!(h.wait_event("Unauthorized").await, "Warning");
+    assert!(
+        !h.index().expect("the index survives").facts.ready,
+        "memberships must not act on an unauthorized connector"
+    );
+
+    h.put_secret("apiToken", "token-2").await;
+    let obj = h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+    assert_eq!(
+        condition(&obj, ConditionType::CredentialsValid),
+        pair("True", "Synced")
+    );
+    assert_eq!(h.wait_event("CredentialsChanged").await, "Normal");
+    assert_eq!(h.wait_event("Recovered").await, "Normal");
+    assert!(h.index().unwrap().facts.ready);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_spec_makes_no_okta_request() {
+    let h = Harness::start().await;
+    h.put_secret("apiToken", "token-1").await;
+    // Valid for the schema, refused by the domain policy (no --allow-domain for it).
+    h.create_connector("corp.example.com", serde_json::json!({}))
+        .await;
+    let obj = h
+        .wait_condition(ConditionType::Ready, "False", "InvalidSpec")
+        .await;
+    let message = find_condition(&obj.status.unwrap().conditions, ConditionType::Ready)
+        .unwrap()
+        .message
+        .clone();
+    assert!(message.contains("corp.example.com"), "{message}");
+    assert!(!message.contains("token-1"));
+    assert_eq!(h.wait_event("InvalidSpec").await, "Warning");
+    assert_eq!(h.okta.stats().requests.total, 0);
+
+    // Fixing the spec recovers without any other trigger.
+    h.patch_spec(serde_json::json!({"domain": h.okta.domain()}))
+        .await;
+    h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspending_stops_syncing_and_deletes_nothing() {
+    let h = Harness::start().await;
+    h.put_secret("apiToken", "token-1").await;
+    h.create_connector(&h.okta.domain(), serde_json::json!({})).await;
+    let ready = h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+    let requests = h.okta.stats().requests.total;
+
+    h.patch_spec(serde_json::json!({"suspend": true})).await;
+    let obj = h
+        .wait_condition(ConditionType::Ready, "False", "Suspended")
+        .await;
+    let (before, after) = (ready.status.unwrap(), obj.status.unwrap());
+    assert_eq!(after.counts, before.counts);
+    assert_eq!(after.last_successful_sync_time, before.last_successful_sync_time);
+    assert_eq!(h.okta.stats().requests.total, requests, "no Okta call");
+    h.wait_registry("index marked suspended", |h| {
+        h.index().is_some_and(|ix| ix.facts.suspended && !ix.facts.ready)
+    })
+    .await;
+
+    h.patch_spec(serde_json::json!({"suspend": false})).await;
+    h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+    assert!(h.index().unwrap().facts.ready);
+    h.stop().await;
+}
