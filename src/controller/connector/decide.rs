@@ -316,8 +316,8 @@ pub fn next_status(
             status.last_sync_time = Some(Time(report.started_at));
             status.last_successful_sync_time = Some(Time(report.finished_at));
             status.last_sync_duration_seconds = Some(report.duration_seconds);
-            status.counts = Some(report.counts.clone());
-            status.okta = Some(report.okta.clone());
+            status.counts = Some(report.counts);
+            status.okta = Some(report.okta);
         }
         Outcome::UpToDate => {
             let message = synced_message;

@@ -402,14 +402,15 @@ async fn evaluate(
     let status = obj.status.as_ref();
     let credentials_known =
         status.is_some_and(|s| is_true(&s.conditions, ConditionType::CredentialsValid));
-    if obtained != Obtained::Reused || !credentials_known {
-        if let Err(e) = client.get_org().await {
-            return Ok(done.with(Outcome::OktaFailed {
-                reason: decide::classify_okta(&e),
-                message: e.to_string(),
-                sync_started: None,
-            }));
-        }
+    // A new client, or credentials not known to work: check them before any sync.
+    if (obtained != Obtained::Reused || !credentials_known)
+        && let Err(e) = client.get_org().await
+    {
+        return Ok(done.with(Outcome::OktaFailed {
+            reason: decide::classify_okta(&e),
+            message: e.to_string(),
+            sync_started: None,
+        }));
     }
     let due = decide::sync_due(
         status,
