@@ -162,6 +162,11 @@ impl EmulatorHandle {
         *lock(&self.shared.faults) = faults;
     }
 
+    /// The injected faults now, with the `*_next` counts still unconsumed.
+    pub fn faults(&self) -> Faults {
+        lock(&self.shared.faults).clone()
+    }
+
     /// Stops accepting `token`; returns whether it was accepted before.
     pub fn revoke_token(&self, token: &str) -> bool {
         revoke(&self.shared, token)
