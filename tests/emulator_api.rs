@@ -656,7 +656,7 @@ async fn windows_reset_and_concurrency_limit_answers_limit_zero() {
     assert_eq!(api.get("/api/v1/users").await.status(), 200);
     // Wait (bounded) for the 1 s window to roll over.
     let mut ok = false;
-    for _ in 0..100 {
+    for _ in 0..400 {
         let r = api.get("/api/v1/users").await;
         if r.status() == 200 {
             ok = true;
