@@ -240,11 +240,6 @@ impl EmulatorHandle {
             }
         }
     }
-
-    /// Resolves when the emulator has been told to stop.
-    pub async fn stopped(&self) {
-        self.shared.cancel.cancelled().await;
-    }
 }
 
 impl Drop for EmulatorHandle {
