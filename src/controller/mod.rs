@@ -1,4 +1,5 @@
-//! Kubernetes controllers: one reconciler per kind, the decisions they drive, and the operator runtime.
+//! Kubernetes controllers: one reconciler per kind, the decisions they drive, and the operator
+//! runtime around them.
 
 pub mod connector;
 pub mod membership;
