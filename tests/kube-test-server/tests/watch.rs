@@ -39,7 +39,10 @@ async fn next_events(
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     while out.len() < n {
-        let ev = bounded("watch event", stream.try_next()).await.unwrap().expect("stream open");
+        let ev = bounded("watch event", stream.try_next())
+            .await
+            .unwrap()
+            .expect("stream open");
         match ev {
             WatchEvent::Added(s) => out.push(("ADDED".into(), s.name_any())),
             WatchEvent::Modified(s) => out.push(("MODIFIED".into(), s.name_any())),
@@ -55,25 +58,69 @@ async fn next_events(
 async fn raw_watch_replays_from_resource_version_and_follows_selectors() {
     let server = start_with(Duration::from_secs(3600)).await;
     let api: Api<Secret> = Api::default_namespaced(server.client());
-    let first = api.create(&PostParams::default(), &secret("a", "web")).await.unwrap();
+    let first = api
+        .create(&PostParams::default(), &secret("a", "web"))
+        .await
+        .unwrap();
     let from = first.resource_version().unwrap();
-    api.create(&PostParams::default(), &secret("b", "db")).await.unwrap();
-    let mut stream = api.watch(&WatchParams::default(), &from).await.unwrap().boxed();
-    assert_eq!(next_events(&mut stream, 1).await, [("ADDED".to_string(), "b".to_string())]);
-    api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "1"}}}))).await.unwrap();
+    api.create(&PostParams::default(), &secret("b", "db"))
+        .await
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default(), &from)
+        .await
+        .unwrap()
+        .boxed();
+    assert_eq!(
+        next_events(&mut stream, 1).await,
+        [("ADDED".to_string(), "b".to_string())]
+    );
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "1"}}})),
+    )
+    .await
+    .unwrap();
     api.delete("b", &DeleteParams::default()).await.unwrap();
     let got = next_events(&mut stream, 2).await;
-    assert_eq!(got, [("MODIFIED".into(), "a".into()), ("DELETED".into(), "b".into())]);
+    assert_eq!(
+        got,
+        [
+            ("MODIFIED".into(), "a".into()),
+            ("DELETED".into(), "b".into())
+        ]
+    );
 
     // With a selector, objects entering and leaving the selection appear as ADDED and DELETED.
     let selected = WatchParams::default().labels("app=web");
     let mut web = api.watch(&selected, "0").await.unwrap().boxed();
-    assert_eq!(next_events(&mut web, 1).await, [("ADDED".to_string(), "a".to_string())]);
-    api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}}))).await.unwrap();
-    api.create(&PostParams::default(), &secret("c", "db")).await.unwrap();
-    api.patch("c", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "web"}}}))).await.unwrap();
+    assert_eq!(
+        next_events(&mut web, 1).await,
+        [("ADDED".to_string(), "a".to_string())]
+    );
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}})),
+    )
+    .await
+    .unwrap();
+    api.create(&PostParams::default(), &secret("c", "db"))
+        .await
+        .unwrap();
+    api.patch(
+        "c",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "web"}}})),
+    )
+    .await
+    .unwrap();
     let got = next_events(&mut web, 2).await;
-    assert_eq!(got, [("DELETED".into(), "a".into()), ("ADDED".into(), "c".into())]);
+    assert_eq!(
+        got,
+        [("DELETED".into(), "a".into()), ("ADDED".into(), "c".into())]
+    );
 }
 
 #[tokio::test]
@@ -81,7 +128,11 @@ async fn bookmarks_and_timeout_end_the_stream() {
     let server = start_with(Duration::from_millis(50)).await;
     let api: Api<Secret> = Api::default_namespaced(server.client());
     let rv = server.current_resource_version().to_string();
-    let mut stream = api.watch(&WatchParams::default().timeout(1), &rv).await.unwrap().boxed();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(1), &rv)
+        .await
+        .unwrap()
+        .boxed();
     let mut bookmarks = 0;
     // The server closes the stream after timeoutSeconds; every item before that is a bookmark.
     while let Some(ev) = bounded("watch end", stream.try_next()).await.unwrap() {
@@ -94,24 +145,53 @@ async fn bookmarks_and_timeout_end_the_stream() {
         }
     }
     assert!(bookmarks >= 1);
-    let unmarked = api.watch(&WatchParams::default().timeout(1).disable_bookmarks(), &rv).await.unwrap();
-    assert_eq!(bounded("watch end", unmarked.collect::<Vec<_>>()).await.len(), 0);
+    let unmarked = api
+        .watch(&WatchParams::default().timeout(1).disable_bookmarks(), &rv)
+        .await
+        .unwrap();
+    assert_eq!(
+        bounded("watch end", unmarked.collect::<Vec<_>>())
+            .await
+            .len(),
+        0
+    );
 }
 
 #[tokio::test]
 async fn too_old_resource_version_is_410_expired() {
     let server = start_with(Duration::from_secs(3600)).await;
     let api: Api<Secret> = Api::default_namespaced(server.client());
-    let old = api.create(&PostParams::default(), &secret("a", "web")).await.unwrap();
-    api.create(&PostParams::default(), &secret("b", "web")).await.unwrap();
+    let old = api
+        .create(&PostParams::default(), &secret("a", "web"))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &secret("b", "web"))
+        .await
+        .unwrap();
     server.compact_history();
-    let mut stream = api.watch(&WatchParams::default(), &old.resource_version().unwrap()).await.unwrap().boxed();
-    assert_eq!(next_events(&mut stream, 1).await, [("ERROR".to_string(), "410 Expired".to_string())]);
+    let mut stream = api
+        .watch(&WatchParams::default(), &old.resource_version().unwrap())
+        .await
+        .unwrap()
+        .boxed();
+    assert_eq!(
+        next_events(&mut stream, 1).await,
+        [("ERROR".to_string(), "410 Expired".to_string())]
+    );
     // The current version is still fine.
     let now = server.current_resource_version().to_string();
-    let mut ok = api.watch(&WatchParams::default(), &now).await.unwrap().boxed();
-    api.create(&PostParams::default(), &secret("c", "web")).await.unwrap();
-    assert_eq!(next_events(&mut ok, 1).await, [("ADDED".to_string(), "c".to_string())]);
+    let mut ok = api
+        .watch(&WatchParams::default(), &now)
+        .await
+        .unwrap()
+        .boxed();
+    api.create(&PostParams::default(), &secret("c", "web"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_events(&mut ok, 1).await,
+        [("ADDED".to_string(), "c".to_string())]
+    );
 }
 
 #[tokio::test]
@@ -125,21 +205,32 @@ async fn history_limit_expires_old_versions() {
     let api: Api<Secret> = Api::default_namespaced(server.client());
     let from = server.current_resource_version().to_string();
     for n in ["a", "b", "c", "d"] {
-        api.create(&PostParams::default(), &secret(n, "x")).await.unwrap();
+        api.create(&PostParams::default(), &secret(n, "x"))
+            .await
+            .unwrap();
     }
-    let mut stream = api.watch(&WatchParams::default(), &from).await.unwrap().boxed();
+    let mut stream = api
+        .watch(&WatchParams::default(), &from)
+        .await
+        .unwrap()
+        .boxed();
     assert_eq!(next_events(&mut stream, 1).await[0].0, "ERROR");
 }
 
 /// Runs a watcher in a task, forwarding applied/deleted object names and errors.
-fn spawn_watcher(client: Client, config: watcher::Config) -> (mpsc::UnboundedReceiver<String>, tokio::task::JoinHandle<()>) {
+fn spawn_watcher(
+    client: Client,
+    config: watcher::Config,
+) -> (mpsc::UnboundedReceiver<String>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let api: Api<Secret> = Api::default_namespaced(client);
     let task = tokio::spawn(async move {
         let mut stream = watcher(api, config).boxed();
         while let Some(ev) = stream.next().await {
             let msg = match ev {
-                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => format!("apply {}", s.name_any()),
+                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                    format!("apply {}", s.name_any())
+                }
                 Ok(watcher::Event::Delete(s)) => format!("delete {}", s.name_any()),
                 Ok(watcher::Event::Init) => "init".into(),
                 Ok(watcher::Event::InitDone) => "init-done".into(),
@@ -170,21 +261,37 @@ async fn watcher_resumes_after_dropped_streams_without_relisting() {
     let server = start_with(Duration::from_secs(3600)).await;
     let client = server.client();
     let api: Api<Secret> = Api::default_namespaced(client.clone());
-    api.create(&PostParams::default(), &secret("a", "x")).await.unwrap();
+    api.create(&PostParams::default(), &secret("a", "x"))
+        .await
+        .unwrap();
     let (mut rx, task) = spawn_watcher(client, watcher::Config::default());
     expect(&mut rx, "init-done").await;
-    api.create(&PostParams::default(), &secret("b", "x")).await.unwrap();
+    api.create(&PostParams::default(), &secret("b", "x"))
+        .await
+        .unwrap();
     expect(&mut rx, "apply b").await;
     for round in 0..3 {
         let watches = server.counters().count("watch", "secrets");
         server.faults().drop_watches();
-        eventually("re-watch", || async { (server.counters().count("watch", "secrets") > watches).then_some(()) }).await;
+        eventually("re-watch", || async {
+            (server.counters().count("watch", "secrets") > watches).then_some(())
+        })
+        .await;
         let name = format!("after-drop-{round}");
-        api.create(&PostParams::default(), &secret(&name, "x")).await.unwrap();
+        api.create(&PostParams::default(), &secret(&name, "x"))
+            .await
+            .unwrap();
         let seen = expect(&mut rx, &format!("apply {name}")).await;
-        assert!(!seen.iter().any(|m| m == "init"), "resumed without relist: {seen:?}");
+        assert!(
+            !seen.iter().any(|m| m == "init"),
+            "resumed without relist: {seen:?}"
+        );
     }
-    assert_eq!(server.counters().count("list", "secrets"), 1, "no relist after clean drops");
+    assert_eq!(
+        server.counters().count("list", "secrets"),
+        1,
+        "no relist after clean drops"
+    );
     task.abort();
 }
 
@@ -193,20 +300,38 @@ async fn watcher_relists_after_410_expired() {
     let server = start_with(Duration::from_secs(3600)).await;
     let client = server.client();
     let api: Api<Secret> = Api::default_namespaced(client.clone());
-    api.create(&PostParams::default(), &secret("a", "x")).await.unwrap();
+    api.create(&PostParams::default(), &secret("a", "x"))
+        .await
+        .unwrap();
     let (mut rx, task) = spawn_watcher(client.clone(), watcher::Config::default());
     expect(&mut rx, "init-done").await;
     // Advance the global version past the watcher's without it noticing, then compact and drop.
-    Api::<Lease>::default_namespaced(client.clone()).create(&PostParams::default(), &lease("l")).await.unwrap();
+    Api::<Lease>::default_namespaced(client.clone())
+        .create(&PostParams::default(), &lease("l"))
+        .await
+        .unwrap();
     api.delete("a", &DeleteParams::default()).await.unwrap();
     expect(&mut rx, "delete a").await;
-    Api::<Lease>::default_namespaced(client).create(&PostParams::default(), &lease("m")).await.unwrap();
+    Api::<Lease>::default_namespaced(client)
+        .create(&PostParams::default(), &lease("m"))
+        .await
+        .unwrap();
     server.compact_history();
     server.faults().drop_watches();
     let seen = expect(&mut rx, "init-done").await;
-    assert!(seen.iter().any(|m| m.starts_with("error") && (m.contains("410") || m.contains("Expired"))), "{seen:?}");
-    assert_eq!(server.counters().count("list", "secrets"), 2, "relisted once");
-    api.create(&PostParams::default(), &secret("b", "x")).await.unwrap();
+    assert!(
+        seen.iter()
+            .any(|m| m.starts_with("error") && (m.contains("410") || m.contains("Expired"))),
+        "{seen:?}"
+    );
+    assert_eq!(
+        server.counters().count("list", "secrets"),
+        2,
+        "relisted once"
+    );
+    api.create(&PostParams::default(), &secret("b", "x"))
+        .await
+        .unwrap();
     expect(&mut rx, "apply b").await;
     task.abort();
 }
@@ -216,12 +341,20 @@ async fn streaming_list_watcher_gets_initial_events_end_bookmark() {
     let server = start_with(Duration::from_secs(3600)).await;
     let client = server.client();
     let api: Api<Secret> = Api::default_namespaced(client.clone());
-    api.create(&PostParams::default(), &secret("a", "x")).await.unwrap();
+    api.create(&PostParams::default(), &secret("a", "x"))
+        .await
+        .unwrap();
     let (mut rx, task) = spawn_watcher(client, watcher::Config::default().streaming_lists());
     let seen = expect(&mut rx, "init-done").await;
     assert_eq!(seen, ["init", "apply a", "init-done"]);
-    assert_eq!(server.counters().count("list", "secrets"), 0, "streaming lists do not LIST");
-    api.create(&PostParams::default(), &secret("b", "x")).await.unwrap();
+    assert_eq!(
+        server.counters().count("list", "secrets"),
+        0,
+        "streaming lists do not LIST"
+    );
+    api.create(&PostParams::default(), &secret("b", "x"))
+        .await
+        .unwrap();
     expect(&mut rx, "apply b").await;
     task.abort();
 }
@@ -232,15 +365,28 @@ async fn reflector_store_follows_the_server() {
     let client = server.client();
     let api: Api<Secret> = Api::default_namespaced(client.clone());
     let (reader, writer) = reflector::store::<Secret>();
-    let stream = reflector::reflector(writer, watcher(api.clone(), watcher::Config::default().page_size(2)));
+    let stream = reflector::reflector(
+        writer,
+        watcher(api.clone(), watcher::Config::default().page_size(2)),
+    );
     let task = tokio::spawn(stream.for_each(|_| async {}));
     for n in ["a", "b", "c", "d", "e"] {
-        api.create(&PostParams::default(), &secret(n, "x")).await.unwrap();
+        api.create(&PostParams::default(), &secret(n, "x"))
+            .await
+            .unwrap();
     }
-    bounded("store ready", reader.wait_until_ready()).await.unwrap();
-    eventually("five cached", || async { (reader.state().len() == 5).then_some(()) }).await;
+    bounded("store ready", reader.wait_until_ready())
+        .await
+        .unwrap();
+    eventually("five cached", || async {
+        (reader.state().len() == 5).then_some(())
+    })
+    .await;
     server.faults().drop_watches();
     api.delete("c", &DeleteParams::default()).await.unwrap();
-    eventually("four cached", || async { (reader.state().len() == 4).then_some(()) }).await;
+    eventually("four cached", || async {
+        (reader.state().len() == 4).then_some(())
+    })
+    .await;
     task.abort();
 }

@@ -8,17 +8,25 @@ use std::time::Duration;
 
 /// Starts a server with the test CRDs of this crate.
 pub async fn start() -> TestServer {
-    TestServer::start([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/crds")]).await.expect("server starts")
+    TestServer::start([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/crds")])
+        .await
+        .expect("server starts")
 }
 
 /// The Widget custom resource type, addressed dynamically.
 pub fn widget_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Widget"), "widgets")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    )
 }
 
 /// The cluster-scoped Gadget type (no status subresource).
 pub fn gadget_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Gadget"), "gadgets")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Gadget"),
+        "gadgets",
+    )
 }
 
 /// Builds a Widget from a JSON body.
