@@ -291,7 +291,7 @@ async fn serve(app: &AppState, target: Target<'_>, req: Request) -> Result<Respo
             ))
         }
         "delete" => {
-            let opts = delete_options(&parse_body(&body, false)?);
+            let opts = delete_options(&parse_body(&body, false)?, &q);
             match store.delete(rt, ns, &name, &opts, &ctx)? {
                 Deleted::Pending(obj) => Ok(json_response(StatusCode::ACCEPTED, &obj)),
                 Deleted::Gone(obj) => ok(success_status(rt, &obj)),
@@ -334,16 +334,22 @@ fn success_status(rt: &ResourceType, obj: &Value) -> Value {
     })
 }
 
-fn delete_options(body: &Value) -> DeleteOptions {
+fn delete_options(body: &Value, q: &HashMap<String, String>) -> DeleteOptions {
     let pre = |k: &str| {
         body.pointer(&format!("/preconditions/{k}"))
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    // propagationPolicy and gracePeriodSeconds are accepted; there is no garbage collector to act on them.
+    // Background and Foreground both end with dependents collected once the owner is gone;
+    // gracePeriodSeconds is accepted and ignored (deletion is immediate or waits on finalizers).
+    let policy = body
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .or_else(|| q.get("propagationPolicy").map(String::as_str));
     DeleteOptions {
         uid: pre("uid"),
         resource_version: pre("resourceVersion"),
+        orphan: policy == Some("Orphan"),
     }
 }
 

@@ -117,6 +117,8 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     /// `preconditions.resourceVersion`.
     pub resource_version: Option<String>,
+    /// `propagationPolicy: Orphan`: dependents keep living without this owner.
+    pub orphan: bool,
 }
 
 /// Outcome of a DELETE: the object still exists (finalizers pending) or it is gone.
@@ -267,6 +269,10 @@ fn spec_part(rt: &ResourceType, obj: &Value) -> Value {
 /// Type-specific defaulting, pruning and validation.
 fn normalize(rt: &ResourceType, obj: &mut Value) -> Result<()> {
     let name = meta_str(obj, "name").unwrap_or_default().to_string();
+    let label_causes = label_causes(obj);
+    if !label_causes.is_empty() {
+        return Err(invalid(rt, &name, label_causes));
+    }
     if let Some(schema) = &rt.schema {
         let causes = schema::prepare(schema, obj);
         if !causes.is_empty() {
@@ -283,6 +289,36 @@ fn normalize(rt: &ResourceType, obj: &mut Value) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// Label keys are `[dns-subdomain/]name`, values `name` or empty; names are at most 63 characters.
+fn label_causes(obj: &Value) -> Vec<Cause> {
+    let name_re =
+        regex::Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").expect("static regex");
+    let name_ok = |n: &str| n.len() <= 63 && name_re.is_match(n);
+    let mut causes = Vec::new();
+    let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+    for (k, v) in labels.into_iter().flatten() {
+        let (prefix, key_name) = k
+            .rsplit_once('/')
+            .map_or((None, k.as_str()), |(p, n)| (Some(p), n));
+        if !name_ok(key_name) || prefix.is_some_and(|p| !is_dns_subdomain(p)) {
+            causes.push(Cause::new(
+                "FieldValueInvalid",
+                "metadata.labels",
+                format!("Invalid value: {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+            ));
+        }
+        let value = v.as_str().unwrap_or("\u{0}");
+        if !value.is_empty() && !name_ok(value) {
+            causes.push(Cause::new(
+                "FieldValueInvalid",
+                &format!("metadata.labels[{k}]"),
+                format!("Invalid value: {value:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+            ));
+        }
+    }
+    causes
 }
 
 /// Folds `stringData` into base64 `data`, checks `data` is base64 and defaults `type`.
@@ -558,7 +594,8 @@ impl Store {
                 ));
             }
         };
-        if !is_dns_subdomain(&name) {
+        let is_namespace = rt.group.is_empty() && rt.kind == "Namespace";
+        if !is_dns_subdomain(&name) || (is_namespace && (name.len() > 63 || name.contains('.'))) {
             let msg = format!(
                 "Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
             );
@@ -584,12 +621,21 @@ impl Store {
                 String::new(),
                 ns.to_string(),
             );
-            if !inner.objects.contains_key(&ns_key) {
-                return Err(ApiError::NotFound(Subject {
-                    group: String::new(),
-                    kind: "namespaces".into(),
-                    name: ns.to_string(),
-                }));
+            match inner.objects.get(&ns_key) {
+                None => {
+                    return Err(ApiError::NotFound(Subject {
+                        group: String::new(),
+                        kind: "namespaces".into(),
+                        name: ns.to_string(),
+                    }));
+                }
+                Some(n) if meta_str(n, "deletionTimestamp").is_some() => {
+                    return Err(ApiError::Forbidden(format!(
+                        "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        subject(rt, &name).qualified()
+                    )));
+                }
+                Some(_) => {}
             }
             set_meta(&mut obj, "namespace", json!(ns));
         } else {
@@ -758,7 +804,7 @@ impl Store {
         }
         if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
             let gone = self.commit(&mut inner, rt, ChangeKind::Deleted, new, Some(old));
-            self.finish_namespaces(&mut inner);
+            self.settle(&mut inner);
             return Ok(gone);
         }
         Ok(self.commit(&mut inner, rt, ChangeKind::Modified, new, Some(old)))
@@ -804,11 +850,14 @@ impl Store {
         if ctx.dry_run {
             return Ok(Deleted::Gone(present(rt, old)));
         }
+        if opts.orphan {
+            self.orphan_dependents(&mut inner, meta_str(&old, "uid").unwrap_or_default());
+        }
         let outcome = self.delete_locked(&mut inner, rt, old);
         if rt.kind == "Namespace" && rt.group.is_empty() {
             self.delete_namespace_contents(&mut inner, name);
         }
-        self.finish_namespaces(&mut inner);
+        self.settle(&mut inner);
         Ok(outcome)
     }
 
@@ -852,6 +901,63 @@ impl Store {
         }
     }
 
+    /// After deletions: background garbage collection of dependents whose owners are all gone, then
+    /// removal of emptied terminating namespaces.
+    fn settle(&self, inner: &mut Inner) {
+        // Each round deletes at least one object or stops; objects already deleting are skipped.
+        loop {
+            let live: std::collections::HashSet<String> = inner
+                .objects
+                .values()
+                .filter_map(|o| meta_str(o, "uid"))
+                .map(str::to_string)
+                .collect();
+            let orphans: Vec<(String, String, Value)> = inner
+                .objects
+                .iter()
+                .filter(|(_, o)| meta_str(o, "deletionTimestamp").is_none())
+                .filter(|(_, o)| {
+                    let owners = owner_uids(o);
+                    !owners.is_empty() && owners.iter().all(|u| !live.contains(u))
+                })
+                .map(|((g, p, _, _), o)| (g.clone(), p.clone(), o.clone()))
+                .collect();
+            if orphans.is_empty() {
+                break;
+            }
+            for (group, plural, obj) in orphans {
+                self.delete_locked(inner, &storage_type(&group, &plural), obj);
+            }
+        }
+        self.finish_namespaces(inner);
+    }
+
+    /// `propagationPolicy: Orphan`: dependents lose their owner reference instead of being collected.
+    fn orphan_dependents(&self, inner: &mut Inner, uid: &str) {
+        let dependents: Vec<(String, String, Value)> = inner
+            .objects
+            .iter()
+            .filter(|(_, o)| owner_uids(o).iter().any(|u| u == uid))
+            .map(|((g, p, _, _), o)| (g.clone(), p.clone(), o.clone()))
+            .collect();
+        for (group, plural, old) in dependents {
+            let mut new = old.clone();
+            if let Some(refs) = new
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
+                refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
+            }
+            self.commit(
+                inner,
+                &storage_type(&group, &plural),
+                ChangeKind::Modified,
+                new,
+                Some(old),
+            );
+        }
+    }
+
     /// Removes terminating namespaces once they are empty.
     fn finish_namespaces(&self, inner: &mut Inner) {
         let ns_rt = storage_type("", "namespaces");
@@ -888,6 +994,16 @@ fn storage_type(group: &str, plural: &str) -> ResourceType {
         field_labels: &[],
         short_names: Vec::new(),
     }
+}
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("uid").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
 }
 
 fn finalizers(obj: &Value) -> Vec<String> {

@@ -813,6 +813,12 @@ async fn namespace_deletion_cascades_and_waits_for_finalizers() {
             .deletion_timestamp
             .is_some()
     );
+    let refused = status_of(
+        Api::<Secret>::namespaced(client.clone(), "tmp")
+            .create(&PostParams::default(), &secret("late", &[]))
+            .await,
+    );
+    assert_eq!((refused.code, refused.reason.as_str()), (403, "Forbidden"));
     api.patch(
         "held",
         &PatchParams::default(),
@@ -880,4 +886,84 @@ async fn kubeconfig_file_reaches_the_server() {
     let names: Vec<String> = nss.items.iter().map(|n| n.name_any()).collect();
     assert_eq!(names, ["default", "kube-public", "kube-system"]);
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn owner_references_are_garbage_collected_unless_orphaned() {
+    let server = start().await;
+    let client = server.client();
+    let api = widgets(&client, "default");
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    for owner in ["o1", "o2"] {
+        let w = api
+            .create(
+                &PostParams::default(),
+                &widget(owner, json!({"size": "Small"})),
+            )
+            .await
+            .unwrap();
+        let mut s = secret(&format!("{owner}-secret"), &[]);
+        s.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "example.com/v1".into(),
+                kind: "Widget".into(),
+                name: owner.into(),
+                uid: w.metadata.uid.unwrap(),
+                ..Default::default()
+            },
+        ]);
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    api.delete("o1", &DeleteParams::background()).await.unwrap();
+    assert!(
+        secrets.get_opt("o1-secret").await.unwrap().is_none(),
+        "dependent collected"
+    );
+    api.delete("o2", &DeleteParams::orphan()).await.unwrap();
+    let kept = secrets.get("o2-secret").await.unwrap();
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
+        "orphaned dependents lose the reference"
+    );
+}
+
+#[tokio::test]
+async fn metadata_labels_and_namespace_names_are_validated() {
+    let server = start().await;
+    let client = server.client();
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let err = status_of(
+        secrets
+            .create(&PostParams::default(), &secret("l", &[("bad key!", "v")]))
+            .await,
+    );
+    assert_eq!(
+        (err.code, err.details.unwrap().causes[0].field.as_str()),
+        (422, "metadata.labels")
+    );
+    let err = status_of(
+        secrets
+            .create(
+                &PostParams::default(),
+                &secret("l", &[("example.com/k", "-bad")]),
+            )
+            .await,
+    );
+    assert_eq!(err.code, 422);
+    secrets
+        .create(
+            &PostParams::default(),
+            &secret("l", &[("example.com/k", ""), ("k", "v.1")]),
+        )
+        .await
+        .unwrap();
+    let nss: Api<Namespace> = Api::all(client);
+    let dotted: Namespace = serde_json::from_value(json!({"metadata": {"name": "a.b"}})).unwrap();
+    assert_eq!(
+        status_of(nss.create(&PostParams::default(), &dotted).await).code,
+        422
+    );
 }
