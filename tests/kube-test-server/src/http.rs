@@ -560,9 +560,7 @@ fn watch_stream(
                             continue;
                         }
                         if let Some(kind) = filter.event_for(&change) {
-                            let mut obj = change.object.clone();
-                            obj["apiVersion"] = json!(rt.api_version());
-                            obj["kind"] = json!(rt.kind);
+                            let obj = crate::store::present(&rt, change.object.clone());
                             faults.on_watch_event();
                             return Some((watch_line(kind, &obj), (None, pending, Some((rx, last_rv)))));
                         }

@@ -35,7 +35,8 @@
 //!   nor are `format`, `multipleOf`, or CRD ratcheting.
 //! - No version conversion: every served version of a CRD shares one storage and the schema of the
 //!   version used for the write.
-//! - Core and `events.k8s.io` Events are stored separately (the real server shares them).
+//! - `events.k8s.io/v1` Events are a renamed view of the core v1 Event store, as upstream, but only the
+//!   field renames are converted (no `series.state`, no defaulting of the deprecated fields).
 //! - No authentication/authorization, admission webhooks, graceful deletion periods, or aggregated
 //!   discovery. Garbage collection is synchronous and background-style: dependents whose owners are
 //!   all gone are deleted at once; `Foreground` behaves like `Background` (no `foregroundDeletion`
@@ -46,6 +47,7 @@
 //!   non-exact list serves the latest state.
 //! - No protobuf, CBOR or Table output; JSON only. No TLS.
 
+mod convert;
 mod error;
 mod faults;
 mod fields;

@@ -4,6 +4,7 @@
 //! Every write runs under one lock and broadcasts its change while still holding it, so a watch that
 //! registers under the same lock sees each change exactly once.
 
+use crate::convert;
 use crate::error::{ApiError, Cause, Result, Subject};
 use crate::fields::{self, Actor};
 use crate::resources::ResourceType;
@@ -569,11 +570,12 @@ impl Store {
         inner: &mut Inner,
         rt: &ResourceType,
         ns: Option<&str>,
-        mut obj: Value,
+        obj: Value,
         ctx: &WriteContext,
         apply_force: Option<bool>,
     ) -> Result<Value> {
         check_type(rt, &obj)?;
+        let mut obj = convert::to_storage(rt, obj);
         if meta_str(&obj, "resourceVersion").is_some_and(|r| !r.is_empty()) {
             return Err(ApiError::Internal(
                 "resourceVersion should not be set on objects to be created".into(),
@@ -726,10 +728,18 @@ impl Store {
             now: &at,
         };
         let (mut new, applied) = match write {
-            Write::Replace(v) => (v, false),
-            Write::Patch(f) => (f(&present(rt, old.clone()))?, false),
-            Write::Apply { mut applied, force } => {
+            Write::Replace(v) => {
+                check_type(rt, &v)?;
+                (convert::to_storage(rt, v), false)
+            }
+            Write::Patch(f) => {
+                let patched = f(&present(rt, old.clone()))?;
+                check_type(rt, &patched)?;
+                (convert::to_storage(rt, patched), false)
+            }
+            Write::Apply { applied, force } => {
                 check_type(rt, &applied)?;
+                let mut applied = convert::to_storage(rt, applied);
                 if meta_str(&applied, "name").is_some_and(|n| n != name) {
                     return Err(ApiError::BadRequest(format!(
                         "the name of the object ({}) does not match the name on the URL ({name})",
@@ -762,7 +772,6 @@ impl Store {
                 "the object has been modified; please apply your changes to the latest version and try again".into(),
             ));
         }
-        check_type(rt, &new)?;
         new = keep_server_owned(rt, &old, new, subresource);
         let old_finalizers = finalizers(&old);
         if meta_str(&old, "deletionTimestamp").is_some() {
@@ -993,6 +1002,8 @@ fn storage_type(group: &str, plural: &str) -> ResourceType {
         schema: None,
         field_labels: &[],
         short_names: Vec::new(),
+        storage_group: group.into(),
+        conversion: convert::Conversion::None,
     }
 }
 
@@ -1017,7 +1028,8 @@ fn finalizers(obj: &Value) -> Vec<String> {
 }
 
 /// Sets apiVersion and kind as requested (objects are shared across versions without conversion).
-fn present(rt: &ResourceType, mut obj: Value) -> Value {
+pub(crate) fn present(rt: &ResourceType, obj: Value) -> Value {
+    let mut obj = convert::from_storage(rt, obj);
     if !rt.version.is_empty() {
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
@@ -1069,6 +1081,12 @@ fn keep_server_owned(
     mut new: Value,
     subresource: Option<&str>,
 ) -> Value {
+    // Stored identity stays as first written; reads set the requested group/version.
+    for k in ["apiVersion", "kind"] {
+        if let Some(v) = old.get(k) {
+            new[k] = v.clone();
+        }
+    }
     if rt.status_subresource {
         if subresource == Some("status") {
             let mut kept = old.clone();

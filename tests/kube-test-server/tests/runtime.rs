@@ -211,6 +211,18 @@ async fn recorder_turns_repeated_events_into_a_series() {
     assert_eq!(list.items.len(), 1);
     assert_eq!(list.items[0].series.as_ref().map(|s| s.count), Some(3));
     assert_eq!(list.items[0].type_.as_deref(), Some("Warning"));
+    // The same store serves core v1 Events, with fields renamed.
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::default_namespaced(server.client());
+    let by_object = core
+        .list(&ListParams::default().fields("involvedObject.name=w,reason=Flaky"))
+        .await
+        .unwrap();
+    assert_eq!(by_object.items.len(), 1);
+    let e = &by_object.items[0];
+    assert_eq!(e.message.as_deref(), Some("again"));
+    assert_eq!(e.reporting_component.as_deref(), Some("rec"));
+    assert_eq!(e.involved_object.name.as_deref(), Some("w"));
+    assert_eq!(e.series.as_ref().and_then(|s| s.count), Some(3));
 }
 
 #[tokio::test]
