@@ -13,7 +13,7 @@ use crate::selector::{FieldSelector, LabelSelector};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 
 /// What happened to an object.
@@ -239,11 +239,19 @@ fn invalid(rt: &ResourceType, name: &str, causes: Vec<Cause>) -> ApiError {
     }
 }
 
+/// RFC 1123 subdomain, the syntax of most object names.
+static DNS_SUBDOMAIN: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        .expect("static regex")
+});
+
+/// Label name part and label value syntax.
+static LABEL_NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").expect("static regex")
+});
+
 fn is_dns_subdomain(s: &str) -> bool {
-    let re =
-        regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-            .expect("static regex");
-    s.len() <= 253 && re.is_match(s)
+    s.len() <= 253 && DNS_SUBDOMAIN.is_match(s)
 }
 
 /// Random suffix alphabet the real server uses for `generateName` (no vowels, no confusables).
@@ -294,9 +302,7 @@ fn normalize(rt: &ResourceType, obj: &mut Value) -> Result<()> {
 
 /// Label keys are `[dns-subdomain/]name`, values `name` or empty; names are at most 63 characters.
 fn label_causes(obj: &Value) -> Vec<Cause> {
-    let name_re =
-        regex::Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").expect("static regex");
-    let name_ok = |n: &str| n.len() <= 63 && name_re.is_match(n);
+    let name_ok = |n: &str| n.len() <= 63 && LABEL_NAME.is_match(n);
     let mut causes = Vec::new();
     let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
     for (k, v) in labels.into_iter().flatten() {
