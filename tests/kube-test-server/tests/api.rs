@@ -967,3 +967,42 @@ async fn metadata_labels_and_namespace_names_are_validated() {
         422
     );
 }
+
+#[tokio::test]
+async fn delete_collection_and_dry_run() {
+    let server = start().await;
+    let api: Api<Secret> = Api::default_namespaced(server.client());
+    for (n, tier) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        api.create(&PostParams::default(), &secret(n, &[("tier", tier)]))
+            .await
+            .unwrap();
+    }
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let would = api.create(&dry, &secret("d", &[])).await.unwrap();
+    assert!(would.metadata.uid.is_some());
+    assert!(
+        api.get_opt("d").await.unwrap().is_none(),
+        "dry run stores nothing"
+    );
+    let deleted = api
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("tier=web"),
+        )
+        .await
+        .unwrap();
+    let deleted = deleted.left().expect("a list of deleted objects");
+    assert_eq!(deleted.items.len(), 2);
+    let left: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| s.name_any())
+        .collect();
+    assert_eq!(left, ["c"]);
+}
