@@ -41,8 +41,10 @@
 //!   discovery. Garbage collection is synchronous and background-style: dependents whose owners are
 //!   all gone are deleted at once; `Foreground` behaves like `Background` (no `foregroundDeletion`
 //!   finalizer, `blockOwnerDeletion` ignored); `Orphan` strips the owner reference from dependents.
-//! - Server-side apply treats lists as atomic (except `metadata.finalizers`, a set); list-map merge keys
-//!   are not honoured. Strategic merge patch on built-ins behaves as a JSON merge patch.
+//! - Server-side apply honours `x-kubernetes-list-type` (atomic/set/map) in CRD schemas, but built-in
+//!   types' lists are atomic (except `metadata.finalizers`, a set), `x-kubernetes-map-type` is ignored,
+//!   and there is no `.` ownership of plain objects. Strategic merge patch on built-ins behaves as a
+//!   JSON merge patch (no `$patch` directives, no merge keys).
 //! - `resourceVersionMatch=Exact` for anything but the latest version answers 410; an old version for a
 //!   non-exact list serves the latest state.
 //! - No protobuf, CBOR or Table output; JSON only. No TLS.

@@ -681,6 +681,7 @@ impl Store {
             api_version: &rt.api_version(),
             subresource: None,
             now: &at,
+            schema: rt.schema.as_ref().map(|s| &s.0),
         };
         let mut obj = match apply_force {
             Some(force) => {
@@ -732,6 +733,7 @@ impl Store {
             api_version: &api_version,
             subresource,
             now: &at,
+            schema: rt.schema.as_ref().map(|s| &s.0),
         };
         let (mut new, applied) = match write {
             Write::Replace(v) => {

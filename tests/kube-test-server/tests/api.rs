@@ -1006,3 +1006,65 @@ async fn delete_collection_and_dry_run() {
         .collect();
     assert_eq!(left, ["c"]);
 }
+
+#[tokio::test]
+async fn status_apply_merges_list_map_items_per_manager() {
+    let server = start().await;
+    let api = widgets(&server.client(), "default");
+    api.create(
+        &PostParams::default(),
+        &widget("c", json!({"size": "Small"})),
+    )
+    .await
+    .unwrap();
+    let status = |conds: serde_json::Value| {
+        let mut w = widget("c", json!({"size": "Small"}));
+        w.data["status"] = json!({"conditions": conds});
+        w
+    };
+    let ready = json!({"type": "Ready", "status": "True"});
+    let synced = json!({"type": "Synced", "status": "False"});
+    api.patch_status(
+        "c",
+        &PatchParams::apply("a"),
+        &Patch::Apply(status(json!([ready]))),
+    )
+    .await
+    .unwrap();
+    let both = api
+        .patch_status(
+            "c",
+            &PatchParams::apply("b"),
+            &Patch::Apply(status(json!([synced]))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(both.data["status"]["conditions"], json!([ready, synced]));
+    let clash = status_of(
+        api.patch_status(
+            "c",
+            &PatchParams::apply("b"),
+            &Patch::Apply(status(json!([{"type": "Ready", "status": "False"}]))),
+        )
+        .await,
+    );
+    assert_eq!(clash.code, 409);
+    let dup = status_of(
+        api.patch_status(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [ready, ready]}})),
+        )
+        .await,
+    );
+    assert_eq!(dup.details.unwrap().causes[0].reason, "FieldValueDuplicate");
+    let only_b = api
+        .patch_status(
+            "c",
+            &PatchParams::apply("a"),
+            &Patch::Apply(status(json!([]))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(only_b.data["status"]["conditions"], json!([synced]));
+}
