@@ -11,6 +11,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A child process (e.g. the operator binary) reaches the same server through a kubeconfig file:
+//! `server.write_kubeconfig(&path)?` then run the child with `KUBECONFIG=path`. The server lives in
+//! the test's tokio runtime, so keep that runtime running while the child works.
+//!
 //! # Served
 //! CRDs loaded from YAML (files or directories, multi-document), core v1 `Namespace`, `Secret`, `Event`,
 //! `events.k8s.io/v1` `Event`, `coordination.k8s.io/v1` `Lease`; discovery (`/api`, `/api/v1`, `/apis`,
@@ -31,8 +35,9 @@
 //! label key/value syntax and name syntax (RFC 1123 subdomain; DNS label for namespaces).
 //!
 //! # Not emulated
-//! - CEL `x-kubernetes-validations` are not evaluated at all (see [`TestServer::unenforced_cel_rules`]);
-//!   nor are `format`, `multipleOf`, or CRD ratcheting.
+//! - CEL `x-kubernetes-validations` are not evaluated, except the immutability idiom `self == oldSelf`
+//!   (see [`TestServer::unenforced_cel_rules`] for the skipped ones); nor are `format`, `multipleOf`,
+//!   or CRD validation ratcheting.
 //! - No version conversion: every served version of a CRD shares one storage and the schema of the
 //!   version used for the write.
 //! - `events.k8s.io/v1` Events are a renamed view of the core v1 Event store, as upstream, but only the
@@ -48,6 +53,10 @@
 //! - `resourceVersionMatch=Exact` for anything but the latest version answers 410; an old version for a
 //!   non-exact list serves the latest state.
 //! - No protobuf, CBOR or Table output; JSON only. No TLS.
+//! - Without `fieldManager`, the manager of an update is the user agent up to its first `/`, or
+//!   `unknown` (kube-rs sends no user agent).
+//! - Custom resources refuse unconditional PUT (no resourceVersion) like upstream; the built-ins here
+//!   allow it.
 
 mod convert;
 mod error;
@@ -242,7 +251,7 @@ impl TestServer {
         self.state.store.compact();
     }
 
-    /// Every CEL rule in the loaded CRDs, as `(kind, field path, rule)`; none is enforced.
+    /// Every CEL rule in the loaded CRDs that is not enforced, as `(apiVersion/kind, field path, rule)`.
     pub fn unenforced_cel_rules(&self) -> Vec<(String, String, String)> {
         self.state
             .types

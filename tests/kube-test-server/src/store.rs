@@ -738,6 +738,18 @@ impl Store {
         let (mut new, applied) = match write {
             Write::Replace(v) => {
                 check_type(rt, &v)?;
+                // Custom resources do not allow unconditional updates (built-ins used here do).
+                if rt.custom && meta_str(&v, "resourceVersion").is_none_or(str::is_empty) {
+                    return Err(invalid(
+                        rt,
+                        name,
+                        vec![Cause::new(
+                            "FieldValueInvalid",
+                            "metadata.resourceVersion",
+                            "Invalid value: 0x0: must be specified for an update",
+                        )],
+                    ));
+                }
                 (convert::to_storage(rt, v), false)
             }
             Write::Patch(f) => {
@@ -805,6 +817,12 @@ impl Store {
             fields::record_update(&old, &mut new, actor);
         }
         normalize(rt, &mut new)?;
+        if let Some(schema) = &rt.schema {
+            let causes = schema::check_immutable(schema, &old, &new);
+            if !causes.is_empty() {
+                return Err(invalid(rt, name, causes));
+            }
+        }
         if rt.custom && spec_part(rt, &new) != spec_part(rt, &old) {
             let generation = old
                 .pointer("/metadata/generation")

@@ -469,7 +469,31 @@ async fn validation_defaults_and_pruning_of_custom_objects() {
         wrong_type.details.unwrap().causes[0].reason,
         "FieldValueTypeInvalid"
     );
-    // CEL is not enforced: this violates the rule but is accepted (documented gap).
+    // `self == oldSelf` is enforced on updates.
+    api.patch(
+        "ok",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"region": "eu"}})),
+    )
+    .await
+    .unwrap();
+    let moved = status_of(
+        api.patch(
+            "ok",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"region": "us"}})),
+        )
+        .await,
+    );
+    assert_eq!(moved.code, 422);
+    assert!(
+        moved
+            .message
+            .contains("spec.region: Invalid value: \"string\": region is immutable"),
+        "{}",
+        moved.message
+    );
+    // Other CEL rules are not enforced: this violates one but is accepted (documented gap).
     let cel = widget(
         "cel",
         json!({"size": "Small", "minReplicas": 5, "maxReplicas": 2}),
@@ -541,6 +565,18 @@ async fn status_subresource_rules_and_generation() {
             .await,
     );
     assert_eq!(stale.code, 409);
+    // Custom resources refuse unconditional updates.
+    let mut unconditional = api.get("s").await.unwrap();
+    unconditional.metadata.resource_version = None;
+    let err = status_of(
+        api.replace("s", &PostParams::default(), &unconditional)
+            .await,
+    );
+    assert_eq!(err.code, 422);
+    assert_eq!(
+        err.details.unwrap().causes[0].field,
+        "metadata.resourceVersion"
+    );
     let bad_status = status_of(
         api.patch_status(
             "s",
