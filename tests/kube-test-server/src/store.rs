@@ -837,12 +837,23 @@ impl Store {
         if ctx.dry_run {
             return Ok(present(rt, new));
         }
-        if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
-            let gone = self.commit(&mut inner, rt, ChangeKind::Deleted, new, Some(old));
+        let finished = meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty();
+        let updated = self.commit(&mut inner, rt, ChangeKind::Modified, new, Some(old));
+        if finished {
+            // As upstream: the update that drops the last finalizer is stored (MODIFIED), then the
+            // object is deleted (DELETED).
+            if let Some(stored) = inner.objects.get(&key).cloned() {
+                self.commit(
+                    &mut inner,
+                    rt,
+                    ChangeKind::Deleted,
+                    stored.clone(),
+                    Some(stored),
+                );
+            }
             self.settle(&mut inner);
-            return Ok(gone);
         }
-        Ok(self.commit(&mut inner, rt, ChangeKind::Modified, new, Some(old)))
+        Ok(updated)
     }
 
     /// DELETE: sets deletionTimestamp while finalizers remain, removes the object otherwise.

@@ -430,3 +430,29 @@ async fn metadata_only_get_list_and_metadata_watcher() {
     }
     assert_eq!(names, ["a", "b"]);
 }
+
+#[tokio::test]
+async fn last_finalizer_removal_is_modified_then_deleted() {
+    let server = start_with(Duration::from_secs(3600)).await;
+    let api: Api<Secret> = Api::default_namespaced(server.client());
+    let mut s = secret("f", "x");
+    s.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    api.create(&PostParams::default(), &s).await.unwrap();
+    let from = server.current_resource_version().to_string();
+    let mut stream = api
+        .watch(&WatchParams::default(), &from)
+        .await
+        .unwrap()
+        .boxed();
+    api.delete("f", &DeleteParams::default()).await.unwrap();
+    api.patch(
+        "f",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    let got = next_events(&mut stream, 3).await;
+    let kinds: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["MODIFIED", "MODIFIED", "DELETED"]);
+}
