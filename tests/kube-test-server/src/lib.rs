@@ -69,7 +69,7 @@ mod schema;
 mod selector;
 mod store;
 
-pub use error::{ApiError, Cause};
+pub use error::{ApiError, Cause, Subject};
 pub use faults::{Counters, FailWith, Faults};
 pub use resources::LoadError;
 
