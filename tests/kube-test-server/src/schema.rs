@@ -2,7 +2,8 @@
 //! non-nullable nulls, apply defaults (nested), then validate against the `openAPIV3Schema`.
 //!
 //! Not enforced: `format`, `multipleOf`, `uniqueItems` outside `x-kubernetes-list-type: set`, and every
-//! CEL rule in `x-kubernetes-validations` ([`cel_rules`] lists them so tests can report what is skipped).
+//! CEL rule in `x-kubernetes-validations` except the immutability idiom `self == oldSelf`
+//! ([`cel_rules`] lists the skipped ones so tests can report them).
 
 use crate::error::Cause;
 use regex::Regex;
@@ -400,8 +401,58 @@ fn validate_combinators(schema: &Value, v: &Value, path: &str, causes: &mut Vec<
     }
 }
 
-/// Every CEL rule (`x-kubernetes-validations[].rule`) in a schema, with the field path it is attached
-/// to. None of them is evaluated by this server.
+/// Whether a CEL rule is the immutability idiom `self == oldSelf`, the one rule this server enforces.
+pub fn is_immutability_rule(rule: &str) -> bool {
+    let compact: String = rule.chars().filter(|c| !c.is_whitespace()).collect();
+    compact == "self==oldSelf" || compact == "oldSelf==self"
+}
+
+/// Enforces `self == oldSelf` rules on an update: such a field may not change once set.
+/// Like upstream transition rules, it applies only where both the old and new value exist.
+pub fn check_immutable(schema: &Schema, old: &Value, new: &Value) -> Vec<Cause> {
+    fn walk(schema: &Value, old: &Value, new: &Value, path: &str, out: &mut Vec<Cause>) {
+        for rule in schema
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let text = rule.get("rule").and_then(Value::as_str).unwrap_or_default();
+            if is_immutability_rule(text) && old != new {
+                let message = rule
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| format!("failed rule: {text}"), str::to_string);
+                out.push(Cause::new(
+                    "FieldValueInvalid",
+                    path,
+                    format!("Invalid value: \"{}\": {message}", type_name(new)),
+                ));
+            }
+        }
+        for (k, sub) in schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(o), Some(n)) = (old.get(k), new.get(k)) {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk(sub, o, n, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&schema.0, old, new, "", &mut out);
+    out
+}
+
+/// Every CEL rule (`x-kubernetes-validations[].rule`) in a schema that this server does not evaluate
+/// (all but `self == oldSelf`), with the field path it is attached to.
 pub fn cel_rules(schema: &Value) -> Vec<(String, String)> {
     fn walk(schema: &Value, path: &str, out: &mut Vec<(String, String)>) {
         for rule in schema
@@ -410,7 +461,9 @@ pub fn cel_rules(schema: &Value) -> Vec<(String, String)> {
             .into_iter()
             .flatten()
         {
-            if let Some(r) = rule.get("rule").and_then(Value::as_str) {
+            if let Some(r) = rule.get("rule").and_then(Value::as_str)
+                && !is_immutability_rule(r)
+            {
                 out.push((path.to_string(), r.to_string()));
             }
         }
@@ -524,6 +577,36 @@ mod tests {
             causes
                 .iter()
                 .any(|c| c.reason == "FieldValueTypeInvalid" && c.field == "spec.replicas")
+        );
+    }
+
+    #[test]
+    fn immutability_rules_are_enforced_on_update_only_where_both_values_exist() {
+        let schema = Schema(json!({"properties": {"spec": {"properties": {
+            "tenant": {"type": "string", "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "tenant is immutable"}]}
+        }}}}));
+        let old = json!({"spec": {"tenant": "a"}});
+        let causes = check_immutable(&schema, &old, &json!({"spec": {"tenant": "b"}}));
+        assert_eq!(
+            causes,
+            vec![Cause::new(
+                "FieldValueInvalid",
+                "spec.tenant",
+                "Invalid value: \"string\": tenant is immutable"
+            )]
+        );
+        assert!(check_immutable(&schema, &old, &old).is_empty());
+        assert!(
+            check_immutable(
+                &schema,
+                &json!({"spec": {}}),
+                &json!({"spec": {"tenant": "b"}})
+            )
+            .is_empty()
+        );
+        assert!(
+            cel_rules(&schema.0).is_empty(),
+            "the enforced rule is not listed as unenforced"
         );
     }
 

@@ -469,7 +469,31 @@ async fn validation_defaults_and_pruning_of_custom_objects() {
         wrong_type.details.unwrap().causes[0].reason,
         "FieldValueTypeInvalid"
     );
-    // CEL is not enforced: this violates the rule but is accepted (documented gap).
+    // `self == oldSelf` is enforced on updates.
+    api.patch(
+        "ok",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"region": "eu"}})),
+    )
+    .await
+    .unwrap();
+    let moved = status_of(
+        api.patch(
+            "ok",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"region": "us"}})),
+        )
+        .await,
+    );
+    assert_eq!(moved.code, 422);
+    assert!(
+        moved
+            .message
+            .contains("spec.region: Invalid value: \"string\": region is immutable"),
+        "{}",
+        moved.message
+    );
+    // Other CEL rules are not enforced: this violates one but is accepted (documented gap).
     let cel = widget(
         "cel",
         json!({"size": "Small", "minReplicas": 5, "maxReplicas": 2}),
@@ -541,6 +565,18 @@ async fn status_subresource_rules_and_generation() {
             .await,
     );
     assert_eq!(stale.code, 409);
+    // Custom resources refuse unconditional updates.
+    let mut unconditional = api.get("s").await.unwrap();
+    unconditional.metadata.resource_version = None;
+    let err = status_of(
+        api.replace("s", &PostParams::default(), &unconditional)
+            .await,
+    );
+    assert_eq!(err.code, 422);
+    assert_eq!(
+        err.details.unwrap().causes[0].field,
+        "metadata.resourceVersion"
+    );
     let bad_status = status_of(
         api.patch_status(
             "s",
@@ -813,6 +849,12 @@ async fn namespace_deletion_cascades_and_waits_for_finalizers() {
             .deletion_timestamp
             .is_some()
     );
+    let refused = status_of(
+        Api::<Secret>::namespaced(client.clone(), "tmp")
+            .create(&PostParams::default(), &secret("late", &[]))
+            .await,
+    );
+    assert_eq!((refused.code, refused.reason.as_str()), (403, "Forbidden"));
     api.patch(
         "held",
         &PatchParams::default(),
@@ -880,4 +922,185 @@ async fn kubeconfig_file_reaches_the_server() {
     let names: Vec<String> = nss.items.iter().map(|n| n.name_any()).collect();
     assert_eq!(names, ["default", "kube-public", "kube-system"]);
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn owner_references_are_garbage_collected_unless_orphaned() {
+    let server = start().await;
+    let client = server.client();
+    let api = widgets(&client, "default");
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    for owner in ["o1", "o2"] {
+        let w = api
+            .create(
+                &PostParams::default(),
+                &widget(owner, json!({"size": "Small"})),
+            )
+            .await
+            .unwrap();
+        let mut s = secret(&format!("{owner}-secret"), &[]);
+        s.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "example.com/v1".into(),
+                kind: "Widget".into(),
+                name: owner.into(),
+                uid: w.metadata.uid.unwrap(),
+                ..Default::default()
+            },
+        ]);
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    api.delete("o1", &DeleteParams::background()).await.unwrap();
+    assert!(
+        secrets.get_opt("o1-secret").await.unwrap().is_none(),
+        "dependent collected"
+    );
+    api.delete("o2", &DeleteParams::orphan()).await.unwrap();
+    let kept = secrets.get("o2-secret").await.unwrap();
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
+        "orphaned dependents lose the reference"
+    );
+}
+
+#[tokio::test]
+async fn metadata_labels_and_namespace_names_are_validated() {
+    let server = start().await;
+    let client = server.client();
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let err = status_of(
+        secrets
+            .create(&PostParams::default(), &secret("l", &[("bad key!", "v")]))
+            .await,
+    );
+    assert_eq!(
+        (err.code, err.details.unwrap().causes[0].field.as_str()),
+        (422, "metadata.labels")
+    );
+    let err = status_of(
+        secrets
+            .create(
+                &PostParams::default(),
+                &secret("l", &[("example.com/k", "-bad")]),
+            )
+            .await,
+    );
+    assert_eq!(err.code, 422);
+    secrets
+        .create(
+            &PostParams::default(),
+            &secret("l", &[("example.com/k", ""), ("k", "v.1")]),
+        )
+        .await
+        .unwrap();
+    let nss: Api<Namespace> = Api::all(client);
+    let dotted: Namespace = serde_json::from_value(json!({"metadata": {"name": "a.b"}})).unwrap();
+    assert_eq!(
+        status_of(nss.create(&PostParams::default(), &dotted).await).code,
+        422
+    );
+}
+
+#[tokio::test]
+async fn delete_collection_and_dry_run() {
+    let server = start().await;
+    let api: Api<Secret> = Api::default_namespaced(server.client());
+    for (n, tier) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        api.create(&PostParams::default(), &secret(n, &[("tier", tier)]))
+            .await
+            .unwrap();
+    }
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let would = api.create(&dry, &secret("d", &[])).await.unwrap();
+    assert!(would.metadata.uid.is_some());
+    assert!(
+        api.get_opt("d").await.unwrap().is_none(),
+        "dry run stores nothing"
+    );
+    let deleted = api
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("tier=web"),
+        )
+        .await
+        .unwrap();
+    let deleted = deleted.left().expect("a list of deleted objects");
+    assert_eq!(deleted.items.len(), 2);
+    let left: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| s.name_any())
+        .collect();
+    assert_eq!(left, ["c"]);
+}
+
+#[tokio::test]
+async fn status_apply_merges_list_map_items_per_manager() {
+    let server = start().await;
+    let api = widgets(&server.client(), "default");
+    api.create(
+        &PostParams::default(),
+        &widget("c", json!({"size": "Small"})),
+    )
+    .await
+    .unwrap();
+    let status = |conds: serde_json::Value| {
+        let mut w = widget("c", json!({"size": "Small"}));
+        w.data["status"] = json!({"conditions": conds});
+        w
+    };
+    let ready = json!({"type": "Ready", "status": "True"});
+    let synced = json!({"type": "Synced", "status": "False"});
+    api.patch_status(
+        "c",
+        &PatchParams::apply("a"),
+        &Patch::Apply(status(json!([ready]))),
+    )
+    .await
+    .unwrap();
+    let both = api
+        .patch_status(
+            "c",
+            &PatchParams::apply("b"),
+            &Patch::Apply(status(json!([synced]))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(both.data["status"]["conditions"], json!([ready, synced]));
+    let clash = status_of(
+        api.patch_status(
+            "c",
+            &PatchParams::apply("b"),
+            &Patch::Apply(status(json!([{"type": "Ready", "status": "False"}]))),
+        )
+        .await,
+    );
+    assert_eq!(clash.code, 409);
+    let dup = status_of(
+        api.patch_status(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [ready, ready]}})),
+        )
+        .await,
+    );
+    assert_eq!(dup.details.unwrap().causes[0].reason, "FieldValueDuplicate");
+    let only_b = api
+        .patch_status(
+            "c",
+            &PatchParams::apply("a"),
+            &Patch::Apply(status(json!([]))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(only_b.data["status"]["conditions"], json!([synced]));
 }

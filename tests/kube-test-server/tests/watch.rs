@@ -390,3 +390,69 @@ async fn reflector_store_follows_the_server() {
     .await;
     task.abort();
 }
+
+#[tokio::test]
+async fn metadata_only_get_list_and_metadata_watcher() {
+    let server = start_with(Duration::from_secs(3600)).await;
+    let client = server.client();
+    let api: Api<Secret> = Api::default_namespaced(client.clone());
+    api.create(&PostParams::default(), &secret("a", "web"))
+        .await
+        .unwrap();
+    let meta = api.get_metadata("a").await.unwrap();
+    assert_eq!(
+        meta.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    assert_eq!(meta.labels()["app"], "web");
+    let list = api
+        .list_metadata(&kube::api::ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    let meta_api: Api<kube::core::PartialObjectMeta<Secret>> = Api::default_namespaced(client);
+    let mut stream = watcher(meta_api, watcher::Config::default()).boxed();
+    let mut names = Vec::new();
+    while names.len() < 2 {
+        match bounded("metadata watch", stream.try_next())
+            .await
+            .unwrap()
+            .expect("stream open")
+        {
+            watcher::Event::InitApply(m) | watcher::Event::Apply(m) => names.push(m.name_any()),
+            watcher::Event::InitDone => {
+                api.create(&PostParams::default(), &secret("b", "web"))
+                    .await
+                    .unwrap();
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(names, ["a", "b"]);
+}
+
+#[tokio::test]
+async fn last_finalizer_removal_is_modified_then_deleted() {
+    let server = start_with(Duration::from_secs(3600)).await;
+    let api: Api<Secret> = Api::default_namespaced(server.client());
+    let mut s = secret("f", "x");
+    s.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    api.create(&PostParams::default(), &s).await.unwrap();
+    let from = server.current_resource_version().to_string();
+    let mut stream = api
+        .watch(&WatchParams::default(), &from)
+        .await
+        .unwrap()
+        .boxed();
+    api.delete("f", &DeleteParams::default()).await.unwrap();
+    api.patch(
+        "f",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    let got = next_events(&mut stream, 3).await;
+    let kinds: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["MODIFIED", "MODIFIED", "DELETED"]);
+}
