@@ -13,8 +13,8 @@ use kube::runtime::wait::await_condition;
 use kube_test_server::TestServer;
 use okta_ciam_operator::controller::connector::index::{self, ConnectorIndex};
 use okta_ciam_operator::controller::run_controllers;
-use okta_ciam_operator::controller::runtime::clients::ConnectorKey;
 use okta_ciam_operator::controller::runtime::cli::RunArgs;
+use okta_ciam_operator::controller::runtime::clients::ConnectorKey;
 use okta_ciam_operator::controller::runtime::{Context, Operator};
 use okta_ciam_operator::crd::condition::find_condition;
 use okta_ciam_operator::crd::{ConditionType, OktaCiamConnector};
@@ -190,7 +190,10 @@ impl Harness {
         let events: Api<Event> = Api::namespaced(self.server.client(), NS);
         let deadline = tokio::time::Instant::now() + LIMIT;
         loop {
-            let list = events.list(&Default::default()).await.expect("events listed");
+            let list = events
+                .list(&Default::default())
+                .await
+                .expect("events listed");
             if let Some(e) = list.items.iter().find(|e| {
                 e.reason.as_deref() == Some(reason)
                     && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(NAME)
@@ -208,7 +211,10 @@ impl Harness {
 
     async fn event_reasons(&self) -> Vec<String> {
         let events: Api<Event> = Api::namespaced(self.server.client(), NS);
-        let list = events.list(&Default::default()).await.expect("events listed");
+        let list = events
+            .list(&Default::default())
+            .await
+            .expect("events listed");
         list.items.into_iter().filter_map(|e| e.reason).collect()
     }
 
@@ -268,13 +274,18 @@ async fn connector_becomes_ready_with_counts_and_an_index_for_memberships() {
     h.put_secret("apiToken", "token-1").await;
     h.create_connector(&h.okta.domain(), serde_json::json!({"provisioning": true}))
         .await;
-    let obj = h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+    let obj = h
+        .wait_condition(ConditionType::Ready, "True", "Synced")
+        .await;
     let status = obj.status.clone().unwrap();
     assert_eq!(
         condition(&obj, ConditionType::CredentialsValid),
         pair("True", "Synced")
     );
-    assert_eq!(condition(&obj, ConditionType::Synced), pair("True", "Synced"));
+    assert_eq!(
+        condition(&obj, ConditionType::Synced),
+        pair("True", "Synced")
+    );
     assert_eq!(status.observed_generation, obj.metadata.generation);
     let counts = status.counts.expect("counts");
     // carol@other.org is out of scope; her membership is not counted.
@@ -306,7 +317,11 @@ async fn connector_becomes_ready_with_counts_and_an_index_for_memberships() {
         "{metrics}"
     );
     // A first successful sync is not news: no Event.
-    assert!(h.event_reasons().await.is_empty(), "{:?}", h.event_reasons().await);
+    assert!(
+        h.event_reasons().await.is_empty(),
+        "{:?}",
+        h.event_reasons().await
+    );
 
     // Deleting the connector drops its client and index; nothing is written to Okta.
     let writes_before = okta_writes(&h.okta);
@@ -337,7 +352,8 @@ fn okta_writes(okta: &EmulatorHandle) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_problems_are_reported_and_fixed_through_the_secret_watch() {
     let h = Harness::start().await;
-    h.create_connector(&h.okta.domain(), serde_json::json!({})).await;
+    h.create_connector(&h.okta.domain(), serde_json::json!({}))
+        .await;
     let obj = h
         .wait_condition(ConditionType::Ready, "False", "SecretNotFound")
         .await;
@@ -346,7 +362,11 @@ async fn secret_problems_are_reported_and_fixed_through_the_secret_watch() {
         pair("False", "SecretNotFound")
     );
     assert_eq!(h.wait_event("SecretNotFound").await, "Warning");
-    assert_eq!(h.okta.stats().requests.total, 0, "no Okta call without a token");
+    assert_eq!(
+        h.okta.stats().requests.total,
+        0,
+        "no Okta call without a token"
+    );
 
     h.put_secret("wrongKey", "token-1").await;
     h.wait_condition(ConditionType::CredentialsValid, "False", "SecretKeyMissing")
@@ -354,7 +374,8 @@ async fn secret_problems_are_reported_and_fixed_through_the_secret_watch() {
 
     // Only the Secret changes: its watch (not a timer) brings the connector to Ready.
     h.put_secret("apiToken", "token-1").await;
-    h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+    h.wait_condition(ConditionType::Ready, "True", "Synced")
+        .await;
     assert_eq!(h.wait_event("Recovered").await, "Normal");
 
     // A deleted Secret flips CredentialsValid only; the sync results stay.
@@ -365,7 +386,10 @@ async fn secret_problems_are_reported_and_fixed_through_the_secret_watch() {
     let obj = h
         .wait_condition(ConditionType::CredentialsValid, "False", "SecretNotFound")
         .await;
-    assert_eq!(condition(&obj, ConditionType::Synced), pair("True", "Synced"));
+    assert_eq!(
+        condition(&obj, ConditionType::Synced),
+        pair("True", "Synced")
+    );
     assert_eq!(obj.status.unwrap().counts.unwrap().users, 2);
     h.stop().await;
 }
@@ -374,12 +398,15 @@ async fn secret_problems_are_reported_and_fixed_through_the_secret_watch() {
 async fn a_revoked_token_is_unauthorized_and_a_rotated_one_recovers() {
     let h = Harness::start().await;
     h.put_secret("apiToken", "token-1").await;
-    h.create_connector(&h.okta.domain(), serde_json::json!({})).await;
-    h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+    h.create_connector(&h.okta.domain(), serde_json::json!({}))
+        .await;
+    h.wait_condition(ConditionType::Ready, "True", "Synced")
+        .await;
 
     assert!(h.okta.revoke_token("token-1"));
     // A spec change makes a sync due at once; it meets the revoked token.
-    h.patch_spec(serde_json::json!({"syncInterval": "2h"})).await;
+    h.patch_spec(serde_json::json!({"syncInterval": "2h"}))
+        .await;
     let obj = h
         .wait_condition(ConditionType::Ready, "False", "Unauthorized")
         .await;
@@ -394,7 +421,9 @@ async fn a_revoked_token_is_unauthorized_and_a_rotated_one_recovers() {
     );
 
     h.put_secret("apiToken", "token-2").await;
-    let obj = h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+    let obj = h
+        .wait_condition(ConditionType::Ready, "True", "Synced")
+        .await;
     assert_eq!(
         condition(&obj, ConditionType::CredentialsValid),
         pair("True", "Synced")
@@ -427,7 +456,8 @@ async fn an_invalid_spec_makes_no_okta_request() {
     // Fixing the spec recovers without any other trigger.
     h.patch_spec(serde_json::json!({"domain": h.okta.domain()}))
         .await;
-    h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+    h.wait_condition(ConditionType::Ready, "True", "Synced")
+        .await;
     h.stop().await;
 }
 
@@ -435,8 +465,11 @@ async fn an_invalid_spec_makes_no_okta_request() {
 async fn suspending_stops_syncing_and_deletes_nothing() {
     let h = Harness::start().await;
     h.put_secret("apiToken", "token-1").await;
-    h.create_connector(&h.okta.domain(), serde_json::json!({})).await;
-    let ready = h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+    h.create_connector(&h.okta.domain(), serde_json::json!({}))
+        .await;
+    let ready = h
+        .wait_condition(ConditionType::Ready, "True", "Synced")
+        .await;
     let requests = h.okta.stats().requests.total;
 
     h.patch_spec(serde_json::json!({"suspend": true})).await;
@@ -445,15 +478,20 @@ async fn suspending_stops_syncing_and_deletes_nothing() {
         .await;
     let (before, after) = (ready.status.unwrap(), obj.status.unwrap());
     assert_eq!(after.counts, before.counts);
-    assert_eq!(after.last_successful_sync_time, before.last_successful_sync_time);
+    assert_eq!(
+        after.last_successful_sync_time,
+        before.last_successful_sync_time
+    );
     assert_eq!(h.okta.stats().requests.total, requests, "no Okta call");
     h.wait_registry("index marked suspended", |h| {
-        h.index().is_some_and(|ix| ix.facts.suspended && !ix.facts.ready)
+        h.index()
+            .is_some_and(|ix| ix.facts.suspended && !ix.facts.ready)
     })
     .await;
 
     h.patch_spec(serde_json::json!({"suspend": false})).await;
-    h.wait_condition(ConditionType::Ready, "True", "Synced").await;
+    h.wait_condition(ConditionType::Ready, "True", "Synced")
+        .await;
     assert!(h.index().unwrap().facts.ready);
     h.stop().await;
 }

@@ -602,8 +602,10 @@ mod tests {
             at(1101),
             false
         ));
-        let mut never = ConnectorStatus::default();
-        never.observed_generation = Some(1);
+        let never = ConnectorStatus {
+            observed_generation: Some(1),
+            ..ConnectorStatus::default()
+        };
         assert!(sync_due(Some(&never), Some(1), HOUR, at(0), false));
     }
 
