@@ -495,3 +495,106 @@ async fn suspending_stops_syncing_and_deletes_nothing() {
     assert!(h.index().unwrap().facts.ready);
     h.stop().await;
 }
+
+/// `okta-ciam-operator run` as a child process reconciles a connector to Ready, and never logs
+/// the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_binary_reconciles_a_connector_end_to_end() {
+    use tokio::io::AsyncReadExt;
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
+    let server = TestServer::start([
+        format!("{crds}/oktaciamconnectors.yaml"),
+        format!("{crds}/groupmemberships.yaml"),
+    ])
+    .await
+    .unwrap();
+    let okta = emulator::start(EmulatorConfig::new(fixture()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_okta-ciam-operator"))
+        .args([
+            "--log-format",
+            "json",
+            "run",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--insecure-loopback-http",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "info,okta_ciam_operator=debug")
+        .env_remove("OKTA_CIAM_LEADER_ELECT")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+
+    let client = server.client();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(SECRET.into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            "apiToken".to_owned(),
+            ByteString(b"token-1".to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let connectors: Api<OktaCiamConnector> = Api::namespaced(client, NS);
+    let obj: OktaCiamConnector = serde_json::from_value(serde_json::json!({
+        "apiVersion": "oktaciam.io/v1alpha1",
+        "kind": "OktaCiamConnector",
+        "metadata": {"name": NAME},
+        "spec": {"domain": okta.domain(), "tokenSecretRef": {"name": SECRET},
+                 "emailDomains": ["example.com"]},
+    }))
+    .unwrap();
+    connectors
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap();
+    let ready = |o: Option<&OktaCiamConnector>| {
+        o.and_then(|o| o.status.as_ref())
+            .and_then(|s| find_condition(&s.conditions, ConditionType::Ready))
+            .is_some_and(|c| c.status == "True")
+    };
+    let obj = tokio::time::timeout(LIMIT, await_condition(connectors.clone(), NAME, ready))
+        .await
+        .expect("Ready in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(obj.status.unwrap().counts.unwrap().users, 2);
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(LIMIT, child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let logs = tokio::time::timeout(LIMIT, logs).await.unwrap().unwrap();
+    assert!(logs.contains("sync finished"), "{logs}");
+    assert!(!logs.contains("token-1"), "the token leaked into the logs");
+    okta.shutdown().await;
+    server.shutdown().await;
+}
