@@ -18,7 +18,7 @@ use okta_ciam_operator::controller::runtime::clients::ConnectorKey;
 use okta_ciam_operator::controller::runtime::{Context, Operator};
 use okta_ciam_operator::crd::condition::find_condition;
 use okta_ciam_operator::crd::{ConditionType, OktaCiamConnector};
-use okta_ciam_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Fixture};
+use okta_ciam_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Faults, Fixture};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -493,6 +493,60 @@ async fn suspending_stops_syncing_and_deletes_nothing() {
     h.wait_condition(ConditionType::Ready, "True", "Synced")
         .await;
     assert!(h.index().unwrap().facts.ready);
+
+    // A wider scope replaces the index: carol@other.org is now in it.
+    h.patch_spec(serde_json::json!({"emailDomains": ["example.com", "other.org"]}))
+        .await;
+    h.wait_registry("index rebuilt for the new scope", |h| {
+        h.index()
+            .is_some_and(|ix| ix.user_by_address("carol@other.org").is_some())
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_okta_backs_off_and_recovers_on_its_own() {
+    let h = Harness::start().await;
+    h.put_secret("apiToken", "token-1").await;
+    h.create_connector(&h.okta.domain(), serde_json::json!({}))
+        .await;
+    let first = h
+        .wait_condition(ConditionType::Ready, "True", "Synced")
+        .await;
+    let first_sync = first.status.unwrap().last_successful_sync_time.unwrap();
+
+    h.okta.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: Some(503),
+        ..Faults::default()
+    });
+    // A rotated token forces a credential check, which meets the outage.
+    h.put_secret("apiToken", "token-2").await;
+    let obj = h
+        .wait_condition(ConditionType::Ready, "False", "OktaUnreachable")
+        .await;
+    let status = obj.status.unwrap();
+    let next = status.next_sync_time.expect("a retry is scheduled").0;
+    let backoff_cap = k8s_openapi::jiff::SignedDuration::from_mins(5);
+    assert!(next.duration_since(k8s_openapi::jiff::Timestamp::now()) <= backoff_cap);
+    assert_eq!(h.wait_event("OktaUnreachable").await, "Warning");
+
+    // Nothing changes in the cluster: the back-off requeue alone brings it back.
+    h.okta.set_faults(Faults::default());
+    let obj = h
+        .wait_condition(ConditionType::Ready, "True", "Synced")
+        .await;
+    assert_eq!(
+        condition(&obj, ConditionType::CredentialsValid),
+        pair("True", "Synced")
+    );
+    let resynced = obj.status.unwrap().last_successful_sync_time.unwrap();
+    assert!(
+        resynced > first_sync,
+        "the new token is synced with, not just assumed"
+    );
+    assert_eq!(h.wait_event("Recovered").await, "Normal");
     h.stop().await;
 }
 

@@ -137,20 +137,22 @@ pub fn client_options(rate_limit: &RateLimitSpec) -> ClientOptions {
     }
 }
 
-/// Whether a sync must run now: the credentials changed, the spec changed since the last
-/// status, the last sync did not succeed, or the interval has elapsed since the last success.
+/// Whether a sync must run now: the credentials were just checked (a new token, or one not
+/// known to be valid before: the last sync may have used other credentials), the spec changed
+/// since the last status, the last sync did not succeed, or the interval has elapsed since the
+/// last success.
 pub fn sync_due(
     status: Option<&ConnectorStatus>,
     generation: Option<i64>,
     interval: Duration,
     now: Timestamp,
-    credentials_changed: bool,
+    credentials_checked: bool,
 ) -> bool {
     let Some(status) = status else { return true };
     let Some(last) = status.last_successful_sync_time.as_ref() else {
         return true;
     };
-    credentials_changed
+    credentials_checked
         || status.observed_generation != generation
         || !is_true(&status.conditions, ConditionType::Synced)
         || add(last.0, interval) <= now
@@ -223,27 +225,33 @@ pub fn next_status(
     let synced_message = find_condition(&status.conditions, ConditionType::Synced)
         .map(|c| c.message.clone())
         .unwrap_or_default();
-    let mut set = |type_: ConditionType, holds: bool, reason: ConnectorReason, message: String| {
-        set_condition(
-            &mut status.conditions,
-            new_condition(
-                type_,
-                ConditionStatus::from(holds),
-                reason.as_str(),
-                message,
-                generation,
-                Time(now),
-            ),
-        );
-    };
+    let mut set =
+        |type_: ConditionType, value: ConditionStatus, reason: ConnectorReason, message: String| {
+            set_condition(
+                &mut status.conditions,
+                new_condition(
+                    type_,
+                    value,
+                    reason.as_str(),
+                    message,
+                    generation,
+                    Time(now),
+                ),
+            );
+        };
     let credentials_ok = || "Okta accepted the API token".to_owned();
     match outcome {
         Outcome::InvalidSpec { message } => {
-            set(ConditionType::Ready, false, reason, message.clone());
+            set(
+                ConditionType::Ready,
+                ConditionStatus::False,
+                reason,
+                message.clone(),
+            );
         }
         Outcome::Suspended => set(
             ConditionType::Ready,
-            false,
+            ConditionStatus::False,
             reason,
             "spec.suspend is true: nothing is synced or provisioned".to_owned(),
         ),
@@ -251,21 +259,31 @@ pub fn next_status(
             let message = format!("Secret {secret:?} not found in the connector's namespace");
             set(
                 ConditionType::CredentialsValid,
-                false,
+                ConditionStatus::False,
                 reason,
                 message.clone(),
             );
-            set(ConditionType::Ready, false, reason, message);
+            set(
+                ConditionType::Ready,
+                ConditionStatus::False,
+                reason,
+                message,
+            );
         }
         Outcome::SecretKeyMissing { secret, key } => {
             let message = format!("Secret {secret:?} has no non-empty key {key:?}");
             set(
                 ConditionType::CredentialsValid,
-                false,
+                ConditionStatus::False,
                 reason,
                 message.clone(),
             );
-            set(ConditionType::Ready, false, reason, message);
+            set(
+                ConditionType::Ready,
+                ConditionStatus::False,
+                reason,
+                message,
+            );
         }
         Outcome::OktaFailed {
             reason,
@@ -279,7 +297,16 @@ pub fn next_status(
             if credential_problem {
                 set(
                     ConditionType::CredentialsValid,
-                    false,
+                    ConditionStatus::False,
+                    *reason,
+                    message.clone(),
+                );
+            } else if sync_started.is_none() {
+                // The check got no answer: the token is neither known good nor bad, so the
+                // next reconcile checks it again.
+                set(
+                    ConditionType::CredentialsValid,
+                    ConditionStatus::Unknown,
                     *reason,
                     message.clone(),
                 );
@@ -289,16 +316,26 @@ pub fn next_status(
                     // The sync got past the credential check, so the token works.
                     set(
                         ConditionType::CredentialsValid,
-                        true,
+                        ConditionStatus::True,
                         ConnectorReason::Synced,
                         credentials_ok(),
                     );
                 }
-                set(ConditionType::Synced, false, *reason, message.clone());
+                set(
+                    ConditionType::Synced,
+                    ConditionStatus::False,
+                    *reason,
+                    message.clone(),
+                );
                 status.last_sync_time = Some(Time(*started));
                 status.last_sync_duration_seconds = Some(*duration);
             }
-            set(ConditionType::Ready, false, *reason, message.clone());
+            set(
+                ConditionType::Ready,
+                ConditionStatus::False,
+                *reason,
+                message.clone(),
+            );
         }
         Outcome::Synced(report) => {
             let message = format!(
@@ -307,12 +344,17 @@ pub fn next_status(
             );
             set(
                 ConditionType::CredentialsValid,
-                true,
+                ConditionStatus::True,
                 reason,
                 credentials_ok(),
             );
-            set(ConditionType::Synced, true, reason, message.clone());
-            set(ConditionType::Ready, true, reason, message);
+            set(
+                ConditionType::Synced,
+                ConditionStatus::True,
+                reason,
+                message.clone(),
+            );
+            set(ConditionType::Ready, ConditionStatus::True, reason, message);
             status.last_sync_time = Some(Time(report.started_at));
             status.last_successful_sync_time = Some(Time(report.finished_at));
             status.last_sync_duration_seconds = Some(report.duration_seconds);
@@ -323,11 +365,11 @@ pub fn next_status(
             let message = synced_message;
             set(
                 ConditionType::CredentialsValid,
-                true,
+                ConditionStatus::True,
                 reason,
                 credentials_ok(),
             );
-            set(ConditionType::Ready, true, reason, message);
+            set(ConditionType::Ready, ConditionStatus::True, reason, message);
         }
     }
     status
@@ -738,6 +780,20 @@ mod tests {
         assert_eq!(
             cond(&s, ConditionType::Ready),
             pair("False", "Unauthorized")
+        );
+        assert_eq!(cond(&s, ConditionType::Synced), pair("True", "Synced"));
+
+        let s = next_status(
+            Some(&ok),
+            &failed(ConnectorReason::OktaUnreachable, false),
+            Some(1),
+            None,
+            at(2000),
+        );
+        assert_eq!(
+            cond(&s, ConditionType::CredentialsValid),
+            pair("Unknown", "OktaUnreachable"),
+            "an unanswered check leaves the token to be checked again"
         );
         assert_eq!(cond(&s, ConditionType::Synced), pair("True", "Synced"));
 

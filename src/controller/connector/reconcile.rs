@@ -402,10 +402,10 @@ async fn evaluate(
     let status = obj.status.as_ref();
     let credentials_known =
         status.is_some_and(|s| is_true(&s.conditions, ConditionType::CredentialsValid));
-    // A new client, or credentials not known to work: check them before any sync.
-    if (obtained != Obtained::Reused || !credentials_known)
-        && let Err(e) = client.get_org().await
-    {
+    // A new client, or credentials not known to work: check them before any sync, and sync
+    // once they pass (the last sync may have used other credentials).
+    let check = obtained != Obtained::Reused || !credentials_known;
+    if check && let Err(e) = client.get_org().await {
         return Ok(done.with(Outcome::OktaFailed {
             reason: decide::classify_okta(&e),
             message: e.to_string(),
@@ -417,7 +417,7 @@ async fn evaluate(
         obj.metadata.generation,
         prepared.valid.sync_interval,
         now,
-        credentials_changed,
+        check,
     ) || index::lookup(&state.ctx.clients, key).is_none();
     if !due {
         return Ok(done.with(Outcome::UpToDate));
