@@ -60,6 +60,11 @@ fn fixture() -> Fixture {
 
 impl Harness {
     async fn start() -> Harness {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra `run` flags.
+    async fn start_with(extra: &[&str]) -> Harness {
         let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
         let server = TestServer::start([
             format!("{crds}/oktaciamconnectors.yaml"),
@@ -70,14 +75,15 @@ impl Harness {
         let okta = emulator::start(EmulatorConfig::new(fixture()))
             .await
             .expect("emulator starts");
-        let args = Wrapper::try_parse_from([
+        let argv = [
             "run",
             "--metrics-addr",
             "127.0.0.1:0",
             "--insecure-loopback-http",
-        ])
-        .unwrap()
-        .args;
+        ];
+        let args = Wrapper::try_parse_from(argv.iter().chain(extra))
+            .unwrap()
+            .args;
         let operator = Operator::start(args, server.client())
             .await
             .expect("operator starts");
@@ -651,4 +657,34 @@ async fn the_run_binary_reconciles_a_connector_end_to_end() {
     assert!(!logs.contains("token-1"), "the token leaked into the logs");
     okta.shutdown().await;
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_watched_namespaces_are_reconciled() {
+    let h = Harness::start_with(&["--namespace", NS]).await;
+    // The same connector in a namespace the operator does not watch, created first.
+    let elsewhere: Api<OktaCiamConnector> = Api::namespaced(h.server.client(), "kube-public");
+    let obj: OktaCiamConnector = serde_json::from_value(serde_json::json!({
+        "apiVersion": "oktaciam.io/v1alpha1",
+        "kind": "OktaCiamConnector",
+        "metadata": {"name": NAME},
+        "spec": {"domain": h.okta.domain(), "tokenSecretRef": {"name": SECRET},
+                 "emailDomains": ["example.com"]},
+    }))
+    .unwrap();
+    elsewhere
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap();
+    h.put_secret("apiToken", "token-1").await;
+    h.create_connector(&h.okta.domain(), serde_json::json!({}))
+        .await;
+    h.wait_condition(ConditionType::Ready, "True", "Synced")
+        .await;
+    assert!(
+        elsewhere.get(NAME).await.unwrap().status.is_none(),
+        "a connector outside --namespace got a status"
+    );
+    assert_eq!(h.ctx.clients.keys(), vec![Harness::key()]);
+    h.stop().await;
 }

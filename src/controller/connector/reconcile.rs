@@ -114,13 +114,16 @@ pub async fn run(ctx: Context, caches_synced: oneshot::Sender<()>) {
         readers.push(reader);
         controllers.push(fut);
     }
+    let shutdown = ctx.shutdown.clone();
     let synced = async move {
-        if future::try_join_all(readers.iter().map(Store::wait_until_ready))
-            .await
-            .is_ok()
-        {
-            tracing::info!("connector caches synced");
-            let _ = caches_synced.send(());
+        tokio::select! {
+            listed = future::try_join_all(readers.iter().map(Store::wait_until_ready)) => {
+                if listed.is_ok() {
+                    tracing::info!("connector caches synced");
+                    let _ = caches_synced.send(());
+                }
+            }
+            () = shutdown.cancelled() => {}
         }
     };
     futures::join!(future::join_all(controllers), synced);
