@@ -91,6 +91,9 @@ pub enum ApiError {
     /// 410 `Expired` (too old resourceVersion or continue token).
     #[error("{0}")]
     Expired(String),
+    /// 403 `Forbidden` (e.g. new content in a terminating namespace).
+    #[error("{0}")]
+    Forbidden(String),
     /// 405 `MethodNotAllowed`.
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
@@ -109,7 +112,10 @@ pub enum ApiError {
 }
 
 fn invalid_message(kind: &str, subject: &Subject, causes: &[Cause]) -> String {
-    let lines: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+    let lines: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
     let joined = if lines.len() == 1 {
         lines[0].clone()
     } else {
@@ -131,9 +137,12 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             ApiError::NotFound(_) | ApiError::NoRoute => 404,
-            ApiError::AlreadyExists(_) | ApiError::Conflict(..) | ApiError::ApplyConflict { .. } => 409,
+            ApiError::AlreadyExists(_)
+            | ApiError::Conflict(..)
+            | ApiError::ApplyConflict { .. } => 409,
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => 422,
             ApiError::Expired(_) => 410,
+            ApiError::Forbidden(_) => 403,
             ApiError::MethodNotAllowed => 405,
             ApiError::BadRequest(_) => 400,
             ApiError::UnsupportedMediaType(_) => 415,
@@ -150,6 +159,7 @@ impl ApiError {
             ApiError::Conflict(..) | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
             ApiError::Expired(_) => "Expired",
+            ApiError::Forbidden(_) => "Forbidden",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
@@ -173,8 +183,14 @@ impl ApiError {
             ApiError::NotFound(s) | ApiError::AlreadyExists(s) | ApiError::Conflict(s, _) => {
                 Some(details(s, &[]))
             }
-            ApiError::ApplyConflict { subject, causes, .. } => Some(details(subject, causes)),
-            ApiError::Invalid { kind, subject, causes } => {
+            ApiError::ApplyConflict {
+                subject, causes, ..
+            } => Some(details(subject, causes)),
+            ApiError::Invalid {
+                kind,
+                subject,
+                causes,
+            } => {
                 let mut d = details(subject, causes);
                 d["kind"] = json!(kind);
                 Some(d)

@@ -11,6 +11,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A child process (e.g. the operator binary) reaches the same server through a kubeconfig file:
+//! `server.write_kubeconfig(&path)?` then run the child with `KUBECONFIG=path`. The server lives in
+//! the test's tokio runtime, so keep that runtime running while the child works.
+//!
 //! # Served
 //! CRDs loaded from YAML (files or directories, multi-document), core v1 `Namespace`, `Secret`, `Event`,
 //! `events.k8s.io/v1` `Event`, `coordination.k8s.io/v1` `Lease`; discovery (`/api`, `/api/v1`, `/apis`,
@@ -24,24 +28,37 @@
 //! 410 `Expired` as an `ERROR` event for compacted versions, `timeoutSeconds`; POST (`generateName`,
 //! 409 `AlreadyExists`, 404 for a missing namespace); PUT (409 `Conflict` on a stale resourceVersion);
 //! PATCH (merge, json, strategic-merge on built-ins, apply with `fieldManager`/`force` and field-ownership
-//! conflicts); DELETE (preconditions, finalizers + `deletionTimestamp`, namespace cascade); `dryRun=All`;
+//! conflicts); DELETE (preconditions, finalizers + `deletionTimestamp`, namespace cascade, 403 for new
+//! content in a terminating namespace, owner-reference garbage collection); `dryRun=All`;
 //! `uid`, a global resourceVersion, `generation` for custom resources, `creationTimestamp`,
-//! `managedFields`; `/status` rules; structural-schema pruning, defaulting and validation (422 `Invalid`).
+//! `managedFields`; `/status` rules; structural-schema pruning, defaulting and validation (422 `Invalid`);
+//! label key/value syntax and name syntax (RFC 1123 subdomain; DNS label for namespaces).
 //!
 //! # Not emulated
-//! - CEL `x-kubernetes-validations` are not evaluated at all (see [`TestServer::unenforced_cel_rules`]);
-//!   nor are `format`, `multipleOf`, or CRD ratcheting.
+//! - CEL `x-kubernetes-validations` are not evaluated, except the immutability idiom `self == oldSelf`
+//!   (see [`TestServer::unenforced_cel_rules`] for the skipped ones); nor are `format`, `multipleOf`,
+//!   or CRD validation ratcheting.
 //! - No version conversion: every served version of a CRD shares one storage and the schema of the
 //!   version used for the write.
-//! - Core and `events.k8s.io` Events are stored separately (the real server shares them).
-//! - No authentication/authorization, admission webhooks, garbage collection of owner references
-//!   (`propagationPolicy` is accepted and ignored), graceful deletion periods, or aggregated discovery.
-//! - Server-side apply treats lists as atomic (except `metadata.finalizers`, a set); list-map merge keys
-//!   are not honoured. Strategic merge patch on built-ins behaves as a JSON merge patch.
+//! - `events.k8s.io/v1` Events are a renamed view of the core v1 Event store, as upstream, but only the
+//!   field renames are converted (no `series.state`, no defaulting of the deprecated fields).
+//! - No authentication/authorization, admission webhooks, graceful deletion periods, or aggregated
+//!   discovery. Garbage collection is synchronous and background-style: dependents whose owners are
+//!   all gone are deleted at once; `Foreground` behaves like `Background` (no `foregroundDeletion`
+//!   finalizer, `blockOwnerDeletion` ignored); `Orphan` strips the owner reference from dependents.
+//! - Server-side apply honours `x-kubernetes-list-type` (atomic/set/map) in CRD schemas, but built-in
+//!   types' lists are atomic (except `metadata.finalizers`, a set), `x-kubernetes-map-type` is ignored,
+//!   and there is no `.` ownership of plain objects. Strategic merge patch on built-ins behaves as a
+//!   JSON merge patch (no `$patch` directives, no merge keys).
 //! - `resourceVersionMatch=Exact` for anything but the latest version answers 410; an old version for a
 //!   non-exact list serves the latest state.
 //! - No protobuf, CBOR or Table output; JSON only. No TLS.
+//! - Without `fieldManager`, the manager of an update is the user agent up to its first `/`, or
+//!   `unknown` (kube-rs sends no user agent).
+//! - Custom resources refuse unconditional PUT (no resourceVersion) like upstream; the built-ins here
+//!   allow it.
 
+mod convert;
 mod error;
 mod faults;
 mod fields;
@@ -52,7 +69,7 @@ mod schema;
 mod selector;
 mod store;
 
-pub use error::{ApiError, Cause};
+pub use error::{ApiError, Cause, Subject};
 pub use faults::{Counters, FailWith, Faults};
 pub use resources::LoadError;
 
@@ -113,9 +130,18 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server serving the CRDs in these files/directories, with default options.
-    pub async fn start<P: AsRef<Path>>(crd_paths: impl IntoIterator<Item = P>) -> Result<TestServer> {
-        let crd_paths = crd_paths.into_iter().map(|p| p.as_ref().to_path_buf()).collect();
-        Self::start_with(ServerOptions { crd_paths, ..ServerOptions::default() }).await
+    pub async fn start<P: AsRef<Path>>(
+        crd_paths: impl IntoIterator<Item = P>,
+    ) -> Result<TestServer> {
+        let crd_paths = crd_paths
+            .into_iter()
+            .map(|p| p.as_ref().to_path_buf())
+            .collect();
+        Self::start_with(ServerOptions {
+            crd_paths,
+            ..ServerOptions::default()
+        })
+        .await
     }
 
     /// Starts a server with explicit options.
@@ -125,14 +151,20 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let store = Arc::new(store::Store::new(opts.history_limit));
-        let ns_type = types.iter().find(|t| t.plural == "namespaces").expect("built-in").clone();
+        let ns_type = types
+            .iter()
+            .find(|t| t.plural == "namespaces")
+            .expect("built-in")
+            .clone();
         let ctx = store::WriteContext {
             manager: "kube-apiserver".into(),
             dry_run: false,
         };
         for ns in ["default", "kube-system", "kube-public"] {
             let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            store.create(&ns_type, None, obj, &ctx).expect("fresh store accepts built-in namespaces");
+            store
+                .create(&ns_type, None, obj, &ctx)
+                .expect("fresh store accepts built-in namespaces");
         }
         let state = Arc::new(http::AppState {
             types,
@@ -142,7 +174,9 @@ impl TestServer {
             bookmark_interval: opts.bookmark_interval,
             max_watch: opts.max_watch,
         });
-        let app = axum::Router::new().fallback(http::handle).with_state(state.clone());
+        let app = axum::Router::new()
+            .fallback(http::handle)
+            .with_state(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -217,13 +251,17 @@ impl TestServer {
         self.state.store.compact();
     }
 
-    /// Every CEL rule in the loaded CRDs, as `(kind, field path, rule)`; none is enforced.
+    /// Every CEL rule in the loaded CRDs that is not enforced, as `(apiVersion/kind, field path, rule)`.
     pub fn unenforced_cel_rules(&self) -> Vec<(String, String, String)> {
         self.state
             .types
             .iter()
             .filter_map(|t| t.schema.as_ref().map(|s| (t, s)))
-            .flat_map(|(t, s)| schema::cel_rules(&s.0).into_iter().map(|(p, r)| (format!("{}/{}", t.api_version(), t.kind), p, r)))
+            .flat_map(|(t, s)| {
+                schema::cel_rules(&s.0)
+                    .into_iter()
+                    .map(|(p, r)| (format!("{}/{}", t.api_version(), t.kind), p, r))
+            })
             .collect()
     }
 

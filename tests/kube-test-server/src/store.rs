@@ -4,6 +4,7 @@
 //! Every write runs under one lock and broadcasts its change while still holding it, so a watch that
 //! registers under the same lock sees each change exactly once.
 
+use crate::convert;
 use crate::error::{ApiError, Cause, Result, Subject};
 use crate::fields::{self, Actor};
 use crate::resources::ResourceType;
@@ -12,7 +13,7 @@ use crate::selector::{FieldSelector, LabelSelector};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 
 /// What happened to an object.
@@ -54,7 +55,10 @@ pub struct Filter {
 
 impl Filter {
     fn matches(&self, obj: &Value) -> bool {
-        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if self.namespace.as_deref().is_some_and(|want| want != ns) {
             return false;
         }
@@ -114,6 +118,8 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     /// `preconditions.resourceVersion`.
     pub resource_version: Option<String>,
+    /// `propagationPolicy: Orphan`: dependents keep living without this owner.
+    pub orphan: bool,
 }
 
 /// Outcome of a DELETE: the object still exists (finalizers pending) or it is gone.
@@ -125,12 +131,15 @@ pub enum Deleted {
     Gone(Value),
 }
 
+/// Computes a patched object from the current one.
+pub type PatchFn<'a> = Box<dyn FnOnce(&Value) -> Result<Value> + Send + 'a>;
+
 /// A write request under the lock: given the current object, produce the desired one.
 pub enum Write<'a> {
     /// PUT: the replacement object.
     Replace(Value),
     /// Merge/json/strategic patch: a function from current to patched object.
-    Patch(Box<dyn FnOnce(&Value) -> Result<Value> + Send + 'a>),
+    Patch(PatchFn<'a>),
     /// Server-side apply of an applied configuration.
     Apply {
         /// Applied configuration (already parsed).
@@ -177,17 +186,28 @@ pub struct Store {
 }
 
 fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn uid() -> String {
     let b: [u8; 16] = rand::random();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    obj.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str)
+    obj.get("metadata")
+        .and_then(|m| m.get(key))
+        .and_then(Value::as_str)
 }
 
 fn set_meta(obj: &mut Value, key: &str, v: Value) {
@@ -219,16 +239,28 @@ fn invalid(rt: &ResourceType, name: &str, causes: Vec<Cause>) -> ApiError {
     }
 }
 
+/// RFC 1123 subdomain, the syntax of most object names.
+static DNS_SUBDOMAIN: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        .expect("static regex")
+});
+
+/// Label name part and label value syntax.
+static LABEL_NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").expect("static regex")
+});
+
 fn is_dns_subdomain(s: &str) -> bool {
-    let re = regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").expect("static regex");
-    s.len() <= 253 && re.is_match(s)
+    s.len() <= 253 && DNS_SUBDOMAIN.is_match(s)
 }
 
 /// Random suffix alphabet the real server uses for `generateName` (no vowels, no confusables).
 const SUFFIX_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn generate_suffix() -> String {
-    (0..5).map(|_| SUFFIX_CHARS[rand::random_range(0..SUFFIX_CHARS.len())] as char).collect()
+    (0..5)
+        .map(|_| SUFFIX_CHARS[rand::random_range(0..SUFFIX_CHARS.len())] as char)
+        .collect()
 }
 
 /// Everything but metadata (and status, when it has its own endpoint) — what `generation` tracks.
@@ -246,6 +278,10 @@ fn spec_part(rt: &ResourceType, obj: &Value) -> Value {
 /// Type-specific defaulting, pruning and validation.
 fn normalize(rt: &ResourceType, obj: &mut Value) -> Result<()> {
     let name = meta_str(obj, "name").unwrap_or_default().to_string();
+    let label_causes = label_causes(obj);
+    if !label_causes.is_empty() {
+        return Err(invalid(rt, &name, label_causes));
+    }
     if let Some(schema) = &rt.schema {
         let causes = schema::prepare(schema, obj);
         if !causes.is_empty() {
@@ -264,6 +300,34 @@ fn normalize(rt: &ResourceType, obj: &mut Value) -> Result<()> {
     }
 }
 
+/// Label keys are `[dns-subdomain/]name`, values `name` or empty; names are at most 63 characters.
+fn label_causes(obj: &Value) -> Vec<Cause> {
+    let name_ok = |n: &str| n.len() <= 63 && LABEL_NAME.is_match(n);
+    let mut causes = Vec::new();
+    let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+    for (k, v) in labels.into_iter().flatten() {
+        let (prefix, key_name) = k
+            .rsplit_once('/')
+            .map_or((None, k.as_str()), |(p, n)| (Some(p), n));
+        if !name_ok(key_name) || prefix.is_some_and(|p| !is_dns_subdomain(p)) {
+            causes.push(Cause::new(
+                "FieldValueInvalid",
+                "metadata.labels",
+                format!("Invalid value: {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+            ));
+        }
+        let value = v.as_str().unwrap_or("\u{0}");
+        if !value.is_empty() && !name_ok(value) {
+            causes.push(Cause::new(
+                "FieldValueInvalid",
+                &format!("metadata.labels[{k}]"),
+                format!("Invalid value: {value:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+            ));
+        }
+    }
+    causes
+}
+
 /// Folds `stringData` into base64 `data`, checks `data` is base64 and defaults `type`.
 fn normalize_secret(obj: &mut Value) -> Result<()> {
     let engine = base64::engine::general_purpose::STANDARD;
@@ -275,10 +339,17 @@ fn normalize_secret(obj: &mut Value) -> Result<()> {
             obj["data"][&k] = json!(engine.encode(v.as_str().unwrap_or_default()));
         }
     }
-    for (k, v) in obj.get("data").and_then(Value::as_object).into_iter().flatten() {
+    for (k, v) in obj
+        .get("data")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
         let ok = v.as_str().is_some_and(|s| engine.decode(s).is_ok());
         if !ok {
-            return Err(ApiError::BadRequest(format!("Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data.{k}")));
+            return Err(ApiError::BadRequest(format!(
+                "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data.{k}"
+            )));
         }
     }
     if obj.get("type").is_none_or(Value::is_null) {
@@ -353,7 +424,11 @@ impl Store {
                         .into(),
                 )
             })?;
-            (snap.rv, snap.items[offset.min(snap.items.len())..].to_vec(), offset)
+            (
+                snap.rv,
+                snap.items[offset.min(snap.items.len())..].to_vec(),
+                offset,
+            )
         } else {
             check_list_rv(&inner, opts)?;
             let (g, p) = rt.storage_key();
@@ -373,7 +448,13 @@ impl Store {
                     None => {
                         let id = inner.next_snapshot;
                         inner.next_snapshot += 1;
-                        inner.snapshots.insert(id, Snapshot { rv, items: items.clone() });
+                        inner.snapshots.insert(
+                            id,
+                            Snapshot {
+                                rv,
+                                items: items.clone(),
+                            },
+                        );
                         if inner.snapshots.len() > SNAPSHOTS_KEPT {
                             let oldest = *inner.snapshots.keys().min().expect("non-empty");
                             inner.snapshots.remove(&oldest);
@@ -387,11 +468,19 @@ impl Store {
             }
             None => items,
         };
-        Ok(json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": page}))
+        Ok(
+            json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": page}),
+        )
     }
 
     /// Registers a watch, replaying history after `rv` or synthesising ADDED events for the current state.
-    pub fn watch(&self, rt: &ResourceType, filter: &Filter, rv: Option<&str>, send_initial: bool) -> Result<WatchStart> {
+    pub fn watch(
+        &self,
+        rt: &ResourceType,
+        filter: &Filter,
+        rv: Option<&str>,
+        send_initial: bool,
+    ) -> Result<WatchStart> {
         let inner = self.lock();
         let from = match rv.filter(|r| !r.is_empty() && *r != "0") {
             Some(r) => Some(parse_rv(r)?),
@@ -400,13 +489,20 @@ impl Store {
         let initial = match from {
             Some(from) if !send_initial => {
                 if from < inner.floor {
-                    return Err(ApiError::Expired(format!("too old resource version: {from} ({})", inner.floor)));
+                    return Err(ApiError::Expired(format!(
+                        "too old resource version: {from} ({})",
+                        inner.floor
+                    )));
                 }
                 inner
                     .history
                     .iter()
                     .filter(|c| c.rv > from && c.key == rt.storage_key())
-                    .filter_map(|c| filter.event_for(c).map(|t| (t, present(rt, c.object.clone()))))
+                    .filter_map(|c| {
+                        filter
+                            .event_for(c)
+                            .map(|t| (t, present(rt, c.object.clone())))
+                    })
                     .collect()
             }
             _ => {
@@ -426,7 +522,14 @@ impl Store {
         })
     }
 
-    fn commit(&self, inner: &mut Inner, rt: &ResourceType, kind: ChangeKind, mut obj: Value, old: Option<Value>) -> Value {
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        rt: &ResourceType,
+        kind: ChangeKind,
+        mut obj: Value,
+        old: Option<Value>,
+    ) -> Value {
         inner.rv += 1;
         let rv = inner.rv;
         set_meta(&mut obj, "resourceVersion", json!(rv.to_string()));
@@ -457,7 +560,13 @@ impl Store {
     }
 
     /// POST: creates an object (or applies one that does not exist yet).
-    pub fn create(&self, rt: &ResourceType, ns: Option<&str>, obj: Value, ctx: &WriteContext) -> Result<Value> {
+    pub fn create(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        obj: Value,
+        ctx: &WriteContext,
+    ) -> Result<Value> {
         let mut inner = self.lock();
         self.create_locked(&mut inner, rt, ns, obj, ctx, None)
     }
@@ -467,54 +576,96 @@ impl Store {
         inner: &mut Inner,
         rt: &ResourceType,
         ns: Option<&str>,
-        mut obj: Value,
+        obj: Value,
         ctx: &WriteContext,
         apply_force: Option<bool>,
     ) -> Result<Value> {
         check_type(rt, &obj)?;
+        let mut obj = convert::to_storage(rt, obj);
         if meta_str(&obj, "resourceVersion").is_some_and(|r| !r.is_empty()) {
-            return Err(ApiError::Internal("resourceVersion should not be set on objects to be created".into()));
+            return Err(ApiError::Internal(
+                "resourceVersion should not be set on objects to be created".into(),
+            ));
         }
         let name = match (meta_str(&obj, "name"), meta_str(&obj, "generateName")) {
             (Some(n), _) if !n.is_empty() => n.to_string(),
             (_, Some(g)) if !g.is_empty() => format!("{g}{}", generate_suffix()),
             _ => {
-                return Err(invalid(rt, "", vec![Cause::new("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")]));
+                return Err(invalid(
+                    rt,
+                    "",
+                    vec![Cause::new(
+                        "FieldValueRequired",
+                        "metadata.name",
+                        "Required value: name or generateName is required",
+                    )],
+                ));
             }
         };
-        if !is_dns_subdomain(&name) {
+        let is_namespace = rt.group.is_empty() && rt.kind == "Namespace";
+        if !is_dns_subdomain(&name) || (is_namespace && (name.len() > 63 || name.contains('.'))) {
             let msg = format!(
                 "Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
             );
-            return Err(invalid(rt, &name, vec![Cause::new("FieldValueInvalid", "metadata.name", msg)]));
+            return Err(invalid(
+                rt,
+                &name,
+                vec![Cause::new("FieldValueInvalid", "metadata.name", msg)],
+            ));
         }
         set_meta(&mut obj, "name", json!(name));
         if rt.namespaced {
-            let ns = ns.ok_or_else(|| ApiError::BadRequest("namespace is required for namespaced resources".into()))?;
+            let ns = ns.ok_or_else(|| {
+                ApiError::BadRequest("namespace is required for namespaced resources".into())
+            })?;
             if meta_str(&obj, "namespace").is_some_and(|b| !b.is_empty() && b != ns) {
                 return Err(ApiError::BadRequest(
                     "the namespace of the provided object does not match the namespace sent on the request".into(),
                 ));
             }
-            let ns_key = ("".to_string(), "namespaces".to_string(), String::new(), ns.to_string());
-            if !inner.objects.contains_key(&ns_key) {
-                return Err(ApiError::NotFound(Subject {
-                    group: String::new(),
-                    kind: "namespaces".into(),
-                    name: ns.to_string(),
-                }));
+            let ns_key = (
+                "".to_string(),
+                "namespaces".to_string(),
+                String::new(),
+                ns.to_string(),
+            );
+            match inner.objects.get(&ns_key) {
+                None => {
+                    return Err(ApiError::NotFound(Subject {
+                        group: String::new(),
+                        kind: "namespaces".into(),
+                        name: ns.to_string(),
+                    }));
+                }
+                Some(n) if meta_str(n, "deletionTimestamp").is_some() => {
+                    return Err(ApiError::Forbidden(format!(
+                        "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        subject(rt, &name).qualified()
+                    )));
+                }
+                Some(_) => {}
             }
             set_meta(&mut obj, "namespace", json!(ns));
         } else {
             remove_meta(&mut obj, "namespace");
         }
-        if inner.objects.contains_key(&Self::key(rt, ns.filter(|_| rt.namespaced), &name)) {
+        if inner
+            .objects
+            .contains_key(&Self::key(rt, ns.filter(|_| rt.namespaced), &name))
+        {
             return Err(ApiError::AlreadyExists(subject(rt, &name)));
         }
-        if rt.status_subresource && rt.custom && let Some(m) = obj.as_object_mut() {
+        if rt.status_subresource
+            && rt.custom
+            && let Some(m) = obj.as_object_mut()
+        {
             m.remove("status");
         }
-        for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "generateName"] {
+        for k in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generateName",
+        ] {
             remove_meta(&mut obj, k);
         }
         set_meta(&mut obj, "uid", json!(uid()));
@@ -530,12 +681,14 @@ impl Store {
             api_version: &rt.api_version(),
             subresource: None,
             now: &at,
+            schema: rt.schema.as_ref().map(|s| &s.0),
         };
         let mut obj = match apply_force {
             Some(force) => {
                 let empty = json!({"metadata": obj["metadata"].clone()});
                 remove_meta(&mut obj, "managedFields");
-                fields::apply(&empty, &obj, actor, force).map_err(|c| apply_conflict(rt, &name, c))?
+                fields::apply(&empty, &obj, actor, force)
+                    .map_err(|c| apply_conflict(rt, &name, c))?
             }
             None => {
                 remove_meta(&mut obj, "managedFields");
@@ -580,12 +733,33 @@ impl Store {
             api_version: &api_version,
             subresource,
             now: &at,
+            schema: rt.schema.as_ref().map(|s| &s.0),
         };
         let (mut new, applied) = match write {
-            Write::Replace(v) => (v, false),
-            Write::Patch(f) => (f(&present(rt, old.clone()))?, false),
-            Write::Apply { mut applied, force } => {
+            Write::Replace(v) => {
+                check_type(rt, &v)?;
+                // Custom resources do not allow unconditional updates (built-ins used here do).
+                if rt.custom && meta_str(&v, "resourceVersion").is_none_or(str::is_empty) {
+                    return Err(invalid(
+                        rt,
+                        name,
+                        vec![Cause::new(
+                            "FieldValueInvalid",
+                            "metadata.resourceVersion",
+                            "Invalid value: 0x0: must be specified for an update",
+                        )],
+                    ));
+                }
+                (convert::to_storage(rt, v), false)
+            }
+            Write::Patch(f) => {
+                let patched = f(&present(rt, old.clone()))?;
+                check_type(rt, &patched)?;
+                (convert::to_storage(rt, patched), false)
+            }
+            Write::Apply { applied, force } => {
                 check_type(rt, &applied)?;
+                let mut applied = convert::to_storage(rt, applied);
                 if meta_str(&applied, "name").is_some_and(|n| n != name) {
                     return Err(ApiError::BadRequest(format!(
                         "the name of the object ({}) does not match the name on the URL ({name})",
@@ -594,7 +768,8 @@ impl Store {
                 }
                 let precondition = meta_str(&applied, "resourceVersion").map(str::to_string);
                 restrict_to_endpoint(rt, subresource, &mut applied);
-                let mut merged = fields::apply(&old, &applied, actor, force).map_err(|c| apply_conflict(rt, name, c))?;
+                let mut merged = fields::apply(&old, &applied, actor, force)
+                    .map_err(|c| apply_conflict(rt, name, c))?;
                 match precondition {
                     Some(rv) => set_meta(&mut merged, "resourceVersion", json!(rv)),
                     None => remove_meta(&mut merged, "resourceVersion"),
@@ -608,18 +783,22 @@ impl Store {
                 meta_str(&new, "name").unwrap_or_default()
             )));
         }
-        let old_rv = meta_str(&old, "resourceVersion").unwrap_or_default().to_string();
+        let old_rv = meta_str(&old, "resourceVersion")
+            .unwrap_or_default()
+            .to_string();
         if meta_str(&new, "resourceVersion").is_some_and(|r| !r.is_empty() && r != old_rv) {
             return Err(ApiError::Conflict(
                 subject(rt, name),
                 "the object has been modified; please apply your changes to the latest version and try again".into(),
             ));
         }
-        check_type(rt, &new)?;
         new = keep_server_owned(rt, &old, new, subresource);
         let old_finalizers = finalizers(&old);
         if meta_str(&old, "deletionTimestamp").is_some() {
-            let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !old_finalizers.contains(f)).collect();
+            let added: Vec<String> = finalizers(&new)
+                .into_iter()
+                .filter(|f| !old_finalizers.contains(f))
+                .collect();
             if !added.is_empty() {
                 return Err(invalid(
                     rt,
@@ -627,7 +806,9 @@ impl Store {
                     vec![Cause::new(
                         "FieldValueForbidden",
                         "metadata.finalizers",
-                        format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
+                        format!(
+                            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                        ),
                     )],
                 ));
             }
@@ -636,8 +817,17 @@ impl Store {
             fields::record_update(&old, &mut new, actor);
         }
         normalize(rt, &mut new)?;
+        if let Some(schema) = &rt.schema {
+            let causes = schema::check_immutable(schema, &old, &new);
+            if !causes.is_empty() {
+                return Err(invalid(rt, name, causes));
+            }
+        }
         if rt.custom && spec_part(rt, &new) != spec_part(rt, &old) {
-            let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let generation = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             set_meta(&mut new, "generation", json!(generation + 1));
         }
         set_meta(&mut new, "resourceVersion", json!(old_rv));
@@ -647,16 +837,34 @@ impl Store {
         if ctx.dry_run {
             return Ok(present(rt, new));
         }
-        if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
-            let gone = self.commit(&mut inner, rt, ChangeKind::Deleted, new, Some(old));
-            self.finish_namespaces(&mut inner);
-            return Ok(gone);
+        let finished = meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty();
+        let updated = self.commit(&mut inner, rt, ChangeKind::Modified, new, Some(old));
+        if finished {
+            // As upstream: the update that drops the last finalizer is stored (MODIFIED), then the
+            // object is deleted (DELETED).
+            if let Some(stored) = inner.objects.get(&key).cloned() {
+                self.commit(
+                    &mut inner,
+                    rt,
+                    ChangeKind::Deleted,
+                    stored.clone(),
+                    Some(stored),
+                );
+            }
+            self.settle(&mut inner);
         }
-        Ok(self.commit(&mut inner, rt, ChangeKind::Modified, new, Some(old)))
+        Ok(updated)
     }
 
     /// DELETE: sets deletionTimestamp while finalizers remain, removes the object otherwise.
-    pub fn delete(&self, rt: &ResourceType, ns: Option<&str>, name: &str, opts: &DeleteOptions, ctx: &WriteContext) -> Result<Deleted> {
+    pub fn delete(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+        ctx: &WriteContext,
+    ) -> Result<Deleted> {
         let mut inner = self.lock();
         let old = inner
             .objects
@@ -668,7 +876,10 @@ impl Store {
         {
             return Err(ApiError::Conflict(
                 subject(rt, name),
-                format!("Precondition failed: UID in precondition: {want}, UID in object meta: {}", meta_str(&old, "uid").unwrap_or_default()),
+                format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {}",
+                    meta_str(&old, "uid").unwrap_or_default()
+                ),
             ));
         }
         if let Some(want) = &opts.resource_version
@@ -685,18 +896,27 @@ impl Store {
         if ctx.dry_run {
             return Ok(Deleted::Gone(present(rt, old)));
         }
+        if opts.orphan {
+            self.orphan_dependents(&mut inner, meta_str(&old, "uid").unwrap_or_default());
+        }
         let outcome = self.delete_locked(&mut inner, rt, old);
         if rt.kind == "Namespace" && rt.group.is_empty() {
             self.delete_namespace_contents(&mut inner, name);
         }
-        self.finish_namespaces(&mut inner);
+        self.settle(&mut inner);
         Ok(outcome)
     }
 
     fn delete_locked(&self, inner: &mut Inner, rt: &ResourceType, old: Value) -> Deleted {
         let is_namespace = rt.kind == "Namespace" && rt.group.is_empty();
         if finalizers(&old).is_empty() && !is_namespace {
-            return Deleted::Gone(self.commit(inner, rt, ChangeKind::Deleted, old.clone(), Some(old)));
+            return Deleted::Gone(self.commit(
+                inner,
+                rt,
+                ChangeKind::Deleted,
+                old.clone(),
+                Some(old),
+            ));
         }
         if meta_str(&old, "deletionTimestamp").is_some() {
             return Deleted::Pending(present(rt, old));
@@ -727,13 +947,72 @@ impl Store {
         }
     }
 
+    /// After deletions: background garbage collection of dependents whose owners are all gone, then
+    /// removal of emptied terminating namespaces.
+    fn settle(&self, inner: &mut Inner) {
+        // Each round deletes at least one object or stops; objects already deleting are skipped.
+        loop {
+            let live: std::collections::HashSet<String> = inner
+                .objects
+                .values()
+                .filter_map(|o| meta_str(o, "uid"))
+                .map(str::to_string)
+                .collect();
+            let orphans: Vec<(String, String, Value)> = inner
+                .objects
+                .iter()
+                .filter(|(_, o)| meta_str(o, "deletionTimestamp").is_none())
+                .filter(|(_, o)| {
+                    let owners = owner_uids(o);
+                    !owners.is_empty() && owners.iter().all(|u| !live.contains(u))
+                })
+                .map(|((g, p, _, _), o)| (g.clone(), p.clone(), o.clone()))
+                .collect();
+            if orphans.is_empty() {
+                break;
+            }
+            for (group, plural, obj) in orphans {
+                self.delete_locked(inner, &storage_type(&group, &plural), obj);
+            }
+        }
+        self.finish_namespaces(inner);
+    }
+
+    /// `propagationPolicy: Orphan`: dependents lose their owner reference instead of being collected.
+    fn orphan_dependents(&self, inner: &mut Inner, uid: &str) {
+        let dependents: Vec<(String, String, Value)> = inner
+            .objects
+            .iter()
+            .filter(|(_, o)| owner_uids(o).iter().any(|u| u == uid))
+            .map(|((g, p, _, _), o)| (g.clone(), p.clone(), o.clone()))
+            .collect();
+        for (group, plural, old) in dependents {
+            let mut new = old.clone();
+            if let Some(refs) = new
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
+                refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
+            }
+            self.commit(
+                inner,
+                &storage_type(&group, &plural),
+                ChangeKind::Modified,
+                new,
+                Some(old),
+            );
+        }
+    }
+
     /// Removes terminating namespaces once they are empty.
     fn finish_namespaces(&self, inner: &mut Inner) {
         let ns_rt = storage_type("", "namespaces");
         let terminating: Vec<Value> = inner
             .objects
             .iter()
-            .filter(|((g, p, _, _), o)| g.is_empty() && p == "namespaces" && meta_str(o, "deletionTimestamp").is_some())
+            .filter(|((g, p, _, _), o)| {
+                g.is_empty() && p == "namespaces" && meta_str(o, "deletionTimestamp").is_some()
+            })
             .map(|(_, o)| o.clone())
             .collect();
         for ns in terminating {
@@ -760,7 +1039,19 @@ fn storage_type(group: &str, plural: &str) -> ResourceType {
         schema: None,
         field_labels: &[],
         short_names: Vec::new(),
+        storage_group: group.into(),
+        conversion: convert::Conversion::None,
     }
+}
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("uid").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
 }
 
 fn finalizers(obj: &Value) -> Vec<String> {
@@ -774,7 +1065,8 @@ fn finalizers(obj: &Value) -> Vec<String> {
 }
 
 /// Sets apiVersion and kind as requested (objects are shared across versions without conversion).
-fn present(rt: &ResourceType, mut obj: Value) -> Value {
+pub(crate) fn present(rt: &ResourceType, obj: Value) -> Value {
+    let mut obj = convert::from_storage(rt, obj);
     if !rt.version.is_empty() {
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
@@ -784,7 +1076,9 @@ fn present(rt: &ResourceType, mut obj: Value) -> Value {
 
 fn check_type(rt: &ResourceType, obj: &Value) -> Result<()> {
     if !obj.is_object() {
-        return Err(ApiError::BadRequest("the body of the request was not a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "the body of the request was not a JSON object".into(),
+        ));
     }
     let kind = obj.get("kind").and_then(Value::as_str);
     let api_version = obj.get("apiVersion").and_then(Value::as_str);
@@ -803,7 +1097,9 @@ fn restrict_to_endpoint(rt: &ResourceType, subresource: Option<&str>, applied: &
     if !rt.status_subresource {
         return;
     }
-    let Some(map) = applied.as_object_mut() else { return };
+    let Some(map) = applied.as_object_mut() else {
+        return;
+    };
     if subresource == Some("status") {
         map.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"));
         if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -816,7 +1112,18 @@ fn restrict_to_endpoint(rt: &ResourceType, subresource: Option<&str>, applied: &
 
 /// Carries over what the client may not change: identity metadata always; status on the main
 /// endpoint and everything but status on `/status` for types with a status subresource.
-fn keep_server_owned(rt: &ResourceType, old: &Value, mut new: Value, subresource: Option<&str>) -> Value {
+fn keep_server_owned(
+    rt: &ResourceType,
+    old: &Value,
+    mut new: Value,
+    subresource: Option<&str>,
+) -> Value {
+    // Stored identity stays as first written; reads set the requested group/version.
+    for k in ["apiVersion", "kind"] {
+        if let Some(v) = old.get(k) {
+            new[k] = v.clone();
+        }
+    }
     if rt.status_subresource {
         if subresource == Some("status") {
             let mut kept = old.clone();
@@ -843,16 +1150,26 @@ fn keep_server_owned(rt: &ResourceType, old: &Value, mut new: Value, subresource
             }
         }
     }
-    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "name",
+    ] {
         match old.pointer(&format!("/metadata/{k}")) {
             Some(v) => set_meta(&mut new, k, v.clone()),
             None => remove_meta(&mut new, k),
         }
     }
-    if !new.pointer("/metadata/managedFields").is_some_and(Value::is_array) {
-        if let Some(mf) = old.pointer("/metadata/managedFields") {
-            set_meta(&mut new, "managedFields", mf.clone());
-        }
+    if !new
+        .pointer("/metadata/managedFields")
+        .is_some_and(Value::is_array)
+        && let Some(mf) = old.pointer("/metadata/managedFields")
+    {
+        set_meta(&mut new, "managedFields", mf.clone());
     }
     new
 }
@@ -868,11 +1185,22 @@ fn apply_conflict(rt: &ResourceType, name: &str, conflicts: Vec<fields::Conflict
             )
         })
         .collect();
-    let noun = if causes.len() == 1 { "conflict" } else { "conflicts" };
-    let list: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.message, c.field)).collect();
+    let noun = if causes.len() == 1 {
+        "conflict"
+    } else {
+        "conflicts"
+    };
+    let list: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.message, c.field))
+        .collect();
     ApiError::ApplyConflict {
         subject: subject(rt, name),
-        message: format!("Apply failed with {} {noun}: {}", causes.len(), list.join(", ")),
+        message: format!(
+            "Apply failed with {} {noun}: {}",
+            causes.len(),
+            list.join(", ")
+        ),
         causes,
     }
 }
@@ -883,16 +1211,26 @@ fn parse_rv(s: &str) -> Result<u64> {
 }
 
 fn check_list_rv(inner: &Inner, opts: &ListOptions) -> Result<()> {
-    let Some(rv) = opts.resource_version.as_deref().filter(|r| !r.is_empty() && *r != "0") else {
+    let Some(rv) = opts
+        .resource_version
+        .as_deref()
+        .filter(|r| !r.is_empty() && *r != "0")
+    else {
         return Ok(());
     };
     let rv = parse_rv(rv)?;
     if rv > inner.rv {
-        return Err(ApiError::Timeout(format!("Timeout: Too large resource version: {rv}, current: {}", inner.rv)));
+        return Err(ApiError::Timeout(format!(
+            "Timeout: Too large resource version: {rv}, current: {}",
+            inner.rv
+        )));
     }
     // Only the latest state is kept, so an exact older version is reported as compacted.
     if opts.resource_version_match.as_deref() == Some("Exact") && rv != inner.rv {
-        return Err(ApiError::Expired(format!("too old resource version: {rv} ({})", inner.rv)));
+        return Err(ApiError::Expired(format!(
+            "too old resource version: {rv} ({})",
+            inner.rv
+        )));
     }
     Ok(())
 }
@@ -903,7 +1241,9 @@ fn encode_continue(id: u64, offset: usize) -> String {
 
 fn decode_continue(token: &str) -> Result<(u64, usize)> {
     let bad = || ApiError::BadRequest(format!("continue key is not valid: {token}"));
-    let raw = base64::engine::general_purpose::STANDARD.decode(token).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let id = v.get("s").and_then(Value::as_u64).ok_or_else(bad)?;
     let offset = v.get("o").and_then(Value::as_u64).ok_or_else(bad)?;
@@ -928,9 +1268,18 @@ mod tests {
             object: new,
             old: Some(old),
         };
-        assert_eq!(filter.event_for(&change(obj("db"), obj("web"))), Some("ADDED"));
-        assert_eq!(filter.event_for(&change(obj("web"), obj("db"))), Some("DELETED"));
-        assert_eq!(filter.event_for(&change(obj("web"), obj("web"))), Some("MODIFIED"));
+        assert_eq!(
+            filter.event_for(&change(obj("db"), obj("web"))),
+            Some("ADDED")
+        );
+        assert_eq!(
+            filter.event_for(&change(obj("web"), obj("db"))),
+            Some("DELETED")
+        );
+        assert_eq!(
+            filter.event_for(&change(obj("web"), obj("web"))),
+            Some("MODIFIED")
+        );
         assert_eq!(filter.event_for(&change(obj("db"), obj("db"))), None);
     }
 
