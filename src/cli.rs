@@ -29,6 +29,8 @@ pub enum Command {
     Emulator(crate::emulator::cli::EmulatorArgs),
     /// Generate the CustomResourceDefinitions (crds/*.yaml) from the Rust types.
     Crdgen(crate::crd::cli::CrdgenArgs),
+    /// Run the operator: watch the cluster and reconcile connectors and group memberships.
+    Run(Box<crate::controller::runtime::cli::RunArgs>),
 }
 
 /// Sets up logging on stderr. `RUST_LOG` overrides the default level.
@@ -65,6 +67,7 @@ pub fn main(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Emulator(args) => crate::emulator::cli::run(args).await,
             Command::Crdgen(args) => crate::crd::cli::run(args).map_err(Into::into),
+            Command::Run(args) => Ok(crate::controller::runtime::run(*args).await?),
         }
     });
     match result {

@@ -1,3 +1,6 @@
-//! Reconcilers, one per kind, and the decisions they drive.
+//! Kubernetes controllers: one reconciler per kind, plus the operator runtime.
 
 pub mod membership;
+pub mod runtime;
+
+pub use runtime::controllers::run_controllers;

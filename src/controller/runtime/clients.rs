@@ -1,0 +1,512 @@
+//! One Okta client per connector, shared by both reconcilers, plus each connector's index.
+//!
+//! The connector reconciler asks for a client with the settings it just read
+//! ([`ClientRegistry::get_or_build`]); the client is rebuilt only when the domain, the token or
+//! the rate-limit options changed, so the sync and the membership reconciler keep drawing on
+//! one rate-limit budget. The token is never stored: only a keyed hash of it
+//! ([`TokenFingerprint`]) to notice rotation.
+//!
+//! After each successful sync the connector reconciler stores an index (any `Send + Sync`
+//! type) with [`ClientRegistry::set_index`]; the membership reconciler reads it with
+//! [`ClientRegistry::index`] and can wait for changes with [`ClientRegistry::subscribe`].
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::watch;
+
+use crate::okta::{ApiToken, ClientOptions, OktaClient, OrgDomain, SswsAuth};
+
+/// Identifies a connector: `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectorKey {
+    /// Namespace of the `OktaCiamConnector`.
+    pub namespace: String,
+    /// Name of the `OktaCiamConnector`.
+    pub name: String,
+}
+
+impl ConnectorKey {
+    /// Builds a key.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ConnectorKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConnectorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A keyed hash of an API token, to notice a rotated token without keeping it. The key is
+/// random per process, so the value means nothing outside it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenFingerprint(u64);
+
+impl fmt::Debug for TokenFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenFingerprint({:016x})", self.0)
+    }
+}
+
+/// Everything a connector's client is built from, with the token reduced to its fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// The org domain as normalised by the client ([`OrgDomain`]'s display form).
+    pub domain: String,
+    /// Fingerprint of the API token ([`ClientRegistry::fingerprint`]).
+    pub token: TokenFingerprint,
+    /// Effective maximum of concurrent requests (after defaults).
+    pub max_concurrency: usize,
+    /// Effective share of each rate-limit bucket the client may use, in percent.
+    pub budget_percent: u8,
+}
+
+/// What [`ClientRegistry::get_or_build`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Obtained {
+    /// The connector had no client: one was built.
+    Built,
+    /// The settings changed: a new client replaced the old one.
+    Rebuilt,
+    /// The existing client was reused.
+    Reused,
+}
+
+/// A per-connector index, type-erased.
+type AnyIndex = Arc<dyn Any + Send + Sync>;
+
+struct Entry<C> {
+    settings: ClientSettings,
+    client: C,
+    index: Option<AnyIndex>,
+}
+
+/// Clients and indexes of every connector. Share it as `Arc<ClientRegistry>`. Generic only so
+/// its bookkeeping can be tested without HTTP clients.
+pub struct ClientRegistry<C = OktaClient> {
+    entries: Mutex<HashMap<ConnectorKey, Entry<C>>>,
+    hasher: RandomState,
+    changes: watch::Sender<u64>,
+}
+
+impl<C> ClientRegistry<C> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ConnectorKey, Entry<C>>> {
+        // The map stays consistent even if a holder panicked: every update is a single insert
+        // or remove.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<C> fmt::Debug for ClientRegistry<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut keys: Vec<String> = self.lock().keys().map(ToString::to_string).collect();
+        keys.sort();
+        f.debug_struct("ClientRegistry")
+            .field("connectors", &keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Clone> Default for ClientRegistry<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Clone> ClientRegistry<C> {
+    /// An empty registry with a fresh fingerprint key.
+    pub fn new() -> Self {
+        ClientRegistry {
+            entries: Mutex::new(HashMap::new()),
+            hasher: RandomState::new(),
+            changes: watch::channel(0).0,
+        }
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// The fingerprint of `token` for [`ClientSettings::token`].
+    pub fn fingerprint(&self, token: &str) -> TokenFingerprint {
+        TokenFingerprint(self.hasher.hash_one(token))
+    }
+
+    /// Returns the connector's client, building it with `build` when the connector has none or
+    /// its settings differ from those the current client was built with. A changed domain also
+    /// drops the index (it described another org); a new token or new rate-limit options keep
+    /// it. When `build` fails the previous client and index are left as they were.
+    pub fn get_or_build<E>(
+        &self,
+        key: &ConnectorKey,
+        settings: ClientSettings,
+        build: impl FnOnce() -> Result<C, E>,
+    ) -> Result<(C, Obtained), E> {
+        let mut entries = self.lock();
+        let (index, obtained) = match entries.get(key) {
+            Some(entry) if entry.settings == settings => {
+                return Ok((entry.client.clone(), Obtained::Reused));
+            }
+            Some(entry) if entry.settings.domain == settings.domain => {
+                (entry.index.clone(), Obtained::Rebuilt)
+            }
+            Some(_) => (None, Obtained::Rebuilt),
+            None => (None, Obtained::Built),
+        };
+        let client = build()?;
+        entries.insert(
+            key.clone(),
+            Entry {
+                settings,
+                client: client.clone(),
+                index,
+            },
+        );
+        drop(entries);
+        self.bump();
+        Ok((client, obtained))
+    }
+
+    /// The connector's current client, if it has one.
+    pub fn client(&self, key: &ConnectorKey) -> Option<C> {
+        self.lock().get(key).map(|e| e.client.clone())
+    }
+
+    /// Stores the connector's index, replacing the previous one. Returns `false` (and stores
+    /// nothing) when the connector has no client, e.g. because it was deleted meanwhile.
+    pub fn set_index<T: Any + Send + Sync>(&self, key: &ConnectorKey, index: Arc<T>) -> bool {
+        let stored = match self.lock().get_mut(key) {
+            Some(entry) => {
+                entry.index = Some(index);
+                true
+            }
+            None => false,
+        };
+        if stored {
+            self.bump();
+        }
+        stored
+    }
+
+    /// The connector's index if one is stored and it is a `T`.
+    pub fn index<T: Any + Send + Sync>(&self, key: &ConnectorKey) -> Option<Arc<T>> {
+        let index = self.lock().get(key)?.index.clone()?;
+        index.downcast::<T>().ok()
+    }
+
+    /// Drops the connector's index (e.g. its filters changed) but keeps its client.
+    pub fn invalidate_index(&self, key: &ConnectorKey) {
+        let dropped = self
+            .lock()
+            .get_mut(key)
+            .is_some_and(|e| e.index.take().is_some());
+        if dropped {
+            self.bump();
+        }
+    }
+
+    /// Forgets a deleted connector's client and index. Returns whether it was known.
+    pub fn remove(&self, key: &ConnectorKey) -> bool {
+        let removed = self.lock().remove(key).is_some();
+        if removed {
+            self.bump();
+        }
+        removed
+    }
+
+    /// The connectors that have a client, sorted.
+    pub fn keys(&self) -> Vec<ConnectorKey> {
+        let mut keys: Vec<ConnectorKey> = self.lock().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// A receiver whose value changes whenever any client or index is built, replaced or
+    /// removed; the membership reconciler waits on it for an index to appear.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
+
+impl ClientRegistry<OktaClient> {
+    /// The connector's Okta client for `domain`, `token` and `options`, built (or rebuilt)
+    /// only when one of them changed. Only `max_concurrency` and `budget_percent` of
+    /// `options` are compared: the other options are the operator's own and do not change
+    /// while it runs.
+    pub fn okta_client(
+        &self,
+        key: &ConnectorKey,
+        domain: &OrgDomain,
+        token: &ApiToken,
+        options: ClientOptions,
+    ) -> crate::okta::Result<(OktaClient, Obtained)> {
+        let settings = ClientSettings {
+            domain: domain.to_string(),
+            token: self.fingerprint(token.expose()),
+            max_concurrency: options.max_concurrency,
+            budget_percent: options.budget_percent,
+        };
+        self.get_or_build(key, settings, || {
+            OktaClient::new(
+                domain.clone(),
+                Arc::new(SswsAuth::new(token.clone())),
+                options,
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A stand-in client that remembers which build produced it.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct FakeClient(u32);
+
+    fn settings(reg: &ClientRegistry<FakeClient>, domain: &str, token: &str) -> ClientSettings {
+        ClientSettings {
+            domain: domain.into(),
+            token: reg.fingerprint(token),
+            max_concurrency: 8,
+            budget_percent: 50,
+        }
+    }
+
+    fn build_counter(counter: &Cell<u32>) -> impl FnOnce() -> Result<FakeClient, String> + '_ {
+        move || {
+            counter.set(counter.get() + 1);
+            Ok(FakeClient(counter.get()))
+        }
+    }
+
+    #[test]
+    fn builds_once_and_reuses_while_settings_are_unchanged() {
+        let reg = ClientRegistry::new();
+        let key = ConnectorKey::new("ns", "corp");
+        let builds = Cell::new(0);
+        let s = settings(&reg, "corp.okta.com", "t1");
+        let (c1, o1) = reg
+            .get_or_build(&key, s.clone(), build_counter(&builds))
+            .unwrap();
+        let (c2, o2) = reg.get_or_build(&key, s, build_counter(&builds)).unwrap();
+        assert_eq!((o1, o2), (Obtained::Built, Obtained::Reused));
+        assert_eq!(c1, c2);
+        assert_eq!(builds.get(), 1);
+        assert_eq!(reg.client(&key), Some(FakeClient(1)));
+    }
+
+    #[test]
+    fn rebuilds_on_token_or_rate_limit_change_and_keeps_the_index() {
+        let reg = ClientRegistry::new();
+        let key = ConnectorKey::new("ns", "corp");
+        let builds = Cell::new(0);
+        reg.get_or_build(
+            &key,
+            settings(&reg, "corp.okta.com", "t1"),
+            build_counter(&builds),
+        )
+        .unwrap();
+        assert!(reg.set_index(&key, Arc::new(vec!["u1".to_string()])));
+
+        let (c, o) = reg
+            .get_or_build(
+                &key,
+                settings(&reg, "corp.okta.com", "t2"),
+                build_counter(&builds),
+            )
+            .unwrap();
+        assert_eq!((c, o), (FakeClient(2), Obtained::Rebuilt));
+        assert_eq!(reg.index::<Vec<String>>(&key).unwrap().as_slice(), ["u1"]);
+
+        let mut faster = settings(&reg, "corp.okta.com", "t2");
+        faster.max_concurrency = 2;
+        let (c, o) = reg
+            .get_or_build(&key, faster, build_counter(&builds))
+            .unwrap();
+        assert_eq!((c, o), (FakeClient(3), Obtained::Rebuilt));
+        assert!(reg.index::<Vec<String>>(&key).is_some());
+    }
+
+    #[test]
+    fn a_new_domain_drops_the_index() {
+        let reg = ClientRegistry::new();
+        let key = ConnectorKey::new("ns", "corp");
+        let builds = Cell::new(0);
+        reg.get_or_build(
+            &key,
+            settings(&reg, "a.okta.com", "t"),
+            build_counter(&builds),
+        )
+        .unwrap();
+        reg.set_index(&key, Arc::new(1u32));
+        reg.get_or_build(
+            &key,
+            settings(&reg, "b.okta.com", "t"),
+            build_counter(&builds),
+        )
+        .unwrap();
+        assert!(reg.index::<u32>(&key).is_none());
+    }
+
+    #[test]
+    fn a_failed_build_keeps_the_previous_client() {
+        let reg = ClientRegistry::new();
+        let key = ConnectorKey::new("ns", "corp");
+        let builds = Cell::new(0);
+        reg.get_or_build(
+            &key,
+            settings(&reg, "a.okta.com", "t"),
+            build_counter(&builds),
+        )
+        .unwrap();
+        reg.set_index(&key, Arc::new(7u8));
+        let err = reg
+            .get_or_build(&key, settings(&reg, "b.okta.com", "t"), || {
+                Err::<FakeClient, _>("bad domain".to_string())
+            })
+            .unwrap_err();
+        assert_eq!(err, "bad domain");
+        assert_eq!(reg.client(&key), Some(FakeClient(1)));
+        assert_eq!(reg.index::<u8>(&key).as_deref(), Some(&7));
+        // The old settings still match, so the next call reuses.
+        let (_, o) = reg
+            .get_or_build(
+                &key,
+                settings(&reg, "a.okta.com", "t"),
+                build_counter(&builds),
+            )
+            .unwrap();
+        assert_eq!(o, Obtained::Reused);
+    }
+
+    #[test]
+    fn index_of_the_wrong_type_reads_as_none_and_invalidation_drops_it() {
+        let reg = ClientRegistry::new();
+        let key = ConnectorKey::new("ns", "corp");
+        let builds = Cell::new(0);
+        reg.get_or_build(
+            &key,
+            settings(&reg, "a.okta.com", "t"),
+            build_counter(&builds),
+        )
+        .unwrap();
+        reg.set_index(&key, Arc::new(5u64));
+        assert!(reg.index::<String>(&key).is_none());
+        assert_eq!(reg.index::<u64>(&key).as_deref(), Some(&5));
+        reg.invalidate_index(&key);
+        assert!(reg.index::<u64>(&key).is_none());
+        assert!(
+            reg.client(&key).is_some(),
+            "invalidating the index keeps the client"
+        );
+    }
+
+    #[test]
+    fn removal_forgets_client_and_index_and_late_indexes_are_refused() {
+        let reg = ClientRegistry::new();
+        let a = ConnectorKey::new("ns", "a");
+        let b = ConnectorKey::new("ns", "b");
+        let builds = Cell::new(0);
+        reg.get_or_build(
+            &a,
+            settings(&reg, "a.okta.com", "t"),
+            build_counter(&builds),
+        )
+        .unwrap();
+        reg.get_or_build(
+            &b,
+            settings(&reg, "b.okta.com", "t"),
+            build_counter(&builds),
+        )
+        .unwrap();
+        assert_eq!(reg.keys(), vec![a.clone(), b.clone()]);
+        assert!(reg.remove(&a));
+        assert!(!reg.remove(&a));
+        assert!(reg.client(&a).is_none());
+        assert!(
+            !reg.set_index(&a, Arc::new(1u8)),
+            "a deleted connector gets no index"
+        );
+        assert_eq!(reg.keys(), vec![b]);
+    }
+
+    #[test]
+    fn fingerprints_differ_per_token_and_never_show_the_token() {
+        let reg: ClientRegistry<FakeClient> = ClientRegistry::new();
+        let secret = "00aSecretTokenValue";
+        assert_eq!(reg.fingerprint(secret), reg.fingerprint(secret));
+        assert_ne!(reg.fingerprint(secret), reg.fingerprint("00another"));
+        let shown = format!("{:?}", settings(&reg, "a.okta.com", secret));
+        assert!(!shown.contains(secret), "{shown}");
+    }
+
+    #[test]
+    fn okta_clients_are_rebuilt_only_when_domain_token_or_rate_limits_change() {
+        let reg: ClientRegistry = ClientRegistry::new();
+        let key = ConnectorKey::new("ns", "corp");
+        let policy = crate::okta::DomainPolicy::default();
+        let domain = OrgDomain::parse("corp.okta.com", &policy).unwrap();
+        let other = OrgDomain::parse("other.okta.com", &policy).unwrap();
+        let token = ApiToken::new("token-1".into());
+        let get = |domain: &OrgDomain, token: &ApiToken, options: ClientOptions| {
+            reg.okta_client(&key, domain, token, options).unwrap().1
+        };
+        assert_eq!(
+            get(&domain, &token, ClientOptions::default()),
+            Obtained::Built
+        );
+        assert_eq!(
+            get(&domain, &token, ClientOptions::default()),
+            Obtained::Reused
+        );
+        let retries = ClientOptions {
+            max_retries: 1,
+            ..ClientOptions::default()
+        };
+        assert_eq!(get(&domain, &token, retries), Obtained::Reused);
+        let budget = ClientOptions {
+            budget_percent: 20,
+            ..ClientOptions::default()
+        };
+        assert_eq!(get(&domain, &token, budget.clone()), Obtained::Rebuilt);
+        let rotated = ApiToken::new("token-2".into());
+        assert_eq!(get(&domain, &rotated, budget.clone()), Obtained::Rebuilt);
+        assert_eq!(get(&other, &rotated, budget), Obtained::Rebuilt);
+    }
+
+    #[tokio::test]
+    async fn subscribers_see_index_changes() {
+        let reg = ClientRegistry::new();
+        let key = ConnectorKey::new("ns", "corp");
+        let mut rx = reg.subscribe();
+        rx.borrow_and_update();
+        let builds = Cell::new(0);
+        reg.get_or_build(
+            &key,
+            settings(&reg, "a.okta.com", "t"),
+            build_counter(&builds),
+        )
+        .unwrap();
+        assert!(rx.has_changed().unwrap());
+        rx.borrow_and_update();
+        reg.get_or_build(
+            &key,
+            settings(&reg, "a.okta.com", "t"),
+            build_counter(&builds),
+        )
+        .unwrap();
+        assert!(!rx.has_changed().unwrap(), "reuse is not a change");
+        reg.set_index(&key, Arc::new(()));
+        assert!(rx.has_changed().unwrap());
+    }
+}

@@ -1,0 +1,199 @@
+//! A tiny in-process stand-in for the parts of the Kubernetes API the runtime calls:
+//! discovery of `oktaciam.io/v1alpha1` and Lease get/create/replace with optimistic
+//! concurrency. Serves on 127.0.0.1:0. (The full Kubernetes API test server is its own
+//! branch; these tests move to it once it lands.)
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct Inner {
+    /// Plural resource names served under oktaciam.io/v1alpha1; `None`: group not served.
+    crds: Option<Vec<String>>,
+    leases: HashMap<(String, String), Value>,
+    next_rv: u64,
+    /// Writes whose holderIdentity is one of these fail with 503 (a partitioned replica).
+    failing_holders: HashSet<String>,
+    conflicts: u64,
+}
+
+/// Handle on the fake API server.
+#[derive(Clone)]
+pub struct FakeKube {
+    inner: Arc<Mutex<Inner>>,
+    pub url: String,
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message});
+    (StatusCode::from_u16(code).unwrap(), Json(body)).into_response()
+}
+
+async fn discovery(State(s): State<FakeKube>) -> Response {
+    let crds = s.inner.lock().unwrap().crds.clone();
+    match crds {
+        // What a real API server answers for a group version it does not serve.
+        None => (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
+        Some(names) => Json(json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "oktaciam.io/v1alpha1",
+            "resources": names.iter().map(|n| json!({
+                "name": n, "singularName": "", "namespaced": true, "kind": "X", "verbs": ["get", "list", "watch"]
+            })).collect::<Vec<_>>()
+        }))
+        .into_response(),
+    }
+}
+
+fn holder_of(lease: &Value) -> Option<String> {
+    lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+}
+
+async fn get_lease(
+    State(s): State<FakeKube>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    match s.inner.lock().unwrap().leases.get(&(ns, name.clone())) {
+        Some(lease) => Json(lease.clone()).into_response(),
+        None => status(404, "NotFound", &format!("leases \"{name}\" not found")),
+    }
+}
+
+async fn create_lease(
+    State(s): State<FakeKube>,
+    Path(ns): Path<String>,
+    Json(mut lease): Json<Value>,
+) -> Response {
+    let mut inner = s.inner.lock().unwrap();
+    if holder_of(&lease).is_some_and(|h| inner.failing_holders.contains(&h)) {
+        return status(503, "ServiceUnavailable", "partitioned");
+    }
+    let name = lease["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if inner.leases.contains_key(&(ns.clone(), name.clone())) {
+        inner.conflicts += 1;
+        return status(409, "AlreadyExists", "already exists");
+    }
+    inner.next_rv += 1;
+    lease["metadata"]["resourceVersion"] = json!(inner.next_rv.to_string());
+    inner.leases.insert((ns, name), lease.clone());
+    (StatusCode::CREATED, Json(lease)).into_response()
+}
+
+async fn replace_lease(
+    State(s): State<FakeKube>,
+    Path((ns, name)): Path<(String, String)>,
+    Json(mut lease): Json<Value>,
+) -> Response {
+    let mut inner = s.inner.lock().unwrap();
+    let key = (ns, name.clone());
+    let Some(current) = inner.leases.get(&key) else {
+        return status(404, "NotFound", "not found");
+    };
+    let writer = holder_of(&lease).or_else(|| holder_of(current));
+    if writer.is_some_and(|h| inner.failing_holders.contains(&h)) {
+        return status(503, "ServiceUnavailable", "partitioned");
+    }
+    if lease["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
+        inner.conflicts += 1;
+        return status(409, "Conflict", "the object has been modified");
+    }
+    inner.next_rv += 1;
+    lease["metadata"]["resourceVersion"] = json!(inner.next_rv.to_string());
+    inner.leases.insert(key, lease.clone());
+    Json(lease).into_response()
+}
+
+impl FakeKube {
+    /// Starts the server; `crds` are the served plural names (`None`: group absent).
+    pub async fn start(crds: Option<&[&str]>) -> FakeKube {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let fake = FakeKube {
+            inner: Arc::new(Mutex::new(Inner {
+                crds: crds.map(|c| c.iter().map(|s| s.to_string()).collect()),
+                ..Inner::default()
+            })),
+            url,
+        };
+        let app = Router::new()
+            .route("/apis/oktaciam.io/v1alpha1", get(discovery))
+            .route(
+                "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+                axum::routing::post(create_lease),
+            )
+            .route(
+                "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
+                get(get_lease).put(replace_lease),
+            )
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        fake
+    }
+
+    /// The operator's CRDs, both served.
+    pub async fn with_crds() -> FakeKube {
+        FakeKube::start(Some(&[
+            "oktaciamconnectors",
+            "oktaciamconnectors/status",
+            "groupmemberships",
+            "groupmemberships/status",
+        ]))
+        .await
+    }
+
+    /// A kube client talking to this server.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url.parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// Makes every write naming `identity` as holder fail, as if that replica lost the API.
+    pub fn partition(&self, identity: &str, failing: bool) {
+        let mut inner = self.inner.lock().unwrap();
+        if failing {
+            inner.failing_holders.insert(identity.to_owned());
+        } else {
+            inner.failing_holders.remove(identity);
+        }
+    }
+
+    /// The stored Lease, if any.
+    pub fn lease(&self, ns: &str, name: &str) -> Option<Value> {
+        self.inner
+            .lock()
+            .unwrap()
+            .leases
+            .get(&(ns.to_owned(), name.to_owned()))
+            .cloned()
+    }
+}
+
+/// Polls `check` every 20 ms until it holds, at most `limit`; panics with `what` otherwise.
+pub async fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
