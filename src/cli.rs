@@ -31,6 +31,9 @@ pub enum Command {
     Crdgen(crate::crd::cli::CrdgenArgs),
     /// Run the operator: watch the cluster and reconcile connectors and group memberships.
     Run(Box<crate::controller::runtime::cli::RunArgs>),
+    /// Sync an org's users, groups and roles in scope into a snapshot file (`--demo`: against
+    /// a built-in emulated org).
+    Sync(crate::sync::cli::SyncArgs),
 }
 
 /// Sets up logging on stderr. `RUST_LOG` overrides the default level.
@@ -68,6 +71,7 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Emulator(args) => crate::emulator::cli::run(args).await,
             Command::Crdgen(args) => crate::crd::cli::run(args).map_err(Into::into),
             Command::Run(args) => Ok(crate::controller::runtime::run(*args).await?),
+            Command::Sync(args) => crate::sync::cli::run(args).await,
         }
     });
     match result {

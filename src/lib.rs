@@ -13,3 +13,4 @@ pub mod controller;
 pub mod crd;
 pub mod emulator;
 pub mod okta;
+pub mod sync;

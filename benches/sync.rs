@@ -1,0 +1,263 @@
+//! Sync benchmark against a separately running emulator with a generated org.
+//!
+//! `cargo bench --bench sync` runs two sizes: `small` (10k users / 500 groups / ~100k
+//! memberships) and `large` (100k users / 5k groups / ~1M memberships), 20% of users in the
+//! synced email domain, Okta's default per-window limits on shortened windows. Select one size
+//! with `SYNC_BENCH_SIZE=small|large`; change the window with `SYNC_BENCH_WINDOW_SECONDS`.
+//!
+//! Both the emulator and the sync run as child processes of the release binary, so the sync's
+//! peak RSS is its own (`wait4` rusage `ru_maxrss`).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use okta_ciam_operator::sync::plan::{self, FloorByBucket};
+use okta_ciam_operator::sync::snapshot::Snapshot;
+
+const BIN: &str = env!("CARGO_BIN_EXE_okta-ciam-operator");
+/// Five domains assigned round-robin: one of them in scope gives 20% of users.
+const DOMAINS: &str = "example.com:example.org:example.net:example.io:example.dev";
+const IN_SCOPE: &str = "example.com";
+/// Okta's default Workforce limits per window for the buckets a sync uses.
+const LIMIT_USERS: u32 = 600;
+const LIMIT_GROUPS: u32 = 500;
+const LIMIT_DEFAULT: u32 = 1200;
+const DEFAULT_SHARE: u8 = 50;
+
+struct Size {
+    name: &'static str,
+    users: usize,
+    groups: usize,
+    /// Besides "Everyone", which every user is in.
+    memberships_per_user: usize,
+    admins: usize,
+    custom_roles: usize,
+}
+
+const SIZES: [Size; 2] = [
+    Size {
+        name: "small",
+        users: 10_000,
+        groups: 500,
+        memberships_per_user: 9,
+        admins: 20,
+        custom_roles: 3,
+    },
+    Size {
+        name: "large",
+        users: 100_000,
+        groups: 5_000,
+        memberships_per_user: 9,
+        admins: 50,
+        custom_roles: 5,
+    },
+];
+
+fn main() {
+    let only = std::env::var("SYNC_BENCH_SIZE").ok();
+    let window: u64 = std::env::var("SYNC_BENCH_WINDOW_SECONDS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for size in SIZES
+        .iter()
+        .filter(|s| only.as_deref().is_none_or(|o| o == s.name))
+    {
+        run(size, window, dir.path());
+    }
+}
+
+/// The emulator child; stopped (stdin closed, then killed if needed) when dropped.
+struct Emulator {
+    child: Child,
+    url: String,
+}
+
+impl Emulator {
+    fn start(size: &Size, window: u64) -> Emulator {
+        let spec = format!(
+            "users={},groups={},memberships-per-user={},admins={},custom-roles={},domains={DOMAINS}",
+            size.users, size.groups, size.memberships_per_user, size.admins, size.custom_roles
+        );
+        let mut child = Command::new(BIN)
+            .args(["emulator", "--listen", "127.0.0.1:0", "--generate", &spec])
+            .args([
+                "--seed",
+                "1",
+                "--rate-limit-window-seconds",
+                &window.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the emulator");
+        let stdout: ChildStdout = child.stdout.take().expect("emulator stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the emulator's URL line");
+        let url = line
+            .trim()
+            .strip_prefix("OKTA_EMULATOR_URL=")
+            .unwrap_or_else(|| panic!("unexpected emulator output {line:?}"))
+            .trim_end_matches('/')
+            .to_string();
+        Emulator { child, url }
+    }
+
+    /// `GET /__emulator/stats` over a plain socket (the bench needs no HTTP client).
+    fn rate_limited(&self) -> u64 {
+        let authority = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(authority).expect("connect to emulator");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("set timeout");
+        use std::io::Write;
+        write!(
+            stream,
+            "GET /__emulator/stats HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send stats request");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("read stats");
+        let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let stats: serde_json::Value = serde_json::from_str(body).expect("stats JSON");
+        stats["rateLimited"].as_u64().unwrap_or(0)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        // Closing stdin asks the emulator to stop; kill it if it has not after a bounded wait.
+        drop(self.child.stdin.take());
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for `child` and returns (exit code, peak RSS in KiB) from `wait4`.
+fn wait_with_rusage(child: &Child) -> (i32, u64) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+    let mut status = 0;
+    // SAFETY: plain syscall on our own child; `rusage` is a C struct that may be zeroed.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to locals; the child has not been reaped by anyone else.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4 failed: {}", std::io::Error::last_os_error());
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, u64::try_from(usage.ru_maxrss).unwrap_or(0))
+}
+
+fn time_floor(by: &FloorByBucket, share: u8, window: Duration) -> Duration {
+    [
+        (by.users, LIMIT_USERS),
+        (by.groups, LIMIT_GROUPS),
+        (by.default, LIMIT_DEFAULT),
+    ]
+    .into_iter()
+    .map(|(requests, limit)| plan::rate_limit_time_floor(requests, limit, share, window))
+    .max()
+    .unwrap_or_default()
+}
+
+fn run(size: &Size, window_secs: u64, dir: &Path) {
+    let window = Duration::from_secs(window_secs);
+    println!(
+        "== {}: {} users / {} groups / ~{} memberships, {}% in scope, {}s windows",
+        size.name,
+        size.users,
+        size.groups,
+        size.users * (size.memberships_per_user + 1),
+        20,
+        window_secs
+    );
+    let emulator = Emulator::start(size, window_secs);
+    let output = dir.join(format!("snapshot-{}.json", size.name));
+    let log = dir.join(format!("sync-{}.log", size.name));
+    let domain = emulator.url.trim_start_matches("http://").to_string();
+    let started = Instant::now();
+    // Reaped by `wait_with_rusage` (wait4), which std's `Child::wait` cannot replace because
+    // it does not return the child's resource usage.
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(BIN)
+        .args(["sync", "--domain", &domain, "--insecure-loopback-http"])
+        .args(["--email-domains", IN_SCOPE, "--output"])
+        .arg(&output)
+        .args(["--budget-percent", &DEFAULT_SHARE.to_string()])
+        .env("BATON_API_TOKEN", "test-token")
+        .env_remove("BATON_GROUP_NAME_FILTER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn sync");
+    let (code, peak_kib) = wait_with_rusage(&child);
+    let wall = started.elapsed();
+    if code != 0 {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!("sync exited with {code}:\n{log}");
+    }
+    let snapshot = Snapshot::read(&output).expect("read snapshot");
+    let st = &snapshot.stats;
+    let by = plan::floor_by_bucket(&st.floor_inputs);
+    let floor_default = time_floor(&by, DEFAULT_SHARE, window);
+    let floor_full = time_floor(&by, 100, window);
+    let emulator_429 = emulator.rate_limited();
+    let memberships = snapshot
+        .grants
+        .iter()
+        .filter(|g| g.principal_type == okta_ciam_operator::sync::snapshot::PrincipalType::User)
+        .count();
+    let ratio = st.requests as f64 / st.request_floor.max(1) as f64;
+    let wall_ratio = if floor_default.is_zero() {
+        "n/a (floor 0)".to_string()
+    } else {
+        format!("{:.2}x", wall.as_secs_f64() / floor_default.as_secs_f64())
+    };
+    println!(
+        "   snapshot:     {} users, {} groups, {} user grants, membership reads {:?}",
+        snapshot.users.len(),
+        snapshot.groups.len(),
+        memberships,
+        st.membership_plan.map(|p| p.strategy)
+    );
+    println!(
+        "   requests:     {} (floor {}, {:.3}x; by bucket users/groups/default {}/{}/{})",
+        st.requests, st.request_floor, ratio, by.users, by.groups, by.default
+    );
+    println!(
+        "   429s:         {} (client), {} (emulator)",
+        st.rate_limited, emulator_429
+    );
+    println!(
+        "   wall time:    {:.1}s (sync {:.1}s, rate-limit wait {:.1}s)",
+        wall.as_secs_f64(),
+        st.duration_seconds,
+        st.rate_limit_wait_seconds
+    );
+    println!(
+        "   time floor:   {:.1}s at {}% share ({}), {:.1}s at 100%",
+        floor_default.as_secs_f64(),
+        DEFAULT_SHARE,
+        wall_ratio,
+        floor_full.as_secs_f64()
+    );
+    println!(
+        "   peak RSS:     {:.1} MiB (sync process)",
+        peak_kib as f64 / 1024.0
+    );
+}

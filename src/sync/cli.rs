@@ -1,0 +1,167 @@
+//! `okta-ciam-operator sync`: one sync, written to a snapshot file.
+//!
+//! Every flag also reads the environment variable the commercial connector used
+//! (`BATON_*`), so an existing deployment's environment works unchanged.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::engine::{self, SyncConfig};
+use super::progress::{StderrProgress, summary_table};
+use super::scope::{EmailDomains, GroupNameFilter};
+use crate::emulator::{self, EmulatorConfig, Fixture};
+use crate::okta::{ApiToken, ClientOptions, DomainPolicy, OktaClient, OrgDomain, SswsAuth};
+
+/// Email domains `sync --demo` scopes users by (the demo org also has look-alikes of these).
+const DEMO_EMAIL_DOMAINS: &[&str] = &["example.com", "example.org"];
+/// Group-name filter `sync --demo` uses (matches "Engineering ..." groups mid-name too).
+const DEMO_GROUP_NAME_FILTER: &str = "eng";
+
+/// Arguments of `okta-ciam-operator sync`.
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// Okta org domain, e.g. acme.okta.com (host[:port], no scheme).
+    #[arg(long, env = "BATON_DOMAIN")]
+    pub domain: Option<String>,
+
+    /// Email domains that bring users into scope (comma separated; at least one).
+    #[arg(long, env = "BATON_EMAIL_DOMAINS", value_delimiter = ',')]
+    pub email_domains: Vec<String>,
+
+    /// Only groups whose name contains this (case-insensitive); all groups when unset.
+    #[arg(long, env = "BATON_GROUP_NAME_FILTER")]
+    pub group_name_filter: Option<String>,
+
+    /// File holding the API token. Without it the token comes from BATON_API_TOKEN or
+    /// OKTA_API_TOKEN (never from a flag, so it stays out of process listings).
+    #[arg(long, env = "OKTA_CIAM_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+
+    /// Where to write the snapshot (atomically).
+    #[arg(long, short, default_value = "snapshot.json")]
+    pub output: PathBuf,
+
+    /// Allow org hosts under this custom domain suffix (repeatable).
+    #[arg(
+        long = "allow-domain",
+        env = "OKTA_CIAM_ALLOW_DOMAINS",
+        value_delimiter = ','
+    )]
+    pub allow_domains: Vec<String>,
+
+    /// Allow plain http:// to 127.0.0.1, [::1] or localhost with a port (the emulator).
+    #[arg(long)]
+    pub insecure_loopback_http: bool,
+
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_concurrency: u16,
+
+    /// Use at most this percentage of each rate-limit bucket, leaving the rest to others.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub budget_percent: u8,
+
+    /// Start the built-in emulated org on a loopback port and sync it with sample filters
+    /// (no Okta needed). --domain and the token are ignored.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+/// Runs `sync` (or `sync --demo`).
+pub async fn run(args: SyncArgs) -> anyhow::Result<()> {
+    if args.demo {
+        return run_demo(args).await;
+    }
+    let domain_input = args
+        .domain
+        .as_deref()
+        .context("--domain (or BATON_DOMAIN) is required")?;
+    let email_domains = EmailDomains::new(&args.email_domains)?;
+    let filter = GroupNameFilter::new(args.group_name_filter.as_deref().unwrap_or(""))?;
+    let policy = DomainPolicy {
+        allowed_suffixes: args.allow_domains.clone(),
+        insecure_loopback_http: args.insecure_loopback_http,
+    };
+    let domain = OrgDomain::parse(domain_input, &policy)?;
+    if args.insecure_loopback_http {
+        tracing::warn!("plain HTTP to a loopback address is allowed (--insecure-loopback-http)");
+    }
+    let token = read_token(args.api_token_file.as_deref())?;
+    execute(domain, token, email_domains, filter, &args).await
+}
+
+async fn run_demo(args: SyncArgs) -> anyhow::Result<()> {
+    let fixture = Fixture::demo();
+    let rate_limits = fixture.rate_limits();
+    let handle = emulator::start(EmulatorConfig {
+        fixture,
+        rate_limits,
+    })
+    .await
+    .context("cannot start the demo emulator")?;
+    eprintln!("demo: emulated Okta org listening on {}", handle.url());
+    let policy = DomainPolicy {
+        insecure_loopback_http: true,
+        ..DomainPolicy::default()
+    };
+    let domain = OrgDomain::parse(&handle.domain(), &policy)?;
+    let email_domains = if args.email_domains.is_empty() {
+        EmailDomains::new(DEMO_EMAIL_DOMAINS)?
+    } else {
+        EmailDomains::new(&args.email_domains)?
+    };
+    let filter = GroupNameFilter::new(
+        args.group_name_filter
+            .as_deref()
+            .unwrap_or(DEMO_GROUP_NAME_FILTER),
+    )?;
+    let token = ApiToken::new(handle.token());
+    let result = execute(domain, token, email_domains, filter, &args).await;
+    handle.shutdown().await;
+    result
+}
+
+async fn execute(
+    domain: OrgDomain,
+    token: ApiToken,
+    email_domains: EmailDomains,
+    group_name_filter: Option<GroupNameFilter>,
+    args: &SyncArgs,
+) -> anyhow::Result<()> {
+    let options = ClientOptions {
+        max_concurrency: usize::from(args.max_concurrency),
+        budget_percent: args.budget_percent,
+        ..ClientOptions::default()
+    };
+    let config = SyncConfig {
+        email_domains,
+        group_name_filter,
+        concurrency: usize::from(args.max_concurrency),
+    };
+    let client = OktaClient::new(domain, Arc::new(SswsAuth::new(token)), options)?;
+    let snapshot = engine::sync(&client, &config, &StderrProgress::new()).await?;
+    snapshot.write_atomic(&args.output)?;
+    print!("{}", summary_table(&snapshot));
+    println!("snapshot written to {}", args.output.display());
+    Ok(())
+}
+
+/// The token from `--api-token-file`, else `BATON_API_TOKEN`, else `OKTA_API_TOKEN`.
+fn read_token(file: Option<&Path>) -> anyhow::Result<ApiToken> {
+    let raw = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the API token file {}", path.display()))?,
+        None => std::env::var("BATON_API_TOKEN")
+            .or_else(|_| std::env::var("OKTA_API_TOKEN"))
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no API token: pass --api-token-file or set BATON_API_TOKEN or OKTA_API_TOKEN"
+                )
+            })?,
+    };
+    let token = raw.trim();
+    anyhow::ensure!(!token.is_empty(), "the API token is empty");
+    Ok(ApiToken::new(token.to_string()))
+}

@@ -1,0 +1,469 @@
+//! The sync engine: the Okta reads of one sync, streamed page by page into compact tables.
+//!
+//! Stage 1 runs four independent reads at once (they mostly draw on different rate-limit
+//! buckets): in-scope users, in-scope groups, admin users with their role lists, and custom
+//! roles with their permissions. Stage 2 reads memberships the cheaper way (per group or per
+//! user, see [`plan::choose_membership_plan`]) with bounded concurrency, keeping only
+//! `(user, group)` index pairs between in-scope principals.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt, stream};
+
+use super::plan::{self, FloorInputs, MembershipStrategy};
+use super::progress::{Phase, Progress, ProgressUpdate};
+use super::roles::{self, RoleFact};
+use super::scope::{EmailDomains, GroupNameFilter};
+use super::snapshot::{
+    Grant, Snapshot, SnapshotCustomRole, SnapshotGroup, SnapshotRole, SnapshotUser, SyncStats,
+};
+use super::{Error, Result};
+use crate::okta::{
+    self, ClientStats, Group, GroupQuery, GroupType, OktaClient, RoleAssignment, User, UserQuery,
+    UserStatus,
+};
+
+/// What a sync covers and how hard it may push.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Users are in scope by these email domains.
+    pub email_domains: EmailDomains,
+    /// Groups are in scope by this name filter (all groups without one).
+    pub group_name_filter: Option<GroupNameFilter>,
+    /// Per-group / per-user / per-admin reads in flight at once (the client also bounds
+    /// concurrency and paces on rate limits; this only bounds how much work is queued).
+    pub concurrency: usize,
+}
+
+/// Why group-held roles of member-less groups are missing (there is no bulk endpoint).
+const GROUP_ROLE_NOTE: &str = "Group-held roles are learned from the role lists of admin users \
+     (/iam/assignees/users); a group that holds a role but has no members is not reported.";
+
+/// Runs one sync: reads users, groups, memberships, roles and custom roles in scope and returns
+/// the canonical snapshot. The client's counters are reported as the difference over this
+/// sync (requests of other work sharing the client at the same time are included).
+pub async fn sync(
+    client: &OktaClient,
+    config: &SyncConfig,
+    progress: &dyn Progress,
+) -> Result<Snapshot> {
+    let started = Instant::now();
+    let before = client.stats();
+    let reporter = Reporter {
+        client,
+        before: &before,
+        progress,
+    };
+    let concurrency = config.concurrency.max(1);
+
+    let (users, groups, admin_roles, custom_roles) = futures::try_join!(
+        read_users(client, &config.email_domains, &reporter),
+        read_groups(client, config.group_name_filter.as_ref(), &reporter),
+        read_admin_roles(client, concurrency, &reporter),
+        read_custom_roles(client, concurrency, &reporter),
+    )?;
+
+    let user_index: HashMap<&str, u32> = index_by_id(users.iter().map(|u| u.id.as_str()));
+    let group_index: HashMap<&str, u32> = index_by_id(groups.iter().map(|g| g.group.id.as_str()));
+
+    let membership_plan = plan::choose_membership_plan(
+        groups.iter().map(|g| g.member_count_hint()),
+        users.len() as u64,
+    );
+    let pairs = match membership_plan.strategy {
+        MembershipStrategy::PerGroup => {
+            read_members_per_group(client, &groups, &user_index, concurrency, &reporter).await?
+        }
+        MembershipStrategy::PerUser => {
+            read_groups_per_user(client, &users, &group_index, concurrency, &reporter).await?
+        }
+    };
+
+    let mut role_grants = BTreeSet::new();
+    let mut unusable = 0;
+    for (user_id, facts) in &admin_roles {
+        unusable += roles::derive_role_grants(
+            user_id,
+            facts,
+            user_index.contains_key(user_id.as_str()),
+            |g| group_index.contains_key(g),
+            &mut role_grants,
+        );
+    }
+    let mut grants: Vec<Grant> = Vec::with_capacity(pairs.len() + role_grants.len());
+    grants.extend(pairs.iter().map(|&(u, g)| {
+        Grant::membership(
+            users[u as usize].id.clone(),
+            groups[g as usize].group.id.clone(),
+        )
+    }));
+    drop(pairs);
+    grants.extend(role_grants);
+
+    let mut notes = vec![GROUP_ROLE_NOTE.to_string()];
+    if unusable > 0 {
+        notes.push(format!(
+            "{unusable} custom-role assignments without a role id were skipped."
+        ));
+    }
+    let floor_inputs = FloorInputs {
+        users: users.len() as u64,
+        groups: groups.len() as u64,
+        membership_requests: membership_plan.requests(),
+        membership_strategy: membership_plan.strategy,
+        admins: admin_roles.len() as u64,
+        custom_roles: custom_roles.len() as u64,
+    };
+    let spent = client.stats().since(&before);
+    let mut snapshot = Snapshot {
+        domain: client.domain().to_string(),
+        synced_at: jiff::Timestamp::now().to_string(),
+        email_domains: config.email_domains.as_slice().to_vec(),
+        group_name_filter: config
+            .group_name_filter
+            .as_ref()
+            .map(|f| f.as_str().to_string()),
+        users,
+        groups: groups.into_iter().map(|g| g.group).collect(),
+        roles: okta::STANDARD_ROLE_TYPES
+            .iter()
+            .map(|t| SnapshotRole {
+                role_type: (*t).to_string(),
+                label: roles::standard_role_label(t),
+            })
+            .collect(),
+        custom_roles,
+        grants,
+        notes,
+        stats: SyncStats {
+            requests: spent.requests,
+            requests_by_endpoint: spent.requests_by_endpoint.clone(),
+            rate_limited: spent.rate_limited,
+            retries: spent.retries,
+            rate_limit_wait_seconds: spent.rate_limit_wait.as_secs_f64(),
+            duration_seconds: started.elapsed().as_secs_f64(),
+            membership_plan: Some(membership_plan),
+            request_floor: plan::request_floor(&floor_inputs),
+            floor_inputs,
+        },
+    };
+    snapshot.canonicalize();
+    Ok(snapshot)
+}
+
+/// Sends progress with the client's counters since the sync began.
+struct Reporter<'a> {
+    client: &'a OktaClient,
+    before: &'a ClientStats,
+    progress: &'a dyn Progress,
+}
+
+impl Reporter<'_> {
+    fn report(&self, phase: Phase, items: u64, done: bool) {
+        let spent = self.client.stats().since(self.before);
+        self.progress.report(&ProgressUpdate {
+            phase,
+            items,
+            requests: spent.requests,
+            rate_limited: spent.rate_limited,
+            rate_limit_wait: spent.rate_limit_wait,
+            done,
+        });
+    }
+}
+
+fn index_by_id<'a>(ids: impl Iterator<Item = &'a str>) -> HashMap<&'a str, u32> {
+    ids.enumerate()
+        .map(|(i, id)| (id, u32::try_from(i).expect("fewer than 4 billion items")))
+        .collect()
+}
+
+/// An in-scope group in the sorted table, with Okta's member count if it sent one.
+struct GroupRow {
+    group: SnapshotGroup,
+    count_known: bool,
+}
+
+impl GroupRow {
+    /// The member count for planning; an unknown count is planned as one page.
+    fn member_count_hint(&self) -> u64 {
+        if self.count_known {
+            self.group.member_count
+        } else {
+            1
+        }
+    }
+}
+
+async fn read_users(
+    client: &OktaClient,
+    domains: &EmailDomains,
+    reporter: &Reporter<'_>,
+) -> Result<Vec<SnapshotUser>> {
+    let mut rows = Vec::new();
+    for search in domains.user_search_expressions() {
+        let query = UserQuery {
+            search: Some(search),
+            limit: Some(plan::USERS_PAGE),
+            ..UserQuery::default()
+        };
+        let mut pages = client.list_users(&query);
+        while let Some(page) = pages.try_next().await? {
+            rows.extend(
+                page.into_iter()
+                    .filter(|u| domains.user_in_scope(&u.profile.login, u.profile.email.as_deref()))
+                    .map(snapshot_user),
+            );
+            reporter.report(Phase::Users, rows.len() as u64, false);
+        }
+    }
+    // Several searches can return the same user; ids are unique, so sort + dedup merges them.
+    rows.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    rows.dedup_by(|a, b| a.id == b.id);
+    reporter.report(Phase::Users, rows.len() as u64, true);
+    Ok(rows)
+}
+
+fn snapshot_user(u: User) -> SnapshotUser {
+    let p = u.profile;
+    let display_name = p
+        .display_name
+        .filter(|d| !d.trim().is_empty())
+        .or_else(|| {
+            let full = [p.first_name.as_deref(), p.last_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            (!full.is_empty()).then_some(full)
+        })
+        .unwrap_or_else(|| p.login.clone());
+    SnapshotUser {
+        id: u.id,
+        disabled: u.status.is_disabled(),
+        status: user_status_name(&u.status).to_string(),
+        login: p.login,
+        email: p.email,
+        display_name,
+    }
+}
+
+fn user_status_name(s: &UserStatus) -> &'static str {
+    match s {
+        UserStatus::Staged => "STAGED",
+        UserStatus::Provisioned => "PROVISIONED",
+        UserStatus::Active => "ACTIVE",
+        UserStatus::Recovery => "RECOVERY",
+        UserStatus::PasswordExpired => "PASSWORD_EXPIRED",
+        UserStatus::LockedOut => "LOCKED_OUT",
+        UserStatus::Suspended => "SUSPENDED",
+        UserStatus::Deprovisioned => "DEPROVISIONED",
+        UserStatus::Unknown => "UNKNOWN",
+    }
+}
+
+fn group_type_name(t: &GroupType) -> &'static str {
+    match t {
+        GroupType::OktaGroup => "OKTA_GROUP",
+        GroupType::AppGroup => "APP_GROUP",
+        GroupType::BuiltIn => "BUILT_IN",
+        GroupType::Unknown => "UNKNOWN",
+    }
+}
+
+async fn read_groups(
+    client: &OktaClient,
+    filter: Option<&GroupNameFilter>,
+    reporter: &Reporter<'_>,
+) -> Result<Vec<GroupRow>> {
+    let query = GroupQuery {
+        search: filter.map(GroupNameFilter::search_expression),
+        limit: Some(plan::GROUPS_PAGE),
+        expand_stats: true,
+        ..GroupQuery::default()
+    };
+    let mut rows = Vec::new();
+    let mut pages = client.list_groups(&query);
+    while let Some(page) = pages.try_next().await? {
+        rows.extend(
+            page.into_iter()
+                // `co` also searches descriptions; the exact rule is on the name only.
+                .filter(|g| filter.is_none_or(|f| f.matches(&g.profile.name)))
+                .map(group_row),
+        );
+        reporter.report(Phase::Groups, rows.len() as u64, false);
+    }
+    rows.sort_unstable_by(|a, b| a.group.id.cmp(&b.group.id));
+    rows.dedup_by(|a, b| a.group.id == b.group.id);
+    reporter.report(Phase::Groups, rows.len() as u64, true);
+    Ok(rows)
+}
+
+fn group_row(g: Group) -> GroupRow {
+    let count = g.users_count();
+    GroupRow {
+        group: SnapshotGroup {
+            group_type: group_type_name(&g.group_type).to_string(),
+            id: g.id,
+            name: g.profile.name,
+            member_count: count.unwrap_or(0),
+        },
+        count_known: count.is_some(),
+    }
+}
+
+/// Admin users (from `/iam/assignees/users`) with their role lists, reduced to facts.
+async fn read_admin_roles(
+    client: &OktaClient,
+    concurrency: usize,
+    reporter: &Reporter<'_>,
+) -> Result<Vec<(String, Vec<RoleFact>)>> {
+    let mut ids = Vec::new();
+    let mut pages = client.list_role_assignees(Some(plan::ASSIGNEES_PAGE));
+    while let Some(page) = pages.try_next().await? {
+        ids.extend(page.into_iter().map(|a| a.id));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let done = AtomicU64::new(0);
+    let out: Vec<(String, Vec<RoleFact>)> = stream::iter(ids)
+        .map(|id| {
+            let done = &done;
+            async move {
+                let assignments = client.list_user_roles(&id).await?;
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                reporter.report(Phase::Roles, n, false);
+                Ok::<_, Error>((id, assignments.into_iter().map(role_fact).collect()))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    reporter.report(Phase::Roles, out.len() as u64, true);
+    Ok(out)
+}
+
+fn role_fact(a: RoleAssignment) -> RoleFact {
+    let holder = RoleFact::holder_from(a.assignment_type.as_deref(), a.assignee_group_id());
+    RoleFact {
+        role_type: a.role_type,
+        custom_role_id: a.role,
+        resource_set: a.resource_set,
+        holder,
+    }
+}
+
+async fn read_custom_roles(
+    client: &OktaClient,
+    concurrency: usize,
+    reporter: &Reporter<'_>,
+) -> Result<Vec<SnapshotCustomRole>> {
+    let mut listed = Vec::new();
+    let mut pages = client.list_custom_roles();
+    while let Some(page) = pages.try_next().await? {
+        listed.extend(page);
+    }
+    let out: Vec<SnapshotCustomRole> = stream::iter(listed)
+        .map(|role| async move {
+            let permissions: Vec<Vec<okta::Permission>> = client
+                .list_custom_role_permissions(&role.id)
+                .try_collect()
+                .await?;
+            Ok::<_, Error>(SnapshotCustomRole {
+                id: role.id,
+                label: role.label,
+                permissions: permissions.into_iter().flatten().map(|p| p.label).collect(),
+            })
+        })
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    reporter.report(Phase::CustomRoles, out.len() as u64, true);
+    Ok(out)
+}
+
+/// Members of each in-scope group that has members, keeping in-scope users only.
+async fn read_members_per_group(
+    client: &OktaClient,
+    groups: &[GroupRow],
+    users: &HashMap<&str, u32>,
+    concurrency: usize,
+    reporter: &Reporter<'_>,
+) -> Result<Vec<(u32, u32)>> {
+    let found = AtomicU64::new(0);
+    let per_group: Vec<Vec<(u32, u32)>> = stream::iter(
+        groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.member_count_hint() > 0),
+    )
+    .map(|(gi, g)| {
+        let found = &found;
+        async move {
+            let gi = gi as u32;
+            let mut pairs = Vec::new();
+            let mut pages = client.list_group_members(&g.group.id, Some(plan::MEMBERS_PAGE));
+            while let Some(page) = pages.try_next().await? {
+                let before = pairs.len();
+                pairs.extend(
+                    page.iter()
+                        .filter_map(|u| users.get(u.id.as_str()).map(|&ui| (ui, gi))),
+                );
+                let n = found.fetch_add((pairs.len() - before) as u64, Ordering::Relaxed);
+                reporter.report(Phase::Memberships, n, false);
+            }
+            Ok::<_, Error>(pairs)
+        }
+    })
+    .buffer_unordered(concurrency)
+    .try_collect()
+    .await?;
+    Ok(finish_pairs(per_group, reporter))
+}
+
+/// Groups of each in-scope user, keeping in-scope groups only.
+async fn read_groups_per_user(
+    client: &OktaClient,
+    users: &[SnapshotUser],
+    groups: &HashMap<&str, u32>,
+    concurrency: usize,
+    reporter: &Reporter<'_>,
+) -> Result<Vec<(u32, u32)>> {
+    let found = AtomicU64::new(0);
+    let per_user: Vec<Vec<(u32, u32)>> = stream::iter(users.iter().enumerate())
+        .map(|(ui, u)| {
+            let found = &found;
+            async move {
+                let ui = ui as u32;
+                let mut pairs = Vec::new();
+                let mut pages = client.list_user_groups(&u.id);
+                while let Some(page) = pages.try_next().await? {
+                    let before = pairs.len();
+                    pairs.extend(
+                        page.iter()
+                            .filter_map(|g| groups.get(g.id.as_str()).map(|&gi| (ui, gi))),
+                    );
+                    let n = found.fetch_add((pairs.len() - before) as u64, Ordering::Relaxed);
+                    reporter.report(Phase::Memberships, n, false);
+                }
+                Ok::<_, Error>(pairs)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    Ok(finish_pairs(per_user, reporter))
+}
+
+/// Flattens per-task pairs into one deduplicated list (a page boundary can repeat an item
+/// when the org changes during the sync).
+fn finish_pairs(parts: Vec<Vec<(u32, u32)>>, reporter: &Reporter<'_>) -> Vec<(u32, u32)> {
+    let mut pairs: Vec<(u32, u32)> = parts.into_iter().flatten().collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    reporter.report(Phase::Memberships, pairs.len() as u64, true);
+    pairs
+}
