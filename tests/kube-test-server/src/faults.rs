@@ -1,0 +1,194 @@
+//! Fault injection and request counters, shared between the test's handle and the request handlers.
+
+use crate::error::{ApiError, Subject};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The error an injected write failure answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailWith {
+    /// 409 `Conflict` (as a stale resourceVersion would).
+    Conflict,
+    /// 500 `InternalError`.
+    InternalError,
+}
+
+#[derive(Debug)]
+struct PendingFailure {
+    resource: Option<String>,
+    remaining: usize,
+    with: FailWith,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    failures: Vec<PendingFailure>,
+    delay: Duration,
+    counts: BTreeMap<(String, String), u64>,
+    watch_events_sent: u64,
+    injected: u64,
+}
+
+/// Cloneable handle to the server's faults and counters.
+#[derive(Clone)]
+pub struct Faults {
+    state: Arc<Mutex<FaultState>>,
+    watches: Arc<Mutex<CancellationToken>>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            state: Arc::default(),
+            watches: Arc::new(Mutex::new(CancellationToken::new())),
+        }
+    }
+}
+
+/// Counters observed so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Requests by (verb, resource plural); verbs are `get`, `list`, `watch`, `create`, `update`,
+    /// `patch`, `delete`, `deletecollection`.
+    pub requests: BTreeMap<(String, String), u64>,
+    /// Watch events written to clients (including bookmarks and errors).
+    pub watch_events_sent: u64,
+    /// Injected failures answered.
+    pub injected_failures: u64,
+    /// Objects currently stored.
+    pub objects: usize,
+}
+
+impl Counters {
+    /// Requests with this verb for this resource plural.
+    pub fn count(&self, verb: &str, resource: &str) -> u64 {
+        self.requests.get(&(verb.to_string(), resource.to_string())).copied().unwrap_or(0)
+    }
+
+    /// Writes (create, update, patch, delete, deletecollection) to this resource plural.
+    pub fn writes(&self, resource: &str) -> u64 {
+        ["create", "update", "patch", "delete", "deletecollection"].iter().map(|v| self.count(v, resource)).sum()
+    }
+}
+
+impl Faults {
+    fn lock(&self) -> MutexGuard<'_, FaultState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next `n` writes (any resource) fail with `with`.
+    pub fn fail_next_writes(&self, n: usize, with: FailWith) {
+        self.lock().failures.push(PendingFailure { resource: None, remaining: n, with });
+    }
+
+    /// The next `n` writes to `resource` (plural, e.g. `leases`) fail with `with`.
+    pub fn fail_next_writes_to(&self, resource: &str, n: usize, with: FailWith) {
+        self.lock().failures.push(PendingFailure {
+            resource: Some(resource.to_string()),
+            remaining: n,
+            with,
+        });
+    }
+
+    /// Delays every response by `delay` (zero turns it off).
+    pub fn set_delay(&self, delay: Duration) {
+        self.lock().delay = delay;
+    }
+
+    /// Clears pending failures and the delay.
+    pub fn clear(&self) {
+        let mut s = self.lock();
+        s.failures.clear();
+        s.delay = Duration::ZERO;
+    }
+
+    /// Ends every open watch stream now (clients see a clean end of stream and re-watch).
+    pub fn drop_watches(&self) {
+        let mut token = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        token.cancel();
+        *token = CancellationToken::new();
+    }
+
+    /// Token a watch stream stops on.
+    pub(crate) fn watch_token(&self) -> CancellationToken {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn delay(&self) -> Duration {
+        self.lock().delay
+    }
+
+    /// Counts a request and, for writes, takes a pending injected failure if one applies.
+    pub(crate) fn on_request(&self, verb: &str, group: &str, resource: &str, name: &str) -> Option<ApiError> {
+        let mut s = self.lock();
+        *s.counts.entry((verb.to_string(), resource.to_string())).or_default() += 1;
+        if !matches!(verb, "create" | "update" | "patch" | "delete" | "deletecollection") {
+            return None;
+        }
+        let failure = s
+            .failures
+            .iter_mut()
+            .find(|f| f.remaining > 0 && f.resource.as_deref().is_none_or(|r| r == resource))?;
+        failure.remaining -= 1;
+        let with = failure.with;
+        s.failures.retain(|f| f.remaining > 0);
+        s.injected += 1;
+        Some(match with {
+            FailWith::Conflict => ApiError::Conflict(
+                Subject {
+                    group: group.to_string(),
+                    kind: resource.to_string(),
+                    name: name.to_string(),
+                },
+                "the object has been modified; please apply your changes to the latest version and try again (injected)".into(),
+            ),
+            FailWith::InternalError => ApiError::Internal("injected failure".into()),
+        })
+    }
+
+    pub(crate) fn on_watch_event(&self) {
+        self.lock().watch_events_sent += 1;
+    }
+
+    pub(crate) fn counters(&self, objects: usize) -> Counters {
+        let s = self.lock();
+        Counters {
+            requests: s.counts.clone(),
+            watch_events_sent: s.watch_events_sent,
+            injected_failures: s.injected,
+            objects,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_consumed_per_resource_and_reads_never_fail() {
+        let f = Faults::default();
+        f.fail_next_writes_to("leases", 1, FailWith::Conflict);
+        f.fail_next_writes(1, FailWith::InternalError);
+        assert!(f.on_request("get", "", "leases", "a").is_none());
+        assert_eq!(f.on_request("update", "", "secrets", "a").unwrap().code(), 500);
+        assert!(f.on_request("update", "", "secrets", "a").is_none());
+        assert_eq!(f.on_request("update", "coordination.k8s.io", "leases", "a").unwrap().code(), 409);
+        assert!(f.on_request("update", "coordination.k8s.io", "leases", "a").is_none());
+        let c = f.counters(0);
+        assert_eq!(c.injected_failures, 2);
+        assert_eq!(c.writes("leases"), 2);
+        assert_eq!(c.count("get", "leases"), 1);
+    }
+
+    #[test]
+    fn drop_watches_cancels_current_tokens_only() {
+        let f = Faults::default();
+        let before = f.watch_token();
+        f.drop_watches();
+        assert!(before.is_cancelled());
+        assert!(!f.watch_token().is_cancelled());
+    }
+}
