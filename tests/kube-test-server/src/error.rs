@@ -109,7 +109,10 @@ pub enum ApiError {
 }
 
 fn invalid_message(kind: &str, subject: &Subject, causes: &[Cause]) -> String {
-    let lines: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+    let lines: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
     let joined = if lines.len() == 1 {
         lines[0].clone()
     } else {
@@ -131,7 +134,9 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             ApiError::NotFound(_) | ApiError::NoRoute => 404,
-            ApiError::AlreadyExists(_) | ApiError::Conflict(..) | ApiError::ApplyConflict { .. } => 409,
+            ApiError::AlreadyExists(_)
+            | ApiError::Conflict(..)
+            | ApiError::ApplyConflict { .. } => 409,
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => 422,
             ApiError::Expired(_) => 410,
             ApiError::MethodNotAllowed => 405,
@@ -173,8 +178,14 @@ impl ApiError {
             ApiError::NotFound(s) | ApiError::AlreadyExists(s) | ApiError::Conflict(s, _) => {
                 Some(details(s, &[]))
             }
-            ApiError::ApplyConflict { subject, causes, .. } => Some(details(subject, causes)),
-            ApiError::Invalid { kind, subject, causes } => {
+            ApiError::ApplyConflict {
+                subject, causes, ..
+            } => Some(details(subject, causes)),
+            ApiError::Invalid {
+                kind,
+                subject,
+                causes,
+            } => {
                 let mut d = details(subject, causes);
                 d["kind"] = json!(kind);
                 Some(d)

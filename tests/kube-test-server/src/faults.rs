@@ -64,12 +64,18 @@ pub struct Counters {
 impl Counters {
     /// Requests with this verb for this resource plural.
     pub fn count(&self, verb: &str, resource: &str) -> u64 {
-        self.requests.get(&(verb.to_string(), resource.to_string())).copied().unwrap_or(0)
+        self.requests
+            .get(&(verb.to_string(), resource.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Writes (create, update, patch, delete, deletecollection) to this resource plural.
     pub fn writes(&self, resource: &str) -> u64 {
-        ["create", "update", "patch", "delete", "deletecollection"].iter().map(|v| self.count(v, resource)).sum()
+        ["create", "update", "patch", "delete", "deletecollection"]
+            .iter()
+            .map(|v| self.count(v, resource))
+            .sum()
     }
 }
 
@@ -80,7 +86,11 @@ impl Faults {
 
     /// The next `n` writes (any resource) fail with `with`.
     pub fn fail_next_writes(&self, n: usize, with: FailWith) {
-        self.lock().failures.push(PendingFailure { resource: None, remaining: n, with });
+        self.lock().failures.push(PendingFailure {
+            resource: None,
+            remaining: n,
+            with,
+        });
     }
 
     /// The next `n` writes to `resource` (plural, e.g. `leases`) fail with `with`.
@@ -113,7 +123,10 @@ impl Faults {
 
     /// Token a watch stream stops on.
     pub(crate) fn watch_token(&self) -> CancellationToken {
-        self.watches.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn delay(&self) -> Duration {
@@ -121,10 +134,21 @@ impl Faults {
     }
 
     /// Counts a request and, for writes, takes a pending injected failure if one applies.
-    pub(crate) fn on_request(&self, verb: &str, group: &str, resource: &str, name: &str) -> Option<ApiError> {
+    pub(crate) fn on_request(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        name: &str,
+    ) -> Option<ApiError> {
         let mut s = self.lock();
-        *s.counts.entry((verb.to_string(), resource.to_string())).or_default() += 1;
-        if !matches!(verb, "create" | "update" | "patch" | "delete" | "deletecollection") {
+        *s.counts
+            .entry((verb.to_string(), resource.to_string()))
+            .or_default() += 1;
+        if !matches!(
+            verb,
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        ) {
             return None;
         }
         let failure = s
@@ -173,10 +197,21 @@ mod tests {
         f.fail_next_writes_to("leases", 1, FailWith::Conflict);
         f.fail_next_writes(1, FailWith::InternalError);
         assert!(f.on_request("get", "", "leases", "a").is_none());
-        assert_eq!(f.on_request("update", "", "secrets", "a").unwrap().code(), 500);
+        assert_eq!(
+            f.on_request("update", "", "secrets", "a").unwrap().code(),
+            500
+        );
         assert!(f.on_request("update", "", "secrets", "a").is_none());
-        assert_eq!(f.on_request("update", "coordination.k8s.io", "leases", "a").unwrap().code(), 409);
-        assert!(f.on_request("update", "coordination.k8s.io", "leases", "a").is_none());
+        assert_eq!(
+            f.on_request("update", "coordination.k8s.io", "leases", "a")
+                .unwrap()
+                .code(),
+            409
+        );
+        assert!(
+            f.on_request("update", "coordination.k8s.io", "leases", "a")
+                .is_none()
+        );
         let c = f.counters(0);
         assert_eq!(c.injected_failures, 2);
         assert_eq!(c.writes("leases"), 2);

@@ -66,7 +66,12 @@ impl FieldSet {
     }
 
     fn to_json(&self) -> Value {
-        Value::Object(self.0.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+        Value::Object(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect(),
+        )
     }
 
     fn from_json(v: &Value) -> Self {
@@ -99,13 +104,24 @@ pub fn fields_of(obj: &Value) -> FieldSet {
 fn metadata_paths(meta: &Value, out: &mut Vec<FieldPath>) {
     let m = |s: &str| vec!["f:metadata".to_string(), format!("f:{s}")];
     for key in ["labels", "annotations"] {
-        for k in meta.get(key).and_then(Value::as_object).into_iter().flatten().map(|(k, _)| k) {
+        for k in meta
+            .get(key)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+        {
             let mut p = m(key);
             p.push(format!("f:{k}"));
             out.push(p);
         }
     }
-    for f in meta.get("finalizers").and_then(Value::as_array).into_iter().flatten() {
+    for f in meta
+        .get("finalizers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let mut p = m("finalizers");
         p.push(format!("v:{f}"));
         out.push(p);
@@ -143,10 +159,14 @@ fn get_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
 }
 
 fn remove_at(obj: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut cur = obj;
     for seg in parents {
-        let Some(next) = seg.strip_prefix("f:").and_then(|n| cur.get_mut(n)) else { return };
+        let Some(next) = seg.strip_prefix("f:").and_then(|n| cur.get_mut(n)) else {
+            return;
+        };
         cur = next;
     }
     if let (Some(name), Some(map)) = (last.strip_prefix("f:"), cur.as_object_mut()) {
@@ -187,24 +207,36 @@ pub struct Entry {
 
 impl Entry {
     fn same_owner(&self, manager: &str, operation: &str, subresource: Option<&str>) -> bool {
-        self.manager == manager && self.operation == operation && self.subresource.as_deref() == subresource
+        self.manager == manager
+            && self.operation == operation
+            && self.subresource.as_deref() == subresource
     }
 }
 
 /// Reads `metadata.managedFields`.
 pub fn read_entries(obj: &Value) -> Vec<Entry> {
-    let list = obj.pointer("/metadata/managedFields").and_then(Value::as_array);
+    let list = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array);
     list.into_iter()
         .flatten()
         .map(|e| {
-            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let s = |k: &str| {
+                e.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
             Entry {
                 manager: s("manager"),
                 operation: s("operation"),
                 api_version: s("apiVersion"),
                 time: s("time"),
                 fields: FieldSet::from_json(e.get("fieldsV1").unwrap_or(&Value::Null)),
-                subresource: e.get("subresource").and_then(Value::as_str).map(str::to_string),
+                subresource: e
+                    .get("subresource")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
             }
         })
         .collect()
@@ -249,7 +281,10 @@ pub struct Actor<'a> {
 }
 
 fn upsert(entries: &mut Vec<Entry>, actor: Actor<'_>, operation: &str, fields: FieldSet) {
-    match entries.iter_mut().find(|e| e.same_owner(actor.manager, operation, actor.subresource)) {
+    match entries
+        .iter_mut()
+        .find(|e| e.same_owner(actor.manager, operation, actor.subresource))
+    {
         Some(e) => {
             if e.fields != fields {
                 e.time = actor.now.to_string();
@@ -271,11 +306,22 @@ fn upsert(entries: &mut Vec<Entry>, actor: Actor<'_>, operation: &str, fields: F
 /// Records a non-apply write (create, update, merge/json patch): changed fields move to `actor`'s
 /// `Update` entry; fields that disappeared are owned by nobody.
 pub fn record_update(old: &Value, new: &mut Value, actor: Actor<'_>) {
-    let reset = new.pointer("/metadata/managedFields").and_then(Value::as_array).is_some_and(Vec::is_empty);
+    let reset = new
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty);
     let mut entries = if reset { Vec::new() } else { read_entries(old) };
     let new_leaves = fields_of(new).leaves();
-    let changed: Vec<FieldPath> = new_leaves.iter().filter(|p| get_at(old, p) != get_at(new, p)).cloned().collect();
-    let gone: Vec<FieldPath> = fields_of(old).leaves().into_iter().filter(|p| get_at(new, p).is_none()).collect();
+    let changed: Vec<FieldPath> = new_leaves
+        .iter()
+        .filter(|p| get_at(old, p) != get_at(new, p))
+        .cloned()
+        .collect();
+    let gone: Vec<FieldPath> = fields_of(old)
+        .leaves()
+        .into_iter()
+        .filter(|p| get_at(new, p).is_none())
+        .collect();
     for e in &mut entries {
         for p in changed.iter().chain(&gone) {
             e.fields.remove(p);
@@ -308,11 +354,19 @@ pub struct Conflict {
 
 /// Server-side apply of `applied` (already stripped to what the endpoint may change) onto `live`.
 /// Returns the merged object with updated `managedFields`, or the conflicts when `force` is off.
-pub fn apply(live: &Value, applied: &Value, actor: Actor<'_>, force: bool) -> Result<Value, Vec<Conflict>> {
+pub fn apply(
+    live: &Value,
+    applied: &Value,
+    actor: Actor<'_>,
+    force: bool,
+) -> Result<Value, Vec<Conflict>> {
     let mut entries = read_entries(live);
     let applied_leaves = fields_of(applied).leaves();
     let mut conflicts = Vec::new();
-    for e in entries.iter().filter(|e| !e.same_owner(actor.manager, "Apply", actor.subresource)) {
+    for e in entries
+        .iter()
+        .filter(|e| !e.same_owner(actor.manager, "Apply", actor.subresource))
+    {
         for p in &applied_leaves {
             if e.fields.contains(p) && get_at(applied, p) != get_at(live, p) {
                 conflicts.push(Conflict {
@@ -339,14 +393,19 @@ pub fn apply(live: &Value, applied: &Value, actor: Actor<'_>, force: bool) -> Re
     let mut merged = live.clone();
     merge_applied(&mut merged, applied);
     for p in previous.iter().filter(|p| !applied_leaves.contains(p)) {
-        let owned_elsewhere = entries
-            .iter()
-            .any(|e| !e.same_owner(actor.manager, "Apply", actor.subresource) && e.fields.contains(p));
+        let owned_elsewhere = entries.iter().any(|e| {
+            !e.same_owner(actor.manager, "Apply", actor.subresource) && e.fields.contains(p)
+        });
         if !owned_elsewhere {
             remove_at(&mut merged, p);
         }
     }
-    upsert(&mut entries, actor, "Apply", FieldSet::from_paths(&applied_leaves));
+    upsert(
+        &mut entries,
+        actor,
+        "Apply",
+        FieldSet::from_paths(&applied_leaves),
+    );
     write_entries(&mut merged, &entries);
     Ok(merged)
 }
@@ -397,7 +456,13 @@ mod tests {
     #[test]
     fn apply_conflicts_with_other_owner_unless_same_value_or_forced() {
         let live = json!({"metadata": {"name": "a"}, "spec": {"x": 1}});
-        let a = apply(&live, &json!({"metadata": {"name": "a"}, "spec": {"x": 1, "y": 2}}), actor("alice"), false).unwrap();
+        let a = apply(
+            &live,
+            &json!({"metadata": {"name": "a"}, "spec": {"x": 1, "y": 2}}),
+            actor("alice"),
+            false,
+        )
+        .unwrap();
         // Same value: shared ownership, no conflict.
         let b = apply(&a, &json!({"spec": {"x": 1}}), actor("bob"), false).unwrap();
         let err = apply(&b, &json!({"spec": {"y": 3}}), actor("bob"), false).unwrap_err();
@@ -418,7 +483,13 @@ mod tests {
         let one = apply(&live, &json!({"metadata": {"labels": {"a": "1", "b": "2"}, "finalizers": ["f1"]}, "spec": {"x": 1}}), actor("m"), false)
             .unwrap();
         assert_eq!(one["metadata"]["finalizers"], json!(["f1"]));
-        let two = apply(&one, &json!({"metadata": {"labels": {"a": "1"}}}), actor("m"), false).unwrap();
+        let two = apply(
+            &one,
+            &json!({"metadata": {"labels": {"a": "1"}}}),
+            actor("m"),
+            false,
+        )
+        .unwrap();
         assert_eq!(two["metadata"]["labels"], json!({"a": "1"}));
         assert!(two["spec"].get("x").is_none());
         assert_eq!(two["metadata"]["finalizers"], json!([]));
@@ -426,7 +497,13 @@ mod tests {
 
     #[test]
     fn updates_take_ownership_of_changed_fields() {
-        let live = apply(&json!({"metadata": {}}), &json!({"spec": {"x": 1}}), actor("applier"), false).unwrap();
+        let live = apply(
+            &json!({"metadata": {}}),
+            &json!({"spec": {"x": 1}}),
+            actor("applier"),
+            false,
+        )
+        .unwrap();
         let mut updated = live.clone();
         updated["spec"]["x"] = json!(2);
         record_update(&live, &mut updated, actor("editor"));
@@ -434,7 +511,13 @@ mod tests {
         assert_eq!(entries.len(), 1, "applier lost its only field: {entries:?}");
         assert_eq!(entries[0].manager, "editor");
         assert_eq!(entries[0].operation, "Update");
-        let err = apply(&updated, &json!({"spec": {"x": 1}}), actor("applier"), false).unwrap_err();
+        let err = apply(
+            &updated,
+            &json!({"spec": {"x": 1}}),
+            actor("applier"),
+            false,
+        )
+        .unwrap_err();
         assert_eq!(err[0].manager, "editor");
     }
 }

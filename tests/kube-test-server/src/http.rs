@@ -5,7 +5,9 @@ use crate::faults::Faults;
 use crate::patch;
 use crate::resources::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{DeleteOptions, Deleted, Filter, ListOptions, Store, WatchStart, Write, WriteContext};
+use crate::store::{
+    DeleteOptions, Deleted, Filter, ListOptions, Store, WatchStart, Write, WriteContext,
+};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -49,11 +51,19 @@ pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response 
 }
 
 fn error_response(e: &ApiError) -> Response {
-    json_response(StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.to_status())
+    json_response(
+        StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.to_status(),
+    )
 }
 
 fn json_response(code: StatusCode, body: &Value) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// A parsed resource path.
@@ -64,7 +74,12 @@ struct Target<'a> {
     subresource: Option<String>,
 }
 
-fn find_type<'a>(app: &'a AppState, group: &str, version: &str, plural: &str) -> Result<&'a ResourceType> {
+fn find_type<'a>(
+    app: &'a AppState,
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> Result<&'a ResourceType> {
     app.types
         .iter()
         .find(|t| t.group == group && t.version == version && t.plural == plural)
@@ -74,7 +89,8 @@ fn find_type<'a>(app: &'a AppState, group: &str, version: &str, plural: &str) ->
 /// Resolves `rest` (what follows `/api/v1` or `/apis/{g}/{v}`) to a resource target.
 fn resolve<'a>(app: &'a AppState, group: &str, version: &str, rest: &[&str]) -> Result<Target<'a>> {
     let owned = |s: &&str| s.to_string();
-    let namespaced_path = rest.len() >= 3 && rest[0] == "namespaces" && !matches!(rest[2], "status" | "finalize");
+    let namespaced_path =
+        rest.len() >= 3 && rest[0] == "namespaces" && !matches!(rest[2], "status" | "finalize");
     let (namespace, rest) = if namespaced_path {
         (Some(rest[1].to_string()), &rest[2..])
     } else {
@@ -116,7 +132,11 @@ fn query_map(req: &Request) -> HashMap<String, String> {
 
 async fn route(app: &AppState, req: Request) -> Result<Response> {
     let path = req.uri().path().to_string();
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let get_only = |v: Value| {
         if req.method() == Method::GET {
             Ok(json_response(StatusCode::OK, &v))
@@ -130,8 +150,12 @@ async fn route(app: &AppState, req: Request) -> Result<Response> {
         })),
         ["api"] => get_only(resources::core_versions(&app.addr)),
         ["apis"] => get_only(resources::group_list(&app.types)),
-        ["api", "v1"] => get_only(resources::resource_list(&app.types, "", "v1").ok_or(ApiError::NoRoute)?),
-        ["apis", g, v] => get_only(resources::resource_list(&app.types, g, v).ok_or(ApiError::NoRoute)?),
+        ["api", "v1"] => {
+            get_only(resources::resource_list(&app.types, "", "v1").ok_or(ApiError::NoRoute)?)
+        }
+        ["apis", g, v] => {
+            get_only(resources::resource_list(&app.types, g, v).ok_or(ApiError::NoRoute)?)
+        }
         ["api", "v1", rest @ ..] => {
             let target = resolve(app, "", "v1", rest)?;
             serve(app, target, req).await
@@ -169,7 +193,10 @@ fn write_context(req: &Request, q: &HashMap<String, String>) -> WriteContext {
         .filter(|s| !s.is_empty())
         .unwrap_or("unknown");
     WriteContext {
-        manager: q.get("fieldManager").cloned().unwrap_or_else(|| agent.to_string()),
+        manager: q
+            .get("fieldManager")
+            .cloned()
+            .unwrap_or_else(|| agent.to_string()),
         dry_run: q.get("dryRun").is_some_and(|d| d == "All"),
     }
 }
@@ -177,8 +204,17 @@ fn write_context(req: &Request, q: &HashMap<String, String>) -> WriteContext {
 fn filter(target: &Target<'_>, q: &HashMap<String, String>) -> Result<Filter> {
     Ok(Filter {
         namespace: target.namespace.clone(),
-        labels: LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())?,
-        fields: FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default(), target.rt.field_labels)?,
+        labels: LabelSelector::parse(
+            q.get("labelSelector")
+                .map(String::as_str)
+                .unwrap_or_default(),
+        )?,
+        fields: FieldSelector::parse(
+            q.get("fieldSelector")
+                .map(String::as_str)
+                .unwrap_or_default(),
+            target.rt.field_labels,
+        )?,
     })
 }
 
@@ -188,8 +224,11 @@ fn parse_body(bytes: &Bytes, yaml_ok: bool) -> Result<Value> {
     }
     match serde_json::from_slice(bytes) {
         Ok(v) => Ok(v),
-        Err(e) if yaml_ok => serde_yaml::from_slice(bytes).map_err(|y| ApiError::BadRequest(format!("error decoding YAML: {y} (json: {e})"))),
-        Err(e) => Err(ApiError::BadRequest(format!("error decoding request body: {e}"))),
+        Err(e) if yaml_ok => serde_yaml::from_slice(bytes)
+            .map_err(|y| ApiError::BadRequest(format!("error decoding YAML: {y} (json: {e})"))),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "error decoding request body: {e}"
+        ))),
     }
 }
 
@@ -225,14 +264,31 @@ async fn serve(app: &AppState, target: Target<'_>, req: Request) -> Result<Respo
         "watch" => watch(app, &target, &q),
         "create" => {
             let obj = parse_body(&body, false)?;
-            Ok(json_response(StatusCode::CREATED, &store.create(rt, ns, obj, &ctx)?))
+            Ok(json_response(
+                StatusCode::CREATED,
+                &store.create(rt, ns, obj, &ctx)?,
+            ))
         }
-        "update" => ok(store.write(rt, ns, &name, sub, Write::Replace(parse_body(&body, false)?), &ctx)?),
+        "update" => ok(store.write(
+            rt,
+            ns,
+            &name,
+            sub,
+            Write::Replace(parse_body(&body, false)?),
+            &ctx,
+        )?),
         "patch" => {
             let write = patch_write(rt, &content_type, &body, &q)?;
             let existed = store.get(rt, ns, &name).is_ok();
             let obj = store.write(rt, ns, &name, sub, write, &ctx)?;
-            Ok(json_response(if existed { StatusCode::OK } else { StatusCode::CREATED }, &obj))
+            Ok(json_response(
+                if existed {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                },
+                &obj,
+            ))
         }
         "delete" => {
             let opts = delete_options(&parse_body(&body, false)?);
@@ -246,7 +302,10 @@ async fn serve(app: &AppState, target: Target<'_>, req: Request) -> Result<Respo
             let opts = DeleteOptions::default();
             let mut gone = Vec::new();
             for item in listed["items"].as_array().into_iter().flatten() {
-                let n = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                let n = item
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let ins = item.pointer("/metadata/namespace").and_then(Value::as_str);
                 // Another writer may have removed it meanwhile; that is not an error for a collection.
                 match store.delete(rt, ins, n, &opts, &ctx) {
@@ -264,7 +323,11 @@ async fn serve(app: &AppState, target: Target<'_>, req: Request) -> Result<Respo
 }
 
 fn success_status(rt: &ResourceType, obj: &Value) -> Value {
-    let m = |k: &str| obj.pointer(&format!("/metadata/{k}")).cloned().unwrap_or(Value::Null);
+    let m = |k: &str| {
+        obj.pointer(&format!("/metadata/{k}"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
         "details": {"name": m("name"), "group": rt.group, "kind": rt.plural, "uid": m("uid")},
@@ -272,7 +335,11 @@ fn success_status(rt: &ResourceType, obj: &Value) -> Value {
 }
 
 fn delete_options(body: &Value) -> DeleteOptions {
-    let pre = |k: &str| body.pointer(&format!("/preconditions/{k}")).and_then(Value::as_str).map(str::to_string);
+    let pre = |k: &str| {
+        body.pointer(&format!("/preconditions/{k}"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     // propagationPolicy and gracePeriodSeconds are accepted; there is no garbage collector to act on them.
     DeleteOptions {
         uid: pre("uid"),
@@ -285,7 +352,10 @@ fn list_options(target: &Target<'_>, q: &HashMap<String, String>) -> Result<List
         filter: filter(target, q)?,
         limit: q
             .get("limit")
-            .map(|l| l.parse().map_err(|_| ApiError::BadRequest(format!("invalid limit {l:?}"))))
+            .map(|l| {
+                l.parse()
+                    .map_err(|_| ApiError::BadRequest(format!("invalid limit {l:?}")))
+            })
             .transpose()?,
         continue_token: q.get("continue").filter(|c| !c.is_empty()).cloned(),
         resource_version: q.get("resourceVersion").cloned(),
@@ -293,7 +363,12 @@ fn list_options(target: &Target<'_>, q: &HashMap<String, String>) -> Result<List
     })
 }
 
-fn patch_write<'a>(rt: &ResourceType, content_type: &str, body: &Bytes, q: &HashMap<String, String>) -> Result<Write<'a>> {
+fn patch_write<'a>(
+    rt: &ResourceType,
+    content_type: &str,
+    body: &Bytes,
+    q: &HashMap<String, String>,
+) -> Result<Write<'a>> {
     Ok(match content_type {
         "application/merge-patch+json" => {
             let p = parse_body(body, false)?;
@@ -332,8 +407,14 @@ fn patch_write<'a>(rt: &ResourceType, content_type: &str, body: &Bytes, q: &Hash
             }
             let applied = parse_body(body, true)?;
             for k in ["apiVersion", "kind"] {
-                if applied.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
-                    return Err(ApiError::BadRequest(format!("invalid object: {k} must be set for apply")));
+                if applied
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    return Err(ApiError::BadRequest(format!(
+                        "invalid object: {k} must be set for apply"
+                    )));
                 }
             }
             Write::Apply {
@@ -388,12 +469,29 @@ fn watch(app: &AppState, target: &Target<'_>, q: &HashMap<String, String>) -> Re
     let faults = app.faults.clone();
     let token = faults.watch_token();
     let interval = app.bookmark_interval;
-    let start = app.store.watch(&rt, &filter, q.get("resourceVersion").map(String::as_str), send_initial);
-    let stream = watch_stream(rt, filter, start, send_initial, bookmarks, timeout, interval, token, faults);
+    let start = app.store.watch(
+        &rt,
+        &filter,
+        q.get("resourceVersion").map(String::as_str),
+        send_initial,
+    );
+    let stream = watch_stream(
+        rt,
+        filter,
+        start,
+        send_initial,
+        bookmarks,
+        timeout,
+        interval,
+        token,
+        faults,
+    );
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from_stream(stream.map(Ok::<_, std::convert::Infallible>)))
+        .body(Body::from_stream(
+            stream.map(Ok::<_, std::convert::Infallible>),
+        ))
         .expect("static response parts"))
 }
 
@@ -411,10 +509,15 @@ fn watch_stream(
     token: tokio_util::sync::CancellationToken,
     faults: Faults,
 ) -> impl futures::Stream<Item = Bytes> {
-    let state = (Some(start), Vec::<Bytes>::new(), None::<(tokio::sync::broadcast::Receiver<_>, u64)>);
+    let state = (
+        Some(start),
+        Vec::<Bytes>::new(),
+        None::<(tokio::sync::broadcast::Receiver<_>, u64)>,
+    );
     let deadline = tokio::time::Instant::now() + timeout;
     futures::stream::unfold(state, move |(mut start, mut pending, mut live)| {
-        let (rt, filter, token, faults) = (rt.clone(), filter.clone(), token.clone(), faults.clone());
+        let (rt, filter, token, faults) =
+            (rt.clone(), filter.clone(), token.clone(), faults.clone());
         async move {
             if let Some(start) = start.take() {
                 match start {
@@ -433,7 +536,8 @@ fn watch_stream(
                 return Some((line, (None, pending, live)));
             }
             let (mut rx, mut last_rv) = live?;
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            let mut ticker =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             loop {
                 tokio::select! {
                     _ = token.cancelled() => return None,

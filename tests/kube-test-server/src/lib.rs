@@ -12,7 +12,7 @@
 //! ```
 //!
 //! # Served
-//! CRDs loaded from YAML (files or directories, multi-document), core v1 `Namespace`, `Secret`, `Event`,
+//! CRDs loaded from YAML (files or directories, multi-document), core v1 `Namespace`, `Secret`, `ConfigMap`, `Event`,
 //! `events.k8s.io/v1` `Event`, `coordination.k8s.io/v1` `Lease`; discovery (`/api`, `/api/v1`, `/apis`,
 //! `/apis/{group}/{version}`) and `/version`. Namespaces `default`, `kube-system` and `kube-public` exist
 //! at start.
@@ -113,9 +113,18 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server serving the CRDs in these files/directories, with default options.
-    pub async fn start<P: AsRef<Path>>(crd_paths: impl IntoIterator<Item = P>) -> Result<TestServer> {
-        let crd_paths = crd_paths.into_iter().map(|p| p.as_ref().to_path_buf()).collect();
-        Self::start_with(ServerOptions { crd_paths, ..ServerOptions::default() }).await
+    pub async fn start<P: AsRef<Path>>(
+        crd_paths: impl IntoIterator<Item = P>,
+    ) -> Result<TestServer> {
+        let crd_paths = crd_paths
+            .into_iter()
+            .map(|p| p.as_ref().to_path_buf())
+            .collect();
+        Self::start_with(ServerOptions {
+            crd_paths,
+            ..ServerOptions::default()
+        })
+        .await
     }
 
     /// Starts a server with explicit options.
@@ -125,14 +134,20 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let store = Arc::new(store::Store::new(opts.history_limit));
-        let ns_type = types.iter().find(|t| t.plural == "namespaces").expect("built-in").clone();
+        let ns_type = types
+            .iter()
+            .find(|t| t.plural == "namespaces")
+            .expect("built-in")
+            .clone();
         let ctx = store::WriteContext {
             manager: "kube-apiserver".into(),
             dry_run: false,
         };
         for ns in ["default", "kube-system", "kube-public"] {
             let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            store.create(&ns_type, None, obj, &ctx).expect("fresh store accepts built-in namespaces");
+            store
+                .create(&ns_type, None, obj, &ctx)
+                .expect("fresh store accepts built-in namespaces");
         }
         let state = Arc::new(http::AppState {
             types,
@@ -142,7 +157,9 @@ impl TestServer {
             bookmark_interval: opts.bookmark_interval,
             max_watch: opts.max_watch,
         });
-        let app = axum::Router::new().fallback(http::handle).with_state(state.clone());
+        let app = axum::Router::new()
+            .fallback(http::handle)
+            .with_state(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -223,7 +240,11 @@ impl TestServer {
             .types
             .iter()
             .filter_map(|t| t.schema.as_ref().map(|s| (t, s)))
-            .flat_map(|(t, s)| schema::cel_rules(&s.0).into_iter().map(|(p, r)| (format!("{}/{}", t.api_version(), t.kind), p, r)))
+            .flat_map(|(t, s)| {
+                schema::cel_rules(&s.0)
+                    .into_iter()
+                    .map(|(p, r)| (format!("{}/{}", t.api_version(), t.kind), p, r))
+            })
             .collect()
     }
 

@@ -38,7 +38,9 @@ fn split_pointer(path: &str) -> Result<Vec<String>> {
 }
 
 fn missing(path: &str) -> ApiError {
-    ApiError::Unprocessable(format!("the server rejected our request due to an error in our request: path {path:?} does not exist"))
+    ApiError::Unprocessable(format!(
+        "the server rejected our request due to an error in our request: path {path:?} does not exist"
+    ))
 }
 
 fn parent_mut<'a>(doc: &'a mut Value, segs: &[String], path: &str) -> Result<&'a mut Value> {
@@ -79,7 +81,10 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<()> {
             let idx = if last == "-" {
                 a.len()
             } else {
-                last.parse::<usize>().ok().filter(|i| *i <= a.len()).ok_or_else(|| missing(path))?
+                last.parse::<usize>()
+                    .ok()
+                    .filter(|i| *i <= a.len())
+                    .ok_or_else(|| missing(path))?
             };
             a.insert(idx, value);
         }
@@ -94,7 +99,11 @@ fn remove(doc: &mut Value, path: &str) -> Result<Value> {
     match parent_mut(doc, &segs, path)? {
         Value::Object(m) => m.remove(last).ok_or_else(|| missing(path)),
         Value::Array(a) => {
-            let idx = last.parse::<usize>().ok().filter(|i| *i < a.len()).ok_or_else(|| missing(path))?;
+            let idx = last
+                .parse::<usize>()
+                .ok()
+                .filter(|i| *i < a.len())
+                .ok_or_else(|| missing(path))?;
             Ok(a.remove(idx))
         }
         _ => Err(missing(path)),
@@ -112,9 +121,9 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<()> {
         let path = op.get("path").and_then(Value::as_str).unwrap_or_default();
         let from = op.get("from").and_then(Value::as_str).unwrap_or_default();
         let value = || {
-            op.get("value")
-                .cloned()
-                .ok_or_else(|| ApiError::Unprocessable(format!("operation {kind} at {path:?} has no value")))
+            op.get("value").cloned().ok_or_else(|| {
+                ApiError::Unprocessable(format!("operation {kind} at {path:?} has no value"))
+            })
         };
         match kind {
             "add" => add(&mut work, path, value()?)?,
@@ -140,7 +149,11 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<()> {
                     )));
                 }
             }
-            other => return Err(ApiError::BadRequest(format!("unexpected json patch operation {other:?}"))),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unexpected json patch operation {other:?}"
+                )));
+            }
         }
     }
     *doc = work;
@@ -155,7 +168,10 @@ mod tests {
     #[test]
     fn merge_patch_merges_deletes_and_replaces() {
         let mut doc = json!({"a": {"b": 1, "c": 2}, "l": [1, 2], "s": "x"});
-        merge_patch(&mut doc, &json!({"a": {"b": null, "d": 3}, "l": [3], "s": {"n": 1}}));
+        merge_patch(
+            &mut doc,
+            &json!({"a": {"b": null, "d": 3}, "l": [3], "s": {"n": 1}}),
+        );
         assert_eq!(doc, json!({"a": {"c": 2, "d": 3}, "l": [3], "s": {"n": 1}}));
     }
 
@@ -174,7 +190,10 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(doc, json!({"metadata": {"finalizers": ["b", "c"]}, "y": 5, "z": 1}));
+        assert_eq!(
+            doc,
+            json!({"metadata": {"finalizers": ["b", "c"]}, "y": 5, "z": 1})
+        );
         let before = doc.clone();
         let err = json_patch(
             &mut doc,
@@ -183,13 +202,22 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.code(), 422);
         assert_eq!(doc, before);
-        assert_eq!(json_patch(&mut doc, &json!([{"op": "remove", "path": "/nope"}])).unwrap_err().code(), 422);
+        assert_eq!(
+            json_patch(&mut doc, &json!([{"op": "remove", "path": "/nope"}]))
+                .unwrap_err()
+                .code(),
+            422
+        );
     }
 
     #[test]
     fn pointer_escapes_are_decoded() {
         let mut doc = json!({"metadata": {"labels": {}}});
-        json_patch(&mut doc, &json!([{"op": "add", "path": "/metadata/labels/a~1b", "value": "v"}])).unwrap();
+        json_patch(
+            &mut doc,
+            &json!([{"op": "add", "path": "/metadata/labels/a~1b", "value": "v"}]),
+        )
+        .unwrap();
         assert_eq!(doc["metadata"]["labels"]["a/b"], "v");
     }
 }

@@ -48,7 +48,16 @@ impl ResourceType {
     }
 
     fn discovery_entries(&self) -> Vec<Value> {
-        let verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+        let verbs = [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ];
         let mut out = vec![json!({
             "name": self.plural, "singularName": self.singular, "namespaced": self.namespaced,
             "kind": self.kind, "verbs": verbs, "shortNames": self.short_names,
@@ -65,7 +74,13 @@ impl ResourceType {
 
 const META_LABELS: &[&str] = &["metadata.name", "metadata.namespace"];
 
-fn builtin(group: &str, kind: &str, plural: &str, namespaced: bool, field_labels: &'static [&'static str]) -> ResourceType {
+fn builtin(
+    group: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+    field_labels: &'static [&'static str],
+) -> ResourceType {
     ResourceType {
         group: group.into(),
         version: "v1".into(),
@@ -84,8 +99,21 @@ fn builtin(group: &str, kind: &str, plural: &str, namespaced: bool, field_labels
 /// The built-in resources this server serves.
 pub fn builtins() -> Vec<ResourceType> {
     vec![
-        builtin("", "Namespace", "namespaces", false, &["metadata.name", "status.phase"]),
-        builtin("", "Secret", "secrets", true, &["metadata.name", "metadata.namespace", "type"]),
+        builtin(
+            "",
+            "Namespace",
+            "namespaces",
+            false,
+            &["metadata.name", "status.phase"],
+        ),
+        builtin(
+            "",
+            "Secret",
+            "secrets",
+            true,
+            &["metadata.name", "metadata.namespace", "type"],
+        ),
+        builtin("", "ConfigMap", "configmaps", true, META_LABELS),
         builtin(
             "",
             "Event",
@@ -138,7 +166,10 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let io = |source| LoadError::Io { path: p.clone(), source };
+            let io = |source| LoadError::Io {
+                path: p.clone(),
+                source,
+            };
             let mut files: Vec<PathBuf> = std::fs::read_dir(p)
                 .map_err(io)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -157,10 +188,17 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
 pub fn load_crds(paths: &[PathBuf]) -> Result<Vec<ResourceType>, LoadError> {
     let mut out = Vec::new();
     for path in expand(paths)? {
-        let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+            path: path.clone(),
+            source,
+        })?;
         for doc in serde_yaml::Deserializer::from_str(&text) {
-            let parse = |message: String| LoadError::Parse { path: path.clone(), message };
-            let value: Value = serde::Deserialize::deserialize(doc).map_err(|e: serde_yaml::Error| parse(e.to_string()))?;
+            let parse = |message: String| LoadError::Parse {
+                path: path.clone(),
+                message,
+            };
+            let value: Value = serde::Deserialize::deserialize(doc)
+                .map_err(|e: serde_yaml::Error| parse(e.to_string()))?;
             if value.is_null() {
                 continue;
             }
@@ -185,10 +223,18 @@ pub fn crd_types(crd: &Value) -> Result<Vec<ResourceType>, String> {
     let short_names = names
         .get("shortNames")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let namespaced = s(spec, "scope").as_deref() != Some("Cluster");
-    let versions = spec.get("versions").and_then(Value::as_array).ok_or("CRD without spec.versions")?;
+    let versions = spec
+        .get("versions")
+        .and_then(Value::as_array)
+        .ok_or("CRD without spec.versions")?;
     Ok(versions
         .iter()
         .filter(|v| v.get("served").and_then(Value::as_bool) != Some(false))
@@ -220,10 +266,18 @@ pub fn core_versions(addr: &str) -> Value {
 
 /// `GET /api/v1` or `GET /apis/{group}/{version}`.
 pub fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Option<Value> {
-    let matching: Vec<&ResourceType> = types.iter().filter(|t| t.group == group && t.version == version).collect();
+    let matching: Vec<&ResourceType> = types
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+        .collect();
     let first = matching.first()?;
-    let resources: Vec<Value> = matching.iter().flat_map(|t| t.discovery_entries()).collect();
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": first.api_version(), "resources": resources}))
+    let resources: Vec<Value> = matching
+        .iter()
+        .flat_map(|t| t.discovery_entries())
+        .collect();
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": first.api_version(), "resources": resources}),
+    )
 }
 
 /// `GET /apis`: every non-core group with its versions (first loaded version preferred).
@@ -265,9 +319,17 @@ mod tests {
         assert_eq!(types.len(), 1);
         assert!(types[0].status_subresource && types[0].custom && types[0].namespaced);
         let list = resource_list(&types, "example.com", "v1").unwrap();
-        let names: Vec<&str> = list["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["widgets", "widgets/status"]);
-        assert_eq!(group_list(&types)["groups"][0]["preferredVersion"]["groupVersion"], "example.com/v1");
+        assert_eq!(
+            group_list(&types)["groups"][0]["preferredVersion"]["groupVersion"],
+            "example.com/v1"
+        );
         assert!(crd_types(&json!({"kind": "Secret"})).is_err());
     }
 }

@@ -42,7 +42,10 @@ pub fn prepare(root: &Schema, obj: &mut Value) -> Vec<Cause> {
 pub struct Schema(pub Value);
 
 fn preserves_unknown(schema: &Value) -> bool {
-    schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+    schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
 fn required(schema: &Value) -> impl Iterator<Item = &str> {
@@ -87,7 +90,9 @@ fn prune_and_default(schema: &Value, value: &mut Value) {
                 for v in map.values_mut() {
                     prune_and_default(sub, v);
                 }
-            } else if !preserves_unknown(schema) && schema.get("x-kubernetes-embedded-resource").is_none() {
+            } else if !preserves_unknown(schema)
+                && schema.get("x-kubernetes-embedded-resource").is_none()
+            {
                 // A structural object schema with neither properties nor additionalProperties keeps nothing.
                 if schema.get("type").and_then(Value::as_str) == Some("object") {
                     map.clear();
@@ -125,7 +130,11 @@ fn type_ok(schema: &Value, v: &Value) -> bool {
     if v.is_null() {
         return nullable(schema);
     }
-    if schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
+    if schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
         return matches!(type_name(v), "integer" | "string");
     }
     match schema.get("type").and_then(Value::as_str) {
@@ -138,11 +147,18 @@ fn type_ok(schema: &Value, v: &Value) -> bool {
 /// Validates one value against its schema, appending causes with `path` as the field.
 fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<Cause>) {
     if !type_ok(schema, v) {
-        let want = schema.get("type").and_then(Value::as_str).unwrap_or("integer or string");
+        let want = schema
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("integer or string");
         causes.push(Cause::new(
             "FieldValueTypeInvalid",
             path,
-            format!("Invalid value: \"{}\": {path} in body must be of type {want}: {:?}", type_name(v), type_name(v)),
+            format!(
+                "Invalid value: \"{}\": {path} in body must be of type {want}: {:?}",
+                type_name(v),
+                type_name(v)
+            ),
         ));
         return;
     }
@@ -156,17 +172,33 @@ fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<Cause>) {
         causes.push(Cause::new(
             "FieldValueNotSupported",
             path,
-            format!("Unsupported value: {}: supported values: {}", show(v), list.join(", ")),
+            format!(
+                "Unsupported value: {}: supported values: {}",
+                show(v),
+                list.join(", ")
+            ),
         ));
     }
-    let invalid = |msg: String| Cause::new("FieldValueInvalid", path, format!("Invalid value: {}: {path} in body {msg}", show(v)));
+    let invalid = |msg: String| {
+        Cause::new(
+            "FieldValueInvalid",
+            path,
+            format!("Invalid value: {}: {path} in body {msg}", show(v)),
+        )
+    };
     match v {
         Value::String(s) => {
             if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
                 match Regex::new(p) {
-                    Ok(re) if !re.is_match(s) => causes.push(invalid(format!("should match '{p}'"))),
+                    Ok(re) if !re.is_match(s) => {
+                        causes.push(invalid(format!("should match '{p}'")))
+                    }
                     Ok(_) => {}
-                    Err(e) => causes.push(Cause::new("FieldValueInvalid", path, format!("invalid pattern {p:?}: {e}"))),
+                    Err(e) => causes.push(Cause::new(
+                        "FieldValueInvalid",
+                        path,
+                        format!("invalid pattern {p:?}: {e}"),
+                    )),
                 }
             }
             let len = s.chars().count() as u64;
@@ -178,7 +210,11 @@ fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<Cause>) {
             if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
                 && len > max
             {
-                causes.push(Cause::new("FieldValueTooLong", path, format!("Too long: may not be more than {max} bytes")));
+                causes.push(Cause::new(
+                    "FieldValueTooLong",
+                    path,
+                    format!("Too long: may not be more than {max} bytes"),
+                ));
             }
         }
         Value::Number(n) => {
@@ -220,7 +256,11 @@ fn validate_array(schema: &Value, items: &[Value], path: &str, causes: &mut Vec<
     if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
         && n > max
     {
-        causes.push(Cause::new("FieldValueTooMany", path, format!("Too many: {n}: must have at most {max} items")));
+        causes.push(Cause::new(
+            "FieldValueTooMany",
+            path,
+            format!("Too many: {n}: must have at most {max} items"),
+        ));
     }
     if let Some(sub) = schema.get("items") {
         for (i, item) in items.iter().enumerate() {
@@ -231,7 +271,9 @@ fn validate_array(schema: &Value, items: &[Value], path: &str, causes: &mut Vec<
     let identity = |item: &Value| -> Value {
         match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
             Some("map") => {
-                let keys = schema.get("x-kubernetes-list-map-keys").and_then(Value::as_array);
+                let keys = schema
+                    .get("x-kubernetes-list-map-keys")
+                    .and_then(Value::as_array);
                 let picked: Map<String, Value> = keys
                     .into_iter()
                     .flatten()
@@ -243,12 +285,19 @@ fn validate_array(schema: &Value, items: &[Value], path: &str, causes: &mut Vec<
             _ => item.clone(),
         }
     };
-    if matches!(schema.get("x-kubernetes-list-type").and_then(Value::as_str), Some("set" | "map")) {
+    if matches!(
+        schema.get("x-kubernetes-list-type").and_then(Value::as_str),
+        Some("set" | "map")
+    ) {
         let mut seen: Vec<Value> = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let id = identity(item);
             if seen.contains(&id) {
-                causes.push(Cause::new("FieldValueDuplicate", &format!("{path}[{i}]"), format!("Duplicate value: {}", show(&id))));
+                causes.push(Cause::new(
+                    "FieldValueDuplicate",
+                    &format!("{path}[{i}]"),
+                    format!("Duplicate value: {}", show(&id)),
+                ));
             } else {
                 seen.push(id);
             }
@@ -259,7 +308,11 @@ fn validate_array(schema: &Value, items: &[Value], path: &str, causes: &mut Vec<
 fn validate_object(schema: &Value, map: &Map<String, Value>, path: &str, causes: &mut Vec<Cause>) {
     for req in required(schema) {
         if !map.contains_key(req) {
-            causes.push(Cause::new("FieldValueRequired", &format!("{path}.{req}"), "Required value"));
+            causes.push(Cause::new(
+                "FieldValueRequired",
+                &format!("{path}.{req}"),
+                "Required value",
+            ));
         }
     }
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
@@ -277,12 +330,20 @@ fn validate_object(schema: &Value, map: &Map<String, Value>, path: &str, causes:
     if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
         && n < min
     {
-        causes.push(Cause::new("FieldValueInvalid", path, format!("Invalid value: {n}: {path} in body should have at least {min} properties")));
+        causes.push(Cause::new(
+            "FieldValueInvalid",
+            path,
+            format!("Invalid value: {n}: {path} in body should have at least {min} properties"),
+        ));
     }
     if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
         && n > max
     {
-        causes.push(Cause::new("FieldValueTooMany", path, format!("Too many: {n}: must have at most {max} items")));
+        causes.push(Cause::new(
+            "FieldValueTooMany",
+            path,
+            format!("Too many: {n}: must have at most {max} items"),
+        ));
     }
 }
 
@@ -293,22 +354,49 @@ fn validate_combinators(schema: &Value, v: &Value, path: &str, causes: &mut Vec<
         validate(sub, v, path, &mut c);
         c.is_empty()
     };
-    let list = |k: &str| schema.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
+    let list = |k: &str| {
+        schema
+            .get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     for sub in list("allOf") {
         validate(&sub, v, path, causes);
     }
     let any = list("anyOf");
     if !any.is_empty() && !any.iter().any(passes) {
-        causes.push(Cause::new("FieldValueInvalid", path, format!("Invalid value: {}: {path} in body must match at least one schema in anyOf", show(v))));
+        causes.push(Cause::new(
+            "FieldValueInvalid",
+            path,
+            format!(
+                "Invalid value: {}: {path} in body must match at least one schema in anyOf",
+                show(v)
+            ),
+        ));
     }
     let one = list("oneOf");
     if !one.is_empty() && one.iter().filter(|s| passes(s)).count() != 1 {
-        causes.push(Cause::new("FieldValueInvalid", path, format!("Invalid value: {}: {path} in body must validate one and only one schema (oneOf)", show(v))));
+        causes.push(Cause::new(
+            "FieldValueInvalid",
+            path,
+            format!(
+                "Invalid value: {}: {path} in body must validate one and only one schema (oneOf)",
+                show(v)
+            ),
+        ));
     }
     if let Some(not) = schema.get("not")
         && passes(not)
     {
-        causes.push(Cause::new("FieldValueInvalid", path, format!("Invalid value: {}: {path} in body must not validate the schema (not)", show(v))));
+        causes.push(Cause::new(
+            "FieldValueInvalid",
+            path,
+            format!(
+                "Invalid value: {}: {path} in body must not validate the schema (not)",
+                show(v)
+            ),
+        ));
     }
 }
 
@@ -316,13 +404,27 @@ fn validate_combinators(schema: &Value, v: &Value, path: &str, causes: &mut Vec<
 /// to. None of them is evaluated by this server.
 pub fn cel_rules(schema: &Value) -> Vec<(String, String)> {
     fn walk(schema: &Value, path: &str, out: &mut Vec<(String, String)>) {
-        for rule in schema.get("x-kubernetes-validations").and_then(Value::as_array).into_iter().flatten() {
+        for rule in schema
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(r) = rule.get("rule").and_then(Value::as_str) {
                 out.push((path.to_string(), r.to_string()));
             }
         }
-        for (k, sub) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
-            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        for (k, sub) in schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             walk(sub, &p, out);
         }
         if let Some(items) = schema.get("items") {
@@ -389,21 +491,47 @@ mod tests {
     fn reports_each_violation_with_the_real_reason() {
         let mut obj = json!({"spec": {"name": "ABC", "mode": "Medium", "replicas": 9, "tags": ["a", "b", "a", "c"], "port": 1.5}});
         let causes = prepare(&schema(), &mut obj);
-        let got: Vec<(&str, &str)> = causes.iter().map(|c| (c.reason.as_str(), c.field.as_str())).collect();
+        let got: Vec<(&str, &str)> = causes
+            .iter()
+            .map(|c| (c.reason.as_str(), c.field.as_str()))
+            .collect();
         assert!(got.contains(&("FieldValueInvalid", "spec.name")), "{got:?}");
-        assert!(got.contains(&("FieldValueNotSupported", "spec.mode")), "{got:?}");
-        assert!(got.contains(&("FieldValueInvalid", "spec.replicas")), "{got:?}");
+        assert!(
+            got.contains(&("FieldValueNotSupported", "spec.mode")),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&("FieldValueInvalid", "spec.replicas")),
+            "{got:?}"
+        );
         assert!(got.contains(&("FieldValueTooMany", "spec.tags")), "{got:?}");
-        assert!(got.contains(&("FieldValueDuplicate", "spec.tags[2]")), "{got:?}");
-        assert!(got.contains(&("FieldValueTypeInvalid", "spec.port")), "{got:?}");
+        assert!(
+            got.contains(&("FieldValueDuplicate", "spec.tags[2]")),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&("FieldValueTypeInvalid", "spec.port")),
+            "{got:?}"
+        );
         let mut missing = json!({"spec": {"replicas": "x"}});
         let causes = prepare(&schema(), &mut missing);
-        assert!(causes.iter().any(|c| c.reason == "FieldValueRequired" && c.field == "spec.name"));
-        assert!(causes.iter().any(|c| c.reason == "FieldValueTypeInvalid" && c.field == "spec.replicas"));
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.reason == "FieldValueRequired" && c.field == "spec.name")
+        );
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.reason == "FieldValueTypeInvalid" && c.field == "spec.replicas")
+        );
     }
 
     #[test]
     fn lists_cel_rules_it_does_not_enforce() {
-        assert_eq!(cel_rules(&schema().0), vec![("spec".to_string(), "self.max >= self.min".to_string())]);
+        assert_eq!(
+            cel_rules(&schema().0),
+            vec![("spec".to_string(), "self.max >= self.min".to_string())]
+        );
     }
 }

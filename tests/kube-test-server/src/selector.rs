@@ -33,11 +33,17 @@ fn split_top_level(s: &str) -> Vec<&str> {
         }
     }
     parts.push(&s[start..]);
-    parts.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+    parts
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn bad_label(s: &str) -> ApiError {
-    ApiError::BadRequest(format!("unable to parse requirement: invalid label selector: {s:?}"))
+    ApiError::BadRequest(format!(
+        "unable to parse requirement: invalid label selector: {s:?}"
+    ))
 }
 
 fn parse_set(key: &str, rest: &str, whole: &str) -> Result<Vec<String>> {
@@ -67,7 +73,10 @@ impl LabelSelector {
                 LabelReq::NotIn(k.trim().to_string(), parse_set(k.trim(), rest, part)?)
             } else if let Some((k, rest)) = part.split_once(" in ") {
                 LabelReq::In(k.trim().to_string(), parse_set(k.trim(), rest, part)?)
-            } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            } else if part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
                 LabelReq::Exists(part.to_string())
             } else {
                 return Err(bad_label(part));
@@ -102,11 +111,15 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
                 (k, true, v)
             } else {
-                return Err(ApiError::BadRequest(format!("invalid selector: '{part}'; can't understand '{part}'")));
+                return Err(ApiError::BadRequest(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                )));
             };
             let path = path.trim();
             if !supported.contains(&path) {
-                return Err(ApiError::BadRequest(format!("field label not supported: {path}")));
+                return Err(ApiError::BadRequest(format!(
+                    "field label not supported: {path}"
+                )));
             }
             terms.push((path.to_string(), eq, value.trim().to_string()));
         }
@@ -136,16 +149,30 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn equality_and_set_based_label_selectors() {
-        let sel = LabelSelector::parse("app=web, tier in (a, b),env notin (prod),owner,!legacy").unwrap();
+        let sel =
+            LabelSelector::parse("app=web, tier in (a, b),env notin (prod),owner,!legacy").unwrap();
         assert!(sel.matches(&labels(&[("app", "web"), ("tier", "a"), ("owner", "x")])));
         assert!(!sel.matches(&labels(&[("app", "web"), ("tier", "c"), ("owner", "x")])));
-        assert!(!sel.matches(&labels(&[("app", "web"), ("tier", "a"), ("owner", "x"), ("legacy", "1")])));
-        assert!(!sel.matches(&labels(&[("app", "web"), ("tier", "a"), ("owner", "x"), ("env", "prod")])));
+        assert!(!sel.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "a"),
+            ("owner", "x"),
+            ("legacy", "1")
+        ])));
+        assert!(!sel.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "a"),
+            ("owner", "x"),
+            ("env", "prod")
+        ])));
         assert!(!sel.matches(&labels(&[("app", "web"), ("tier", "b")])));
         let ne = LabelSelector::parse("app!=web").unwrap();
         assert!(ne.matches(&labels(&[])));
@@ -158,9 +185,21 @@ mod tests {
     fn field_selectors_reject_unsupported_labels() {
         let obj = json!({"metadata": {"name": "n1", "namespace": "ns"}});
         let sup = ["metadata.name", "metadata.namespace"];
-        assert!(FieldSelector::parse("metadata.name=n1", &sup).unwrap().matches(&obj));
-        assert!(!FieldSelector::parse("metadata.name!=n1", &sup).unwrap().matches(&obj));
-        assert!(FieldSelector::parse("metadata.namespace==ns,metadata.name=n1", &sup).unwrap().matches(&obj));
+        assert!(
+            FieldSelector::parse("metadata.name=n1", &sup)
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.name!=n1", &sup)
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(
+            FieldSelector::parse("metadata.namespace==ns,metadata.name=n1", &sup)
+                .unwrap()
+                .matches(&obj)
+        );
         let err = FieldSelector::parse("spec.x=1", &sup).unwrap_err();
         assert_eq!(err.code(), 400);
     }

@@ -54,7 +54,10 @@ pub struct Filter {
 
 impl Filter {
     fn matches(&self, obj: &Value) -> bool {
-        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if self.namespace.as_deref().is_some_and(|want| want != ns) {
             return false;
         }
@@ -177,17 +180,28 @@ pub struct Store {
 }
 
 fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn uid() -> String {
     let b: [u8; 16] = rand::random();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    obj.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str)
+    obj.get("metadata")
+        .and_then(|m| m.get(key))
+        .and_then(Value::as_str)
 }
 
 fn set_meta(obj: &mut Value, key: &str, v: Value) {
@@ -220,7 +234,9 @@ fn invalid(rt: &ResourceType, name: &str, causes: Vec<Cause>) -> ApiError {
 }
 
 fn is_dns_subdomain(s: &str) -> bool {
-    let re = regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").expect("static regex");
+    let re =
+        regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+            .expect("static regex");
     s.len() <= 253 && re.is_match(s)
 }
 
@@ -228,7 +244,9 @@ fn is_dns_subdomain(s: &str) -> bool {
 const SUFFIX_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn generate_suffix() -> String {
-    (0..5).map(|_| SUFFIX_CHARS[rand::random_range(0..SUFFIX_CHARS.len())] as char).collect()
+    (0..5)
+        .map(|_| SUFFIX_CHARS[rand::random_range(0..SUFFIX_CHARS.len())] as char)
+        .collect()
 }
 
 /// Everything but metadata (and status, when it has its own endpoint) — what `generation` tracks.
@@ -275,10 +293,17 @@ fn normalize_secret(obj: &mut Value) -> Result<()> {
             obj["data"][&k] = json!(engine.encode(v.as_str().unwrap_or_default()));
         }
     }
-    for (k, v) in obj.get("data").and_then(Value::as_object).into_iter().flatten() {
+    for (k, v) in obj
+        .get("data")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
         let ok = v.as_str().is_some_and(|s| engine.decode(s).is_ok());
         if !ok {
-            return Err(ApiError::BadRequest(format!("Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data.{k}")));
+            return Err(ApiError::BadRequest(format!(
+                "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data.{k}"
+            )));
         }
     }
     if obj.get("type").is_none_or(Value::is_null) {
@@ -353,7 +378,11 @@ impl Store {
                         .into(),
                 )
             })?;
-            (snap.rv, snap.items[offset.min(snap.items.len())..].to_vec(), offset)
+            (
+                snap.rv,
+                snap.items[offset.min(snap.items.len())..].to_vec(),
+                offset,
+            )
         } else {
             check_list_rv(&inner, opts)?;
             let (g, p) = rt.storage_key();
@@ -373,7 +402,13 @@ impl Store {
                     None => {
                         let id = inner.next_snapshot;
                         inner.next_snapshot += 1;
-                        inner.snapshots.insert(id, Snapshot { rv, items: items.clone() });
+                        inner.snapshots.insert(
+                            id,
+                            Snapshot {
+                                rv,
+                                items: items.clone(),
+                            },
+                        );
                         if inner.snapshots.len() > SNAPSHOTS_KEPT {
                             let oldest = *inner.snapshots.keys().min().expect("non-empty");
                             inner.snapshots.remove(&oldest);
@@ -387,11 +422,19 @@ impl Store {
             }
             None => items,
         };
-        Ok(json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": page}))
+        Ok(
+            json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": page}),
+        )
     }
 
     /// Registers a watch, replaying history after `rv` or synthesising ADDED events for the current state.
-    pub fn watch(&self, rt: &ResourceType, filter: &Filter, rv: Option<&str>, send_initial: bool) -> Result<WatchStart> {
+    pub fn watch(
+        &self,
+        rt: &ResourceType,
+        filter: &Filter,
+        rv: Option<&str>,
+        send_initial: bool,
+    ) -> Result<WatchStart> {
         let inner = self.lock();
         let from = match rv.filter(|r| !r.is_empty() && *r != "0") {
             Some(r) => Some(parse_rv(r)?),
@@ -400,13 +443,20 @@ impl Store {
         let initial = match from {
             Some(from) if !send_initial => {
                 if from < inner.floor {
-                    return Err(ApiError::Expired(format!("too old resource version: {from} ({})", inner.floor)));
+                    return Err(ApiError::Expired(format!(
+                        "too old resource version: {from} ({})",
+                        inner.floor
+                    )));
                 }
                 inner
                     .history
                     .iter()
                     .filter(|c| c.rv > from && c.key == rt.storage_key())
-                    .filter_map(|c| filter.event_for(c).map(|t| (t, present(rt, c.object.clone()))))
+                    .filter_map(|c| {
+                        filter
+                            .event_for(c)
+                            .map(|t| (t, present(rt, c.object.clone())))
+                    })
                     .collect()
             }
             _ => {
@@ -426,7 +476,14 @@ impl Store {
         })
     }
 
-    fn commit(&self, inner: &mut Inner, rt: &ResourceType, kind: ChangeKind, mut obj: Value, old: Option<Value>) -> Value {
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        rt: &ResourceType,
+        kind: ChangeKind,
+        mut obj: Value,
+        old: Option<Value>,
+    ) -> Value {
         inner.rv += 1;
         let rv = inner.rv;
         set_meta(&mut obj, "resourceVersion", json!(rv.to_string()));
@@ -457,7 +514,13 @@ impl Store {
     }
 
     /// POST: creates an object (or applies one that does not exist yet).
-    pub fn create(&self, rt: &ResourceType, ns: Option<&str>, obj: Value, ctx: &WriteContext) -> Result<Value> {
+    pub fn create(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        obj: Value,
+        ctx: &WriteContext,
+    ) -> Result<Value> {
         let mut inner = self.lock();
         self.create_locked(&mut inner, rt, ns, obj, ctx, None)
     }
@@ -473,30 +536,51 @@ impl Store {
     ) -> Result<Value> {
         check_type(rt, &obj)?;
         if meta_str(&obj, "resourceVersion").is_some_and(|r| !r.is_empty()) {
-            return Err(ApiError::Internal("resourceVersion should not be set on objects to be created".into()));
+            return Err(ApiError::Internal(
+                "resourceVersion should not be set on objects to be created".into(),
+            ));
         }
         let name = match (meta_str(&obj, "name"), meta_str(&obj, "generateName")) {
             (Some(n), _) if !n.is_empty() => n.to_string(),
             (_, Some(g)) if !g.is_empty() => format!("{g}{}", generate_suffix()),
             _ => {
-                return Err(invalid(rt, "", vec![Cause::new("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")]));
+                return Err(invalid(
+                    rt,
+                    "",
+                    vec![Cause::new(
+                        "FieldValueRequired",
+                        "metadata.name",
+                        "Required value: name or generateName is required",
+                    )],
+                ));
             }
         };
         if !is_dns_subdomain(&name) {
             let msg = format!(
                 "Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
             );
-            return Err(invalid(rt, &name, vec![Cause::new("FieldValueInvalid", "metadata.name", msg)]));
+            return Err(invalid(
+                rt,
+                &name,
+                vec![Cause::new("FieldValueInvalid", "metadata.name", msg)],
+            ));
         }
         set_meta(&mut obj, "name", json!(name));
         if rt.namespaced {
-            let ns = ns.ok_or_else(|| ApiError::BadRequest("namespace is required for namespaced resources".into()))?;
+            let ns = ns.ok_or_else(|| {
+                ApiError::BadRequest("namespace is required for namespaced resources".into())
+            })?;
             if meta_str(&obj, "namespace").is_some_and(|b| !b.is_empty() && b != ns) {
                 return Err(ApiError::BadRequest(
                     "the namespace of the provided object does not match the namespace sent on the request".into(),
                 ));
             }
-            let ns_key = ("".to_string(), "namespaces".to_string(), String::new(), ns.to_string());
+            let ns_key = (
+                "".to_string(),
+                "namespaces".to_string(),
+                String::new(),
+                ns.to_string(),
+            );
             if !inner.objects.contains_key(&ns_key) {
                 return Err(ApiError::NotFound(Subject {
                     group: String::new(),
@@ -508,13 +592,23 @@ impl Store {
         } else {
             remove_meta(&mut obj, "namespace");
         }
-        if inner.objects.contains_key(&Self::key(rt, ns.filter(|_| rt.namespaced), &name)) {
+        if inner
+            .objects
+            .contains_key(&Self::key(rt, ns.filter(|_| rt.namespaced), &name))
+        {
             return Err(ApiError::AlreadyExists(subject(rt, &name)));
         }
-        if rt.status_subresource && rt.custom && let Some(m) = obj.as_object_mut() {
+        if rt.status_subresource
+            && rt.custom
+            && let Some(m) = obj.as_object_mut()
+        {
             m.remove("status");
         }
-        for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "generateName"] {
+        for k in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generateName",
+        ] {
             remove_meta(&mut obj, k);
         }
         set_meta(&mut obj, "uid", json!(uid()));
@@ -535,7 +629,8 @@ impl Store {
             Some(force) => {
                 let empty = json!({"metadata": obj["metadata"].clone()});
                 remove_meta(&mut obj, "managedFields");
-                fields::apply(&empty, &obj, actor, force).map_err(|c| apply_conflict(rt, &name, c))?
+                fields::apply(&empty, &obj, actor, force)
+                    .map_err(|c| apply_conflict(rt, &name, c))?
             }
             None => {
                 remove_meta(&mut obj, "managedFields");
@@ -594,7 +689,8 @@ impl Store {
                 }
                 let precondition = meta_str(&applied, "resourceVersion").map(str::to_string);
                 restrict_to_endpoint(rt, subresource, &mut applied);
-                let mut merged = fields::apply(&old, &applied, actor, force).map_err(|c| apply_conflict(rt, name, c))?;
+                let mut merged = fields::apply(&old, &applied, actor, force)
+                    .map_err(|c| apply_conflict(rt, name, c))?;
                 match precondition {
                     Some(rv) => set_meta(&mut merged, "resourceVersion", json!(rv)),
                     None => remove_meta(&mut merged, "resourceVersion"),
@@ -608,7 +704,9 @@ impl Store {
                 meta_str(&new, "name").unwrap_or_default()
             )));
         }
-        let old_rv = meta_str(&old, "resourceVersion").unwrap_or_default().to_string();
+        let old_rv = meta_str(&old, "resourceVersion")
+            .unwrap_or_default()
+            .to_string();
         if meta_str(&new, "resourceVersion").is_some_and(|r| !r.is_empty() && r != old_rv) {
             return Err(ApiError::Conflict(
                 subject(rt, name),
@@ -619,7 +717,10 @@ impl Store {
         new = keep_server_owned(rt, &old, new, subresource);
         let old_finalizers = finalizers(&old);
         if meta_str(&old, "deletionTimestamp").is_some() {
-            let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !old_finalizers.contains(f)).collect();
+            let added: Vec<String> = finalizers(&new)
+                .into_iter()
+                .filter(|f| !old_finalizers.contains(f))
+                .collect();
             if !added.is_empty() {
                 return Err(invalid(
                     rt,
@@ -627,7 +728,9 @@ impl Store {
                     vec![Cause::new(
                         "FieldValueForbidden",
                         "metadata.finalizers",
-                        format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
+                        format!(
+                            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                        ),
                     )],
                 ));
             }
@@ -637,7 +740,10 @@ impl Store {
         }
         normalize(rt, &mut new)?;
         if rt.custom && spec_part(rt, &new) != spec_part(rt, &old) {
-            let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let generation = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             set_meta(&mut new, "generation", json!(generation + 1));
         }
         set_meta(&mut new, "resourceVersion", json!(old_rv));
@@ -656,7 +762,14 @@ impl Store {
     }
 
     /// DELETE: sets deletionTimestamp while finalizers remain, removes the object otherwise.
-    pub fn delete(&self, rt: &ResourceType, ns: Option<&str>, name: &str, opts: &DeleteOptions, ctx: &WriteContext) -> Result<Deleted> {
+    pub fn delete(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+        ctx: &WriteContext,
+    ) -> Result<Deleted> {
         let mut inner = self.lock();
         let old = inner
             .objects
@@ -668,7 +781,10 @@ impl Store {
         {
             return Err(ApiError::Conflict(
                 subject(rt, name),
-                format!("Precondition failed: UID in precondition: {want}, UID in object meta: {}", meta_str(&old, "uid").unwrap_or_default()),
+                format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {}",
+                    meta_str(&old, "uid").unwrap_or_default()
+                ),
             ));
         }
         if let Some(want) = &opts.resource_version
@@ -696,7 +812,13 @@ impl Store {
     fn delete_locked(&self, inner: &mut Inner, rt: &ResourceType, old: Value) -> Deleted {
         let is_namespace = rt.kind == "Namespace" && rt.group.is_empty();
         if finalizers(&old).is_empty() && !is_namespace {
-            return Deleted::Gone(self.commit(inner, rt, ChangeKind::Deleted, old.clone(), Some(old)));
+            return Deleted::Gone(self.commit(
+                inner,
+                rt,
+                ChangeKind::Deleted,
+                old.clone(),
+                Some(old),
+            ));
         }
         if meta_str(&old, "deletionTimestamp").is_some() {
             return Deleted::Pending(present(rt, old));
@@ -733,7 +855,9 @@ impl Store {
         let terminating: Vec<Value> = inner
             .objects
             .iter()
-            .filter(|((g, p, _, _), o)| g.is_empty() && p == "namespaces" && meta_str(o, "deletionTimestamp").is_some())
+            .filter(|((g, p, _, _), o)| {
+                g.is_empty() && p == "namespaces" && meta_str(o, "deletionTimestamp").is_some()
+            })
             .map(|(_, o)| o.clone())
             .collect();
         for ns in terminating {
@@ -784,7 +908,9 @@ fn present(rt: &ResourceType, mut obj: Value) -> Value {
 
 fn check_type(rt: &ResourceType, obj: &Value) -> Result<()> {
     if !obj.is_object() {
-        return Err(ApiError::BadRequest("the body of the request was not a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "the body of the request was not a JSON object".into(),
+        ));
     }
     let kind = obj.get("kind").and_then(Value::as_str);
     let api_version = obj.get("apiVersion").and_then(Value::as_str);
@@ -803,7 +929,9 @@ fn restrict_to_endpoint(rt: &ResourceType, subresource: Option<&str>, applied: &
     if !rt.status_subresource {
         return;
     }
-    let Some(map) = applied.as_object_mut() else { return };
+    let Some(map) = applied.as_object_mut() else {
+        return;
+    };
     if subresource == Some("status") {
         map.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"));
         if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -816,7 +944,12 @@ fn restrict_to_endpoint(rt: &ResourceType, subresource: Option<&str>, applied: &
 
 /// Carries over what the client may not change: identity metadata always; status on the main
 /// endpoint and everything but status on `/status` for types with a status subresource.
-fn keep_server_owned(rt: &ResourceType, old: &Value, mut new: Value, subresource: Option<&str>) -> Value {
+fn keep_server_owned(
+    rt: &ResourceType,
+    old: &Value,
+    mut new: Value,
+    subresource: Option<&str>,
+) -> Value {
     if rt.status_subresource {
         if subresource == Some("status") {
             let mut kept = old.clone();
@@ -843,13 +976,24 @@ fn keep_server_owned(rt: &ResourceType, old: &Value, mut new: Value, subresource
             }
         }
     }
-    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "name",
+    ] {
         match old.pointer(&format!("/metadata/{k}")) {
             Some(v) => set_meta(&mut new, k, v.clone()),
             None => remove_meta(&mut new, k),
         }
     }
-    if !new.pointer("/metadata/managedFields").is_some_and(Value::is_array) {
+    if !new
+        .pointer("/metadata/managedFields")
+        .is_some_and(Value::is_array)
+    {
         if let Some(mf) = old.pointer("/metadata/managedFields") {
             set_meta(&mut new, "managedFields", mf.clone());
         }
@@ -868,11 +1012,22 @@ fn apply_conflict(rt: &ResourceType, name: &str, conflicts: Vec<fields::Conflict
             )
         })
         .collect();
-    let noun = if causes.len() == 1 { "conflict" } else { "conflicts" };
-    let list: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.message, c.field)).collect();
+    let noun = if causes.len() == 1 {
+        "conflict"
+    } else {
+        "conflicts"
+    };
+    let list: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.message, c.field))
+        .collect();
     ApiError::ApplyConflict {
         subject: subject(rt, name),
-        message: format!("Apply failed with {} {noun}: {}", causes.len(), list.join(", ")),
+        message: format!(
+            "Apply failed with {} {noun}: {}",
+            causes.len(),
+            list.join(", ")
+        ),
         causes,
     }
 }
@@ -883,16 +1038,26 @@ fn parse_rv(s: &str) -> Result<u64> {
 }
 
 fn check_list_rv(inner: &Inner, opts: &ListOptions) -> Result<()> {
-    let Some(rv) = opts.resource_version.as_deref().filter(|r| !r.is_empty() && *r != "0") else {
+    let Some(rv) = opts
+        .resource_version
+        .as_deref()
+        .filter(|r| !r.is_empty() && *r != "0")
+    else {
         return Ok(());
     };
     let rv = parse_rv(rv)?;
     if rv > inner.rv {
-        return Err(ApiError::Timeout(format!("Timeout: Too large resource version: {rv}, current: {}", inner.rv)));
+        return Err(ApiError::Timeout(format!(
+            "Timeout: Too large resource version: {rv}, current: {}",
+            inner.rv
+        )));
     }
     // Only the latest state is kept, so an exact older version is reported as compacted.
     if opts.resource_version_match.as_deref() == Some("Exact") && rv != inner.rv {
-        return Err(ApiError::Expired(format!("too old resource version: {rv} ({})", inner.rv)));
+        return Err(ApiError::Expired(format!(
+            "too old resource version: {rv} ({})",
+            inner.rv
+        )));
     }
     Ok(())
 }
@@ -903,7 +1068,9 @@ fn encode_continue(id: u64, offset: usize) -> String {
 
 fn decode_continue(token: &str) -> Result<(u64, usize)> {
     let bad = || ApiError::BadRequest(format!("continue key is not valid: {token}"));
-    let raw = base64::engine::general_purpose::STANDARD.decode(token).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let id = v.get("s").and_then(Value::as_u64).ok_or_else(bad)?;
     let offset = v.get("o").and_then(Value::as_u64).ok_or_else(bad)?;
@@ -928,9 +1095,18 @@ mod tests {
             object: new,
             old: Some(old),
         };
-        assert_eq!(filter.event_for(&change(obj("db"), obj("web"))), Some("ADDED"));
-        assert_eq!(filter.event_for(&change(obj("web"), obj("db"))), Some("DELETED"));
-        assert_eq!(filter.event_for(&change(obj("web"), obj("web"))), Some("MODIFIED"));
+        assert_eq!(
+            filter.event_for(&change(obj("db"), obj("web"))),
+            Some("ADDED")
+        );
+        assert_eq!(
+            filter.event_for(&change(obj("web"), obj("db"))),
+            Some("DELETED")
+        );
+        assert_eq!(
+            filter.event_for(&change(obj("web"), obj("web"))),
+            Some("MODIFIED")
+        );
         assert_eq!(filter.event_for(&change(obj("db"), obj("db"))), None);
     }
 
