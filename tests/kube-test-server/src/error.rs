@@ -91,6 +91,9 @@ pub enum ApiError {
     /// 410 `Expired` (too old resourceVersion or continue token).
     #[error("{0}")]
     Expired(String),
+    /// 403 `Forbidden` (e.g. new content in a terminating namespace).
+    #[error("{0}")]
+    Forbidden(String),
     /// 405 `MethodNotAllowed`.
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
@@ -139,6 +142,7 @@ impl ApiError {
             | ApiError::ApplyConflict { .. } => 409,
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => 422,
             ApiError::Expired(_) => 410,
+            ApiError::Forbidden(_) => 403,
             ApiError::MethodNotAllowed => 405,
             ApiError::BadRequest(_) => 400,
             ApiError::UnsupportedMediaType(_) => 415,
@@ -155,6 +159,7 @@ impl ApiError {
             ApiError::Conflict(..) | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
             ApiError::Expired(_) => "Expired",
+            ApiError::Forbidden(_) => "Forbidden",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",

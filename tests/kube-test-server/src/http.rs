@@ -241,6 +241,12 @@ async fn serve(app: &AppState, target: Target<'_>, req: Request) -> Result<Respo
         return Err(err);
     }
     let ctx = write_context(&req, &q);
+    // kube's metadata API and metadata_watcher ask for PartialObjectMetadata through Accept.
+    let metadata_only = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -259,9 +265,23 @@ async fn serve(app: &AppState, target: Target<'_>, req: Request) -> Result<Respo
     let store = &app.store;
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match verb {
+        "get" if metadata_only => ok(partial_metadata(&store.get(rt, ns, &name)?)),
         "get" => ok(store.get(rt, ns, &name)?),
+        "list" if metadata_only => {
+            let mut list = store.list(rt, &list_options(&target, &q)?)?;
+            let items: Vec<Value> = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(partial_metadata)
+                .collect();
+            list["items"] = Value::Array(items);
+            list["kind"] = json!("PartialObjectMetadataList");
+            list["apiVersion"] = json!("meta.k8s.io/v1");
+            ok(list)
+        }
         "list" => ok(store.list(rt, &list_options(&target, &q)?)?),
-        "watch" => watch(app, &target, &q),
+        "watch" => watch(app, &target, &q, metadata_only),
         "create" => {
             let obj = parse_body(&body, false)?;
             Ok(json_response(
@@ -291,7 +311,7 @@ async fn serve(app: &AppState, target: Target<'_>, req: Request) -> Result<Respo
             ))
         }
         "delete" => {
-            let opts = delete_options(&parse_body(&body, false)?);
+            let opts = delete_options(&parse_body(&body, false)?, &q);
             match store.delete(rt, ns, &name, &opts, &ctx)? {
                 Deleted::Pending(obj) => Ok(json_response(StatusCode::ACCEPTED, &obj)),
                 Deleted::Gone(obj) => ok(success_status(rt, &obj)),
@@ -322,6 +342,15 @@ async fn serve(app: &AppState, target: Target<'_>, req: Request) -> Result<Respo
     }
 }
 
+/// The `PartialObjectMetadata` view of an object.
+fn partial_metadata(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
 fn success_status(rt: &ResourceType, obj: &Value) -> Value {
     let m = |k: &str| {
         obj.pointer(&format!("/metadata/{k}"))
@@ -334,16 +363,22 @@ fn success_status(rt: &ResourceType, obj: &Value) -> Value {
     })
 }
 
-fn delete_options(body: &Value) -> DeleteOptions {
+fn delete_options(body: &Value, q: &HashMap<String, String>) -> DeleteOptions {
     let pre = |k: &str| {
         body.pointer(&format!("/preconditions/{k}"))
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    // propagationPolicy and gracePeriodSeconds are accepted; there is no garbage collector to act on them.
+    // Background and Foreground both end with dependents collected once the owner is gone;
+    // gracePeriodSeconds is accepted and ignored (deletion is immediate or waits on finalizers).
+    let policy = body
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .or_else(|| q.get("propagationPolicy").map(String::as_str));
     DeleteOptions {
         uid: pre("uid"),
         resource_version: pre("resourceVersion"),
+        orphan: policy == Some("Orphan"),
     }
 }
 
@@ -444,7 +479,12 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Value {
     json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta})
 }
 
-fn watch(app: &AppState, target: &Target<'_>, q: &HashMap<String, String>) -> Result<Response> {
+fn watch(
+    app: &AppState,
+    target: &Target<'_>,
+    q: &HashMap<String, String>,
+    metadata_only: bool,
+) -> Result<Response> {
     let filter = filter(target, q)?;
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
     let send_initial = q.get("sendInitialEvents").is_some_and(|b| b == "true");
@@ -465,49 +505,59 @@ fn watch(app: &AppState, target: &Target<'_>, q: &HashMap<String, String>) -> Re
         .map(Duration::from_secs)
         .unwrap_or(app.max_watch)
         .min(app.max_watch);
-    let rt = target.rt.clone();
-    let faults = app.faults.clone();
-    let token = faults.watch_token();
-    let interval = app.bookmark_interval;
     let start = app.store.watch(
-        &rt,
+        target.rt,
         &filter,
         q.get("resourceVersion").map(String::as_str),
         send_initial,
     );
-    let stream = watch_stream(
-        rt,
+    let spec = WatchSpec {
+        rt: target.rt.clone(),
         filter,
-        start,
         send_initial,
         bookmarks,
-        timeout,
-        interval,
-        token,
-        faults,
-    );
+        interval: app.bookmark_interval,
+        token: app.faults.watch_token(),
+        faults: app.faults.clone(),
+        metadata_only,
+    };
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(
-            stream.map(Ok::<_, std::convert::Infallible>),
+            watch_stream(Arc::new(spec), start, timeout).map(Ok::<_, std::convert::Infallible>),
         ))
         .expect("static response parts"))
 }
 
-/// The watch body: replay, optional initial-events-end bookmark, then live changes until timeout,
-/// a dropped-watch fault, or the broadcast lagging (the client then resumes from its last version).
-#[allow(clippy::too_many_arguments)]
-fn watch_stream(
+/// What one open watch streams, and how.
+struct WatchSpec {
     rt: ResourceType,
     filter: Filter,
-    start: Result<WatchStart>,
     send_initial: bool,
     bookmarks: bool,
-    timeout: Duration,
     interval: Duration,
     token: tokio_util::sync::CancellationToken,
     faults: Faults,
+    metadata_only: bool,
+}
+
+impl WatchSpec {
+    fn object_line(&self, kind: &str, obj: &Value) -> Bytes {
+        if self.metadata_only {
+            watch_line(kind, &partial_metadata(obj))
+        } else {
+            watch_line(kind, obj)
+        }
+    }
+}
+
+/// The watch body: replay, optional initial-events-end bookmark, then live changes until timeout,
+/// a dropped-watch fault, or the broadcast lagging (the client then resumes from its last version).
+fn watch_stream(
+    spec: Arc<WatchSpec>,
+    start: Result<WatchStart>,
+    timeout: Duration,
 ) -> impl futures::Stream<Item = Bytes> {
     let state = (
         Some(start),
@@ -516,16 +566,17 @@ fn watch_stream(
     );
     let deadline = tokio::time::Instant::now() + timeout;
     futures::stream::unfold(state, move |(mut start, mut pending, mut live)| {
-        let (rt, filter, token, faults) =
-            (rt.clone(), filter.clone(), token.clone(), faults.clone());
+        let spec = spec.clone();
         async move {
+            let (rt, faults) = (&spec.rt, &spec.faults);
             if let Some(start) = start.take() {
                 match start {
                     Err(e) => pending.push(watch_line("ERROR", &e.to_status())),
                     Ok(ws) => {
-                        pending.extend(ws.initial.iter().rev().map(|(t, o)| watch_line(t, o)));
-                        if send_initial {
-                            pending.insert(0, watch_line("BOOKMARK", &bookmark(&rt, ws.rv, true)));
+                        pending
+                            .extend(ws.initial.iter().rev().map(|(t, o)| spec.object_line(t, o)));
+                        if spec.send_initial {
+                            pending.insert(0, watch_line("BOOKMARK", &bookmark(rt, ws.rv, true)));
                         }
                         live = Some((ws.live, ws.rv));
                     }
@@ -536,15 +587,17 @@ fn watch_stream(
                 return Some((line, (None, pending, live)));
             }
             let (mut rx, mut last_rv) = live?;
-            let mut ticker =
-                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            let mut ticker = tokio::time::interval_at(
+                tokio::time::Instant::now() + spec.interval,
+                spec.interval,
+            );
             loop {
                 tokio::select! {
-                    _ = token.cancelled() => return None,
+                    _ = spec.token.cancelled() => return None,
                     _ = tokio::time::sleep_until(deadline) => return None,
-                    _ = ticker.tick(), if bookmarks => {
+                    _ = ticker.tick(), if spec.bookmarks => {
                         faults.on_watch_event();
-                        let line = watch_line("BOOKMARK", &bookmark(&rt, last_rv, false));
+                        let line = watch_line("BOOKMARK", &bookmark(rt, last_rv, false));
                         return Some((line, (None, pending, Some((rx, last_rv)))));
                     }
                     got = rx.recv() => {
@@ -553,12 +606,10 @@ fn watch_stream(
                         if change.key != rt.storage_key() {
                             continue;
                         }
-                        if let Some(kind) = filter.event_for(&change) {
-                            let mut obj = change.object.clone();
-                            obj["apiVersion"] = json!(rt.api_version());
-                            obj["kind"] = json!(rt.kind);
+                        if let Some(kind) = spec.filter.event_for(&change) {
+                            let obj = crate::store::present(rt, change.object.clone());
                             faults.on_watch_event();
-                            return Some((watch_line(kind, &obj), (None, pending, Some((rx, last_rv)))));
+                            return Some((spec.object_line(kind, &obj), (None, pending, Some((rx, last_rv)))));
                         }
                     }
                 }

@@ -24,24 +24,30 @@
 //! 410 `Expired` as an `ERROR` event for compacted versions, `timeoutSeconds`; POST (`generateName`,
 //! 409 `AlreadyExists`, 404 for a missing namespace); PUT (409 `Conflict` on a stale resourceVersion);
 //! PATCH (merge, json, strategic-merge on built-ins, apply with `fieldManager`/`force` and field-ownership
-//! conflicts); DELETE (preconditions, finalizers + `deletionTimestamp`, namespace cascade); `dryRun=All`;
+//! conflicts); DELETE (preconditions, finalizers + `deletionTimestamp`, namespace cascade, 403 for new
+//! content in a terminating namespace, owner-reference garbage collection); `dryRun=All`;
 //! `uid`, a global resourceVersion, `generation` for custom resources, `creationTimestamp`,
-//! `managedFields`; `/status` rules; structural-schema pruning, defaulting and validation (422 `Invalid`).
+//! `managedFields`; `/status` rules; structural-schema pruning, defaulting and validation (422 `Invalid`);
+//! label key/value syntax and name syntax (RFC 1123 subdomain; DNS label for namespaces).
 //!
 //! # Not emulated
 //! - CEL `x-kubernetes-validations` are not evaluated at all (see [`TestServer::unenforced_cel_rules`]);
 //!   nor are `format`, `multipleOf`, or CRD ratcheting.
 //! - No version conversion: every served version of a CRD shares one storage and the schema of the
 //!   version used for the write.
-//! - Core and `events.k8s.io` Events are stored separately (the real server shares them).
-//! - No authentication/authorization, admission webhooks, garbage collection of owner references
-//!   (`propagationPolicy` is accepted and ignored), graceful deletion periods, or aggregated discovery.
+//! - `events.k8s.io/v1` Events are a renamed view of the core v1 Event store, as upstream, but only the
+//!   field renames are converted (no `series.state`, no defaulting of the deprecated fields).
+//! - No authentication/authorization, admission webhooks, graceful deletion periods, or aggregated
+//!   discovery. Garbage collection is synchronous and background-style: dependents whose owners are
+//!   all gone are deleted at once; `Foreground` behaves like `Background` (no `foregroundDeletion`
+//!   finalizer, `blockOwnerDeletion` ignored); `Orphan` strips the owner reference from dependents.
 //! - Server-side apply treats lists as atomic (except `metadata.finalizers`, a set); list-map merge keys
 //!   are not honoured. Strategic merge patch on built-ins behaves as a JSON merge patch.
 //! - `resourceVersionMatch=Exact` for anything but the latest version answers 410; an old version for a
 //!   non-exact list serves the latest state.
 //! - No protobuf, CBOR or Table output; JSON only. No TLS.
 
+mod convert;
 mod error;
 mod faults;
 mod fields;

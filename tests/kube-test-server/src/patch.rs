@@ -143,7 +143,13 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<()> {
                 add(&mut work, path, v)?;
             }
             "test" => {
-                if *get(&work, path)? != value()? {
+                // As upstream (evanphx/json-patch): a missing path tests equal to null.
+                let want = value()?;
+                let ok = match get(&work, path) {
+                    Ok(got) => *got == want,
+                    Err(_) => want.is_null(),
+                };
+                if !ok {
                     return Err(ApiError::Unprocessable(format!(
                         "the server rejected our request due to an error in our request: testing value {path} failed"
                     )));
@@ -208,6 +214,11 @@ mod tests {
                 .code(),
             422
         );
+        json_patch(
+            &mut doc,
+            &json!([{"op": "test", "path": "/nope", "value": null}]),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The served resource types: built-ins (Namespaces, Secrets, Events, Leases) and CRDs loaded from
 //! YAML, plus the discovery documents kube-rs reads.
 
+use crate::convert::Conversion;
 use crate::schema::Schema;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -30,6 +31,10 @@ pub struct ResourceType {
     pub field_labels: &'static [&'static str],
     /// Short names for discovery.
     pub short_names: Vec<String>,
+    /// Group whose store holds the objects (differs for `events.k8s.io`, a view of core Events).
+    pub storage_group: String,
+    /// Conversion between the served and the stored form.
+    pub conversion: Conversion,
 }
 
 impl ResourceType {
@@ -44,7 +49,7 @@ impl ResourceType {
 
     /// Storage key: objects are shared across versions of one group/resource.
     pub fn storage_key(&self) -> (String, String) {
-        (self.group.clone(), self.plural.clone())
+        (self.storage_group.clone(), self.plural.clone())
     }
 
     fn discovery_entries(&self) -> Vec<Value> {
@@ -93,6 +98,8 @@ fn builtin(
         schema: None,
         field_labels,
         short_names: Vec::new(),
+        storage_group: group.into(),
+        conversion: Conversion::None,
     }
 }
 
@@ -113,7 +120,6 @@ pub fn builtins() -> Vec<ResourceType> {
             true,
             &["metadata.name", "metadata.namespace", "type"],
         ),
-        builtin("", "ConfigMap", "configmaps", true, META_LABELS),
         builtin(
             "",
             "Event",
@@ -135,7 +141,11 @@ pub fn builtins() -> Vec<ResourceType> {
                 "type",
             ],
         ),
-        builtin("events.k8s.io", "Event", "events", true, META_LABELS),
+        ResourceType {
+            storage_group: String::new(),
+            conversion: Conversion::EventsV1,
+            ..builtin("events.k8s.io", "Event", "events", true, META_LABELS)
+        },
         builtin("coordination.k8s.io", "Lease", "leases", true, META_LABELS),
     ]
 }
@@ -251,6 +261,8 @@ pub fn crd_types(crd: &Value) -> Result<Vec<ResourceType>, String> {
                 schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Schema),
                 field_labels: META_LABELS,
                 short_names: Vec::clone(&short_names),
+                storage_group: group.clone(),
+                conversion: Conversion::None,
             })
         })
         .collect())

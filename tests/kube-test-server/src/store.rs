@@ -4,6 +4,7 @@
 //! Every write runs under one lock and broadcasts its change while still holding it, so a watch that
 //! registers under the same lock sees each change exactly once.
 
+use crate::convert;
 use crate::error::{ApiError, Cause, Result, Subject};
 use crate::fields::{self, Actor};
 use crate::resources::ResourceType;
@@ -12,7 +13,7 @@ use crate::selector::{FieldSelector, LabelSelector};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 
 /// What happened to an object.
@@ -117,6 +118,8 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     /// `preconditions.resourceVersion`.
     pub resource_version: Option<String>,
+    /// `propagationPolicy: Orphan`: dependents keep living without this owner.
+    pub orphan: bool,
 }
 
 /// Outcome of a DELETE: the object still exists (finalizers pending) or it is gone.
@@ -128,12 +131,15 @@ pub enum Deleted {
     Gone(Value),
 }
 
+/// Computes a patched object from the current one.
+pub type PatchFn<'a> = Box<dyn FnOnce(&Value) -> Result<Value> + Send + 'a>;
+
 /// A write request under the lock: given the current object, produce the desired one.
 pub enum Write<'a> {
     /// PUT: the replacement object.
     Replace(Value),
     /// Merge/json/strategic patch: a function from current to patched object.
-    Patch(Box<dyn FnOnce(&Value) -> Result<Value> + Send + 'a>),
+    Patch(PatchFn<'a>),
     /// Server-side apply of an applied configuration.
     Apply {
         /// Applied configuration (already parsed).
@@ -233,11 +239,19 @@ fn invalid(rt: &ResourceType, name: &str, causes: Vec<Cause>) -> ApiError {
     }
 }
 
+/// RFC 1123 subdomain, the syntax of most object names.
+static DNS_SUBDOMAIN: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        .expect("static regex")
+});
+
+/// Label name part and label value syntax.
+static LABEL_NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").expect("static regex")
+});
+
 fn is_dns_subdomain(s: &str) -> bool {
-    let re =
-        regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-            .expect("static regex");
-    s.len() <= 253 && re.is_match(s)
+    s.len() <= 253 && DNS_SUBDOMAIN.is_match(s)
 }
 
 /// Random suffix alphabet the real server uses for `generateName` (no vowels, no confusables).
@@ -264,6 +278,10 @@ fn spec_part(rt: &ResourceType, obj: &Value) -> Value {
 /// Type-specific defaulting, pruning and validation.
 fn normalize(rt: &ResourceType, obj: &mut Value) -> Result<()> {
     let name = meta_str(obj, "name").unwrap_or_default().to_string();
+    let label_causes = label_causes(obj);
+    if !label_causes.is_empty() {
+        return Err(invalid(rt, &name, label_causes));
+    }
     if let Some(schema) = &rt.schema {
         let causes = schema::prepare(schema, obj);
         if !causes.is_empty() {
@@ -280,6 +298,34 @@ fn normalize(rt: &ResourceType, obj: &mut Value) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// Label keys are `[dns-subdomain/]name`, values `name` or empty; names are at most 63 characters.
+fn label_causes(obj: &Value) -> Vec<Cause> {
+    let name_ok = |n: &str| n.len() <= 63 && LABEL_NAME.is_match(n);
+    let mut causes = Vec::new();
+    let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+    for (k, v) in labels.into_iter().flatten() {
+        let (prefix, key_name) = k
+            .rsplit_once('/')
+            .map_or((None, k.as_str()), |(p, n)| (Some(p), n));
+        if !name_ok(key_name) || prefix.is_some_and(|p| !is_dns_subdomain(p)) {
+            causes.push(Cause::new(
+                "FieldValueInvalid",
+                "metadata.labels",
+                format!("Invalid value: {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+            ));
+        }
+        let value = v.as_str().unwrap_or("\u{0}");
+        if !value.is_empty() && !name_ok(value) {
+            causes.push(Cause::new(
+                "FieldValueInvalid",
+                &format!("metadata.labels[{k}]"),
+                format!("Invalid value: {value:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+            ));
+        }
+    }
+    causes
 }
 
 /// Folds `stringData` into base64 `data`, checks `data` is base64 and defaults `type`.
@@ -530,11 +576,12 @@ impl Store {
         inner: &mut Inner,
         rt: &ResourceType,
         ns: Option<&str>,
-        mut obj: Value,
+        obj: Value,
         ctx: &WriteContext,
         apply_force: Option<bool>,
     ) -> Result<Value> {
         check_type(rt, &obj)?;
+        let mut obj = convert::to_storage(rt, obj);
         if meta_str(&obj, "resourceVersion").is_some_and(|r| !r.is_empty()) {
             return Err(ApiError::Internal(
                 "resourceVersion should not be set on objects to be created".into(),
@@ -555,7 +602,8 @@ impl Store {
                 ));
             }
         };
-        if !is_dns_subdomain(&name) {
+        let is_namespace = rt.group.is_empty() && rt.kind == "Namespace";
+        if !is_dns_subdomain(&name) || (is_namespace && (name.len() > 63 || name.contains('.'))) {
             let msg = format!(
                 "Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
             );
@@ -581,12 +629,21 @@ impl Store {
                 String::new(),
                 ns.to_string(),
             );
-            if !inner.objects.contains_key(&ns_key) {
-                return Err(ApiError::NotFound(Subject {
-                    group: String::new(),
-                    kind: "namespaces".into(),
-                    name: ns.to_string(),
-                }));
+            match inner.objects.get(&ns_key) {
+                None => {
+                    return Err(ApiError::NotFound(Subject {
+                        group: String::new(),
+                        kind: "namespaces".into(),
+                        name: ns.to_string(),
+                    }));
+                }
+                Some(n) if meta_str(n, "deletionTimestamp").is_some() => {
+                    return Err(ApiError::Forbidden(format!(
+                        "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        subject(rt, &name).qualified()
+                    )));
+                }
+                Some(_) => {}
             }
             set_meta(&mut obj, "namespace", json!(ns));
         } else {
@@ -677,10 +734,18 @@ impl Store {
             now: &at,
         };
         let (mut new, applied) = match write {
-            Write::Replace(v) => (v, false),
-            Write::Patch(f) => (f(&present(rt, old.clone()))?, false),
-            Write::Apply { mut applied, force } => {
+            Write::Replace(v) => {
+                check_type(rt, &v)?;
+                (convert::to_storage(rt, v), false)
+            }
+            Write::Patch(f) => {
+                let patched = f(&present(rt, old.clone()))?;
+                check_type(rt, &patched)?;
+                (convert::to_storage(rt, patched), false)
+            }
+            Write::Apply { applied, force } => {
                 check_type(rt, &applied)?;
+                let mut applied = convert::to_storage(rt, applied);
                 if meta_str(&applied, "name").is_some_and(|n| n != name) {
                     return Err(ApiError::BadRequest(format!(
                         "the name of the object ({}) does not match the name on the URL ({name})",
@@ -713,7 +778,6 @@ impl Store {
                 "the object has been modified; please apply your changes to the latest version and try again".into(),
             ));
         }
-        check_type(rt, &new)?;
         new = keep_server_owned(rt, &old, new, subresource);
         let old_finalizers = finalizers(&old);
         if meta_str(&old, "deletionTimestamp").is_some() {
@@ -755,7 +819,7 @@ impl Store {
         }
         if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
             let gone = self.commit(&mut inner, rt, ChangeKind::Deleted, new, Some(old));
-            self.finish_namespaces(&mut inner);
+            self.settle(&mut inner);
             return Ok(gone);
         }
         Ok(self.commit(&mut inner, rt, ChangeKind::Modified, new, Some(old)))
@@ -801,11 +865,14 @@ impl Store {
         if ctx.dry_run {
             return Ok(Deleted::Gone(present(rt, old)));
         }
+        if opts.orphan {
+            self.orphan_dependents(&mut inner, meta_str(&old, "uid").unwrap_or_default());
+        }
         let outcome = self.delete_locked(&mut inner, rt, old);
         if rt.kind == "Namespace" && rt.group.is_empty() {
             self.delete_namespace_contents(&mut inner, name);
         }
-        self.finish_namespaces(&mut inner);
+        self.settle(&mut inner);
         Ok(outcome)
     }
 
@@ -849,6 +916,63 @@ impl Store {
         }
     }
 
+    /// After deletions: background garbage collection of dependents whose owners are all gone, then
+    /// removal of emptied terminating namespaces.
+    fn settle(&self, inner: &mut Inner) {
+        // Each round deletes at least one object or stops; objects already deleting are skipped.
+        loop {
+            let live: std::collections::HashSet<String> = inner
+                .objects
+                .values()
+                .filter_map(|o| meta_str(o, "uid"))
+                .map(str::to_string)
+                .collect();
+            let orphans: Vec<(String, String, Value)> = inner
+                .objects
+                .iter()
+                .filter(|(_, o)| meta_str(o, "deletionTimestamp").is_none())
+                .filter(|(_, o)| {
+                    let owners = owner_uids(o);
+                    !owners.is_empty() && owners.iter().all(|u| !live.contains(u))
+                })
+                .map(|((g, p, _, _), o)| (g.clone(), p.clone(), o.clone()))
+                .collect();
+            if orphans.is_empty() {
+                break;
+            }
+            for (group, plural, obj) in orphans {
+                self.delete_locked(inner, &storage_type(&group, &plural), obj);
+            }
+        }
+        self.finish_namespaces(inner);
+    }
+
+    /// `propagationPolicy: Orphan`: dependents lose their owner reference instead of being collected.
+    fn orphan_dependents(&self, inner: &mut Inner, uid: &str) {
+        let dependents: Vec<(String, String, Value)> = inner
+            .objects
+            .iter()
+            .filter(|(_, o)| owner_uids(o).iter().any(|u| u == uid))
+            .map(|((g, p, _, _), o)| (g.clone(), p.clone(), o.clone()))
+            .collect();
+        for (group, plural, old) in dependents {
+            let mut new = old.clone();
+            if let Some(refs) = new
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
+                refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
+            }
+            self.commit(
+                inner,
+                &storage_type(&group, &plural),
+                ChangeKind::Modified,
+                new,
+                Some(old),
+            );
+        }
+    }
+
     /// Removes terminating namespaces once they are empty.
     fn finish_namespaces(&self, inner: &mut Inner) {
         let ns_rt = storage_type("", "namespaces");
@@ -884,7 +1008,19 @@ fn storage_type(group: &str, plural: &str) -> ResourceType {
         schema: None,
         field_labels: &[],
         short_names: Vec::new(),
+        storage_group: group.into(),
+        conversion: convert::Conversion::None,
     }
+}
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("uid").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
 }
 
 fn finalizers(obj: &Value) -> Vec<String> {
@@ -898,7 +1034,8 @@ fn finalizers(obj: &Value) -> Vec<String> {
 }
 
 /// Sets apiVersion and kind as requested (objects are shared across versions without conversion).
-fn present(rt: &ResourceType, mut obj: Value) -> Value {
+pub(crate) fn present(rt: &ResourceType, obj: Value) -> Value {
+    let mut obj = convert::from_storage(rt, obj);
     if !rt.version.is_empty() {
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
@@ -950,6 +1087,12 @@ fn keep_server_owned(
     mut new: Value,
     subresource: Option<&str>,
 ) -> Value {
+    // Stored identity stays as first written; reads set the requested group/version.
+    for k in ["apiVersion", "kind"] {
+        if let Some(v) = old.get(k) {
+            new[k] = v.clone();
+        }
+    }
     if rt.status_subresource {
         if subresource == Some("status") {
             let mut kept = old.clone();
@@ -993,10 +1136,9 @@ fn keep_server_owned(
     if !new
         .pointer("/metadata/managedFields")
         .is_some_and(Value::is_array)
+        && let Some(mf) = old.pointer("/metadata/managedFields")
     {
-        if let Some(mf) = old.pointer("/metadata/managedFields") {
-            set_meta(&mut new, "managedFields", mf.clone());
-        }
+        set_meta(&mut new, "managedFields", mf.clone());
     }
     new
 }
