@@ -1,4 +1,5 @@
-//! Leader election over HTTP against a stand-in Lease API: two electors, partitions, release.
+//! Leader election over HTTP against a Lease stand-in that can cut off one replica: two
+//! electors, a partitioned leader, release.
 
 mod runtime_support;
 
@@ -73,7 +74,7 @@ fn monitor(a: &Replica, b: &Replica) -> (Events, Arc<Mutex<bool>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_a_partitioned_leader_steps_down_before_takeover_and_release_hands_over() {
-    let kube = FakeKube::with_crds().await;
+    let kube = FakeKube::start().await;
     let a = replica(&kube, "replica-a");
     let b = replica(&kube, "replica-b");
     let (events, both) = monitor(&a, &b);
@@ -156,7 +157,7 @@ async fn one_leader_a_partitioned_leader_steps_down_before_takeover_and_release_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_the_term_at_once_but_the_lease_is_held_until_release() {
-    let kube = FakeKube::with_crds().await;
+    let kube = FakeKube::start().await;
     let r = replica(&kube, "solo");
     let term = tokio::time::timeout(LIMIT, r.handle.leadership().acquired())
         .await
@@ -177,7 +178,7 @@ async fn shutdown_ends_the_term_at_once_but_the_lease_is_held_until_release() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_never_led_does_not_touch_the_lease_on_release() {
-    let kube = FakeKube::with_crds().await;
+    let kube = FakeKube::start().await;
     let leader = replica(&kube, "leader");
     tokio::time::timeout(LIMIT, leader.handle.leadership().acquired())
         .await

@@ -11,7 +11,7 @@ use clap::Parser;
 use okta_ciam_operator::controller::runtime::cli::RunArgs;
 use okta_ciam_operator::controller::runtime::{Context, Error, Operator};
 use okta_ciam_operator::okta::OktaClient;
-use runtime_support::FakeKube;
+use runtime_support::{BOTH_CRDS, kube_server};
 use tokio::sync::oneshot;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -30,11 +30,21 @@ fn args(extra: &[&str]) -> RunArgs {
         "--identity",
         "test-replica",
         "--lease-namespace",
-        "ops",
+        "default",
     ];
     Wrapper::try_parse_from(argv.iter().chain(extra))
         .unwrap()
         .args
+}
+
+async fn lease_holder(server: &kube_test_server::TestServer) -> Option<String> {
+    let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(server.client(), "default");
+    api.get_opt("okta-ciam-operator")
+        .await
+        .unwrap()?
+        .spec?
+        .holder_identity
 }
 
 fn http() -> reqwest::Client {
@@ -60,7 +70,7 @@ impl Drop for DropFlag {
 
 #[tokio::test]
 async fn start_fails_with_a_clear_message_when_the_crds_are_missing() {
-    let kube = FakeKube::start(None).await;
+    let (kube, _crds) = kube_server(&[]).await;
     let err = Operator::<()>::start(args(&[]), kube.client())
         .await
         .err()
@@ -74,7 +84,7 @@ async fn start_fails_with_a_clear_message_when_the_crds_are_missing() {
     );
     assert!(msg.contains("kubectl apply -k manifests/"), "{msg}");
 
-    let kube = FakeKube::start(Some(&["oktaciamconnectors"])).await;
+    let (kube, _crds) = kube_server(&BOTH_CRDS[..1]).await;
     let err = Operator::<()>::start(args(&[]), kube.client())
         .await
         .err()
@@ -89,7 +99,7 @@ async fn start_fails_with_a_clear_message_when_the_crds_are_missing() {
 
 #[tokio::test]
 async fn the_empty_controller_set_serves_probes_and_exits_cleanly_on_signal() {
-    let kube = FakeKube::with_crds().await;
+    let (kube, _crds) = kube_server(BOTH_CRDS).await;
     let op = Operator::<OktaClient>::start(args(&[]), kube.client())
         .await
         .unwrap();
@@ -151,7 +161,7 @@ async fn the_empty_controller_set_serves_probes_and_exits_cleanly_on_signal() {
 
 #[tokio::test]
 async fn readiness_follows_the_controllers_flag_and_metrics_reach_the_endpoint() {
-    let kube = FakeKube::with_crds().await;
+    let (kube, _crds) = kube_server(BOTH_CRDS).await;
     let op = Operator::<()>::start(args(&[]), kube.client())
         .await
         .unwrap();
@@ -196,7 +206,7 @@ async fn readiness_follows_the_controllers_flag_and_metrics_reach_the_endpoint()
 
 #[tokio::test]
 async fn controllers_that_ignore_shutdown_are_abandoned_after_the_grace() {
-    let kube = FakeKube::with_crds().await;
+    let (kube, _crds) = kube_server(BOTH_CRDS).await;
     let op = Operator::<()>::start(args(&["--shutdown-grace", "50ms"]), kube.client())
         .await
         .unwrap();
@@ -227,7 +237,7 @@ async fn controllers_that_ignore_shutdown_are_abandoned_after_the_grace() {
 
 #[tokio::test]
 async fn failing_or_vanishing_controllers_fail_the_run() {
-    let kube = FakeKube::with_crds().await;
+    let (kube, _crds) = kube_server(BOTH_CRDS).await;
     let op = Operator::<()>::start(args(&[]), kube.client())
         .await
         .unwrap();
@@ -256,7 +266,7 @@ async fn failing_or_vanishing_controllers_fail_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_leader_election_controllers_write_only_in_a_term_and_the_lease_is_released() {
-    let kube = FakeKube::with_crds().await;
+    let (kube, _crds) = kube_server(BOTH_CRDS).await;
     let op = Operator::<()>::start(args(&["--leader-elect"]), kube.client())
         .await
         .unwrap();
@@ -279,10 +289,7 @@ async fn with_leader_election_controllers_write_only_in_a_term_and_the_lease_is_
         },
     ));
     tokio::time::timeout(LIMIT, led_rx).await.unwrap().unwrap();
-    assert_eq!(
-        kube.lease("ops", "okta-ciam-operator").unwrap()["spec"]["holderIdentity"],
-        "test-replica"
-    );
+    assert_eq!(lease_holder(&kube).await.as_deref(), Some("test-replica"));
     stop.send(()).unwrap();
     tokio::time::timeout(LIMIT, run)
         .await
@@ -290,9 +297,5 @@ async fn with_leader_election_controllers_write_only_in_a_term_and_the_lease_is_
         .unwrap()
         .unwrap();
     assert!(term_ended.load(Ordering::SeqCst));
-    let lease = kube.lease("ops", "okta-ciam-operator").unwrap();
-    assert!(
-        lease["spec"]["holderIdentity"].is_null(),
-        "released: {lease}"
-    );
+    assert_eq!(lease_holder(&kube).await, None, "released");
 }

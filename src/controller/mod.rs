@@ -1,4 +1,5 @@
-//! Kubernetes controllers: one reconciler per kind, plus the operator runtime.
+//! Kubernetes controllers: one reconciler per kind, the decisions they drive, and the operator
+//! runtime around them.
 
 pub mod membership;
 pub mod runtime;

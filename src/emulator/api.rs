@@ -600,7 +600,11 @@ fn group_json(org: &Org, base: &str, g: &Group, stats: bool) -> Json {
         "lastMembershipUpdated": format_time(g.last_membership_updated),
         "objectClass": [object_class],
         "type": g.group_type,
-        "profile": {"name": g.name, "description": g.description},
+        // The spec's group profile has no nullable description: leave it out when unset.
+        "profile": match &g.description {
+            Some(d) => json!({"name": g.name, "description": d}),
+            None => json!({"name": g.name}),
+        },
         "_links": {
             "self": {"href": format!("{base}/api/v1/groups/{}", g.id)},
             "users": {"href": format!("{base}/api/v1/groups/{}/users", g.id)},

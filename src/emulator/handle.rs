@@ -162,6 +162,11 @@ impl EmulatorHandle {
         *lock(&self.shared.faults) = faults;
     }
 
+    /// The injected faults now, with the `*_next` counts still unconsumed.
+    pub fn faults(&self) -> Faults {
+        lock(&self.shared.faults).clone()
+    }
+
     /// Stops accepting `token`; returns whether it was accepted before.
     pub fn revoke_token(&self, token: &str) -> bool {
         revoke(&self.shared, token)
@@ -234,11 +239,6 @@ impl EmulatorHandle {
                 abort.abort();
             }
         }
-    }
-
-    /// Resolves when the emulator has been told to stop.
-    pub async fn stopped(&self) {
-        self.shared.cancel.cancelled().await;
     }
 }
 

@@ -459,3 +459,32 @@ async fn control_user_status(State(s): State<Arc<Shared>>, Json(b): Json<StatusB
 async fn control_rename_group(State(s): State<Arc<Shared>>, Json(b): Json<RenameBody>) -> Response {
     control_result(super::handle::rename(&s, &b.group_id, &b.name).map(|()| true))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counted_faults_come_in_order_then_stop() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut f = Faults {
+            stall_next: 1,
+            drop_next: 1,
+            fail_next: 1,
+            error_status: Some(503),
+            ..Faults::default()
+        };
+        assert!(matches!(f.pick(&mut rng), Some(Fault::Stall(None))));
+        assert!(matches!(f.pick(&mut rng), Some(Fault::Drop)));
+        assert!(matches!(
+            f.pick(&mut rng),
+            Some(Fault::Error(StatusCode::SERVICE_UNAVAILABLE))
+        ));
+        assert!(f.pick(&mut rng).is_none());
+        f.error_rate = 1.0;
+        assert!(matches!(
+            f.pick(&mut rng),
+            Some(Fault::Error(StatusCode::SERVICE_UNAVAILABLE))
+        ));
+    }
+}

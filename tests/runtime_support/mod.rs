@@ -1,7 +1,9 @@
-//! A tiny in-process stand-in for the parts of the Kubernetes API the runtime calls:
-//! discovery of `oktaciam.io/v1alpha1` and Lease get/create/replace with optimistic
-//! concurrency. Serves on 127.0.0.1:0. (The full Kubernetes API test server is its own
-//! branch; these tests move to it once it lands.)
+//! Test helpers: a Kubernetes API test server with the operator's CRDs, and a tiny Lease API
+//! that can cut off one replica.
+//!
+//! The Lease stand-in exists because a partition of *one* replica (its writes fail while the
+//! other's succeed) is what shows a cut-off leader stepping down before a takeover; the
+//! Kubernetes API test server injects failures per resource, not per writer.
 
 #![allow(dead_code)] // each test binary uses a different part
 
@@ -19,8 +21,6 @@ use serde_json::{Value, json};
 
 #[derive(Default)]
 struct Inner {
-    /// Plural resource names served under oktaciam.io/v1alpha1; `None`: group not served.
-    crds: Option<Vec<String>>,
     leases: HashMap<(String, String), Value>,
     next_rv: u64,
     /// Writes whose holderIdentity is one of these fail with 503 (a partitioned replica).
@@ -28,7 +28,7 @@ struct Inner {
     conflicts: u64,
 }
 
-/// Handle on the fake API server.
+/// Handle on the Lease stand-in.
 #[derive(Clone)]
 pub struct FakeKube {
     inner: Arc<Mutex<Inner>>,
@@ -38,23 +38,6 @@ pub struct FakeKube {
 fn status(code: u16, reason: &str, message: &str) -> Response {
     let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message});
     (StatusCode::from_u16(code).unwrap(), Json(body)).into_response()
-}
-
-async fn discovery(State(s): State<FakeKube>) -> Response {
-    let crds = s.inner.lock().unwrap().crds.clone();
-    match crds {
-        // What a real API server answers for a group version it does not serve.
-        None => (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
-        Some(names) => Json(json!({
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": "oktaciam.io/v1alpha1",
-            "resources": names.iter().map(|n| json!({
-                "name": n, "singularName": "", "namespaced": true, "kind": "X", "verbs": ["get", "list", "watch"]
-            })).collect::<Vec<_>>()
-        }))
-        .into_response(),
-    }
 }
 
 fn holder_of(lease: &Value) -> Option<String> {
@@ -119,19 +102,15 @@ async fn replace_lease(
 }
 
 impl FakeKube {
-    /// Starts the server; `crds` are the served plural names (`None`: group absent).
-    pub async fn start(crds: Option<&[&str]>) -> FakeKube {
+    /// Starts the Lease API.
+    pub async fn start() -> FakeKube {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let fake = FakeKube {
-            inner: Arc::new(Mutex::new(Inner {
-                crds: crds.map(|c| c.iter().map(|s| s.to_string()).collect()),
-                ..Inner::default()
-            })),
+            inner: Arc::new(Mutex::new(Inner::default())),
             url,
         };
         let app = Router::new()
-            .route("/apis/oktaciam.io/v1alpha1", get(discovery))
             .route(
                 "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
                 axum::routing::post(create_lease),
@@ -143,17 +122,6 @@ impl FakeKube {
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
-    }
-
-    /// The operator's CRDs, both served.
-    pub async fn with_crds() -> FakeKube {
-        FakeKube::start(Some(&[
-            "oktaciamconnectors",
-            "oktaciamconnectors/status",
-            "groupmemberships",
-            "groupmemberships/status",
-        ]))
-        .await
     }
 
     /// A kube client talking to this server.
@@ -196,4 +164,58 @@ pub async fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> 
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A minimal CRD of the operator's group: only what discovery needs.
+fn crd_yaml(plural: &str, kind: &str) -> String {
+    format!(
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: {plural}.oktaciam.io
+spec:
+  group: oktaciam.io
+  scope: Namespaced
+  names:
+    plural: {plural}
+    singular: {singular}
+    kind: {kind}
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+"#,
+        singular = kind.to_ascii_lowercase()
+    )
+}
+
+/// The operator's two kinds, as (plural, kind).
+pub const BOTH_CRDS: &[(&str, &str)] = &[
+    ("oktaciamconnectors", "OktaCiamConnector"),
+    ("groupmemberships", "GroupMembership"),
+];
+
+/// A Kubernetes API test server serving CRDs for `kinds` (plural, kind). Keep the directory
+/// alive as long as the server.
+pub async fn kube_server(
+    kinds: &[(&str, &str)],
+) -> (kube_test_server::TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    for (plural, kind) in kinds {
+        std::fs::write(
+            dir.path().join(format!("{plural}.yaml")),
+            crd_yaml(plural, kind),
+        )
+        .unwrap();
+    }
+    (
+        kube_test_server::TestServer::start([dir.path()])
+            .await
+            .unwrap(),
+        dir,
+    )
 }

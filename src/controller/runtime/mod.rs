@@ -10,7 +10,8 @@
 //!
 //! Controllers plug in as a function from [`Context`] to a future (see
 //! [`controllers::run_controllers`]); they must
-//! - call [`server::Readiness::set_ready`] once their caches are synced,
+//! - start their watches whether or not this replica leads (followers keep warm caches and
+//!   report ready), and call [`server::Readiness::set_ready`] once those caches are synced,
 //! - write to Kubernetes or Okta only while holding a live leadership term token
 //!   ([`leader::Leadership::acquired`]) and stop writing the moment it is cancelled,
 //! - return soon after [`Context::shutdown`] is cancelled, and never leave detached tasks that
