@@ -60,7 +60,7 @@ fn main() {
     let window: u64 = std::env::var("SYNC_BENCH_WINDOW_SECONDS")
         .ok()
         .and_then(|w| w.parse().ok())
-        .unwrap_or(2);
+        .unwrap_or(5);
     let dir = tempfile::tempdir().expect("temporary directory");
     for size in SIZES
         .iter()

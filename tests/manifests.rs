@@ -381,11 +381,19 @@ fn rbac_is_least_privilege_without_wildcards() {
     let lease_role = find(&docs, "Role", "okta-ciam-operator-leader-election");
     assert_eq!(
         grants(lease_role),
-        table(&[(
-            "coordination.k8s.io",
-            "leases",
-            &["get", "create", "update", "patch"]
-        )])
+        table(&[
+            (
+                "coordination.k8s.io",
+                "leases",
+                &["get", "create", "update", "patch"]
+            ),
+            // Ownership records of the membership reconciler.
+            (
+                "",
+                "configmaps",
+                &["get", "create", "update", "patch", "delete"]
+            ),
+        ])
     );
     // Role and bindings carry no namespace of their own: kustomize puts them in the
     // operator's namespace, so the Lease permission cannot reach any other namespace.

@@ -144,6 +144,11 @@ pub struct MembershipStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
 
+    /// When the grant first became effective (the first declared user became a member);
+    /// a `duration` counts from here, across operator restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_since: Option<Time>,
+
     /// Declared users that are members in Okta, as `ready/declared`, for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_users: Option<String>,

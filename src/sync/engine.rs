@@ -1,10 +1,10 @@
 //! The sync engine: the Okta reads of one sync, streamed page by page into compact tables.
 //!
-//! Stage 1 runs four independent reads at once (they mostly draw on different rate-limit
-//! buckets): in-scope users, in-scope groups, admin users with their role lists, and custom
-//! roles with their permissions. Stage 2 reads memberships the cheaper way (per group or per
-//! user, see [`plan::choose_membership_plan`]) with bounded concurrency, keeping only
-//! `(user, group)` index pairs between in-scope principals.
+//! Four reads run at once (they mostly draw on different rate-limit buckets): in-scope users,
+//! in-scope groups, admin users with their role lists, and custom roles with their
+//! permissions. As soon as users and groups are known, memberships are read the cheaper way
+//! (per group or per user, see [`plan::choose_membership_plan`]) with bounded concurrency,
+//! keeping only `(user, group)` index pairs between in-scope principals.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,28 +58,36 @@ pub async fn sync(
     };
     let concurrency = config.concurrency.max(1);
 
-    let (users, groups, admin_roles, custom_roles) = futures::try_join!(
-        read_users(client, &config.email_domains, &reporter),
-        read_groups(client, config.group_name_filter.as_ref(), &reporter),
+    // Memberships need users and groups but not roles: start them as soon as both are known,
+    // while the role and custom-role reads (other buckets) go on.
+    let principals = async {
+        let (users, groups) = futures::try_join!(
+            read_users(client, &config.email_domains, &reporter),
+            read_groups(client, config.group_name_filter.as_ref(), &reporter),
+        )?;
+        let membership_plan = plan::choose_membership_plan(
+            groups.iter().map(|g| g.member_count_hint()),
+            users.len() as u64,
+        );
+        let pairs = read_memberships(
+            client,
+            &users,
+            &groups,
+            membership_plan.strategy,
+            concurrency,
+            &reporter,
+        )
+        .await?;
+        Ok::<_, Error>((users, groups, membership_plan, pairs))
+    };
+    let ((users, groups, membership_plan, pairs), admin_roles, custom_roles) = futures::try_join!(
+        principals,
         read_admin_roles(client, concurrency, &reporter),
         read_custom_roles(client, concurrency, &reporter),
     )?;
 
     let user_index: HashMap<&str, u32> = index_by_id(users.iter().map(|u| u.id.as_str()));
     let group_index: HashMap<&str, u32> = index_by_id(groups.iter().map(|g| g.group.id.as_str()));
-
-    let membership_plan = plan::choose_membership_plan(
-        groups.iter().map(|g| g.member_count_hint()),
-        users.len() as u64,
-    );
-    let pairs = match membership_plan.strategy {
-        MembershipStrategy::PerGroup => {
-            read_members_per_group(client, &groups, &user_index, concurrency, &reporter).await?
-        }
-        MembershipStrategy::PerUser => {
-            read_groups_per_user(client, &users, &group_index, concurrency, &reporter).await?
-        }
-    };
 
     let mut role_grants = BTreeSet::new();
     let mut unusable = 0;
@@ -383,6 +391,27 @@ async fn read_custom_roles(
         .await?;
     reporter.report(Phase::CustomRoles, out.len() as u64, true);
     Ok(out)
+}
+
+/// In-scope `(user, group)` index pairs, read the way `strategy` says.
+async fn read_memberships(
+    client: &OktaClient,
+    users: &[SnapshotUser],
+    groups: &[GroupRow],
+    strategy: MembershipStrategy,
+    concurrency: usize,
+    reporter: &Reporter<'_>,
+) -> Result<Vec<(u32, u32)>> {
+    match strategy {
+        MembershipStrategy::PerGroup => {
+            let user_index = index_by_id(users.iter().map(|u| u.id.as_str()));
+            read_members_per_group(client, groups, &user_index, concurrency, reporter).await
+        }
+        MembershipStrategy::PerUser => {
+            let group_index = index_by_id(groups.iter().map(|g| g.group.id.as_str()));
+            read_groups_per_user(client, users, &group_index, concurrency, reporter).await
+        }
+    }
 }
 
 /// Members of each in-scope group that has members, keeping in-scope users only.

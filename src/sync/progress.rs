@@ -8,6 +8,7 @@ use std::io::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::plan::MembershipStrategy;
 use super::snapshot::{GrantKind, PrincipalType, Snapshot};
 
 /// A stage of a sync.
@@ -193,8 +194,13 @@ pub fn summary_table(s: &Snapshot) -> String {
         rows.push((
             "membership reads",
             format!(
-                "{:?} ({} per group vs {} per user)",
-                plan.strategy, plan.per_group_requests, plan.per_user_requests
+                "{} ({} requests per group vs {} per user)",
+                match plan.strategy {
+                    MembershipStrategy::PerGroup => "per group",
+                    MembershipStrategy::PerUser => "per user",
+                },
+                plan.per_group_requests,
+                plan.per_user_requests
             ),
         ));
     }

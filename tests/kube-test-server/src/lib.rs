@@ -16,7 +16,7 @@
 //! the test's tokio runtime, so keep that runtime running while the child works.
 //!
 //! # Served
-//! CRDs loaded from YAML (files or directories, multi-document), core v1 `Namespace`, `Secret`, `Event`,
+//! CRDs loaded from YAML (files or directories, multi-document), core v1 `Namespace`, `Secret`, `ConfigMap`, `Event`,
 //! `events.k8s.io/v1` `Event`, `coordination.k8s.io/v1` `Lease`; discovery (`/api`, `/api/v1`, `/apis`,
 //! `/apis/{group}/{version}`) and `/version`. Namespaces `default`, `kube-system` and `kube-public` exist
 //! at start.

@@ -120,6 +120,7 @@ pub fn builtins() -> Vec<ResourceType> {
             true,
             &["metadata.name", "metadata.namespace", "type"],
         ),
+        builtin("", "ConfigMap", "configmaps", true, META_LABELS),
         builtin(
             "",
             "Event",

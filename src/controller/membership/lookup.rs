@@ -1,0 +1,185 @@
+//! Okta reads and writes of one round, through the connector's shared client (one rate-limit
+//! budget with the sync). Transient failures become "not looked up" facts, so the decision
+//! waits instead of reading an outage as "not found".
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::TryStreamExt;
+
+use super::decide::{DeclaredUser, GroupLookup, OktaGroup, OktaUser, UserLookup, WriteError};
+use crate::crd::GroupRef;
+use crate::okta::{self, GroupQuery, GroupType, OktaClient, UserQuery};
+
+/// Okta's maximum page size for group members.
+const MEMBERS_PAGE: u32 = 1000;
+
+/// Quotes a value for a `search` expression.
+fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn group_type(t: GroupType) -> &'static str {
+    match t {
+        GroupType::OktaGroup => "OKTA_GROUP",
+        GroupType::AppGroup => "APP_GROUP",
+        GroupType::BuiltIn => "BUILT_IN",
+        GroupType::Unknown => "UNKNOWN",
+    }
+}
+
+fn to_group(g: okta::Group) -> OktaGroup {
+    OktaGroup {
+        group_type: group_type(g.group_type).to_owned(),
+        id: g.id,
+        name: g.profile.name,
+    }
+}
+
+fn status_text(s: okta::UserStatus) -> String {
+    // The enum serialises to Okta's SCREAMING_SNAKE_CASE names.
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "UNKNOWN".to_owned())
+}
+
+/// Looks the declared group up: by id, or by exact `profile.name` (Okta keeps `OKTA_GROUP`
+/// names unique; if imported groups share the name, the `OKTA_GROUP` one is chosen, else the
+/// first, whose type then refuses it). Only non-404 errors are returned.
+pub async fn find_group(client: &OktaClient, group: &GroupRef) -> okta::Result<GroupLookup> {
+    if let Some(id) = &group.id {
+        return match client.get_group(id).await {
+            Ok(g) => Ok(GroupLookup::Found(to_group(g))),
+            Err(okta::Error::NotFound(_)) => Ok(GroupLookup::NotFound),
+            Err(e) => Err(e),
+        };
+    }
+    let name = group.name.as_deref().unwrap_or_default();
+    let query = GroupQuery {
+        search: Some(format!("profile.name eq {}", quoted(name))),
+        limit: Some(200),
+        ..GroupQuery::default()
+    };
+    let found: Vec<okta::Group> = client.list_groups(&query).try_concat().await?;
+    // `eq` is case-insensitive in Okta; the spec promises an exact match.
+    let mut exact: Vec<okta::Group> = found
+        .into_iter()
+        .filter(|g| g.profile.name == name)
+        .collect();
+    exact.sort_by_key(|g| g.group_type != GroupType::OktaGroup);
+    Ok(exact
+        .into_iter()
+        .next()
+        .map_or(GroupLookup::NotFound, |g| GroupLookup::Found(to_group(g))))
+}
+
+/// Resolves one entry (id, login or primary email) with one search; several distinct users
+/// matching (e.g. one's login is another's email) is ambiguous.
+pub async fn find_user(client: &OktaClient, entry: &str) -> okta::Result<UserLookup> {
+    let q = quoted(entry);
+    let query = UserQuery {
+        search: Some(format!(
+            "id eq {q} or profile.login eq {q} or profile.email eq {q}"
+        )),
+        limit: Some(200),
+        ..UserQuery::default()
+    };
+    let found: Vec<okta::User> = client.list_users(&query).try_concat().await?;
+    let mut by_id: BTreeMap<String, okta::User> =
+        found.into_iter().map(|u| (u.id.clone(), u)).collect();
+    Ok(match by_id.len() {
+        0 => UserLookup::NotFound,
+        1 => {
+            let (_, u) = by_id.pop_first().expect("one entry");
+            UserLookup::Found(OktaUser {
+                status: status_text(u.status),
+                id: u.id,
+                login: u.profile.login,
+                email: u.profile.email,
+            })
+        }
+        matches => UserLookup::Ambiguous { matches },
+    })
+}
+
+/// Resolves every entry; an entry whose lookup failed is `NotLookedUp`. Returns whether any
+/// lookup failed (the round then retries).
+pub async fn find_users(client: &OktaClient, entries: &[String]) -> (Vec<DeclaredUser>, bool) {
+    let mut failed = false;
+    // Sequential on purpose: the client paces on the shared bucket, and one membership must
+    // not take the whole concurrency budget from the others.
+    let mut users = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let lookup = match find_user(client, entry).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(user = %entry, error = %e, "user lookup failed");
+                failed = true;
+                UserLookup::NotLookedUp
+            }
+        };
+        users.push(DeclaredUser {
+            user: entry.clone(),
+            lookup,
+        });
+    }
+    (users, failed)
+}
+
+/// The user ids currently in the group.
+pub async fn members(client: &OktaClient, group_id: &str) -> okta::Result<BTreeSet<String>> {
+    let pages: Vec<okta::User> = client
+        .list_group_members(group_id, Some(MEMBERS_PAGE))
+        .try_concat()
+        .await?;
+    Ok(pages.into_iter().map(|u| u.id).collect())
+}
+
+fn write_error(e: okta::Error) -> WriteError {
+    match e {
+        okta::Error::NotFound(_) => WriteError::NotFound(e.to_string()),
+        e => WriteError::Failed(e.to_string()),
+    }
+}
+
+/// PUTs every grant and DELETEs every revoke; returns the failures by user id.
+pub async fn write_memberships(
+    client: &OktaClient,
+    group_id: &str,
+    grants: &[String],
+    revokes: &[String],
+) -> BTreeMap<String, WriteError> {
+    let mut failures = BTreeMap::new();
+    for user_id in grants {
+        if let Err(e) = client.add_group_member(group_id, user_id).await {
+            failures.insert(user_id.clone(), write_error(e));
+        }
+    }
+    for user_id in revokes {
+        if let Err(e) = client.remove_group_member(group_id, user_id).await {
+            failures.insert(user_id.clone(), write_error(e));
+        }
+    }
+    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_values_are_quoted_and_escaped() {
+        assert_eq!(quoted("a@example.com"), r#""a@example.com""#);
+        assert_eq!(quoted(r#"x"y\z"#), r#""x\"y\\z""#);
+    }
+
+    #[test]
+    fn statuses_and_types_use_okta_names() {
+        assert_eq!(
+            status_text(okta::UserStatus::Deprovisioned),
+            "DEPROVISIONED"
+        );
+        assert_eq!(status_text(okta::UserStatus::LockedOut), "LOCKED_OUT");
+        assert_eq!(group_type(GroupType::AppGroup), "APP_GROUP");
+    }
+}

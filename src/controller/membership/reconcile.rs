@@ -1,0 +1,587 @@
+//! The `GroupMembership` reconciler: gathers facts from Kubernetes and Okta, asks
+//! [`decide`](super::decide) what to do, and performs it following the crash-safety protocol
+//! documented there (fresh record read, write-ahead record, Okta writes, settle, record,
+//! status and Events, finalizer).
+//!
+//! Triggers: the memberships themselves, their connectors (a connector turning ready,
+//! enabling provisioning, or finishing a sync re-reconciles every membership that names
+//! it: this is the drift check), any change in the client registry (a connector's client
+//! or index appearing), the exact expiry instant, and a periodic resync.
+//!
+//! Writes happen only while this replica leads: each leadership term runs its own
+//! controller, and a round in flight is abandoned the moment the term ends (the protocol
+//! makes an interrupted round safe to redo).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::decide::{self, ConnectorFacts, EventType, GroupLookup, Input, UserLookup, WriteError};
+use super::lookup;
+use super::record::{self, RecordStore, Versioned};
+use super::status::{
+    build_status, declared_ids, effective_since_of, expiry_of, is_live_at, lifecycle_of, owner_key,
+    previous_rows,
+};
+use crate::controller::runtime::Context;
+use crate::controller::runtime::clients::ConnectorKey;
+use crate::controller::runtime::metrics::ReconcileResult;
+use crate::crd::condition::is_true;
+use crate::crd::{ConditionType, FIELD_MANAGER, GroupMembership, OktaCiamConnector};
+use crate::okta::{OktaClient, OrgDomain};
+
+/// The finalizer on every `GroupMembership`.
+pub const FINALIZER: &str = "oktaciam.io/membership";
+
+/// How often a round re-plans when a write-ahead record write keeps conflicting.
+const RECORD_ATTEMPTS: usize = 5;
+
+/// Errors of the membership reconciler.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// Reading or writing the ownership record failed.
+    #[error(transparent)]
+    Record(#[from] record::Error),
+    /// The spec cannot be acted on (e.g. an unparsable duration).
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    /// The leadership term ended during the round; the next leader redoes it.
+    #[error("leadership lost during the round")]
+    LostLeadership,
+}
+
+/// Result of the membership reconciler.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Tunables of [`run_with`]; [`Settings::default`] is what `run` uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Namespace of the ownership records. Default: `POD_NAMESPACE`, else the kube client's
+    /// default namespace (the same rule as the leader Lease).
+    pub record_namespace: Option<String>,
+    /// Delay before retrying a round that failed or left writes pending.
+    pub retry_delay: Duration,
+    /// Longest time between two rounds of one membership (drift check without a sync).
+    pub resync: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            record_namespace: None,
+            retry_delay: Duration::from_secs(5),
+            resync: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What every round shares.
+struct Shared {
+    ctx: Context,
+    records: RecordStore,
+    /// Every watched `GroupMembership` (one store per watched namespace), for `others`.
+    stores: Vec<Store<GroupMembership>>,
+    recorder: Recorder,
+    settings: Settings,
+    term: CancellationToken,
+}
+
+/// Runs the membership controller until `ctx.shutdown`, with default [`Settings`].
+pub async fn run(ctx: Context) -> Result<()> {
+    run_with(ctx, Settings::default()).await
+}
+
+/// Runs the membership controller until `ctx.shutdown`: waits for leadership, reconciles
+/// while leading, and waits again when a term ends.
+pub async fn run_with(ctx: Context, settings: Settings) -> Result<()> {
+    let namespace = settings
+        .record_namespace
+        .clone()
+        .or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|n| !n.is_empty())
+        })
+        .unwrap_or_else(|| ctx.kube.default_namespace().to_owned());
+    let records = RecordStore::new(ctx.kube.clone(), &namespace);
+    if !ctx.leadership.is_leader() {
+        // A standby has nothing to sync; it is ready to take over.
+        ctx.readiness.set_ready();
+    }
+    while let Some(term) = ctx.leadership.acquired().await {
+        run_term(&ctx, &settings, &records, term).await;
+        if ctx.shutdown.is_cancelled() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn gm_apis(ctx: &Context) -> Vec<(Api<GroupMembership>, Api<OktaCiamConnector>)> {
+    if ctx.namespaces.is_empty() {
+        vec![(Api::all(ctx.kube.clone()), Api::all(ctx.kube.clone()))]
+    } else {
+        ctx.namespaces
+            .iter()
+            .map(|ns| {
+                (
+                    Api::namespaced(ctx.kube.clone(), ns),
+                    Api::namespaced(ctx.kube.clone(), ns),
+                )
+            })
+            .collect()
+    }
+}
+
+/// One leadership term: a controller per watched namespace, stopped when the term ends.
+async fn run_term(
+    ctx: &Context,
+    settings: &Settings,
+    records: &RecordStore,
+    term: CancellationToken,
+) {
+    let controllers: Vec<Controller<GroupMembership>> = gm_apis(ctx)
+        .into_iter()
+        .map(|(gms, connectors)| {
+            let controller = Controller::new(gms, watcher::Config::default());
+            let store = controller.store();
+            let registry = tokio_stream_of(ctx.clients.subscribe());
+            controller
+                .watches(
+                    connectors,
+                    watcher::Config::default(),
+                    move |c: OktaCiamConnector| memberships_of(&store, &c),
+                )
+                .reconcile_all_on(registry)
+                .graceful_shutdown_on(term.clone().cancelled_owned())
+        })
+        .collect();
+    let stores: Vec<Store<GroupMembership>> = controllers.iter().map(Controller::store).collect();
+    let shared = Arc::new(Shared {
+        ctx: ctx.clone(),
+        records: records.clone(),
+        stores: stores.clone(),
+        recorder: Recorder::new(ctx.kube.clone(), Reporter::from(FIELD_MANAGER)),
+        settings: settings.clone(),
+        term: term.clone(),
+    });
+    let readiness = ctx.readiness.clone();
+    let ready = async move {
+        for store in &stores {
+            if store.wait_until_ready().await.is_err() {
+                return;
+            }
+        }
+        readiness.set_ready();
+    };
+    let runs = controllers.into_iter().map(|c| {
+        c.run(reconcile, error_policy, shared.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "membership controller event");
+                }
+            })
+    });
+    tokio::join!(ready, futures::future::join_all(runs));
+}
+
+/// A stream that yields once per change of the registry.
+fn tokio_stream_of(
+    mut rx: tokio::sync::watch::Receiver<u64>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    async_stream::stream! {
+        rx.borrow_and_update();
+        while rx.changed().await.is_ok() {
+            yield ();
+        }
+    }
+}
+
+/// The memberships in the connector's namespace that name it.
+fn memberships_of(
+    store: &Store<GroupMembership>,
+    c: &OktaCiamConnector,
+) -> Vec<ObjectRef<GroupMembership>> {
+    let ns = c.namespace();
+    store
+        .state()
+        .into_iter()
+        .filter(|gm| gm.namespace() == ns && gm.spec.connector_ref.name == c.name_any())
+        .map(|gm| ObjectRef::from_obj(&*gm))
+        .collect()
+}
+
+fn error_policy(gm: Arc<GroupMembership>, error: &Error, shared: Arc<Shared>) -> Action {
+    tracing::warn!(membership = %owner_key(&gm), %error, "membership round failed");
+    Action::requeue(shared.settings.retry_delay)
+}
+
+async fn reconcile(gm: Arc<GroupMembership>, shared: Arc<Shared>) -> Result<Action> {
+    let started = Instant::now();
+    let result = tokio::select! {
+        r = round(&gm, &shared) => r,
+        () = shared.term.cancelled() => Err(Error::LostLeadership),
+    };
+    let outcome = if result.is_ok() {
+        ReconcileResult::Success
+    } else {
+        ReconcileResult::Error
+    };
+    shared
+        .ctx
+        .metrics
+        .record_reconcile("GroupMembership", outcome, started.elapsed());
+    result
+}
+
+/// What a round found out about the connector.
+struct Connector {
+    facts: Option<ConnectorFacts>,
+    /// The org domain in the client's normalised form (keys the record).
+    domain: Option<String>,
+    client: Option<OktaClient>,
+}
+
+async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector> {
+    let ns = gm.namespace().unwrap_or_default();
+    let name = &gm.spec.connector_ref.name;
+    let api: Api<OktaCiamConnector> = Api::namespaced(shared.ctx.kube.clone(), &ns);
+    let Some(c) = api.get_opt(name).await? else {
+        return Ok(Connector {
+            facts: None,
+            domain: None,
+            client: None,
+        });
+    };
+    let client = shared.ctx.clients.client(&ConnectorKey::new(&ns, name));
+    let domain = match &client {
+        Some(client) => Some(client.domain().to_string()),
+        None => OrgDomain::parse(&c.spec.domain, &shared.ctx.domain_policy)
+            .ok()
+            .map(|d| d.to_string()),
+    };
+    let synced = c
+        .status
+        .as_ref()
+        .is_some_and(|s| is_true(&s.conditions, ConditionType::Ready));
+    let facts = ConnectorFacts {
+        name: name.clone(),
+        // Without the connector's shared client there is no budget to write through yet.
+        ready: synced && client.is_some(),
+        provisioning: c.spec.provisioning,
+        suspended: c.spec.suspend,
+        email_domains: c.spec.email_domains.clone(),
+        group_name_filter: c.spec.group_name_filter.clone(),
+    };
+    Ok(Connector {
+        facts: Some(facts),
+        domain,
+        client,
+    })
+}
+
+/// Other live declarations of the same group, from the watch caches.
+fn others_of(
+    shared: &Shared,
+    owner: &str,
+    group_id: &str,
+    now: Timestamp,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut others = BTreeMap::new();
+    for store in &shared.stores {
+        for other in store.state() {
+            let key = owner_key(&other);
+            // Group ids are unique per org and random across orgs, so a match by id alone
+            // can only err on the side of keeping a membership.
+            let same_group = other
+                .status
+                .as_ref()
+                .is_some_and(|s| s.group_id.as_deref() == Some(group_id));
+            if key != owner && same_group && is_live_at(&other, now) {
+                others.insert(key, declared_ids(&other).map(str::to_owned).collect());
+            }
+        }
+    }
+    others
+}
+
+async fn add_finalizer(
+    api: &Api<GroupMembership>,
+    gm: &GroupMembership,
+) -> Result<GroupMembership> {
+    let rv = gm.resource_version().unwrap_or_default();
+    let ops = if gm.metadata.finalizers.is_none() {
+        json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    } else {
+        json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ])
+    };
+    json_patch(api, gm, ops).await
+}
+
+async fn remove_finalizer(api: &Api<GroupMembership>, gm: &GroupMembership) -> Result<()> {
+    let Some(index) = gm.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(());
+    };
+    let ops = json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{index}")},
+    ]);
+    match json_patch(api, gm, ops).await {
+        // Already gone with the object: nothing left to do.
+        Err(Error::Kube(kube::Error::Api(s))) if s.code == 404 => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+async fn json_patch(
+    api: &Api<GroupMembership>,
+    gm: &GroupMembership,
+    ops: serde_json::Value,
+) -> Result<GroupMembership> {
+    let patch = serde_json::from_value(ops).expect("static JSON patch operations parse");
+    Ok(api
+        .patch(
+            &gm.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(patch),
+        )
+        .await?)
+}
+
+/// One round for one membership.
+async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
+    let ns = stale.namespace().unwrap_or_default();
+    let api: Api<GroupMembership> = Api::namespaced(shared.ctx.kube.clone(), &ns);
+    // The cache may lag our own last status write; effectiveSince and the previous rows must
+    // be current, so read the object fresh.
+    let Some(mut gm) = api.get_opt(&stale.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let deleting = gm.metadata.deletion_timestamp.is_some();
+    let has_finalizer = gm.finalizers().iter().any(|f| f == FINALIZER);
+    if deleting && !has_finalizer {
+        return Ok(Action::await_change());
+    }
+    if !has_finalizer {
+        gm = add_finalizer(&api, &gm).await?;
+    }
+    let expiry = expiry_of(&gm).map_err(Error::InvalidSpec)?;
+    let owner = owner_key(&gm);
+    let previous = previous_rows(&gm);
+    let previous_group = gm.status.as_ref().and_then(|s| s.group_id.clone());
+
+    let connector = connector_of(shared, &gm).await?;
+    let mut lookups_failed = false;
+    let admitted = decide::check_connector(connector.facts.as_ref()).is_ok();
+    let client = connector.client.as_ref().filter(|_| admitted);
+    let group = match client {
+        None => GroupLookup::NotLookedUp,
+        Some(client) => match lookup::find_group(client, &gm.spec.group).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(membership = %owner, error = %e, "group lookup failed");
+                lookups_failed = true;
+                GroupLookup::NotLookedUp
+            }
+        },
+    };
+    let group_ok = connector
+        .facts
+        .as_ref()
+        .is_some_and(|c| decide::check_group(&group, c).is_ok());
+    let users = match client {
+        Some(client) if group_ok => {
+            let (users, failed) = lookup::find_users(client, &gm.spec.users).await;
+            lookups_failed |= failed;
+            users
+        }
+        _ => gm
+            .spec
+            .users
+            .iter()
+            .map(|u| decide::DeclaredUser {
+                user: u.clone(),
+                lookup: UserLookup::NotLookedUp,
+            })
+            .collect(),
+    };
+    let group_id = match &group {
+        GroupLookup::Found(g) => Some(g.id.clone()),
+        _ => previous_group,
+    };
+    // Where the record lives; unknown without a connector domain or a group id.
+    let location = connector.domain.clone().zip(group_id.clone());
+
+    let lock = location
+        .as_ref()
+        .map(|(d, g)| shared.records.lock_for(&record::record_name(d, g)));
+    let _guard = match &lock {
+        Some(lock) => Some(lock.lock().await),
+        None => None,
+    };
+
+    let mut attempt = 0;
+    let (plan, mut stored) = loop {
+        attempt += 1;
+        let now = Timestamp::now();
+        // 1. The record, fresh, then the group's members.
+        let read = match &location {
+            Some((domain, gid)) => shared.records.read(domain, gid).await?,
+            None => Versioned {
+                record: decide::GroupRecord::default(),
+                resource_version: None,
+            },
+        };
+        let mut members = BTreeSet::new();
+        let mut group_seen = group.clone();
+        if let (Some(client), GroupLookup::Found(g), true) = (client, &group, group_ok) {
+            match lookup::members(client, &g.id).await {
+                Ok(m) => members = m,
+                Err(e) => {
+                    tracing::warn!(membership = %owner, error = %e, "listing members failed");
+                    lookups_failed = true;
+                    // Without the members nothing may be granted or revoked.
+                    group_seen = GroupLookup::NotLookedUp;
+                }
+            }
+        }
+        let input = Input {
+            owner: owner.clone(),
+            connector: connector.facts.clone(),
+            group: group_seen,
+            users: users.clone(),
+            members,
+            others: group_id
+                .as_deref()
+                .map(|g| others_of(shared, &owner, g, now))
+                .unwrap_or_default(),
+            record: read.record.clone(),
+            lifecycle: lifecycle_of(&gm),
+            expiry,
+            effective_since: effective_since_of(&gm),
+            previous: previous.clone(),
+            now,
+        };
+        // 2. Decide.
+        let plan = decide::decide(&input);
+        // 3. Write-ahead: the intent is stored before any Okta write.
+        if plan.record == read.record {
+            break (plan, read);
+        }
+        let (domain, gid) = location
+            .as_ref()
+            .expect("a plan only changes the record of a located group");
+        match shared.records.write(domain, gid, &read, &plan.record).await {
+            Ok(written) => break (plan, written),
+            Err(record::Error::Conflict { .. }) if attempt < RECORD_ATTEMPTS => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+
+    // 4. Okta writes, only for a located group through the connector's shared client.
+    let failures: BTreeMap<String, WriteError> = match (client, &plan.group_id) {
+        (Some(client), Some(gid)) if plan.has_writes() => {
+            lookup::write_memberships(client, gid, &plan.grants, &plan.revokes).await
+        }
+        _ => BTreeMap::new(),
+    };
+    // 5. Settle and store the confirmed record.
+    let out = plan.settle(&failures);
+    let mut record_pending = false;
+    if out.record != stored.record {
+        let (domain, gid) = location
+            .as_ref()
+            .expect("a settled record only changes for a located group");
+        match shared
+            .records
+            .write(domain, gid, &stored, &out.record)
+            .await
+        {
+            Ok(written) => stored = written,
+            // The next round re-plans from the fresh record and converges.
+            Err(record::Error::Conflict { .. }) => record_pending = true,
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    // 6. Status, Events, finalizer, requeue.
+    let now = Timestamp::now();
+    let status = build_status(&gm, &out, now);
+    let body = json!({
+        "apiVersion": GroupMembership::api_version(&()),
+        "kind": GroupMembership::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &gm.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    publish(shared, &gm, &out.events).await;
+
+    // A record that could not be located may still hold this object's claims; only a
+    // status that never showed a claim lets the finalizer go without it.
+    let located_or_unclaimed = location.is_some() || previous.iter().all(|p| p.origin.is_none());
+    if out.remove_finalizer
+        && !record_pending
+        && located_or_unclaimed
+        && stored.record == out.record
+    {
+        remove_finalizer(&api, &gm).await?;
+        return Ok(Action::await_change());
+    }
+    if out.retry || lookups_failed || record_pending {
+        return Ok(Action::requeue(shared.settings.retry_delay));
+    }
+    let resync = shared.settings.resync;
+    let wait = out
+        .requeue_at
+        .map(|at| {
+            let ms = (at.as_millisecond() - now.as_millisecond()).max(0);
+            // Tokio timers may fire a hair early; a millisecond more lands at or past expiry.
+            Duration::from_millis(ms.unsigned_abs() + 1).min(resync)
+        })
+        .unwrap_or(resync);
+    Ok(Action::requeue(wait))
+}
+
+/// Publishes the round's Events; a failed Event is logged, never fails the round.
+async fn publish(shared: &Shared, gm: &GroupMembership, events: &[decide::Event]) {
+    let reference = gm.object_ref(&());
+    for e in events {
+        let event = KubeEvent {
+            type_: match e.event_type {
+                EventType::Normal => KubeEventType::Normal,
+                EventType::Warning => KubeEventType::Warning,
+            },
+            reason: e.reason.as_str().to_owned(),
+            note: Some(e.message.chars().take(1000).collect()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = shared.recorder.publish(&event, &reference).await {
+            tracing::warn!(membership = %owner_key(gm), error = %err, "cannot publish Event");
+        }
+    }
+}
