@@ -140,7 +140,8 @@ impl Harness {
         };
         self.shutdown = shutdown;
         self.operator = Some(tokio::spawn(async move {
-            run_with(ctx, settings).await.unwrap();
+            let (caches_synced, _) = tokio::sync::oneshot::channel();
+            run_with(ctx, settings, caches_synced).await.unwrap();
         }));
     }
 

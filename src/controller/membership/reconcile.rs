@@ -25,6 +25,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::decide::{self, ConnectorFacts, EventType, GroupLookup, Input, UserLookup, WriteError};
@@ -101,13 +102,19 @@ struct Shared {
 }
 
 /// Runs the membership controller until `ctx.shutdown`, with default [`Settings`].
-pub async fn run(ctx: Context) -> Result<()> {
-    run_with(ctx, Settings::default()).await
+/// `caches_synced` fires once this replica is ready to serve: at once on a standby (it has
+/// nothing to sync until it leads), or when the first term's caches are listed.
+pub async fn run(ctx: Context, caches_synced: oneshot::Sender<()>) -> Result<()> {
+    run_with(ctx, Settings::default(), caches_synced).await
 }
 
 /// Runs the membership controller until `ctx.shutdown`: waits for leadership, reconciles
 /// while leading, and waits again when a term ends.
-pub async fn run_with(ctx: Context, settings: Settings) -> Result<()> {
+pub async fn run_with(
+    ctx: Context,
+    settings: Settings,
+    caches_synced: oneshot::Sender<()>,
+) -> Result<()> {
     let namespace = settings
         .record_namespace
         .clone()
@@ -118,17 +125,32 @@ pub async fn run_with(ctx: Context, settings: Settings) -> Result<()> {
         })
         .unwrap_or_else(|| ctx.kube.default_namespace().to_owned());
     let records = RecordStore::new(ctx.kube.clone(), &namespace);
+    let caches_synced = Arc::new(std::sync::Mutex::new(Some(caches_synced)));
     if !ctx.leadership.is_leader() {
         // A standby has nothing to sync; it is ready to take over.
-        ctx.readiness.set_ready();
+        signal_once(&caches_synced);
     }
     while let Some(term) = ctx.leadership.acquired().await {
-        run_term(&ctx, &settings, &records, term).await;
+        run_term(&ctx, &settings, &records, term, &caches_synced).await;
         if ctx.shutdown.is_cancelled() {
             break;
         }
     }
     Ok(())
+}
+
+/// The "caches synced" signal, fired by whichever comes first: standing by, or the first
+/// term's caches being listed.
+type CachesSynced = Arc<std::sync::Mutex<Option<oneshot::Sender<()>>>>;
+
+fn signal_once(caches_synced: &CachesSynced) {
+    let sender = caches_synced
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(sender) = sender {
+        let _ = sender.send(());
+    }
 }
 
 fn gm_apis(ctx: &Context) -> Vec<(Api<GroupMembership>, Api<OktaCiamConnector>)> {
@@ -153,6 +175,7 @@ async fn run_term(
     settings: &Settings,
     records: &RecordStore,
     term: CancellationToken,
+    caches_synced: &CachesSynced,
 ) {
     let controllers: Vec<Controller<GroupMembership>> = gm_apis(ctx)
         .into_iter()
@@ -179,14 +202,14 @@ async fn run_term(
         settings: settings.clone(),
         term: term.clone(),
     });
-    let readiness = ctx.readiness.clone();
+    let caches_synced = caches_synced.clone();
     let ready = async move {
         for store in &stores {
             if store.wait_until_ready().await.is_err() {
                 return;
             }
         }
-        readiness.set_ready();
+        signal_once(&caches_synced);
     };
     let runs = controllers.into_iter().map(|c| {
         c.run(reconcile, error_policy, shared.clone())

@@ -10,17 +10,24 @@ use super::Context;
 /// ready once every controller's caches are synced.
 pub async fn run_controllers(ctx: Context) -> Result<(), Infallible> {
     let (connector_synced, connector_synced_rx) = oneshot::channel();
+    let (membership_synced, membership_synced_rx) = oneshot::channel();
     let readiness = ctx.readiness.clone();
     let ready = async move {
-        // JOIN POINT (membership): await the membership controller's own "caches synced"
-        // signal here too before setting readiness.
-        if connector_synced_rx.await.is_ok() {
+        let (connector, membership) = tokio::join!(connector_synced_rx, membership_synced_rx);
+        if connector.is_ok() && membership.is_ok() {
             readiness.set_ready();
+        }
+    };
+    let memberships = async {
+        if let Err(e) =
+            crate::controller::membership::reconcile::run(ctx.clone(), membership_synced).await
+        {
+            tracing::error!(error = %e, "the GroupMembership controller stopped");
         }
     };
     tokio::join!(
         crate::controller::connector::run(ctx.clone(), connector_synced),
-        // JOIN POINT (membership): add `crate::controller::membership::reconcile::run(ctx)`.
+        memberships,
         ready,
     );
     Ok(())
