@@ -51,13 +51,35 @@ groups:
 "#;
 
 /// Polls `check` until it yields `Some`, at most `WAIT` (bounded count and time).
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    for _ in 0..3000 {
+    wait_within(what, WAIT, check).await
+}
+
+/// How long bursts of hundreds of memberships may take on a loaded machine.
+pub const LONG_WAIT: Duration = Duration::from_secs(240);
+
+/// [`wait_for`] with [`LONG_WAIT`].
+pub async fn wait_for_long<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    wait_within(what, LONG_WAIT, check).await
+}
+
+/// Polls `check` every 50 ms until it yields `Some`, at most `limit`.
+pub async fn wait_within<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    // Bounded in count as well: at most one poll per 50 ms of the limit (sleeps only lengthen).
+    for _ in 0..=limit.as_millis() / 50 {
         if let Some(v) = check().await {
             return v;
         }
@@ -205,6 +227,34 @@ impl Harness {
                 fast_client(),
             )
             .unwrap();
+    }
+
+    /// Runs a real sync through the connector's shared client and stores its index, as the
+    /// connector reconciler does after each sync.
+    pub async fn sync_index(&self, name: &str) {
+        use okta_ciam_operator::controller::connector::index::{ConnectorFacts, ConnectorIndex};
+        use okta_ciam_operator::sync::engine::{SyncConfig, sync};
+        use okta_ciam_operator::sync::progress::NoProgress;
+        use okta_ciam_operator::sync::scope::EmailDomains;
+        let key = ConnectorKey::new(NS, name);
+        let client = self.registry.client(&key).expect("the connector's client");
+        let email_domains = EmailDomains::new(["example.com"]).unwrap();
+        let config = SyncConfig {
+            email_domains: email_domains.clone(),
+            group_name_filter: None,
+            concurrency: 4,
+        };
+        let snapshot = sync(&client, &config, &NoProgress).await.unwrap();
+        let facts = ConnectorFacts {
+            ready: true,
+            provisioning: true,
+            suspended: false,
+            email_domains,
+            group_name_filter: None,
+            generation: Some(1),
+        };
+        let index = ConnectorIndex::build(snapshot, facts, jiff::Timestamp::now());
+        assert!(self.registry.set_index(&key, Arc::new(index)));
     }
 
     /// Marks the connector Ready with a new sync time, as the connector reconciler does
