@@ -26,6 +26,8 @@ fn environment_twins_and_defaults() {
         "OKTA_CIAM_ALLOW_DOMAINS",
         "OKTA_CIAM_INSECURE_LOOPBACK_HTTP",
         "OKTA_CIAM_SHUTDOWN_GRACE",
+        "OKTA_CIAM_PROVISIONING",
+        "BATON_PROVISIONING",
     ];
     // SAFETY: this binary has a single test, so no other thread reads the environment.
     unsafe {
@@ -48,6 +50,10 @@ fn environment_twins_and_defaults() {
     assert_eq!(defaults.lease_namespace, None);
     assert_eq!(defaults.identity, None);
     assert_eq!(defaults.shutdown_grace, Duration::from_secs(20));
+    assert!(
+        defaults.provisioning_enabled(),
+        "provisioning on by default"
+    );
 
     // SAFETY: as above.
     unsafe {
@@ -99,4 +105,28 @@ fn environment_twins_and_defaults() {
     assert_eq!(flags.watched_namespaces(), ["x"]);
     assert_eq!(flags.metrics_addr.port(), 1);
     assert!(!flags.leader_elect);
+
+    // The provisioning switch: BATON_PROVISIONING alone turns it off; the operator's own
+    // variable wins over it, and the flag over both.
+    // SAFETY: as above.
+    unsafe {
+        std::env::set_var("BATON_PROVISIONING", "false");
+    }
+    assert!(!parse(&["okta-ciam-operator", "run"]).provisioning_enabled());
+    // SAFETY: as above.
+    unsafe {
+        std::env::set_var("OKTA_CIAM_PROVISIONING", "true");
+    }
+    assert!(parse(&["okta-ciam-operator", "run"]).provisioning_enabled());
+    assert!(
+        !parse(&["okta-ciam-operator", "run", "--provisioning", "false"]).provisioning_enabled()
+    );
+    // SAFETY: as above.
+    unsafe {
+        std::env::set_var("OKTA_CIAM_PROVISIONING", "nope");
+    }
+    assert!(
+        Cli::try_parse_from(["okta-ciam-operator", "run"]).is_err(),
+        "a malformed switch is an error, not a default"
+    );
 }

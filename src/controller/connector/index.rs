@@ -54,6 +54,8 @@ struct Tables {
     groups: Vec<SnapshotGroup>,
     users_by_id: HashMap<String, usize>,
     users_by_address: HashMap<String, usize>,
+    /// Every user holding an address as login or email (for ambiguity checks).
+    holders_by_address: HashMap<String, Vec<usize>>,
     groups_by_id: HashMap<String, usize>,
     groups_by_name: HashMap<String, Vec<usize>>,
     members: HashMap<String, Vec<String>>,
@@ -97,9 +99,15 @@ impl ConnectorIndex {
             t.users_by_address.insert(u.login.to_lowercase(), i);
         }
         for (i, u) in snapshot.users.iter().enumerate() {
+            let login = u.login.to_lowercase();
             if let Some(email) = &u.email {
-                t.users_by_address.entry(email.to_lowercase()).or_insert(i);
+                let email = email.to_lowercase();
+                t.users_by_address.entry(email.clone()).or_insert(i);
+                if email != login {
+                    t.holders_by_address.entry(email).or_default().push(i);
+                }
             }
+            t.holders_by_address.entry(login).or_default().push(i);
         }
         for (i, g) in snapshot.groups.iter().enumerate() {
             t.groups_by_id.insert(g.id.clone(), i);
@@ -147,6 +155,16 @@ impl ConnectorIndex {
             .users_by_address
             .get(&address.to_lowercase())
             .map(|&i| &self.tables.users[i])
+    }
+
+    /// Every in-scope user whose login or email is `address`, ignoring case. More than one
+    /// means the address is ambiguous (one user's login is another's email).
+    pub fn users_holding(&self, address: &str) -> Vec<&SnapshotUser> {
+        self.tables
+            .holders_by_address
+            .get(&address.to_lowercase())
+            .map(|ix| ix.iter().map(|&i| &self.tables.users[i]).collect())
+            .unwrap_or_default()
     }
 
     /// The in-scope group with this Okta id.
@@ -268,6 +286,14 @@ mod tests {
         assert_eq!(ix.user_by_address("ALICE@EXAMPLE.COM").unwrap().id, "u1");
         assert_eq!(ix.user_by_address("carol@example.com").unwrap().id, "u3");
         assert!(ix.user_by_address("nobody@example.com").is_none());
+        let holders: Vec<&str> = ix
+            .users_holding("Alice@example.COM")
+            .iter()
+            .map(|u| u.id.as_str())
+            .collect();
+        assert_eq!(holders, ["u1", "u2"], "one user's login, another's email");
+        assert_eq!(ix.users_holding("bob@example.com").len(), 1);
+        assert!(ix.users_holding("nobody@example.com").is_empty());
         assert_eq!((ix.user_count(), ix.group_count()), (3, 2));
         assert_eq!(ix.domain, "corp.okta.com");
     }

@@ -69,6 +69,8 @@ use std::fmt;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::sync::scope::{EmailDomains, GroupNameFilter};
+
 /// Errors of the membership decision layer (only record decoding can fail).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -232,6 +234,8 @@ pub fn is_live(
 /// Everything [`decide`] looks at.
 #[derive(Debug, Clone)]
 pub struct Input {
+    /// The operator-wide provisioning switch ([`check_operator`]); false refuses every write.
+    pub provisioning: bool,
     /// This object's key in ownership records (e.g. `namespace/name`; stable across restarts).
     pub owner: String,
     /// The referenced connector; `None` when it does not exist.
@@ -569,33 +573,39 @@ impl GroupRecord {
 // Guard rails
 // ---------------------------------------------------------------------------------------
 
-/// The domain after the last `@`, if any.
-fn domain_of(address: &str) -> Option<&str> {
-    address.rsplit_once('@').map(|(_, domain)| domain)
-}
-
-/// Whether a user is inside the email domains: the exact, case-insensitive domain after the
-/// last `@` of `profile.email`, or of `profile.login` when it contains `@`. `secondEmail`
-/// never counts (users can often edit it). An empty domain list admits nobody.
+/// Whether a user is inside the email domains: the sync's rule
+/// ([`EmailDomains::user_in_scope`]: the exact, case-insensitive domain after the last `@` of
+/// `profile.email`, or of `profile.login` when it contains `@`; `secondEmail` never counts).
+/// One implementation for the sync and the guard rail, so a user the snapshot lists is a
+/// user provisioning admits. A list with no valid domain admits nobody.
 pub fn user_in_scope(user: &OktaUser, email_domains: &[String]) -> bool {
-    let matches = |domain: &str| {
-        let domain = domain.to_lowercase();
-        email_domains
-            .iter()
-            .any(|d| !d.is_empty() && d.to_lowercase() == domain)
-    };
-    user.email
-        .as_deref()
-        .and_then(domain_of)
-        .is_some_and(&matches)
-        || domain_of(&user.login).is_some_and(&matches)
+    EmailDomains::new(email_domains)
+        .is_ok_and(|domains| domains.user_in_scope(&user.login, user.email.as_deref()))
 }
 
-/// Whether a group name passes the connector's filter (case-insensitive, anywhere).
+/// Whether a group name passes the connector's filter: the sync's rule
+/// ([`GroupNameFilter::matches`]: case-insensitive, anywhere). No filter or an empty one
+/// admits every group; a filter the sync would refuse admits none.
 pub fn group_in_scope(name: &str, filter: Option<&str>) -> bool {
-    match filter {
-        None | Some("") => true,
-        Some(f) => name.to_lowercase().contains(&f.to_lowercase()),
+    match GroupNameFilter::new(filter.unwrap_or_default()) {
+        Ok(None) => true,
+        Ok(Some(f)) => f.matches(name),
+        Err(_) => false,
+    }
+}
+
+/// The operator-wide switch (`run --provisioning`, `OKTA_CIAM_PROVISIONING`,
+/// `BATON_PROVISIONING`): when off, every write is refused before any connector check.
+pub fn check_operator(provisioning: bool) -> Result<(), Refusal> {
+    if provisioning {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            Reason::ProvisioningDisabled,
+            "provisioning is disabled operator-wide (run --provisioning=false, \
+             OKTA_CIAM_PROVISIONING or BATON_PROVISIONING)"
+                .into(),
+        ))
     }
 }
 
@@ -827,7 +837,8 @@ pub fn decide(input: &Input) -> Plan {
         None
     };
 
-    let gate = check_connector(input.connector.as_ref())
+    let gate = check_operator(input.provisioning)
+        .and_then(|()| check_connector(input.connector.as_ref()))
         .and_then(|c| check_group(&input.group, c).map(|g| (c, g)));
     let empty = BTreeSet::new();
     // Membership is known when the group passed the gates; a vanished group has none.

@@ -64,6 +64,7 @@ fn declared(name: &str) -> DeclaredUser {
 
 fn input(users: &[&str]) -> Input {
     Input {
+        provisioning: true,
         owner: ME.into(),
         connector: Some(connector()),
         group: group(),
@@ -221,6 +222,61 @@ fn connector_guard_rails_in_order() {
     assert!(refusal.message.contains("acme"));
     c.suspended = false;
     assert!(check_connector(Some(&c)).is_ok());
+}
+
+#[test]
+fn the_operator_switch_refuses_every_write_first_and_names_the_flag() {
+    assert!(check_operator(true).is_ok());
+    let refusal = check_operator(false).unwrap_err();
+    assert_eq!(refusal.reason, Reason::ProvisioningDisabled);
+    assert!(
+        refusal.message.contains("--provisioning"),
+        "{}",
+        refusal.message
+    );
+    assert!(refusal.message.contains("BATON_PROVISIONING"));
+
+    // Off: nothing is granted or revoked, even for a missing connector or a deletion.
+    let mut held = input(&["alice"]);
+    held.members = BTreeSet::from([id("alice")]);
+    held.record = GroupRecord::decode(&format!(
+        r#"{{"v":1,"members":{{"{}":{{"origin":"Granted","claimants":["{ME}"]}}}}}}"#,
+        id("bob")
+    ))
+    .unwrap();
+    held.members.insert(id("bob"));
+    for mut case in [input(&["alice", "bob"]), held] {
+        case.provisioning = false;
+        for connector in [None, case.connector.clone()] {
+            let mut case = case.clone();
+            case.connector = connector;
+            let plan = decide(&case);
+            assert!(!plan.has_writes(), "{plan:?}");
+            let out = plan.settle(&BTreeMap::new());
+            assert_eq!(out.ready.reason, Reason::ProvisioningDisabled);
+            assert!(!out.ready.status);
+        }
+    }
+}
+
+#[test]
+fn scope_rules_are_the_syncs() {
+    // A leading '@' and blank entries are normalised as the sync does; an invalid list
+    // admits nobody rather than part of it.
+    let user = okta_user("alice");
+    assert!(user_in_scope(&user, &["@Example.com".into(), " ".into()]));
+    assert!(!user_in_scope(
+        &user,
+        &["example.com".into(), "not a domain".into()]
+    ));
+    // ASCII-only case folding: a Kelvin sign is not a 'k'.
+    let kelvin = OktaUser {
+        login: "a@\u{212A}.io".into(),
+        email: None,
+        ..okta_user("a")
+    };
+    assert!(!user_in_scope(&kelvin, &["k.io".into()]));
+    assert!(!group_in_scope("Eng\nOps", Some("g\n")));
 }
 
 #[test]
@@ -1302,6 +1358,7 @@ impl Sim {
         }
         let owner = &self.owners[o];
         let input = Input {
+            provisioning: true,
             owner: OWNERS[o].into(),
             users: owner
                 .users

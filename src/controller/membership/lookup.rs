@@ -1,12 +1,15 @@
 //! Okta reads and writes of one round, through the connector's shared client (one rate-limit
 //! budget with the sync). Transient failures become "not looked up" facts, so the decision
-//! waits instead of reading an outage as "not found".
+//! waits instead of reading an outage as "not found". Lookups take the connector's index
+//! first ([`indexed`]) and ask Okta only where it has no exact answer.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::TryStreamExt;
 
 use super::decide::{DeclaredUser, GroupLookup, OktaGroup, OktaUser, UserLookup, WriteError};
+use super::indexed;
+use crate::controller::connector::index::ConnectorIndex;
 use crate::crd::GroupRef;
 use crate::okta::{self, GroupQuery, GroupType, OktaClient, UserQuery};
 
@@ -43,10 +46,18 @@ fn status_text(s: okta::UserStatus) -> String {
         .unwrap_or_else(|| "UNKNOWN".to_owned())
 }
 
-/// Looks the declared group up: by id, or by exact `profile.name` (Okta keeps `OKTA_GROUP`
-/// names unique; if imported groups share the name, the `OKTA_GROUP` one is chosen, else the
-/// first, whose type then refuses it). Only non-404 errors are returned.
-pub async fn find_group(client: &OktaClient, group: &GroupRef) -> okta::Result<GroupLookup> {
+/// Looks the declared group up in the index, else in Okta: by id, or by exact `profile.name`
+/// (Okta keeps `OKTA_GROUP` names unique; if imported groups share the name, the `OKTA_GROUP`
+/// one is chosen, else the first, whose type then refuses it). Only non-404 errors are
+/// returned.
+pub async fn find_group(
+    client: &OktaClient,
+    index: Option<&ConnectorIndex>,
+    group: &GroupRef,
+) -> okta::Result<GroupLookup> {
+    if let Some(found) = index.and_then(|ix| indexed::group_lookup(ix, group)) {
+        return Ok(found);
+    }
     if let Some(id) = &group.id {
         return match client.get_group(id).await {
             Ok(g) => Ok(GroupLookup::Found(to_group(g))),
@@ -102,14 +113,26 @@ pub async fn find_user(client: &OktaClient, entry: &str) -> okta::Result<UserLoo
     })
 }
 
-/// Resolves every entry; an entry whose lookup failed is `NotLookedUp`. Returns whether any
-/// lookup failed (the round then retries).
-pub async fn find_users(client: &OktaClient, entries: &[String]) -> (Vec<DeclaredUser>, bool) {
+/// Resolves every entry, from the index where it answers exactly, else with one Okta search
+/// each; an entry whose lookup failed is `NotLookedUp`. Returns whether any lookup failed
+/// (the round then retries).
+pub async fn find_users(
+    client: &OktaClient,
+    index: Option<&ConnectorIndex>,
+    entries: &[String],
+) -> (Vec<DeclaredUser>, bool) {
     let mut failed = false;
     // Sequential on purpose: the client paces on the shared bucket, and one membership must
     // not take the whole concurrency budget from the others.
     let mut users = Vec::with_capacity(entries.len());
     for entry in entries {
+        if let Some(lookup) = index.and_then(|ix| indexed::user_lookup(ix, entry)) {
+            users.push(DeclaredUser {
+                user: entry.clone(),
+                lookup,
+            });
+            continue;
+        }
         let lookup = match find_user(client, entry).await {
             Ok(l) => l,
             Err(e) => {

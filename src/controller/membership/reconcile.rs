@@ -8,6 +8,12 @@
 //! it: this is the drift check), any change in the client registry (a connector's client
 //! or index appearing), the exact expiry instant, and a periodic resync.
 //!
+//! Lookups read the connector's index (its last sync) first and Okta only where the index
+//! has no exact answer ([`indexed`](super::indexed)); the group's member list is read once
+//! and shared by the rounds of that group for [`Settings::members_max_age`]
+//! ([`members`](super::members)). So a burst of `GroupMembership`s costs about one PUT each
+//! on the groups bucket, which is the floor.
+//!
 //! Writes happen only while this replica leads: each leadership term runs its own
 //! controller, and a round in flight is abandoned the moment the term ends (the protocol
 //! makes an interrupted round safe to redo).
@@ -30,11 +36,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::decide::{self, ConnectorFacts, EventType, GroupLookup, Input, UserLookup, WriteError};
 use super::lookup;
+use super::members::MemberCache;
 use super::record::{self, RecordStore, Versioned};
 use super::status::{
     build_status, declared_ids, effective_since_of, expiry_of, is_live_at, lifecycle_of, owner_key,
     previous_rows,
 };
+use crate::controller::connector::index::{self, ConnectorIndex};
 use crate::controller::runtime::Context;
 use crate::controller::runtime::clients::ConnectorKey;
 use crate::controller::runtime::metrics::ReconcileResult;
@@ -78,6 +86,13 @@ pub struct Settings {
     pub retry_delay: Duration,
     /// Longest time between two rounds of one membership (drift check without a sync).
     pub resync: Duration,
+    /// The operator-wide provisioning switch (`run --provisioning`): false refuses every
+    /// membership write with `ProvisioningDisabled`, whatever the connector says.
+    pub provisioning: bool,
+    /// How long a group's member list read from Okta is reused by other rounds of the same
+    /// group (with this term's own writes applied). A connector sync always forces a fresh
+    /// read; zero reads Okta every round.
+    pub members_max_age: Duration,
 }
 
 impl Default for Settings {
@@ -86,6 +101,8 @@ impl Default for Settings {
             record_namespace: None,
             retry_delay: Duration::from_secs(5),
             resync: Duration::from_secs(600),
+            provisioning: true,
+            members_max_age: Duration::from_secs(30),
         }
     }
 }
@@ -99,6 +116,8 @@ struct Shared {
     recorder: Recorder,
     settings: Settings,
     term: CancellationToken,
+    /// Member lists of this term (a new term reads Okta afresh).
+    members: MemberCache,
 }
 
 /// Runs the membership controller until `ctx.shutdown`, with default [`Settings`].
@@ -201,6 +220,7 @@ async fn run_term(
         recorder: Recorder::new(ctx.kube.clone(), Reporter::from(FIELD_MANAGER)),
         settings: settings.clone(),
         term: term.clone(),
+        members: MemberCache::new(settings.members_max_age),
     });
     let caches_synced = caches_synced.clone();
     let ready = async move {
@@ -277,20 +297,51 @@ struct Connector {
     /// The org domain in the client's normalised form (keys the record).
     domain: Option<String>,
     client: Option<OktaClient>,
+    /// The connector's last sync as lookup tables, when it has one.
+    index: Option<Arc<ConnectorIndex>>,
+    /// Identifies the connector's last sync: a member list read before it is stale.
+    sync: String,
 }
 
+/// The connector's facts: from its index (kept current by the connector reconciler, no API
+/// call), else from the object itself (before its first sync, or without the connector
+/// reconciler, as in tests that seed only the client).
 async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector> {
     let ns = gm.namespace().unwrap_or_default();
     let name = &gm.spec.connector_ref.name;
+    let key = ConnectorKey::new(&ns, name);
+    let client = shared.ctx.clients.client(&key);
+    if let (Some(client), Some(ix)) = (&client, index::lookup(&shared.ctx.clients, &key)) {
+        let facts = ConnectorFacts {
+            name: name.clone(),
+            ready: ix.facts.ready,
+            provisioning: ix.facts.provisioning,
+            suspended: ix.facts.suspended,
+            email_domains: ix.facts.email_domains.as_slice().to_vec(),
+            group_name_filter: ix
+                .facts
+                .group_name_filter
+                .as_ref()
+                .map(|f| f.as_str().to_owned()),
+        };
+        return Ok(Connector {
+            facts: Some(facts),
+            domain: Some(client.domain().to_string()),
+            client: Some(client.clone()),
+            sync: ix.synced_at.to_string(),
+            index: Some(ix),
+        });
+    }
     let api: Api<OktaCiamConnector> = Api::namespaced(shared.ctx.kube.clone(), &ns);
     let Some(c) = api.get_opt(name).await? else {
         return Ok(Connector {
             facts: None,
             domain: None,
             client: None,
+            index: None,
+            sync: String::new(),
         });
     };
-    let client = shared.ctx.clients.client(&ConnectorKey::new(&ns, name));
     let domain = match &client {
         Some(client) => Some(client.domain().to_string()),
         None => OrgDomain::parse(&c.spec.domain, &shared.ctx.domain_policy)
@@ -310,10 +361,18 @@ async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector
         email_domains: c.spec.email_domains.clone(),
         group_name_filter: c.spec.group_name_filter.clone(),
     };
+    let sync = c
+        .status
+        .as_ref()
+        .and_then(|s| s.last_sync_time.as_ref())
+        .map(|t| t.0.to_string())
+        .unwrap_or_default();
     Ok(Connector {
         facts: Some(facts),
         domain,
         client,
+        index: None,
+        sync,
     })
 }
 
@@ -415,11 +474,13 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
 
     let connector = connector_of(shared, &gm).await?;
     let mut lookups_failed = false;
-    let admitted = decide::check_connector(connector.facts.as_ref()).is_ok();
+    let admitted = decide::check_operator(shared.settings.provisioning).is_ok()
+        && decide::check_connector(connector.facts.as_ref()).is_ok();
     let client = connector.client.as_ref().filter(|_| admitted);
+    let index = connector.index.as_deref();
     let group = match client {
         None => GroupLookup::NotLookedUp,
-        Some(client) => match lookup::find_group(client, &gm.spec.group).await {
+        Some(client) => match lookup::find_group(client, index, &gm.spec.group).await {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(membership = %owner, error = %e, "group lookup failed");
@@ -434,7 +495,7 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
         .is_some_and(|c| decide::check_group(&group, c).is_ok());
     let users = match client {
         Some(client) if group_ok => {
-            let (users, failed) = lookup::find_users(client, &gm.spec.users).await;
+            let (users, failed) = lookup::find_users(client, index, &gm.spec.users).await;
             lookups_failed |= failed;
             users
         }
@@ -455,9 +516,10 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
     // Where the record lives; unknown without a connector domain or a group id.
     let location = connector.domain.clone().zip(group_id.clone());
 
-    let lock = location
-        .as_ref()
-        .map(|(d, g)| shared.records.lock_for(&record::record_name(d, g)));
+    let record_name = location.as_ref().map(|(d, g)| record::record_name(d, g));
+    // The group's record name keys its member list too; only a located group has one.
+    let located = location.as_ref().zip(record_name.as_deref());
+    let lock = record_name.as_deref().map(|n| shared.records.lock_for(n));
     let _guard = match &lock {
         Some(lock) => Some(lock.lock().await),
         None => None,
@@ -477,9 +539,13 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
         };
         let mut members = BTreeSet::new();
         let mut group_seen = group.clone();
-        if let (Some(client), GroupLookup::Found(g), true) = (client, &group, group_ok) {
-            match lookup::members(client, &g.id).await {
+        if let (Some(client), GroupLookup::Found(g), Some((_, cache_key))) =
+            (client, &group, located.filter(|_| group_ok))
+        {
+            match group_members(shared, client, &g.id, cache_key, &connector.sync).await {
                 Ok(m) => members = m,
+                // Gone since the index saw it: nothing to hold, nothing to revoke.
+                Err(crate::okta::Error::NotFound(_)) => group_seen = GroupLookup::NotFound,
                 Err(e) => {
                     tracing::warn!(membership = %owner, error = %e, "listing members failed");
                     lookups_failed = true;
@@ -489,6 +555,7 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
             }
         }
         let input = Input {
+            provisioning: shared.settings.provisioning,
             owner: owner.clone(),
             connector: connector.facts.clone(),
             group: group_seen,
@@ -524,7 +591,14 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
     // 4. Okta writes, only for a located group through the connector's shared client.
     let failures: BTreeMap<String, WriteError> = match (client, &plan.group_id) {
         (Some(client), Some(gid)) if plan.has_writes() => {
-            lookup::write_memberships(client, gid, &plan.grants, &plan.revokes).await
+            let failures =
+                lookup::write_memberships(client, gid, &plan.grants, &plan.revokes).await;
+            if let Some(name) = &record_name {
+                shared
+                    .members
+                    .apply(name, &plan.grants, &plan.revokes, &failures);
+            }
+            failures
         }
         _ => BTreeMap::new(),
     };
@@ -587,6 +661,33 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
         })
         .unwrap_or(resync);
     Ok(Action::requeue(wait))
+}
+
+/// The group's members: the term's recent list when fresh ([`MemberCache`]), else one paged
+/// read from Okta, kept for the next rounds of the group.
+async fn group_members(
+    shared: &Shared,
+    client: &OktaClient,
+    group_id: &str,
+    cache_key: &str,
+    sync: &str,
+) -> crate::okta::Result<BTreeSet<String>> {
+    if let Some(members) = shared.members.get(cache_key, sync, Instant::now()) {
+        return Ok(members);
+    }
+    let read_at = Instant::now();
+    match lookup::members(client, group_id).await {
+        Ok(members) => {
+            shared
+                .members
+                .put(cache_key, sync, members.clone(), read_at);
+            Ok(members)
+        }
+        Err(e) => {
+            shared.members.forget(cache_key);
+            Err(e)
+        }
+    }
 }
 
 /// Publishes the round's Events; a failed Event is logged, never fails the round.

@@ -224,6 +224,7 @@ mod tests {
             }),
         };
         decide::Input {
+            provisioning: true,
             owner: owner_key(gm),
             connector: Some(connector),
             group: decide::GroupLookup::Found(decide::OktaGroup {

@@ -72,6 +72,28 @@ pub struct RunArgs {
     #[arg(long, env = "OKTA_CIAM_INSECURE_LOOPBACK_HTTP")]
     pub insecure_loopback_http: bool,
 
+    /// Allow `GroupMembership` writes at all. `false` refuses every membership write in the
+    /// cluster (reason `ProvisioningDisabled`), whatever a connector's `spec.provisioning`
+    /// says; syncs go on. Also read from `BATON_PROVISIONING`, the commercial connector's
+    /// switch. Default: true.
+    #[arg(
+        long,
+        env = "OKTA_CIAM_PROVISIONING",
+        value_name = "true|false",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub provisioning: Option<bool>,
+
+    /// `BATON_PROVISIONING`, the commercial connector's name for `--provisioning`; the
+    /// operator's own flag and variable win over it.
+    #[arg(
+        long = "baton-provisioning",
+        env = "BATON_PROVISIONING",
+        hide = true,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub baton_provisioning: Option<bool>,
+
     /// On SIGTERM, how long to wait for in-flight work before abandoning it.
     #[arg(long, env = "OKTA_CIAM_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -100,6 +122,14 @@ impl RunArgs {
             .into_iter()
             .map(|s| s.trim_start_matches('.').to_ascii_lowercase())
             .collect()
+    }
+
+    /// Whether membership writes are allowed: `--provisioning`/`OKTA_CIAM_PROVISIONING`,
+    /// else `BATON_PROVISIONING`, else true.
+    pub fn provisioning_enabled(&self) -> bool {
+        self.provisioning
+            .or(self.baton_provisioning)
+            .unwrap_or(true)
     }
 
     /// The Lease settings when leader election is on. `default_namespace` is used when neither
@@ -194,6 +224,25 @@ mod tests {
         ]);
         assert_eq!(a.watched_namespaces(), ["a", "b", "c"]);
         assert_eq!(a.allowed_domain_suffixes(), ["example.com"]);
+    }
+
+    #[test]
+    fn provisioning_switch_defaults_on_and_the_operator_flag_wins_over_baton() {
+        let mut a = parse(&[]);
+        // The environment of the test process must not decide this test.
+        (a.provisioning, a.baton_provisioning) = (None, None);
+        assert!(a.provisioning_enabled());
+        let a = parse(&["--provisioning", "false"]);
+        assert!(!a.provisioning_enabled());
+        let a = parse(&["--provisioning", "true", "--baton-provisioning", "false"]);
+        assert!(a.provisioning_enabled());
+        let mut a = parse(&["--baton-provisioning", "false"]);
+        a.provisioning = None;
+        assert!(!a.provisioning_enabled());
+        assert!(
+            Wrapper::try_parse_from(["run", "--provisioning", "maybe"]).is_err(),
+            "only booleans"
+        );
     }
 
     #[test]

@@ -269,8 +269,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let kube = kube::Client::try_default()
         .await
         .map_err(Error::KubeConfig)?;
+    let membership = crate::controller::membership::Settings {
+        provisioning: args.provisioning_enabled(),
+        ..crate::controller::membership::Settings::default()
+    };
+    if !membership.provisioning {
+        tracing::warn!("provisioning is disabled: every GroupMembership write is refused");
+    }
     let operator = Operator::<OktaClient>::start(args, kube).await?;
     operator
-        .run(signal, crate::controller::run_controllers)
+        .run(signal, move |ctx| {
+            crate::controller::runtime::controllers::run_controllers_with(ctx, membership)
+        })
         .await
 }

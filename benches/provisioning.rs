@@ -1,0 +1,300 @@
+//! Provisioning benchmark: the real `okta-ciam-operator run` binary (a child process)
+//! against the Kubernetes API test server (through a kubeconfig) and the Okta emulator
+//! (both in this process), so the figures are the operator's.
+//!
+//! Prints:
+//! - provisioning latency (apply -> member in the emulator), p50/p95 over
+//!   `PROVISIONING_BENCH_LATENCY_SAMPLES` (default 20) single-user `GroupMembership`s applied
+//!   one after another;
+//! - the time for 1,000 single-user `GroupMembership`s spread over 10 groups, applied at once,
+//!   to all become Ready; the Okta requests and 429s they cost; and the membership bucket's
+//!   floor: 1,000 PUTs at Okta's groups limit (500 per window) and the default 50% budget,
+//!   `(ceil(1000 / (0.5 * 500)) - 1) * window`, on shortened windows
+//!   (`PROVISIONING_BENCH_WINDOW_SECONDS`, default 5).
+//!
+//! `cargo bench --bench provisioning` (see docs/provisioning.md for recorded figures).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use kube_test_server::TestServer;
+use okta_ciam_operator::crd::{GroupMembership, OktaCiamConnector};
+use okta_ciam_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Fixture};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_okta-ciam-operator");
+const NS: &str = "bench";
+const BURST: usize = 1000;
+const GROUPS: usize = 10;
+/// Okta's default Workforce limits per window.
+const LIMIT_GROUPS: u32 = 500;
+const BUDGET_PERCENT: u32 = 50;
+/// Every wait in the benchmark gives up after this long.
+const GIVE_UP: Duration = Duration::from_secs(900);
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn fixture(window: u64, samples: usize) -> String {
+    let mut f = String::from("tokens: [bench-token]\n");
+    let _ = writeln!(
+        f,
+        "rateLimits: {{windowSeconds: {window}, users: 600, groups: {LIMIT_GROUPS}, default: 1200, concurrency: 75}}"
+    );
+    f.push_str("users:\n");
+    for i in 0..samples {
+        let _ = writeln!(f, "  - {{login: latency{i:03}@example.com}}");
+    }
+    for i in 0..BURST {
+        let _ = writeln!(f, "  - {{login: burst{i:04}@example.com}}");
+    }
+    f.push_str("groups:\n  - {name: Latency}\n");
+    for g in 0..GROUPS {
+        let _ = writeln!(f, "  - {{name: Burst {g}}}");
+    }
+    f
+}
+
+/// Polls `check` every `every` until it is true; panics after [`GIVE_UP`].
+async fn wait_until<F, Fut>(what: &str, every: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + GIVE_UP;
+    while !check().await {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn apply(kube: &Client, name: &str, group: &str, user: &str) {
+    let api: Api<GroupMembership> = Api::namespaced(kube.clone(), NS);
+    let obj = json!({
+        "apiVersion": "oktaciam.io/v1alpha1", "kind": "GroupMembership",
+        "metadata": {"name": name},
+        "spec": {"connectorRef": {"name": "acme"}, "group": {"name": group}, "users": [user]},
+    });
+    api.patch(
+        name,
+        &PatchParams::apply("bench").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .expect("apply a GroupMembership");
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn setup(kube: &Client, okta: &EmulatorHandle) {
+    let namespaces: Api<Namespace> = Api::all(kube.clone());
+    let ns = serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(kube.clone(), NS);
+    let secret = serde_json::from_value(json!({
+        "metadata": {"name": "okta"}, "stringData": {"token": okta.token()},
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let connectors: Api<OktaCiamConnector> = Api::namespaced(kube.clone(), NS);
+    let connector = serde_json::from_value(json!({
+        "apiVersion": "oktaciam.io/v1alpha1", "kind": "OktaCiamConnector",
+        "metadata": {"name": "acme"},
+        "spec": {"domain": okta.domain(), "tokenSecretRef": {"name": "okta", "key": "token"},
+                 "emailDomains": ["example.com"], "provisioning": true},
+    }))
+    .unwrap();
+    connectors
+        .create(&PostParams::default(), &connector)
+        .await
+        .unwrap();
+}
+
+async fn connector_ready(kube: &Client) -> bool {
+    let api: Api<OktaCiamConnector> = Api::namespaced(kube.clone(), NS);
+    api.get_opt("acme").await.ok().flatten().is_some_and(|c| {
+        c.status.is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+    })
+}
+
+async fn ready_count(kube: &Client, prefix: &str) -> usize {
+    let api: Api<GroupMembership> = Api::namespaced(kube.clone(), NS);
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return 0;
+    };
+    list.items
+        .iter()
+        .filter(|gm| {
+            gm.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .filter(|gm| {
+            gm.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        })
+        .count()
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let window: u64 = env_or("PROVISIONING_BENCH_WINDOW_SECONDS", 5);
+    let samples: usize = env_or("PROVISIONING_BENCH_LATENCY_SAMPLES", 20).max(1);
+
+    let crds = [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/crds/oktaciamconnectors.yaml"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/crds/groupmemberships.yaml"),
+    ];
+    let server = TestServer::start(crds).await.expect("kube test server");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let kube = server.client();
+    let okta = emulator::start(EmulatorConfig::new(
+        Fixture::from_yaml(&fixture(window, samples)).unwrap(),
+    ))
+    .await
+    .expect("emulator");
+    setup(&kube, &okta).await;
+
+    let _operator = Operator(
+        Command::new(BIN)
+            .args([
+                "run",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--insecure-loopback-http",
+            ])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "warn")
+            .env("OKTA_CIAM_LOG_FORMAT", "text")
+            .env_remove("OKTA_CIAM_LEADER_ELECT")
+            .env_remove("OKTA_CIAM_PROVISIONING")
+            .env_remove("BATON_PROVISIONING")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("operator.log")).unwrap())
+            .spawn()
+            .expect("start the operator"),
+    );
+    wait_until(
+        "the connector's first sync",
+        Duration::from_millis(100),
+        || connector_ready(&kube),
+    )
+    .await;
+
+    // Latency: one membership at a time, apply -> member in the emulator.
+    let group = okta.group_id("Latency").unwrap();
+    let mut latencies = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let login = format!("latency{i:03}@example.com");
+        let user = okta.user_id(&login).unwrap();
+        let started = Instant::now();
+        apply(&kube, &format!("latency-{i:03}"), "Latency", &login).await;
+        wait_until("a member", Duration::from_millis(2), || async {
+            okta.members_of(&group).contains(&user)
+        })
+        .await;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+
+    // Burst: 1,000 memberships applied at once, until every one is Ready.
+    let before = okta.stats();
+    let started = Instant::now();
+    for i in 0..BURST {
+        let login = format!("burst{i:04}@example.com");
+        apply(
+            &kube,
+            &format!("burst-{i:04}"),
+            &format!("Burst {}", i % GROUPS),
+            &login,
+        )
+        .await;
+    }
+    let applied = started.elapsed();
+    wait_until(
+        "every burst membership Ready",
+        Duration::from_millis(250),
+        || async { ready_count(&kube, "burst-").await == BURST },
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let after = okta.stats();
+    let members: BTreeSet<String> = (0..GROUPS)
+        .flat_map(|g| okta.members_of(&okta.group_id(&format!("Burst {g}")).unwrap()))
+        .collect();
+    assert_eq!(members.len(), BURST, "every burst user is a member");
+
+    let by_route = |route: &str| {
+        after.requests.by_route.get(route).copied().unwrap_or(0)
+            - before.requests.by_route.get(route).copied().unwrap_or(0)
+    };
+    let requests = after.requests.total - before.requests.total;
+    let puts = by_route("PUT /api/v1/groups/{groupId}/users/{userId}");
+    let lists = by_route("GET /api/v1/groups/{groupId}/users");
+    let searches = by_route("GET /api/v1/users") + by_route("GET /api/v1/groups");
+    let per_window = u64::from(LIMIT_GROUPS) * u64::from(BUDGET_PERCENT) / 100;
+    let windows = (BURST as u64).div_ceil(per_window);
+    let floor = Duration::from_secs((windows - 1) * window);
+
+    println!("provisioning benchmark (operator binary: {BIN})");
+    println!(
+        "latency over {samples} single-user GroupMemberships: p50 {:.0} ms, p95 {:.0} ms",
+        percentile(&latencies, 50.0).as_secs_f64() * 1000.0,
+        percentile(&latencies, 95.0).as_secs_f64() * 1000.0
+    );
+    println!(
+        "{BURST} GroupMemberships over {GROUPS} groups: all Ready in {:.1} s (applied in {:.1} s)",
+        elapsed.as_secs_f64(),
+        applied.as_secs_f64()
+    );
+    println!(
+        "okta requests: {requests} ({puts} PUT, {lists} member lists, {searches} searches); 429s: {}",
+        after.rate_limited - before.rate_limited
+    );
+    println!(
+        "membership bucket floor: {BURST} PUTs at {per_window} per {window} s window ({LIMIT_GROUPS} x {BUDGET_PERCENT}%) = {:.1} s; ratio {:.2}x",
+        floor.as_secs_f64(),
+        elapsed.as_secs_f64() / floor.as_secs_f64().max(f64::EPSILON)
+    );
+    okta.shutdown().await;
+    server.shutdown().await;
+}

@@ -1,0 +1,417 @@
+//! Shared harness of the `GroupMembership` reconciler tests: the Kubernetes API test server
+//! (serving the committed CRDs), the in-process Okta emulator, connectors whose shared client
+//! is seeded in the registry (optionally with an index from a real sync), and the reconciler.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use kube_test_server::TestServer;
+use okta_ciam_operator::controller::membership::{Settings, run_with};
+use okta_ciam_operator::controller::runtime::Context;
+use okta_ciam_operator::controller::runtime::clients::{ClientRegistry, ConnectorKey};
+use okta_ciam_operator::controller::runtime::leader::Leadership;
+use okta_ciam_operator::controller::runtime::metrics::Metrics;
+use okta_ciam_operator::controller::runtime::server::Readiness;
+use okta_ciam_operator::crd::{GroupMembership, OktaCiamConnector};
+use okta_ciam_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Fixture};
+use okta_ciam_operator::okta::{ApiToken, ClientOptions, DomainPolicy, OrgDomain};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const NS: &str = "identity";
+pub const OPERATOR_NS: &str = "okta-ciam-operator";
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub const FIXTURE: &str = r#"
+tokens: [test-token]
+# Short windows: a 429 waits for a reset at most a second away.
+rateLimits: {windowSeconds: 1}
+users:
+  - {login: alice@example.com}
+  - {login: bob@example.com}
+  - {login: carol@example.com}
+  - {login: dave@example.com}
+  - {login: mallory@evil.example.org}
+  - {login: suspended@example.com, status: SUSPENDED}
+  # "twin@example.com" is one user's login and another's primary email.
+  - {login: twin@example.com}
+  - {login: twin2@example.com, email: twin@example.com}
+groups:
+  - {name: Eng On-Call, members: [dave@example.com]}
+  - {name: Eng Admins}
+  - {name: Sales}
+  - {name: Eng Imported, type: APP_GROUP}
+"#;
+
+/// Polls `check` until it yields `Some`, at most `WAIT` (bounded count and time).
+pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    wait_within(what, WAIT, check).await
+}
+
+/// How long bursts of hundreds of memberships may take on a loaded machine.
+pub const LONG_WAIT: Duration = Duration::from_secs(240);
+
+/// [`wait_for`] with [`LONG_WAIT`].
+pub async fn wait_for_long<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    wait_within(what, LONG_WAIT, check).await
+}
+
+/// Polls `check` every 50 ms until it yields `Some`, at most `limit`.
+pub async fn wait_within<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    // Bounded in count as well: at most one poll per 50 ms of the limit (sleeps only lengthen).
+    for _ in 0..=limit.as_millis() / 50 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+pub struct Harness {
+    pub server: TestServer,
+    pub okta: EmulatorHandle,
+    pub kube: Client,
+    pub registry: Arc<ClientRegistry>,
+    pub shutdown: CancellationToken,
+    pub operator: Option<JoinHandle<()>>,
+    /// The reconciler's settings, used by every (re)start.
+    pub settings: Settings,
+}
+
+/// What a test may change about the harness.
+pub struct Options {
+    /// The emulator's fixture (YAML).
+    pub fixture: String,
+    /// The reconciler's settings.
+    pub settings: Settings,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            fixture: FIXTURE.to_owned(),
+            settings: Settings {
+                record_namespace: Some(OPERATOR_NS.into()),
+                retry_delay: Duration::from_millis(200),
+                resync: Duration::from_secs(600),
+                ..Settings::default()
+            },
+        }
+    }
+}
+
+pub fn fast_client() -> ClientOptions {
+    ClientOptions {
+        retry_base_delay: Duration::from_millis(20),
+        retry_max_delay: Duration::from_millis(200),
+        request_timeout: Duration::from_secs(5),
+        max_rate_limit_wait: Duration::from_secs(20),
+        ..ClientOptions::default()
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Harness {
+        let crds = [
+            concat!(env!("CARGO_MANIFEST_DIR"), "/crds/oktaciamconnectors.yaml"),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/crds/groupmemberships.yaml"),
+        ];
+        let server = TestServer::start(crds).await.unwrap();
+        let kube = server.client();
+        let fixture = Fixture::from_yaml(&options.fixture).unwrap();
+        let okta = emulator::start(EmulatorConfig::new(fixture)).await.unwrap();
+        let namespaces: Api<Namespace> = Api::all(kube.clone());
+        for ns in [NS, OPERATOR_NS] {
+            let obj = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+            namespaces
+                .create(&PostParams::default(), &obj)
+                .await
+                .unwrap();
+        }
+        let mut h = Harness {
+            server,
+            okta,
+            kube,
+            registry: Arc::new(ClientRegistry::new()),
+            shutdown: CancellationToken::new(),
+            operator: None,
+            settings: options.settings,
+        };
+        h.connector("acme", json!({})).await;
+        h.start_operator();
+        h
+    }
+
+    /// Starts the reconciler with a fresh registry holding every connector's client (a
+    /// restarted operator, once its connector reconciler synced).
+    pub fn start_operator(&mut self) {
+        let shutdown = CancellationToken::new();
+        let ctx = Context {
+            kube: self.kube.clone(),
+            namespaces: Vec::new(),
+            domain_policy: policy(),
+            metrics: Metrics::new(),
+            clients: self.registry.clone(),
+            readiness: Readiness::new(),
+            leadership: Leadership::always(&shutdown),
+            shutdown: shutdown.clone(),
+        };
+        let settings = self.settings.clone();
+        self.shutdown = shutdown;
+        self.operator = Some(tokio::spawn(async move {
+            let (caches_synced, _) = tokio::sync::oneshot::channel();
+            run_with(ctx, settings, caches_synced).await.unwrap();
+        }));
+    }
+
+    pub async fn stop_operator(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.operator.take() {
+            tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+        }
+    }
+
+    /// Creates a Ready connector (spec overrides in `extra`) and seeds its shared client.
+    pub async fn connector(&self, name: &str, extra: Value) {
+        let mut spec = json!({
+            "domain": self.okta.domain(),
+            "tokenSecretRef": {"name": "okta", "key": "token"},
+            "emailDomains": ["example.com"],
+            "provisioning": true,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let api: Api<OktaCiamConnector> = Api::namespaced(self.kube.clone(), NS);
+        let obj = serde_json::from_value(json!({
+            "apiVersion": "oktaciam.io/v1alpha1", "kind": "OktaCiamConnector",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &obj).await.unwrap();
+        self.connector_synced(name, "2026-01-01T00:00:00Z").await;
+        let domain = OrgDomain::parse(&self.okta.domain(), &policy()).unwrap();
+        self.registry
+            .okta_client(
+                &ConnectorKey::new(NS, name),
+                &domain,
+                &ApiToken::new(self.okta.token()),
+                fast_client(),
+            )
+            .unwrap();
+    }
+
+    /// Runs a real sync through the connector's shared client and stores its index, as the
+    /// connector reconciler does after each sync.
+    pub async fn sync_index(&self, name: &str) {
+        use okta_ciam_operator::controller::connector::index::{ConnectorFacts, ConnectorIndex};
+        use okta_ciam_operator::sync::engine::{SyncConfig, sync};
+        use okta_ciam_operator::sync::progress::NoProgress;
+        use okta_ciam_operator::sync::scope::EmailDomains;
+        let key = ConnectorKey::new(NS, name);
+        let client = self.registry.client(&key).expect("the connector's client");
+        let email_domains = EmailDomains::new(["example.com"]).unwrap();
+        let config = SyncConfig {
+            email_domains: email_domains.clone(),
+            group_name_filter: None,
+            concurrency: 4,
+        };
+        let snapshot = sync(&client, &config, &NoProgress).await.unwrap();
+        let facts = ConnectorFacts {
+            ready: true,
+            provisioning: true,
+            suspended: false,
+            email_domains,
+            group_name_filter: None,
+            generation: Some(1),
+        };
+        let index = ConnectorIndex::build(snapshot, facts, jiff::Timestamp::now());
+        assert!(self.registry.set_index(&key, Arc::new(index)));
+    }
+
+    /// Marks the connector Ready with a new sync time, as the connector reconciler does
+    /// after each sync.
+    pub async fn connector_synced(&self, name: &str, at: &str) {
+        let api: Api<OktaCiamConnector> = Api::namespaced(self.kube.clone(), NS);
+        let status = json!({"status": {
+            "lastSyncTime": at,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Synced", "message": "synced",
+                "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        }});
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    }
+
+    pub fn gms(&self) -> Api<GroupMembership> {
+        Api::namespaced(self.kube.clone(), NS)
+    }
+
+    pub async fn apply(&self, name: &str, spec: Value) {
+        let obj = json!({
+            "apiVersion": "oktaciam.io/v1alpha1", "kind": "GroupMembership",
+            "metadata": {"name": name}, "spec": spec,
+        });
+        self.gms()
+            .patch(
+                name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .unwrap();
+    }
+
+    pub async fn get(&self, name: &str) -> Option<GroupMembership> {
+        self.gms().get_opt(name).await.unwrap()
+    }
+
+    /// Waits until the named condition has `status` and `reason`.
+    pub async fn wait_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+    ) -> GroupMembership {
+        wait_for(&format!("{name}: {type_}={status} ({reason})"), || async {
+            let gm = self.get(name).await?;
+            let s = gm.status.as_ref()?;
+            let c = s.conditions.iter().find(|c| c.type_ == type_)?;
+            (c.status == status && c.reason == reason).then_some(gm.clone())
+        })
+        .await
+    }
+
+    pub async fn wait_gone(&self, name: &str) {
+        wait_for(&format!("{name} deleted"), || async {
+            self.get(name).await.is_none().then_some(())
+        })
+        .await;
+    }
+
+    pub async fn delete(&self, name: &str) {
+        self.gms()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+
+    pub fn group(&self, name: &str) -> String {
+        self.okta.group_id(name).unwrap()
+    }
+
+    pub fn user(&self, login: &str) -> String {
+        self.okta.user_id(login).unwrap()
+    }
+
+    pub fn members(&self, group: &str) -> BTreeSet<String> {
+        self.okta
+            .members_of(&self.group(group))
+            .into_iter()
+            .collect()
+    }
+
+    pub fn ids(&self, logins: &[&str]) -> BTreeSet<String> {
+        logins.iter().map(|l| self.user(l)).collect()
+    }
+
+    /// Membership writes (PUT or DELETE) the emulator answered so far.
+    pub fn writes(&self) -> u64 {
+        self.okta
+            .stats()
+            .requests
+            .by_route
+            .iter()
+            .filter(|(route, _)| route.starts_with("PUT ") || route.starts_with("DELETE "))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub async fn event_reasons(&self, name: &str) -> Vec<(String, String)> {
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.kube.clone(), NS);
+        api.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+            .collect()
+    }
+
+    pub async fn wait_event(&self, name: &str, type_: &str, reason: &str) {
+        wait_for(&format!("{type_} Event {reason} on {name}"), || async {
+            self.event_reasons(name)
+                .await
+                .iter()
+                .any(|(t, r)| t == type_ && r == reason)
+                .then_some(())
+        })
+        .await;
+    }
+
+    pub async fn shutdown(mut self) {
+        self.stop_operator().await;
+        self.okta.shutdown().await;
+        self.server.shutdown().await;
+    }
+}
+
+pub fn policy() -> DomainPolicy {
+    DomainPolicy {
+        insecure_loopback_http: true,
+        ..DomainPolicy::default()
+    }
+}
+
+pub fn user_row<'a>(
+    gm: &'a GroupMembership,
+    user: &str,
+) -> &'a okta_ciam_operator::crd::UserMembershipStatus {
+    gm.status
+        .as_ref()
+        .unwrap()
+        .users
+        .iter()
+        .find(|u| u.user == user)
+        .unwrap_or_else(|| panic!("no status row for {user}"))
+}
+
+pub fn state_of(gm: &GroupMembership, user: &str) -> String {
+    let row = user_row(gm, user);
+    format!(
+        "{:?}/{:?}/{}",
+        row.state,
+        row.origin,
+        row.reason.as_deref().unwrap_or("")
+    )
+}
