@@ -50,6 +50,13 @@ async fn grants_adds_removes_and_revokes_on_delete_leaving_preexisting_alone() {
         "Granted/Some(Preexisting)/Preexisting"
     );
     h.wait_event("oncall", "Normal", "Granted").await;
+    // Two memberships are the operator's own; dave's preexisting one is not counted.
+    wait_for("the managed-memberships gauge", || async {
+        let text = h.metrics.encode();
+        text.contains("okta_ciam_managed_memberships 2")
+            .then_some(())
+    })
+    .await;
 
     // The ownership record: one labelled ConfigMap in the operator's namespace.
     let cms: Api<ConfigMap> = Api::namespaced(h.kube.clone(), OPERATOR_NS);

@@ -100,6 +100,8 @@ pub struct Harness {
     pub operator: Option<JoinHandle<()>>,
     /// The reconciler's settings, used by every (re)start.
     pub settings: Settings,
+    /// The metrics every (re)started reconciler records into.
+    pub metrics: Metrics,
 }
 
 /// What a test may change about the harness.
@@ -163,6 +165,7 @@ impl Harness {
             registry: Arc::new(ClientRegistry::new()),
             shutdown: CancellationToken::new(),
             operator: None,
+            metrics: Metrics::new(),
             settings: options.settings,
         };
         h.connector("acme", json!({})).await;
@@ -178,7 +181,7 @@ impl Harness {
             kube: self.kube.clone(),
             namespaces: Vec::new(),
             domain_policy: policy(),
-            metrics: Metrics::new(),
+            metrics: self.metrics.clone(),
             clients: self.registry.clone(),
             readiness: Readiness::new(),
             leadership: Leadership::always(&shutdown),

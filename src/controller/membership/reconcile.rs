@@ -47,6 +47,7 @@ use crate::controller::runtime::Context;
 use crate::controller::runtime::clients::ConnectorKey;
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::is_true;
+use crate::crd::membership::{MembershipOrigin, UserMembershipState, UserMembershipStatus};
 use crate::crd::{ConditionType, FIELD_MANAGER, GroupMembership, OktaCiamConnector};
 use crate::okta::{OktaClient, OrgDomain};
 
@@ -268,6 +269,23 @@ fn memberships_of(
         .collect()
 }
 
+/// Memberships the operator granted and holds, as the watched statuses report them (a
+/// membership shared by several `GroupMembership`s counts once per declaration).
+fn managed_memberships(stores: &[Store<GroupMembership>]) -> u64 {
+    let held = |u: &&UserMembershipStatus| {
+        u.state == UserMembershipState::Granted && u.origin == Some(MembershipOrigin::Granted)
+    };
+    stores
+        .iter()
+        .flat_map(Store::state)
+        .filter_map(|gm| {
+            gm.status
+                .as_ref()
+                .map(|s| s.users.iter().filter(held).count() as u64)
+        })
+        .sum()
+}
+
 fn error_policy(gm: Arc<GroupMembership>, error: &Error, shared: Arc<Shared>) -> Action {
     tracing::warn!(membership = %owner_key(&gm), %error, "membership round failed");
     Action::requeue(shared.settings.retry_delay)
@@ -288,6 +306,10 @@ async fn reconcile(gm: Arc<GroupMembership>, shared: Arc<Shared>) -> Result<Acti
         .ctx
         .metrics
         .record_reconcile("GroupMembership", outcome, started.elapsed());
+    shared
+        .ctx
+        .metrics
+        .set_managed_memberships(managed_memberships(&shared.stores));
     result
 }
 
