@@ -142,7 +142,7 @@ pub async fn sync(
             .iter()
             .map(|t| SnapshotRole {
                 role_type: (*t).to_string(),
-                label: roles::standard_role_label(t),
+                label: okta::standard_role_label(t),
             })
             .collect(),
         custom_roles,
