@@ -12,17 +12,23 @@ pub struct Cli {
     #[arg(long, global = true, env = "OKTA_CIAM_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
 
+    /// What to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// How log lines are written.
+/// How log lines are written: `Text`, human-readable lines, or `Json`, one JSON object per line
+/// for log collectors.
+// The variants stay undocumented: clap would turn variant docs into per-value help and switch
+// every `--help` page to its long layout.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
+/// The subcommands, one per job.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve an emulated Okta org (Management API subset) for tests, benchmarks and demos.

@@ -8,6 +8,8 @@
 //! - [`controller`]: one reconciler per kind, plus the operator runtime.
 //! - [`cli`]: the command line.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod controller;
 pub mod crd;

@@ -155,6 +155,15 @@ impl Harness {
             .expect("connector created");
     }
 
+    /// Stores `token-1`, creates the connector for the emulator's org with `extra` in its spec
+    /// and waits for its first sync.
+    async fn create_synced(&self, extra: serde_json::Value) -> OktaCiamConnector {
+        self.put_secret("apiToken", "token-1").await;
+        self.create_connector(&self.okta.domain(), extra).await;
+        self.wait_condition(ConditionType::Ready, "True", "Synced")
+            .await
+    }
+
     async fn patch_spec(&self, spec: serde_json::Value) {
         self.connectors()
             .patch(
@@ -277,11 +286,8 @@ fn pair(status: &str, reason: &str) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connector_becomes_ready_with_counts_and_an_index_for_memberships() {
     let h = Harness::start().await;
-    h.put_secret("apiToken", "token-1").await;
-    h.create_connector(&h.okta.domain(), serde_json::json!({"provisioning": true}))
-        .await;
     let obj = h
-        .wait_condition(ConditionType::Ready, "True", "Synced")
+        .create_synced(serde_json::json!({"provisioning": true}))
         .await;
     let status = obj.status.clone().unwrap();
     assert_eq!(
@@ -403,11 +409,7 @@ async fn secret_problems_are_reported_and_fixed_through_the_secret_watch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_is_unauthorized_and_a_rotated_one_recovers() {
     let h = Harness::start().await;
-    h.put_secret("apiToken", "token-1").await;
-    h.create_connector(&h.okta.domain(), serde_json::json!({}))
-        .await;
-    h.wait_condition(ConditionType::Ready, "True", "Synced")
-        .await;
+    h.create_synced(serde_json::json!({})).await;
 
     assert!(h.okta.revoke_token("token-1"));
     // A spec change makes a sync due at once; it meets the revoked token.
@@ -470,12 +472,7 @@ async fn an_invalid_spec_makes_no_okta_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspending_stops_syncing_and_deletes_nothing() {
     let h = Harness::start().await;
-    h.put_secret("apiToken", "token-1").await;
-    h.create_connector(&h.okta.domain(), serde_json::json!({}))
-        .await;
-    let ready = h
-        .wait_condition(ConditionType::Ready, "True", "Synced")
-        .await;
+    let ready = h.create_synced(serde_json::json!({})).await;
     let requests = h.okta.stats().requests.total;
 
     h.patch_spec(serde_json::json!({"suspend": true})).await;
@@ -514,12 +511,7 @@ async fn suspending_stops_syncing_and_deletes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_okta_backs_off_and_recovers_on_its_own() {
     let h = Harness::start().await;
-    h.put_secret("apiToken", "token-1").await;
-    h.create_connector(&h.okta.domain(), serde_json::json!({}))
-        .await;
-    let first = h
-        .wait_condition(ConditionType::Ready, "True", "Synced")
-        .await;
+    let first = h.create_synced(serde_json::json!({})).await;
     let first_sync = first.status.unwrap().last_successful_sync_time.unwrap();
 
     h.okta.set_faults(Faults {
@@ -676,11 +668,7 @@ async fn only_watched_namespaces_are_reconciled() {
         .create(&PostParams::default(), &obj)
         .await
         .unwrap();
-    h.put_secret("apiToken", "token-1").await;
-    h.create_connector(&h.okta.domain(), serde_json::json!({}))
-        .await;
-    h.wait_condition(ConditionType::Ready, "True", "Synced")
-        .await;
+    h.create_synced(serde_json::json!({})).await;
     assert!(
         elsewhere.get(NAME).await.unwrap().status.is_none(),
         "a connector outside --namespace got a status"

@@ -229,6 +229,11 @@ async fn logins(api: &Api, query: &str) -> Vec<String> {
     l
 }
 
+/// Logins of the users a `search` or `filter` expression selects.
+async fn logins_where(api: &Api, param: &str, expression: &str) -> Vec<String> {
+    logins(api, &format!("{param}={}", enc(expression))).await
+}
+
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -247,28 +252,16 @@ async fn user_search_and_filter_follow_okta_rules() {
         ]
     );
     assert_eq!(
-        logins(
-            &api,
-            &format!("search={}", enc("status eq \"deprovisioned\""))
-        )
-        .await,
+        logins_where(&api, "search", "status eq \"deprovisioned\"").await,
         ["carol@example.community"]
     );
     assert_eq!(
-        logins(
-            &api,
-            &format!("filter={}", enc("status eq \"DEPROVISIONED\""))
-        )
-        .await,
+        logins_where(&api, "filter", "status eq \"DEPROVISIONED\"").await,
         ["carol@example.community"]
     );
     // co matches look-alike domains too (the client must re-check exactly).
     assert_eq!(
-        logins(
-            &api,
-            &format!("search={}", enc("profile.email co \"@EXAMPLE.com\""))
-        )
-        .await,
+        logins_where(&api, "search", "profile.email co \"@EXAMPLE.com\"").await,
         [
             "alice@example.com",
             "bob@example.com.evil.io",
@@ -276,31 +269,25 @@ async fn user_search_and_filter_follow_okta_rules() {
         ]
     );
     assert_eq!(
-        logins(
-            &api,
-            &format!("search={}", enc("profile.lastName sw \"ali\""))
-        )
-        .await,
+        logins_where(&api, "search", "profile.lastName sw \"ali\"").await,
         ["carol@example.community"]
     );
     assert_eq!(
-        logins(&api, &format!("search={}", enc("(profile.firstName eq \"alice\" or profile.firstName eq \"bob\") and status eq \"SUSPENDED\""))).await,
+        logins_where(&api, "search", "(profile.firstName eq \"alice\" or profile.firstName eq \"bob\") and status eq \"SUSPENDED\"").await,
         ["bob@example.com.evil.io"]
     );
-    assert_eq!(logins(&api, &format!("search={}", enc("profile.firstName eq \"alice\" or profile.firstName eq \"bob\" and status eq \"SUSPENDED\""))).await.len(), 2);
+    assert_eq!(logins_where(&api, "search", "profile.firstName eq \"alice\" or profile.firstName eq \"bob\" and status eq \"SUSPENDED\"").await.len(), 2);
     assert_eq!(
-        logins(
+        logins_where(
             &api,
-            &format!(
-                "filter={}",
-                enc("lastUpdated gt \"2026-01-01T00:00:00.000Z\"")
-            )
+            "filter",
+            "lastUpdated gt \"2026-01-01T00:00:00.000Z\""
         )
         .await,
         ["alice@example.com"]
     );
     assert_eq!(
-        logins(&api, &format!("search={}", enc("profile.secondEmail pr"))).await,
+        logins_where(&api, "search", "profile.secondEmail pr").await,
         Vec::<String>::new()
     );
     // q: prefix on names and email, not DEPROVISIONED.

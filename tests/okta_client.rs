@@ -1,6 +1,8 @@
 //! Okta client against small scripted axum servers on 127.0.0.1:0: pagination, retries,
 //! pacing, error mapping and token redaction.
 
+mod log_capture;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,6 +13,7 @@ use axum::response::Response;
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use http::{HeaderMap, Method};
+use log_capture::CapturedLogs;
 use okta_ciam_operator::okta::{
     ApiToken, ClientOptions, DomainPolicy, Error, GroupQuery, OktaClient, OrgDomain, SswsAuth,
     UserQuery,
@@ -748,31 +751,9 @@ async fn a_reset_beyond_the_wait_budget_fails_fast() {
     assert_eq!(mock.hits(), 1);
 }
 
-/// Collects everything written by a tracing subscriber.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-// Current-thread runtime: the thread-local subscriber sees the client, hyper and the server.
 #[tokio::test(flavor = "current_thread")]
 async fn token_never_reaches_logs_or_errors() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = CapturedLogs::start();
 
     let mock = Mock::start(handler(|s: Seen| async move {
         if s.n == 0 {
@@ -792,7 +773,7 @@ async fn token_never_reaches_logs_or_errors() {
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(mock.hits(), 2, "503 retried, 401 not");
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("retrying Okta request"),
         "logs were captured: {logs}"

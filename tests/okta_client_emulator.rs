@@ -1,11 +1,14 @@
 //! The Okta client against the emulator over real HTTP: pagination of every list, search and
 //! filter rules, rate limits, fault retries and token redaction.
 
+mod log_capture;
+
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use log_capture::CapturedLogs;
 use okta_ciam_operator::emulator::{
     self, EmulatorConfig, EmulatorHandle, Faults, Fixture, GenerateSpec, RateLimits,
 };
@@ -548,30 +551,9 @@ async fn emulator_faults_are_retried() {
     emu.shutdown().await;
 }
 
-/// Collects everything a tracing subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn revoked_token_never_reaches_logs_or_errors() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = CapturedLogs::start();
 
     let emu = start(generated(10), RateLimits::default()).await;
     let token = "00secret-token-for-redaction-test";
@@ -589,7 +571,7 @@ async fn revoked_token_never_reaches_logs_or_errors() {
         "{err:?}"
     );
     emu.shutdown().await;
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("okta response"), "logs were captured");
     assert!(!logs.contains(token), "token leaked into logs");
     for text in [err.to_string(), format!("{err:?}"), format!("{client:?}")] {

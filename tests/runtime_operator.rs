@@ -47,6 +47,16 @@ async fn lease_holder(server: &kube_test_server::TestServer) -> Option<String> {
         .holder_identity
 }
 
+/// Signals shutdown and waits, bounded, for the run to end without error.
+async fn stop_cleanly(stop: oneshot::Sender<()>, run: tokio::task::JoinHandle<Result<(), Error>>) {
+    stop.send(()).unwrap();
+    tokio::time::timeout(LIMIT, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
@@ -143,12 +153,7 @@ async fn the_empty_controller_set_serves_probes_and_exits_cleanly_on_signal() {
     );
     assert!(body.ends_with("# EOF\n"));
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(LIMIT, run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop_cleanly(stop, run).await;
     // The server is gone after run returns.
     assert!(
         http()
@@ -196,12 +201,7 @@ async fn readiness_follows_the_controllers_flag_and_metrics_reach_the_endpoint()
             .1
             .contains("okta_ciam_managed_memberships 3")
     );
-    stop.send(()).unwrap();
-    tokio::time::timeout(LIMIT, run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop_cleanly(stop, run).await;
 }
 
 #[tokio::test]
@@ -290,12 +290,7 @@ async fn with_leader_election_controllers_write_only_in_a_term_and_the_lease_is_
     ));
     tokio::time::timeout(LIMIT, led_rx).await.unwrap().unwrap();
     assert_eq!(lease_holder(&kube).await.as_deref(), Some("test-replica"));
-    stop.send(()).unwrap();
-    tokio::time::timeout(LIMIT, run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop_cleanly(stop, run).await;
     assert!(term_ended.load(Ordering::SeqCst));
     assert_eq!(lease_holder(&kube).await, None, "released");
 }

@@ -627,24 +627,6 @@ fn group_json(org: &Org, base: &str, g: &Group, stats: bool) -> Json {
     v
 }
 
-fn standard_label(role_type: &str) -> &'static str {
-    match role_type {
-        "SUPER_ADMIN" => "Super Administrator",
-        "ORG_ADMIN" => "Organizational Administrator",
-        "APP_ADMIN" => "Application Administrator",
-        "USER_ADMIN" => "Group Administrator",
-        "HELP_DESK_ADMIN" => "Help Desk Administrator",
-        "READ_ONLY_ADMIN" => "Read-only Administrator",
-        "API_ACCESS_MANAGEMENT_ADMIN" => "API Access Management Administrator",
-        "REPORT_ADMIN" => "Report Administrator",
-        "GROUP_MEMBERSHIP_ADMIN" => "Group Membership Administrator",
-        "ACCESS_CERTIFICATIONS_ADMIN" => "Access Certifications Administrator",
-        "ACCESS_REQUESTS_ADMIN" => "Access Requests Administrator",
-        "WORKFLOWS_ADMIN" => "Workflows Administrator",
-        _ => "Administrator",
-    }
-}
-
 /// A role assignment as Okta lists it; `_links.assignee` points at the user or group that
 /// holds it (so a group-held role in a user's list names the group).
 fn assignment_json(org: &Org, base: &str, a: &Assignment) -> Json {
@@ -661,7 +643,7 @@ fn assignment_json(org: &Org, base: &str, a: &Assignment) -> Json {
     let created = format_time(a.created);
     match &a.role {
         RoleRef::Standard(t) => json!({
-            "id": a.id, "label": standard_label(t), "type": t, "status": "ACTIVE",
+            "id": a.id, "label": crate::okta::standard_role_label(t), "type": t, "status": "ACTIVE",
             "created": created, "lastUpdated": created, "assignmentType": assignment_type,
             "_links": {"assignee": {"href": assignee}},
         }),

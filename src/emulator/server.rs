@@ -182,9 +182,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/__emulator/tokens/add", post(control_add_token))
         .route(
             "/__emulator/memberships/remove",
-            post(control_remove_member),
+            post(control_membership::<false>),
         )
-        .route("/__emulator/memberships/add", post(control_add_member))
+        .route(
+            "/__emulator/memberships/add",
+            post(control_membership::<true>),
+        )
         .route("/__emulator/users/status", post(control_user_status))
         .route("/__emulator/groups/rename", post(control_rename_group))
         .fallback(api_entry)
@@ -428,7 +431,8 @@ async fn control_add_token(State(s): State<Arc<Shared>>, Json(t): Json<TokenBody
     control_result(Ok(super::handle::add_token(&s, &t.token)))
 }
 
-async fn control_remove_member(
+/// Adds (`ADD`) or removes a membership behind the operator's back, as an admin would.
+async fn control_membership<const ADD: bool>(
     State(s): State<Arc<Shared>>,
     Json(b): Json<MembershipBody>,
 ) -> Response {
@@ -436,19 +440,7 @@ async fn control_remove_member(
         &s,
         &b.group_id,
         &b.user_id,
-        false,
-    ))
-}
-
-async fn control_add_member(
-    State(s): State<Arc<Shared>>,
-    Json(b): Json<MembershipBody>,
-) -> Response {
-    control_result(super::handle::change_membership(
-        &s,
-        &b.group_id,
-        &b.user_id,
-        true,
+        ADD,
     ))
 }
 

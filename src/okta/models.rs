@@ -19,6 +19,40 @@ pub const STANDARD_ROLE_TYPES: &[&str] = &[
     "WORKFLOWS_ADMIN",
 ];
 
+/// Okta's console label for a standard role type; unknown types get a readable form of the type.
+pub fn standard_role_label(role_type: &str) -> String {
+    let known = match role_type {
+        "SUPER_ADMIN" => "Super Administrator",
+        "ORG_ADMIN" => "Organization Administrator",
+        "APP_ADMIN" => "Application Administrator",
+        "USER_ADMIN" => "Group Administrator",
+        "HELP_DESK_ADMIN" => "Help Desk Administrator",
+        "READ_ONLY_ADMIN" => "Read-only Administrator",
+        "MOBILE_ADMIN" => "Mobile Administrator",
+        "API_ACCESS_MANAGEMENT_ADMIN" => "API Access Management Administrator",
+        "REPORT_ADMIN" => "Report Administrator",
+        "GROUP_MEMBERSHIP_ADMIN" => "Group Membership Administrator",
+        "ACCESS_CERTIFICATIONS_ADMIN" => "Access Certifications Administrator",
+        "ACCESS_REQUESTS_ADMIN" => "Access Requests Administrator",
+        "WORKFLOWS_ADMIN" => "Workflows Administrator",
+        other => {
+            return other
+                .split('_')
+                .map(|w| {
+                    let lower = w.to_lowercase();
+                    let mut chars = lower.chars();
+                    chars
+                        .next()
+                        .map(|c| c.to_uppercase().chain(chars).collect::<String>())
+                        .unwrap_or_default()
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+    };
+    known.to_string()
+}
+
 /// An Okta user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -353,5 +387,14 @@ mod tests {
             .filter(|v| *v != "CUSTOM")
             .collect();
         assert_eq!(values, STANDARD_ROLE_TYPES);
+    }
+
+    #[test]
+    fn labels() {
+        assert_eq!(
+            standard_role_label("ORG_ADMIN"),
+            "Organization Administrator"
+        );
+        assert_eq!(standard_role_label("NEW_THING_ADMIN"), "New Thing Admin");
     }
 }

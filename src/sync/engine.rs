@@ -44,6 +44,9 @@ const GROUP_ROLE_NOTE: &str = "Group-held roles are learned from the role lists 
 /// Runs one sync: reads users, groups, memberships, roles and custom roles in scope and returns
 /// the canonical snapshot. The client's counters are reported as the difference over this
 /// sync (requests of other work sharing the client at the same time are included).
+///
+/// The future is `Send`, so the connector controller runs it inside its reconcile; dropping
+/// it cancels the reads in flight.
 pub async fn sync(
     client: &OktaClient,
     config: &SyncConfig,
@@ -139,7 +142,7 @@ pub async fn sync(
             .iter()
             .map(|t| SnapshotRole {
                 role_type: (*t).to_string(),
-                label: roles::standard_role_label(t),
+                label: okta::standard_role_label(t),
             })
             .collect(),
         custom_roles,
@@ -184,8 +187,13 @@ impl Reporter<'_> {
 
 fn index_by_id<'a>(ids: impl Iterator<Item = &'a str>) -> HashMap<&'a str, u32> {
     ids.enumerate()
-        .map(|(i, id)| (id, u32::try_from(i).expect("fewer than 4 billion items")))
+        .map(|(i, id)| (id, table_index(i)))
         .collect()
+}
+
+/// A row's position in the user or group table, in the compact form pairs use.
+fn table_index(i: usize) -> u32 {
+    u32::try_from(i).expect("fewer than 4 billion items")
 }
 
 /// An in-scope group in the sorted table, with Okta's member count if it sent one.
@@ -403,88 +411,71 @@ async fn read_memberships(
     reporter: &Reporter<'_>,
 ) -> Result<Vec<(u32, u32)>> {
     match strategy {
+        // Members of each in-scope group that has members, keeping in-scope users only.
         MembershipStrategy::PerGroup => {
             let user_index = index_by_id(users.iter().map(|u| u.id.as_str()));
-            read_members_per_group(client, groups, &user_index, concurrency, reporter).await
+            let with_members: Vec<u32> = (0..groups.len())
+                .filter(|&gi| groups[gi].member_count_hint() > 0)
+                .map(table_index)
+                .collect();
+            read_pairs(
+                with_members,
+                |gi| {
+                    client
+                        .list_group_members(&groups[gi as usize].group.id, Some(plan::MEMBERS_PAGE))
+                },
+                |gi, member: &User| user_index.get(member.id.as_str()).map(|&ui| (ui, gi)),
+                concurrency,
+                reporter,
+            )
+            .await
         }
+        // Groups of each in-scope user, keeping in-scope groups only.
         MembershipStrategy::PerUser => {
             let group_index = index_by_id(groups.iter().map(|g| g.group.id.as_str()));
-            read_groups_per_user(client, users, &group_index, concurrency, reporter).await
+            read_pairs(
+                (0..users.len()).map(table_index).collect(),
+                |ui| client.list_user_groups(&users[ui as usize].id),
+                |ui, group: &Group| group_index.get(group.id.as_str()).map(|&gi| (ui, gi)),
+                concurrency,
+                reporter,
+            )
+            .await
         }
     }
 }
 
-/// Members of each in-scope group that has members, keeping in-scope users only.
-async fn read_members_per_group(
-    client: &OktaClient,
-    groups: &[GroupRow],
-    users: &HashMap<&str, u32>,
+/// Lists each owner's (a group's or a user's) pages with bounded concurrency and keeps the
+/// pairs `pair` makes of the listed items.
+///
+/// Owners are passed as plain indices, not borrowed rows: a stream closure taking a borrowed
+/// item is generic over that borrow's lifetime, which keeps the sync future from being proven
+/// `Send` (rust-lang/rust#64552) and so from running directly in the controller.
+async fn read_pairs<T>(
+    owners: Vec<u32>,
+    list: impl Fn(u32) -> okta::Pages<T>,
+    pair: impl Fn(u32, &T) -> Option<(u32, u32)>,
     concurrency: usize,
     reporter: &Reporter<'_>,
 ) -> Result<Vec<(u32, u32)>> {
     let found = AtomicU64::new(0);
-    let per_group: Vec<Vec<(u32, u32)>> = stream::iter(
-        groups
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| g.member_count_hint() > 0),
-    )
-    .map(|(gi, g)| {
-        let found = &found;
-        async move {
-            let gi = gi as u32;
+    let (list, pair, found) = (&list, &pair, &found);
+    let per_owner: Vec<Vec<(u32, u32)>> = stream::iter(owners)
+        .map(|owner| async move {
             let mut pairs = Vec::new();
-            let mut pages = client.list_group_members(&g.group.id, Some(plan::MEMBERS_PAGE));
+            let mut pages = list(owner);
             while let Some(page) = pages.try_next().await? {
                 let before = pairs.len();
-                pairs.extend(
-                    page.iter()
-                        .filter_map(|u| users.get(u.id.as_str()).map(|&ui| (ui, gi))),
-                );
+                pairs.extend(page.iter().filter_map(|item| pair(owner, item)));
                 let n = found.fetch_add((pairs.len() - before) as u64, Ordering::Relaxed);
                 reporter.report(Phase::Memberships, n, false);
             }
             Ok::<_, Error>(pairs)
-        }
-    })
-    .buffer_unordered(concurrency)
-    .try_collect()
-    .await?;
-    Ok(finish_pairs(per_group, reporter))
-}
-
-/// Groups of each in-scope user, keeping in-scope groups only.
-async fn read_groups_per_user(
-    client: &OktaClient,
-    users: &[SnapshotUser],
-    groups: &HashMap<&str, u32>,
-    concurrency: usize,
-    reporter: &Reporter<'_>,
-) -> Result<Vec<(u32, u32)>> {
-    let found = AtomicU64::new(0);
-    let per_user: Vec<Vec<(u32, u32)>> = stream::iter(users.iter().enumerate())
-        .map(|(ui, u)| {
-            let found = &found;
-            async move {
-                let ui = ui as u32;
-                let mut pairs = Vec::new();
-                let mut pages = client.list_user_groups(&u.id);
-                while let Some(page) = pages.try_next().await? {
-                    let before = pairs.len();
-                    pairs.extend(
-                        page.iter()
-                            .filter_map(|g| groups.get(g.id.as_str()).map(|&gi| (ui, gi))),
-                    );
-                    let n = found.fetch_add((pairs.len() - before) as u64, Ordering::Relaxed);
-                    reporter.report(Phase::Memberships, n, false);
-                }
-                Ok::<_, Error>(pairs)
-            }
         })
         .buffer_unordered(concurrency)
         .try_collect()
         .await?;
-    Ok(finish_pairs(per_user, reporter))
+    Ok(finish_pairs(per_owner, reporter))
 }
 
 /// Flattens per-task pairs into one deduplicated list (a page boundary can repeat an item

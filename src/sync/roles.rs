@@ -95,40 +95,6 @@ pub fn derive_role_grants(
     unusable
 }
 
-/// Okta's console label for a standard role type; unknown types get a readable form of the type.
-pub fn standard_role_label(role_type: &str) -> String {
-    let known = match role_type {
-        "SUPER_ADMIN" => "Super Administrator",
-        "ORG_ADMIN" => "Organization Administrator",
-        "APP_ADMIN" => "Application Administrator",
-        "USER_ADMIN" => "Group Administrator",
-        "HELP_DESK_ADMIN" => "Help Desk Administrator",
-        "READ_ONLY_ADMIN" => "Read-only Administrator",
-        "MOBILE_ADMIN" => "Mobile Administrator",
-        "API_ACCESS_MANAGEMENT_ADMIN" => "API Access Management Administrator",
-        "REPORT_ADMIN" => "Report Administrator",
-        "GROUP_MEMBERSHIP_ADMIN" => "Group Membership Administrator",
-        "ACCESS_CERTIFICATIONS_ADMIN" => "Access Certifications Administrator",
-        "ACCESS_REQUESTS_ADMIN" => "Access Requests Administrator",
-        "WORKFLOWS_ADMIN" => "Workflows Administrator",
-        other => {
-            return other
-                .split('_')
-                .map(|w| {
-                    let lower = w.to_lowercase();
-                    let mut chars = lower.chars();
-                    chars
-                        .next()
-                        .map(|c| c.to_uppercase().chain(chars).collect::<String>())
-                        .unwrap_or_default()
-                })
-                .collect::<Vec<_>>()
-                .join(" ");
-        }
-    };
-    known.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,14 +211,5 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out.first().unwrap().target_id, "cr01");
         assert!(out.iter().all(|g| g.target_id != "CUSTOM"));
-    }
-
-    #[test]
-    fn labels() {
-        assert_eq!(
-            standard_role_label("ORG_ADMIN"),
-            "Organization Administrator"
-        );
-        assert_eq!(standard_role_label("NEW_THING_ADMIN"), "New Thing Admin");
     }
 }

@@ -257,33 +257,15 @@ pub fn next_status(
         ),
         Outcome::SecretNotFound { secret } => {
             let message = format!("Secret {secret:?} not found in the connector's namespace");
-            set(
-                ConditionType::CredentialsValid,
-                ConditionStatus::False,
-                reason,
-                message.clone(),
-            );
-            set(
-                ConditionType::Ready,
-                ConditionStatus::False,
-                reason,
-                message,
-            );
+            for type_ in [ConditionType::CredentialsValid, ConditionType::Ready] {
+                set(type_, ConditionStatus::False, reason, message.clone());
+            }
         }
         Outcome::SecretKeyMissing { secret, key } => {
             let message = format!("Secret {secret:?} has no non-empty key {key:?}");
-            set(
-                ConditionType::CredentialsValid,
-                ConditionStatus::False,
-                reason,
-                message.clone(),
-            );
-            set(
-                ConditionType::Ready,
-                ConditionStatus::False,
-                reason,
-                message,
-            );
+            for type_ in [ConditionType::CredentialsValid, ConditionType::Ready] {
+                set(type_, ConditionStatus::False, reason, message.clone());
+            }
         }
         Outcome::OktaFailed {
             reason,

@@ -24,9 +24,7 @@ use crate::controller::runtime::Context;
 use crate::controller::runtime::clients::{ConnectorKey, Obtained};
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::is_true;
-use crate::crd::{
-    ConditionType, ConnectorReason, FIELD_MANAGER, OktaCiamConnector, ValidConnectorSpec,
-};
+use crate::crd::{ConditionType, FIELD_MANAGER, OktaCiamConnector, ValidConnectorSpec};
 use crate::okta::{ApiToken, ClientStats, OktaClient, OrgDomain};
 use crate::sync::engine::{SyncConfig, sync};
 use crate::sync::progress::NoProgress;
@@ -433,14 +431,10 @@ async fn evaluate(
     let started_at = Timestamp::now();
     let clock = Instant::now();
     tracing::info!(connector = %key, "sync started");
-    let result = sync_on_blocking_thread(client.clone(), config).await;
-    match result {
-        None => Ok(done.with(Outcome::OktaFailed {
-            reason: ConnectorReason::SyncFailed,
-            message: "the sync task stopped before finishing".to_owned(),
-            sync_started: Some((started_at, clock.elapsed().as_secs_f64())),
-        })),
-        Some(Ok(snapshot)) => {
+    // Inline in the reconcile future: dropping the reconcile (leadership lost, shutdown)
+    // drops the sync and its requests in flight.
+    match sync(&client, &config, &NoProgress).await {
+        Ok(snapshot) => {
             let finished_at = Timestamp::now();
             let report = SyncReport {
                 started_at,
@@ -463,7 +457,7 @@ async fn evaluate(
             tracing::info!(connector = %key, users = report.counts.users, groups = report.counts.groups, "sync finished");
             Ok(done.with(Outcome::Synced(report)))
         }
-        Some(Err(e)) => {
+        Err(e) => {
             let started = Some((started_at, clock.elapsed().as_secs_f64()));
             Ok(done.with(Outcome::OktaFailed {
                 reason: decide::classify_sync(&e),
@@ -472,29 +466,6 @@ async fn evaluate(
             }))
         }
     }
-}
-
-/// Runs the sync on a blocking-pool thread, driven there by the runtime's handle. The engine's
-/// future cannot be proven `Send` (its stream combinators borrow with higher-ranked lifetimes,
-/// a known compiler limitation), and the controller needs `Send` reconcile futures; this keeps
-/// the engine untouched. Dropping the returned future cancels the sync. `None` means the sync
-/// task was cancelled or panicked.
-async fn sync_on_blocking_thread(
-    client: OktaClient,
-    config: SyncConfig,
-) -> Option<crate::sync::Result<crate::sync::snapshot::Snapshot>> {
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let _cancel_on_drop = cancel.clone().drop_guard();
-    let handle = tokio::runtime::Handle::current();
-    let task = tokio::task::spawn_blocking(move || {
-        handle.block_on(async move {
-            tokio::select! {
-                r = sync(&client, &config, &NoProgress) => Some(r),
-                () = cancel.cancelled() => None,
-            }
-        })
-    });
-    task.await.ok().flatten()
 }
 
 /// Stores the facts that follow from this reconcile with the existing tables, when they

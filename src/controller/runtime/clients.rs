@@ -282,6 +282,18 @@ mod tests {
         }
     }
 
+    /// Obtains the client for `domain` and `token`, counting builds in `builds`.
+    fn obtain(
+        reg: &ClientRegistry<FakeClient>,
+        key: &ConnectorKey,
+        domain: &str,
+        token: &str,
+        builds: &Cell<u32>,
+    ) -> (FakeClient, Obtained) {
+        reg.get_or_build(key, settings(reg, domain, token), build_counter(builds))
+            .unwrap()
+    }
+
     fn build_counter(counter: &Cell<u32>) -> impl FnOnce() -> Result<FakeClient, String> + '_ {
         move || {
             counter.set(counter.get() + 1);
@@ -310,21 +322,10 @@ mod tests {
         let reg = ClientRegistry::new();
         let key = ConnectorKey::new("ns", "corp");
         let builds = Cell::new(0);
-        reg.get_or_build(
-            &key,
-            settings(&reg, "corp.okta.com", "t1"),
-            build_counter(&builds),
-        )
-        .unwrap();
+        obtain(&reg, &key, "corp.okta.com", "t1", &builds);
         assert!(reg.set_index(&key, Arc::new(vec!["u1".to_string()])));
 
-        let (c, o) = reg
-            .get_or_build(
-                &key,
-                settings(&reg, "corp.okta.com", "t2"),
-                build_counter(&builds),
-            )
-            .unwrap();
+        let (c, o) = obtain(&reg, &key, "corp.okta.com", "t2", &builds);
         assert_eq!((c, o), (FakeClient(2), Obtained::Rebuilt));
         assert_eq!(reg.index::<Vec<String>>(&key).unwrap().as_slice(), ["u1"]);
 
@@ -342,19 +343,9 @@ mod tests {
         let reg = ClientRegistry::new();
         let key = ConnectorKey::new("ns", "corp");
         let builds = Cell::new(0);
-        reg.get_or_build(
-            &key,
-            settings(&reg, "a.okta.com", "t"),
-            build_counter(&builds),
-        )
-        .unwrap();
+        obtain(&reg, &key, "a.okta.com", "t", &builds);
         reg.set_index(&key, Arc::new(1u32));
-        reg.get_or_build(
-            &key,
-            settings(&reg, "b.okta.com", "t"),
-            build_counter(&builds),
-        )
-        .unwrap();
+        obtain(&reg, &key, "b.okta.com", "t", &builds);
         assert!(reg.index::<u32>(&key).is_none());
     }
 
@@ -363,12 +354,7 @@ mod tests {
         let reg = ClientRegistry::new();
         let key = ConnectorKey::new("ns", "corp");
         let builds = Cell::new(0);
-        reg.get_or_build(
-            &key,
-            settings(&reg, "a.okta.com", "t"),
-            build_counter(&builds),
-        )
-        .unwrap();
+        obtain(&reg, &key, "a.okta.com", "t", &builds);
         reg.set_index(&key, Arc::new(7u8));
         let err = reg
             .get_or_build(&key, settings(&reg, "b.okta.com", "t"), || {
@@ -379,13 +365,7 @@ mod tests {
         assert_eq!(reg.client(&key), Some(FakeClient(1)));
         assert_eq!(reg.index::<u8>(&key).as_deref(), Some(&7));
         // The old settings still match, so the next call reuses.
-        let (_, o) = reg
-            .get_or_build(
-                &key,
-                settings(&reg, "a.okta.com", "t"),
-                build_counter(&builds),
-            )
-            .unwrap();
+        let (_, o) = obtain(&reg, &key, "a.okta.com", "t", &builds);
         assert_eq!(o, Obtained::Reused);
     }
 
@@ -394,12 +374,7 @@ mod tests {
         let reg = ClientRegistry::new();
         let key = ConnectorKey::new("ns", "corp");
         let builds = Cell::new(0);
-        reg.get_or_build(
-            &key,
-            settings(&reg, "a.okta.com", "t"),
-            build_counter(&builds),
-        )
-        .unwrap();
+        obtain(&reg, &key, "a.okta.com", "t", &builds);
         reg.set_index(&key, Arc::new(5u64));
         assert!(reg.index::<String>(&key).is_none());
         assert_eq!(reg.index::<u64>(&key).as_deref(), Some(&5));
@@ -417,18 +392,8 @@ mod tests {
         let a = ConnectorKey::new("ns", "a");
         let b = ConnectorKey::new("ns", "b");
         let builds = Cell::new(0);
-        reg.get_or_build(
-            &a,
-            settings(&reg, "a.okta.com", "t"),
-            build_counter(&builds),
-        )
-        .unwrap();
-        reg.get_or_build(
-            &b,
-            settings(&reg, "b.okta.com", "t"),
-            build_counter(&builds),
-        )
-        .unwrap();
+        obtain(&reg, &a, "a.okta.com", "t", &builds);
+        obtain(&reg, &b, "b.okta.com", "t", &builds);
         assert_eq!(reg.keys(), vec![a.clone(), b.clone()]);
         assert!(reg.remove(&a));
         assert!(!reg.remove(&a));
@@ -491,20 +456,10 @@ mod tests {
         let mut rx = reg.subscribe();
         rx.borrow_and_update();
         let builds = Cell::new(0);
-        reg.get_or_build(
-            &key,
-            settings(&reg, "a.okta.com", "t"),
-            build_counter(&builds),
-        )
-        .unwrap();
+        obtain(&reg, &key, "a.okta.com", "t", &builds);
         assert!(rx.has_changed().unwrap());
         rx.borrow_and_update();
-        reg.get_or_build(
-            &key,
-            settings(&reg, "a.okta.com", "t"),
-            build_counter(&builds),
-        )
-        .unwrap();
+        obtain(&reg, &key, "a.okta.com", "t", &builds);
         assert!(!rx.has_changed().unwrap(), "reuse is not a change");
         reg.set_index(&key, Arc::new(()));
         assert!(rx.has_changed().unwrap());
