@@ -8,7 +8,7 @@
 
 #![allow(dead_code)] // each e2e test binary uses a different part
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_test_server::TestServer;
@@ -34,7 +35,19 @@ pub const EXTERNAL_KUBECONFIG: &str = "OKTA_CIAM_E2E_KUBECONFIG";
 
 /// Polls `check` every 50 ms until it yields `Some`, at most [`LIMIT`] (bounded in count and
 /// time); panics naming `what` otherwise.
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match try_wait_for(check).await {
+        Some(v) => v,
+        None => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// Polls `check` every 50 ms until it yields `Some`, at most [`LIMIT`]; `None` on timeout.
+pub async fn try_wait_for<T, F, Fut>(mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -42,14 +55,14 @@ where
     let deadline = tokio::time::Instant::now() + LIMIT;
     for _ in 0..(LIMIT.as_millis() / 50 + 1) {
         if let Some(v) = check().await {
-            return v;
+            return Some(v);
         }
         if tokio::time::Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("timed out waiting for {what}");
+    None
 }
 
 /// Where the Kubernetes API comes from.
@@ -196,15 +209,16 @@ impl E2e {
             .expect("connector applied");
     }
 
-    /// Server-side applies a `GroupMembership` of `users` in Okta group `group` through
-    /// connector `connector`.
+    /// Server-side applies a `GroupMembership` of the fixture users `logins` (see [`fixture`])
+    /// in Okta group `group` through connector `connector`.
     pub async fn apply_membership(
         &self,
         name: &str,
         connector: &str,
         group: &str,
-        users: &[String],
+        logins: &[String],
     ) {
+        let users: Vec<String> = logins.iter().map(|l| address(l)).collect();
         let obj = json!({"apiVersion": "oktaciam.io/v1alpha1", "kind": "GroupMembership",
                          "metadata": {"name": name},
                          "spec": {"connectorRef": {"name": connector}, "group": {"name": group},
@@ -217,6 +231,14 @@ impl E2e {
             )
             .await
             .expect("membership applied");
+    }
+
+    /// Okta ids of the fixture users `logins`.
+    pub fn user_ids(&self, logins: &[String]) -> BTreeSet<String> {
+        logins
+            .iter()
+            .map(|l| self.okta.user_id(&address(l)).expect("fixture user"))
+            .collect()
     }
 
     /// The test namespace's connectors.
@@ -237,23 +259,15 @@ impl E2e {
         status: &str,
         reason: &str,
     ) -> OktaCiamConnector {
-        let api = self.connectors();
-        wait_for(
-            &format!("connector {name}: {type_}={status}/{reason}"),
-            || async {
-                let obj = api.get_opt(name).await.ok()??;
-                let conditions = &obj.status.as_ref()?.conditions;
-                conditions
-                    .iter()
-                    .any(|c| c.type_ == type_ && c.status == status && c.reason == reason)
-                    .then_some(obj)
-            },
-        )
+        wait_condition(&self.connectors(), name, (type_, status, reason), |o| {
+            o.status
+                .as_ref()
+                .map(|s| (&s.conditions, s.observed_generation))
+        })
         .await
     }
 
-    /// Waits until the membership's condition `type_` has `status` and `reason`, for its
-    /// current generation.
+    /// Waits until the membership's condition `type_` has `status` and `reason`.
     pub async fn wait_membership(
         &self,
         name: &str,
@@ -261,20 +275,11 @@ impl E2e {
         status: &str,
         reason: &str,
     ) -> GroupMembership {
-        let api = self.memberships();
-        wait_for(
-            &format!("membership {name}: {type_}={status}/{reason}"),
-            || async {
-                let obj = api.get_opt(name).await.ok()??;
-                let s = obj.status.as_ref()?;
-                let current = s.observed_generation == obj.metadata.generation;
-                let hit = s
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == type_ && c.status == status && c.reason == reason);
-                (current && hit).then_some(obj)
-            },
-        )
+        wait_condition(&self.memberships(), name, (type_, status, reason), |o| {
+            o.status
+                .as_ref()
+                .map(|s| (&s.conditions, s.observed_generation))
+        })
         .await
     }
 
@@ -305,7 +310,7 @@ impl E2e {
     }
 
     /// Ids of the members of the emulated group `group`.
-    pub fn members(&self, group: &str) -> std::collections::BTreeSet<String> {
+    pub fn members(&self, group: &str) -> BTreeSet<String> {
         let id = self.okta.group_id(group).expect("group exists");
         self.okta.members_of(&id).into_iter().collect()
     }
@@ -348,17 +353,52 @@ impl E2e {
     }
 }
 
+/// Waits until `name` has the condition (type, status, reason) for its current generation;
+/// on timeout, panics showing the status it has.
+async fn wait_condition<K>(
+    api: &Api<K>,
+    name: &str,
+    (type_, status, reason): (&str, &str, &str),
+    conditions: impl Fn(&K) -> Option<(&Vec<Condition>, Option<i64>)>,
+) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let found = try_wait_for(|| async {
+        let obj = api.get_opt(name).await.ok()??;
+        let (list, observed) = conditions(&obj)?;
+        let hit = list
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == status && c.reason == reason);
+        (hit && observed == obj.meta().generation).then_some(obj)
+    })
+    .await;
+    match found {
+        Some(obj) => obj,
+        None => {
+            let now = api.get_opt(name).await.ok().flatten();
+            let now = now.map(|o| serde_json::to_value(o).unwrap_or_default()["status"].clone());
+            panic!("{name}: {type_}={status}/{reason} not reached; status now {now:#?}")
+        }
+    }
+}
+
+/// The address of fixture user `login`.
+pub fn address(login: &str) -> String {
+    format!("{login}@example.com")
+}
+
 /// A fixture YAML with tokens `token-1`/`token-2` (only `token-1` accepted until
 /// [`EmulatorHandle::add_token`]), users `<login>@example.com` for each of `logins`, and
 /// `groups` as (name, member logins).
 pub fn fixture(logins: &[String], groups: &[(&str, &[String])]) -> String {
     let mut yaml = String::from("tokens: [token-1]\nrateLimits: {windowSeconds: 1}\nusers:\n");
     for l in logins {
-        yaml.push_str(&format!("  - {{login: {l}@example.com}}\n"));
+        yaml.push_str(&format!("  - {{login: {}}}\n", address(l)));
     }
     yaml.push_str("  - {login: outsider@other.org}\ngroups:\n");
     for (name, members) in groups {
-        let members: Vec<String> = members.iter().map(|m| format!("{m}@example.com")).collect();
+        let members: Vec<String> = members.iter().map(|m| address(m)).collect();
         yaml.push_str(&format!(
             "  - {{name: {name}, members: [{}]}}\n",
             members.join(", ")
