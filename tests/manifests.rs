@@ -345,26 +345,17 @@ const CRD_GRANTS: &[(&str, &str, &[&str])] = &[
     (
         "oktaciam.io",
         "oktaciamconnectors",
-        &["get", "list", "watch", "patch"],
+        &["get", "list", "watch"],
     ),
     (
         "oktaciam.io",
         "groupmemberships",
         &["get", "list", "watch", "patch"],
     ),
-    (
-        "oktaciam.io",
-        "oktaciamconnectors/status",
-        &["get", "patch", "update"],
-    ),
-    (
-        "oktaciam.io",
-        "groupmemberships/status",
-        &["get", "patch", "update"],
-    ),
+    ("oktaciam.io", "oktaciamconnectors/status", &["patch"]),
+    ("oktaciam.io", "groupmemberships/status", &["patch"]),
     ("oktaciam.io", "oktaciamconnectors/finalizers", &["update"]),
     ("oktaciam.io", "groupmemberships/finalizers", &["update"]),
-    ("", "events", &["create", "patch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 
@@ -385,14 +376,10 @@ fn rbac_is_least_privilege_without_wildcards() {
             (
                 "coordination.k8s.io",
                 "leases",
-                &["get", "create", "update", "patch"]
+                &["get", "create", "update"]
             ),
             // Ownership records of the membership reconciler.
-            (
-                "",
-                "configmaps",
-                &["get", "create", "update", "patch", "delete"]
-            ),
+            ("", "configmaps", &["get", "create", "update", "delete"]),
         ])
     );
     // Role and bindings carry no namespace of their own: kustomize puts them in the

@@ -27,6 +27,7 @@ struct FaultState {
     failures: Vec<PendingFailure>,
     delay: Duration,
     counts: BTreeMap<(String, String), u64>,
+    accesses: BTreeMap<Access, u64>,
     watch_events_sent: u64,
     injected: u64,
 }
@@ -47,12 +48,28 @@ impl Default for Faults {
     }
 }
 
+/// One kind of request, as an RBAC rule would name it, and who made it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Access {
+    /// The bearer token the client sent (its kubeconfig user's `token`, see
+    /// [`TestServer::write_kubeconfig_as`](crate::TestServer::write_kubeconfig_as)); empty without one.
+    pub client: String,
+    /// API group, `""` for core.
+    pub group: String,
+    /// Resource plural, with `/subresource` when one was addressed (e.g. `leases`, `widgets/status`).
+    pub resource: String,
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete` or `deletecollection`.
+    pub verb: String,
+}
+
 /// Counters observed so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Requests by (verb, resource plural); verbs are `get`, `list`, `watch`, `create`, `update`,
     /// `patch`, `delete`, `deletecollection`.
     pub requests: BTreeMap<(String, String), u64>,
+    /// Requests by client, API group, resource (with subresource) and verb.
+    pub accesses: BTreeMap<Access, u64>,
     /// Watch events written to clients (including bookmarks and errors).
     pub watch_events_sent: u64,
     /// Injected failures answered.
@@ -68,6 +85,15 @@ impl Counters {
             .get(&(verb.to_string(), resource.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Every (group, resource, verb) this client used, with request counts.
+    pub fn accesses_of(&self, client: &str) -> BTreeMap<(String, String, String), u64> {
+        self.accesses
+            .iter()
+            .filter(|(a, _)| a.client == client)
+            .map(|(a, n)| ((a.group.clone(), a.resource.clone(), a.verb.clone()), *n))
+            .collect()
     }
 
     /// Writes (create, update, patch, delete, deletecollection) to this resource plural.
@@ -134,27 +160,29 @@ impl Faults {
     }
 
     /// Counts a request and, for writes, takes a pending injected failure if one applies.
-    pub(crate) fn on_request(
-        &self,
-        verb: &str,
-        group: &str,
-        resource: &str,
-        name: &str,
-    ) -> Option<ApiError> {
+    /// `access.resource` may carry a `/subresource`; failures match on the plural alone.
+    pub(crate) fn on_request(&self, access: Access, name: &str) -> Option<ApiError> {
         let mut s = self.lock();
+        let plural = access.resource.split('/').next().unwrap_or_default();
+        let (verb, group, resource) = (
+            access.verb.clone(),
+            access.group.clone(),
+            plural.to_string(),
+        );
         *s.counts
-            .entry((verb.to_string(), resource.to_string()))
+            .entry((verb.clone(), resource.clone()))
             .or_default() += 1;
+        *s.accesses.entry(access).or_default() += 1;
+        let verb = verb.as_str();
         if !matches!(
             verb,
             "create" | "update" | "patch" | "delete" | "deletecollection"
         ) {
             return None;
         }
-        let failure = s
-            .failures
-            .iter_mut()
-            .find(|f| f.remaining > 0 && f.resource.as_deref().is_none_or(|r| r == resource))?;
+        let failure = s.failures.iter_mut().find(|f| {
+            f.remaining > 0 && f.resource.as_deref().is_none_or(|r| r == resource.as_str())
+        })?;
         failure.remaining -= 1;
         let with = failure.with;
         s.failures.retain(|f| f.remaining > 0);
@@ -162,8 +190,8 @@ impl Faults {
         Some(match with {
             FailWith::Conflict => ApiError::Conflict(
                 Subject {
-                    group: group.to_string(),
-                    kind: resource.to_string(),
+                    group,
+                    kind: resource,
                     name: name.to_string(),
                 },
                 "the object has been modified; please apply your changes to the latest version and try again (injected)".into(),
@@ -180,6 +208,7 @@ impl Faults {
         let s = self.lock();
         Counters {
             requests: s.counts.clone(),
+            accesses: s.accesses.clone(),
             watch_events_sent: s.watch_events_sent,
             injected_failures: s.injected,
             objects,
@@ -191,31 +220,71 @@ impl Faults {
 mod tests {
     use super::*;
 
+    fn access(client: &str, group: &str, resource: &str, verb: &str) -> Access {
+        Access {
+            client: client.into(),
+            group: group.into(),
+            resource: resource.into(),
+            verb: verb.into(),
+        }
+    }
+
     #[test]
     fn failures_are_consumed_per_resource_and_reads_never_fail() {
         let f = Faults::default();
+        let on_request = |verb: &str, group: &str, resource: &str, name: &str| {
+            f.on_request(access("", group, resource, verb), name)
+        };
         f.fail_next_writes_to("leases", 1, FailWith::Conflict);
         f.fail_next_writes(1, FailWith::InternalError);
-        assert!(f.on_request("get", "", "leases", "a").is_none());
+        assert!(on_request("get", "", "leases", "a").is_none());
         assert_eq!(
-            f.on_request("update", "", "secrets", "a").unwrap().code(),
+            on_request("update", "", "secrets", "a").unwrap().code(),
             500
         );
-        assert!(f.on_request("update", "", "secrets", "a").is_none());
+        assert!(on_request("update", "", "secrets", "a").is_none());
         assert_eq!(
-            f.on_request("update", "coordination.k8s.io", "leases", "a")
+            on_request("update", "coordination.k8s.io", "leases", "a")
                 .unwrap()
                 .code(),
             409
         );
-        assert!(
-            f.on_request("update", "coordination.k8s.io", "leases", "a")
-                .is_none()
-        );
+        assert!(on_request("update", "coordination.k8s.io", "leases", "a").is_none());
         let c = f.counters(0);
         assert_eq!(c.injected_failures, 2);
         assert_eq!(c.writes("leases"), 2);
         assert_eq!(c.count("get", "leases"), 1);
+    }
+
+    #[test]
+    fn accesses_are_counted_per_client_with_subresources() {
+        let f = Faults::default();
+        f.fail_next_writes_to("widgets", 1, FailWith::InternalError);
+        let status = access("op", "example.com", "widgets/status", "patch");
+        assert!(
+            f.on_request(status.clone(), "w").is_some(),
+            "the plural matches"
+        );
+        assert!(f.on_request(status, "w").is_none());
+        assert!(
+            f.on_request(access("", "", "secrets", "get"), "s")
+                .is_none()
+        );
+        let c = f.counters(0);
+        assert_eq!(c.count("patch", "widgets"), 2);
+        assert_eq!(
+            c.accesses_of("op"),
+            BTreeMap::from([(
+                (
+                    "example.com".into(),
+                    "widgets/status".into(),
+                    "patch".into()
+                ),
+                2
+            )])
+        );
+        assert_eq!(c.accesses_of("").len(), 1);
+        assert!(c.accesses_of("nobody").is_empty());
     }
 
     #[test]

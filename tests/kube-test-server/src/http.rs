@@ -1,7 +1,7 @@
 //! HTTP edge: parses Kubernetes API paths and query parameters, calls the store, streams watches.
 
 use crate::error::{ApiError, Result};
-use crate::faults::Faults;
+use crate::faults::{Access, Faults};
 use crate::patch;
 use crate::resources::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -184,6 +184,17 @@ fn verb(method: &Method, target: &Target<'_>, q: &HashMap<String, String>) -> Re
     })
 }
 
+/// The bearer token, which names the client in the request counters (nothing is authenticated).
+fn bearer_token(req: &Request) -> String {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 fn write_context(req: &Request, q: &HashMap<String, String>) -> WriteContext {
     let agent = req
         .headers()
@@ -237,7 +248,16 @@ async fn serve(app: &AppState, target: Target<'_>, req: Request) -> Result<Respo
     let verb = verb(req.method(), &target, &q)?;
     let rt = target.rt;
     let name = target.name.clone().unwrap_or_default();
-    if let Some(err) = app.faults.on_request(verb, &rt.group, &rt.plural, &name) {
+    let access = Access {
+        client: bearer_token(&req),
+        group: rt.group.clone(),
+        resource: match &target.subresource {
+            Some(sub) => format!("{}/{sub}", rt.plural),
+            None => rt.plural.clone(),
+        },
+        verb: verb.to_string(),
+    };
+    if let Some(err) = app.faults.on_request(access, &name) {
         return Err(err);
     }
     let ctx = write_context(&req, &q);

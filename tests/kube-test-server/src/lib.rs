@@ -70,7 +70,7 @@ mod selector;
 mod store;
 
 pub use error::{ApiError, Cause, Subject};
-pub use faults::{Counters, FailWith, Faults};
+pub use faults::{Access, Counters, FailWith, Faults};
 pub use resources::LoadError;
 
 use std::net::SocketAddr;
@@ -220,9 +220,20 @@ impl TestServer {
 
     /// Writes a kubeconfig for a child process (e.g. the operator binary via `KUBECONFIG`).
     pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.write_kubeconfig_user(path.as_ref(), "{}")
+    }
+
+    /// Writes a kubeconfig whose user sends the bearer token `client`, so that client's requests
+    /// are told apart in [`Counters::accesses`] (the token authenticates nothing).
+    pub fn write_kubeconfig_as(&self, path: impl AsRef<Path>, client: &str) -> Result<()> {
+        let token = serde_json::to_string(client).expect("a string serializes");
+        self.write_kubeconfig_user(path.as_ref(), &format!("{{token: {token}}}"))
+    }
+
+    fn write_kubeconfig_user(&self, path: &Path, user: &str) -> Result<()> {
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-test-server\n  cluster:\n    server: {url}\n\
-             users:\n- name: test\n  user: {{}}\ncontexts:\n- name: kube-test-server\n  context:\n    cluster: kube-test-server\n    user: test\n    namespace: default\n\
+             users:\n- name: test\n  user: {user}\ncontexts:\n- name: kube-test-server\n  context:\n    cluster: kube-test-server\n    user: test\n    namespace: default\n\
              current-context: kube-test-server\n",
             url = self.url
         );

@@ -925,6 +925,64 @@ async fn kubeconfig_file_reaches_the_server() {
 }
 
 #[tokio::test]
+async fn requests_are_counted_per_kubeconfig_user() {
+    let server = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    server.write_kubeconfig_as(&path, "operator").unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let operator: Api<Lease> = Api::default_namespaced(Client::try_from(config).unwrap());
+    operator
+        .create(&PostParams::default(), &lease_named("l"))
+        .await
+        .unwrap();
+    operator.get("l").await.unwrap();
+    let widgets =
+        Api::<DynamicObject>::namespaced_with(server.client(), "default", &widget_resource());
+    widgets
+        .create(
+            &PostParams::default(),
+            &widget("w", json!({"size": "Small"})),
+        )
+        .await
+        .unwrap();
+    widgets
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "x"}})),
+        )
+        .await
+        .unwrap();
+    let c = server.counters();
+    let lease = |verb: &str| {
+        (
+            "coordination.k8s.io".to_string(),
+            "leases".to_string(),
+            verb.to_string(),
+        )
+    };
+    assert_eq!(
+        c.accesses_of("operator"),
+        BTreeMap::from([(lease("create"), 1), (lease("get"), 1)])
+    );
+    let test_client = c.accesses_of("");
+    assert_eq!(
+        test_client.get(&(
+            "example.com".to_string(),
+            "widgets/status".to_string(),
+            "patch".to_string()
+        )),
+        Some(&1)
+    );
+    assert!(!test_client.keys().any(|(g, ..)| g == "coordination.k8s.io"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn owner_references_are_garbage_collected_unless_orphaned() {
     let server = start().await;
     let client = server.client();
