@@ -242,6 +242,25 @@ impl Snapshot {
     pub fn index(&self) -> SnapshotIndex<'_> {
         SnapshotIndex::new(self)
     }
+
+    /// An empty snapshot of org `domain` scoped to `email_domains`, synced at the epoch of the
+    /// tests (2026-01-01); tests fill in the lists they need.
+    #[cfg(test)]
+    pub(crate) fn empty_for_tests(domain: &str, email_domains: &[&str]) -> Self {
+        Self {
+            domain: domain.to_owned(),
+            synced_at: "2026-01-01T00:00:00Z".to_owned(),
+            email_domains: email_domains.iter().map(|d| (*d).to_owned()).collect(),
+            group_name_filter: None,
+            users: Vec::new(),
+            groups: Vec::new(),
+            roles: Vec::new(),
+            custom_roles: Vec::new(),
+            grants: Vec::new(),
+            notes: Vec::new(),
+            stats: SyncStats::default(),
+        }
+    }
 }
 
 /// Lookups over a [`Snapshot`] for controllers: users by id, login or email (case-insensitive),

@@ -253,14 +253,7 @@ mod tests {
     }
 
     fn snapshot() -> Snapshot {
-        let json = serde_json::json!({
-            "domain": "corp.okta.com", "syncedAt": "2026-01-01T00:00:00Z",
-            "emailDomains": ["example.com"], "users": [], "groups": [], "roles": [],
-            "customRoles": [], "grants": [], "notes": [],
-            "stats": {"requests": 0, "requestsByEndpoint": {}, "rateLimited": 0, "retries": 0,
-                      "rateLimitWaitSeconds": 0.0, "durationSeconds": 0.0, "requestFloor": 0}
-        });
-        let mut s: Snapshot = serde_json::from_value(json).unwrap();
+        let mut s = Snapshot::empty_for_tests("corp.okta.com", &["example.com"]);
         s.users = vec![
             user("u1", "Alice@Example.com", Some("alice@example.com")),
             user("u2", "bob@example.com", Some("ALICE@example.com")),
