@@ -2,6 +2,7 @@
 //! and picks up a rotated token without a restart.
 
 mod e2e_support;
+mod support;
 
 use e2e_support::{E2e, fixture, logins, wait_for};
 use okta_ciam_operator::crd::OktaCiamConnector;

@@ -2,6 +2,7 @@
 //! over to the standby, which converges work created after the kill.
 
 mod e2e_support;
+mod support;
 
 use e2e_support::{E2e, Operator, fixture, logins, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;

@@ -4,6 +4,7 @@
 //! be on the commented allow-list below).
 
 mod e2e_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -2,6 +2,7 @@
 //! process converges to exactly the declared set, owning every grant.
 
 mod e2e_support;
+mod support;
 
 use e2e_support::{E2e, fixture, logins, wait_for};
 use okta_ciam_operator::crd::MembershipOrigin;

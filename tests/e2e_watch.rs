@@ -2,6 +2,7 @@
 //! still picked up by the running operator.
 
 mod e2e_support;
+mod support;
 
 use e2e_support::{E2e, fixture, logins, wait_for};
 use serde_json::json;

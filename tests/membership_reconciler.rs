@@ -4,6 +4,7 @@
 //! connector reconciler would after a sync.
 
 mod membership_support;
+mod support;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;

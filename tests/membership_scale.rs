@@ -4,6 +4,7 @@
 //! between the Okta write and the record write, and the operator-wide provisioning switch.
 
 mod membership_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -2,6 +2,7 @@
 //! pacing, error mapping and token redaction.
 
 mod log_capture;
+mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use okta_ciam_operator::okta::{
     UserQuery,
 };
 use serde_json::json;
+use support::fast_client_options as fast;
 
 const TOKEN: &str = "00TEST-secret-token-value";
 
@@ -84,17 +86,6 @@ impl Mock {
 
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
-    }
-}
-
-/// Options with short delays so retry tests finish quickly.
-fn fast() -> ClientOptions {
-    ClientOptions {
-        retry_base_delay: Duration::from_millis(20),
-        retry_max_delay: Duration::from_millis(200),
-        request_timeout: Duration::from_secs(5),
-        max_rate_limit_wait: Duration::from_secs(20),
-        ..ClientOptions::default()
     }
 }
 

@@ -8,7 +8,7 @@
 
 #![allow(dead_code)] // each e2e test binary uses a different part
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -17,15 +17,16 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use kube_test_server::TestServer;
 use okta_ciam_operator::crd::{GroupMembership, OktaCiamConnector};
 use okta_ciam_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Fixture};
 use serde_json::{Value, json};
+
+use crate::support;
 
 /// Upper bound of every wait: generous for a loaded 2-core machine, never a synchronisation.
 pub const LIMIT: Duration = Duration::from_secs(60);
@@ -40,29 +41,16 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    match try_wait_for(check).await {
-        Some(v) => v,
-        None => panic!("timed out waiting for {what}"),
-    }
+    support::wait_within(what, LIMIT, check).await
 }
 
 /// Polls `check` every 50 ms until it yields `Some`, at most [`LIMIT`]; `None` on timeout.
-pub async fn try_wait_for<T, F, Fut>(mut check: F) -> Option<T>
+pub async fn try_wait_for<T, F, Fut>(check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    for _ in 0..(LIMIT.as_millis() / 50 + 1) {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
+    support::try_wait_within(LIMIT, check).await
 }
 
 /// Where the Kubernetes API comes from.
@@ -102,23 +90,13 @@ impl E2e {
                 (Cluster::External(path), kube)
             }
             None => {
-                let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
-                let server = TestServer::start([
-                    format!("{crds}/oktaciamconnectors.yaml"),
-                    format!("{crds}/groupmemberships.yaml"),
-                ])
-                .await
-                .expect("test server starts");
+                let server = support::start_test_server().await;
                 let kube = server.client();
                 (Cluster::Server(server), kube)
             }
         };
         let ns = format!("okta-e2e-{:08x}", rand::random::<u32>());
-        let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
-        Api::<Namespace>::all(kube.clone())
-            .create(&PostParams::default(), &obj)
-            .await
-            .expect("test namespace created");
+        support::create_namespace(&kube, &ns).await;
         let fixture = Fixture::from_yaml(fixture).expect("fixture parses");
         let okta = emulator::start(EmulatorConfig::new(fixture))
             .await
@@ -163,50 +141,29 @@ impl E2e {
 
     /// Creates or replaces the token Secret `name` holding `{key: token}`.
     pub async fn put_secret(&self, name: &str, key: &str, token: &str) {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..ObjectMeta::default()
-            },
-            data: Some(BTreeMap::from([(
-                key.to_owned(),
-                ByteString(token.as_bytes().to_vec()),
-            )])),
-            ..Secret::default()
-        };
-        Api::<Secret>::namespaced(self.kube.clone(), &self.ns)
-            .patch(
-                name,
-                &PatchParams::apply("e2e-test").force(),
-                &Patch::Apply(&secret),
-            )
-            .await
-            .expect("secret applied");
+        let secret = support::token_secret(name, key, token);
+        support::apply(
+            &Api::<Secret>::namespaced(self.kube.clone(), &self.ns),
+            "e2e-test",
+            name,
+            &secret,
+        )
+        .await;
     }
 
     /// Server-side applies an `OktaCiamConnector` reading the token from Secret `okta-token`
     /// (key `apiToken`) for `example.com` addresses, with `extra` merged into the spec.
     pub async fn apply_connector(&self, name: &str, extra: Value) {
-        let mut spec = json!({
+        assert!(extra.is_object(), "extra is an object");
+        let spec = json!({
             "domain": self.okta.domain(),
             "tokenSecretRef": {"name": "okta-token"},
             "emailDomains": ["example.com"],
             "syncInterval": "1h",
             "provisioning": true,
         });
-        for (k, v) in extra.as_object().expect("extra is an object") {
-            spec[k] = v.clone();
-        }
-        let obj = json!({"apiVersion": "oktaciam.io/v1alpha1", "kind": "OktaCiamConnector",
-                         "metadata": {"name": name}, "spec": spec});
-        self.connectors()
-            .patch(
-                name,
-                &PatchParams::apply("e2e-test").force(),
-                &Patch::Apply(&obj),
-            )
-            .await
-            .expect("connector applied");
+        let obj = support::connector_json(name, spec, extra);
+        support::apply(&self.connectors(), "e2e-test", name, &obj).await;
     }
 
     /// Server-side applies a `GroupMembership` of the fixture users `logins` (see [`fixture`])
@@ -223,14 +180,7 @@ impl E2e {
                          "metadata": {"name": name},
                          "spec": {"connectorRef": {"name": connector}, "group": {"name": group},
                                   "users": users}});
-        self.memberships()
-            .patch(
-                name,
-                &PatchParams::apply("e2e-test").force(),
-                &Patch::Apply(&obj),
-            )
-            .await
-            .expect("membership applied");
+        support::apply(&self.memberships(), "e2e-test", name, &obj).await;
     }
 
     /// Okta ids of the fixture users `logins`.
@@ -285,28 +235,12 @@ impl E2e {
 
     /// (type, reason) of every Event about the object `name` in the test namespace.
     pub async fn events_about(&self, name: &str) -> Vec<(String, String)> {
-        let api: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(self.kube.clone(), &self.ns);
-        api.list(&ListParams::default())
-            .await
-            .expect("events listed")
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
-            .collect()
+        support::events_about(&self.kube, &self.ns, name).await
     }
 
     /// Waits until an Event of `type_` with `reason` about `name` exists.
     pub async fn wait_event(&self, name: &str, type_: &str, reason: &str) {
-        wait_for(&format!("{type_} Event {reason} about {name}"), || async {
-            self.events_about(name)
-                .await
-                .iter()
-                .any(|(t, r)| t == type_ && r == reason)
-                .then_some(())
-        })
-        .await;
+        support::wait_event(&self.kube, &self.ns, name, (type_, reason), LIMIT).await;
     }
 
     /// Ids of the members of the emulated group `group`.
@@ -317,14 +251,7 @@ impl E2e {
 
     /// Okta requests that were not reads, so far.
     pub fn okta_writes(&self) -> u64 {
-        self.okta
-            .stats()
-            .requests
-            .by_route
-            .iter()
-            .filter(|(route, _)| !route.starts_with("GET "))
-            .map(|(_, n)| n)
-            .sum()
+        support::okta_writes(&self.okta)
     }
 
     /// Stops the emulator and the test server; on a real cluster, lets go of the test's

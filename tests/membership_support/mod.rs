@@ -8,8 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_test_server::TestServer;
 use okta_ciam_operator::controller::membership::{Settings, run_with};
@@ -20,10 +19,12 @@ use okta_ciam_operator::controller::runtime::metrics::Metrics;
 use okta_ciam_operator::controller::runtime::server::Readiness;
 use okta_ciam_operator::crd::{GroupMembership, OktaCiamConnector};
 use okta_ciam_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Fixture};
-use okta_ciam_operator::okta::{ApiToken, ClientOptions, DomainPolicy, OrgDomain};
+use okta_ciam_operator::okta::{ApiToken, DomainPolicy, OrgDomain};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::support;
 
 pub const NS: &str = "identity";
 pub const OPERATOR_NS: &str = "okta-ciam-operator";
@@ -71,25 +72,7 @@ where
     wait_within(what, LONG_WAIT, check).await
 }
 
-/// Polls `check` every 50 ms until it yields `Some`, at most `limit`.
-pub async fn wait_within<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    // Bounded in count as well: at most one poll per 50 ms of the limit (sleeps only lengthen).
-    for _ in 0..=limit.as_millis() / 50 {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+pub use crate::support::wait_within;
 
 pub struct Harness {
     pub server: TestServer,
@@ -126,15 +109,7 @@ impl Default for Options {
     }
 }
 
-pub fn fast_client() -> ClientOptions {
-    ClientOptions {
-        retry_base_delay: Duration::from_millis(20),
-        retry_max_delay: Duration::from_millis(200),
-        request_timeout: Duration::from_secs(5),
-        max_rate_limit_wait: Duration::from_secs(20),
-        ..ClientOptions::default()
-    }
-}
+pub use crate::support::fast_client_options as fast_client;
 
 impl Harness {
     pub async fn start() -> Harness {
@@ -142,21 +117,12 @@ impl Harness {
     }
 
     pub async fn start_with(options: Options) -> Harness {
-        let crds = [
-            concat!(env!("CARGO_MANIFEST_DIR"), "/crds/oktaciamconnectors.yaml"),
-            concat!(env!("CARGO_MANIFEST_DIR"), "/crds/groupmemberships.yaml"),
-        ];
-        let server = TestServer::start(crds).await.unwrap();
+        let server = support::start_test_server().await;
         let kube = server.client();
         let fixture = Fixture::from_yaml(&options.fixture).unwrap();
         let okta = emulator::start(EmulatorConfig::new(fixture)).await.unwrap();
-        let namespaces: Api<Namespace> = Api::all(kube.clone());
         for ns in [NS, OPERATOR_NS] {
-            let obj = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
-            namespaces
-                .create(&PostParams::default(), &obj)
-                .await
-                .unwrap();
+            support::create_namespace(&kube, ns).await;
         }
         let mut h = Harness {
             server,
@@ -204,21 +170,15 @@ impl Harness {
 
     /// Creates a Ready connector (spec overrides in `extra`) and seeds its shared client.
     pub async fn connector(&self, name: &str, extra: Value) {
-        let mut spec = json!({
+        assert!(extra.is_object(), "extra is an object");
+        let spec = json!({
             "domain": self.okta.domain(),
             "tokenSecretRef": {"name": "okta", "key": "token"},
             "emailDomains": ["example.com"],
             "provisioning": true,
         });
-        for (k, v) in extra.as_object().unwrap() {
-            spec[k] = v.clone();
-        }
         let api: Api<OktaCiamConnector> = Api::namespaced(self.kube.clone(), NS);
-        let obj = serde_json::from_value(json!({
-            "apiVersion": "oktaciam.io/v1alpha1", "kind": "OktaCiamConnector",
-            "metadata": {"name": name}, "spec": spec,
-        }))
-        .unwrap();
+        let obj = serde_json::from_value(support::connector_json(name, spec, extra)).unwrap();
         api.create(&PostParams::default(), &obj).await.unwrap();
         self.connector_synced(name, "2026-01-01T00:00:00Z").await;
         let domain = OrgDomain::parse(&self.okta.domain(), &policy()).unwrap();
@@ -283,14 +243,7 @@ impl Harness {
             "apiVersion": "oktaciam.io/v1alpha1", "kind": "GroupMembership",
             "metadata": {"name": name}, "spec": spec,
         });
-        self.gms()
-            .patch(
-                name,
-                &PatchParams::apply("test").force(),
-                &Patch::Apply(&obj),
-            )
-            .await
-            .unwrap();
+        support::apply(&self.gms(), "test", name, &obj).await;
     }
 
     pub async fn get(&self, name: &str) -> Option<GroupMembership> {
@@ -360,26 +313,11 @@ impl Harness {
     }
 
     pub async fn event_reasons(&self, name: &str) -> Vec<(String, String)> {
-        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.kube.clone(), NS);
-        api.list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
-            .collect()
+        support::events_about(&self.kube, NS, name).await
     }
 
     pub async fn wait_event(&self, name: &str, type_: &str, reason: &str) {
-        wait_for(&format!("{type_} Event {reason} on {name}"), || async {
-            self.event_reasons(name)
-                .await
-                .iter()
-                .any(|(t, r)| t == type_ && r == reason)
-                .then_some(())
-        })
-        .await;
+        support::wait_event(&self.kube, NS, name, (type_, reason), WAIT).await;
     }
 
     pub async fn shutdown(mut self) {
