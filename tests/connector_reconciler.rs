@@ -1,14 +1,12 @@
 //! The connector reconciler over real HTTP: the operator's controllers run in-process against
 //! the Kubernetes API test server (serving the committed CRDs) and the Okta emulator.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Parser;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube_test_server::TestServer;
 use okta_ciam_operator::controller::connector::index::{self, ConnectorIndex};
@@ -21,6 +19,9 @@ use okta_ciam_operator::crd::{ConditionType, OktaCiamConnector};
 use okta_ciam_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Faults, Fixture};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+mod support;
+use support::okta_writes;
 
 /// Upper bound for any wait; generous for a loaded 2-core machine.
 const LIMIT: Duration = Duration::from_secs(90);
@@ -65,13 +66,7 @@ impl Harness {
 
     /// Starts with extra `run` flags.
     async fn start_with(extra: &[&str]) -> Harness {
-        let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
-        let server = TestServer::start([
-            format!("{crds}/oktaciamconnectors.yaml"),
-            format!("{crds}/groupmemberships.yaml"),
-        ])
-        .await
-        .expect("test server starts");
+        let server = support::start_test_server().await;
         let okta = emulator::start(EmulatorConfig::new(fixture()))
             .await
             .expect("emulator starts");
@@ -116,39 +111,19 @@ impl Harness {
     }
 
     async fn put_secret(&self, key: &str, token: &str) {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(SECRET.into()),
-                ..ObjectMeta::default()
-            },
-            data: Some(BTreeMap::from([(
-                key.to_owned(),
-                ByteString(token.as_bytes().to_vec()),
-            )])),
-            ..Secret::default()
-        };
-        let params = PatchParams::apply("test").force();
-        self.secrets()
-            .patch(SECRET, &params, &Patch::Apply(&secret))
-            .await
-            .expect("secret applied");
+        let secret = support::token_secret(SECRET, key, token);
+        support::apply(&self.secrets(), "test", SECRET, &secret).await;
     }
 
     async fn create_connector(&self, domain: &str, extra: serde_json::Value) {
-        let mut spec = serde_json::json!({
+        let spec = serde_json::json!({
             "domain": domain,
             "tokenSecretRef": {"name": SECRET},
             "emailDomains": ["example.com"],
             "syncInterval": "1h",
         });
-        json_merge(&mut spec, extra);
-        let obj: OktaCiamConnector = serde_json::from_value(serde_json::json!({
-            "apiVersion": "oktaciam.io/v1alpha1",
-            "kind": "OktaCiamConnector",
-            "metadata": {"name": NAME},
-            "spec": spec,
-        }))
-        .unwrap();
+        let obj: OktaCiamConnector =
+            serde_json::from_value(support::connector_json(NAME, spec, extra)).unwrap();
         self.connectors()
             .create(&PostParams::default(), &obj)
             .await
@@ -200,27 +175,32 @@ impl Harness {
         }
     }
 
+    /// Waits until `Ready` has `status` and `reason`, and checks `CredentialsValid` says the
+    /// same (the credential check decided the outcome).
+    async fn wait_ready_with_credentials(&self, status: &str, reason: &str) -> OktaCiamConnector {
+        let obj = self
+            .wait_condition(ConditionType::Ready, status, reason)
+            .await;
+        assert_eq!(
+            condition(&obj, ConditionType::CredentialsValid),
+            pair(status, reason)
+        );
+        obj
+    }
+
     /// Waits until an Event with `reason` about the connector exists, and returns its type.
     async fn wait_event(&self, reason: &str) -> String {
-        let events: Api<Event> = Api::namespaced(self.server.client(), NS);
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        loop {
-            let list = events
-                .list(&Default::default())
+        let kube = self.server.client();
+        let found = support::try_wait_within(LIMIT, || async {
+            support::events_about(&kube, NS, NAME)
                 .await
-                .expect("events listed");
-            if let Some(e) = list.items.iter().find(|e| {
-                e.reason.as_deref() == Some(reason)
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(NAME)
-            }) {
-                return e.type_.clone().unwrap_or_default();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no {reason} Event; have {:?}",
-                list.items.iter().map(|e| &e.reason).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+                .into_iter()
+                .find_map(|(type_, r)| (r == reason).then_some(type_))
+        })
+        .await;
+        match found {
+            Some(type_) => type_,
+            None => panic!("no {reason} Event; have {:?}", self.event_reasons().await),
         }
     }
 
@@ -264,12 +244,6 @@ impl Harness {
             .expect("operator task did not panic");
         self.okta.shutdown().await;
         self.server.shutdown().await;
-    }
-}
-
-fn json_merge(base: &mut serde_json::Value, extra: serde_json::Value) {
-    if let (Some(b), serde_json::Value::Object(e)) = (base.as_object_mut(), extra) {
-        b.extend(e);
     }
 }
 
@@ -350,29 +324,13 @@ async fn connector_becomes_ready_with_counts_and_an_index_for_memberships() {
     h.stop().await;
 }
 
-/// Requests that are not reads.
-fn okta_writes(okta: &EmulatorHandle) -> u64 {
-    okta.stats()
-        .requests
-        .by_route
-        .iter()
-        .filter(|(route, _)| !route.starts_with("GET "))
-        .map(|(_, n)| n)
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_problems_are_reported_and_fixed_through_the_secret_watch() {
     let h = Harness::start().await;
     h.create_connector(&h.okta.domain(), serde_json::json!({}))
         .await;
-    let obj = h
-        .wait_condition(ConditionType::Ready, "False", "SecretNotFound")
+    h.wait_ready_with_credentials("False", "SecretNotFound")
         .await;
-    assert_eq!(
-        condition(&obj, ConditionType::CredentialsValid),
-        pair("False", "SecretNotFound")
-    );
     assert_eq!(h.wait_event("SecretNotFound").await, "Warning");
     assert_eq!(
         h.okta.stats().requests.total,
@@ -415,13 +373,7 @@ async fn a_revoked_token_is_unauthorized_and_a_rotated_one_recovers() {
     // A spec change makes a sync due at once; it meets the revoked token.
     h.patch_spec(serde_json::json!({"syncInterval": "2h"}))
         .await;
-    let obj = h
-        .wait_condition(ConditionType::Ready, "False", "Unauthorized")
-        .await;
-    assert_eq!(
-        condition(&obj, ConditionType::CredentialsValid),
-        pair("False", "Unauthorized")
-    );
+    h.wait_ready_with_credentials("False", "Unauthorized").await;
     assert_eq!(h.wait_event("Unauthorized").await, "Warning");
     assert!(
         !h.index().expect("the index survives").facts.ready,
@@ -429,13 +381,7 @@ async fn a_revoked_token_is_unauthorized_and_a_rotated_one_recovers() {
     );
 
     h.put_secret("apiToken", "token-2").await;
-    let obj = h
-        .wait_condition(ConditionType::Ready, "True", "Synced")
-        .await;
-    assert_eq!(
-        condition(&obj, ConditionType::CredentialsValid),
-        pair("True", "Synced")
-    );
+    h.wait_ready_with_credentials("True", "Synced").await;
     assert_eq!(h.wait_event("CredentialsChanged").await, "Normal");
     assert_eq!(h.wait_event("Recovered").await, "Normal");
     assert!(h.index().unwrap().facts.ready);
@@ -532,13 +478,7 @@ async fn an_unreachable_okta_backs_off_and_recovers_on_its_own() {
 
     // Nothing changes in the cluster: the back-off requeue alone brings it back.
     h.okta.set_faults(Faults::default());
-    let obj = h
-        .wait_condition(ConditionType::Ready, "True", "Synced")
-        .await;
-    assert_eq!(
-        condition(&obj, ConditionType::CredentialsValid),
-        pair("True", "Synced")
-    );
+    let obj = h.wait_ready_with_credentials("True", "Synced").await;
     let resynced = obj.status.unwrap().last_successful_sync_time.unwrap();
     assert!(
         resynced > first_sync,
@@ -553,14 +493,10 @@ async fn only_watched_namespaces_are_reconciled() {
     let h = Harness::start_with(&["--namespace", NS]).await;
     // The same connector in a namespace the operator does not watch, created first.
     let elsewhere: Api<OktaCiamConnector> = Api::namespaced(h.server.client(), "kube-public");
-    let obj: OktaCiamConnector = serde_json::from_value(serde_json::json!({
-        "apiVersion": "oktaciam.io/v1alpha1",
-        "kind": "OktaCiamConnector",
-        "metadata": {"name": NAME},
-        "spec": {"domain": h.okta.domain(), "tokenSecretRef": {"name": SECRET},
-                 "emailDomains": ["example.com"]},
-    }))
-    .unwrap();
+    let spec = serde_json::json!({"domain": h.okta.domain(), "tokenSecretRef": {"name": SECRET},
+                                  "emailDomains": ["example.com"]});
+    let obj: OktaCiamConnector =
+        serde_json::from_value(support::connector_json(NAME, spec, serde_json::json!({}))).unwrap();
     elsewhere
         .create(&PostParams::default(), &obj)
         .await
