@@ -68,6 +68,18 @@ impl Api {
         (status, serde_json::from_slice(&bytes).ok())
     }
 
+    /// `GET /__emulator/<what>` of the emulator's controls, which take no token.
+    async fn control(&self, what: &str) -> Value {
+        self.client
+            .get(format!("{}/__emulator/{what}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Follows `Link: rel="next"` to the end; returns the items and the number of pages.
     async fn collect(&self, first: &str) -> (Vec<Value>, usize) {
         let mut url = first.to_string();
@@ -729,14 +741,7 @@ async fn injected_faults_fail_drop_and_count() {
     .await;
     assert!(dropped.is_err(), "the connection should be cut");
     assert_eq!(api.get("/api/v1/org").await.status(), 200);
-    let stats: Value = client
-        .get(format!("{}/__emulator/stats", api.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = api.control("stats").await;
     assert_eq!(stats["requests"]["total"], 5);
     assert_eq!(stats["requests"]["byStatus"]["503"], 2);
     assert_eq!(stats["requests"]["byStatus"]["dropped"], 1);
@@ -804,14 +809,7 @@ async fn http_controls_mutate_the_org() {
         .status(),
         404
     );
-    let state: Value = client
-        .get(format!("{}/__emulator/state", api.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state: Value = api.control("state").await;
     assert_eq!(state, emu.state_json());
     assert!(
         state.to_string().find("test-token").is_none(),
