@@ -769,13 +769,7 @@ async fn finalizers_hold_deletion_until_removed() {
         .await,
     );
     assert_eq!(add.code, 422);
-    api.patch(
-        "f",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-    )
-    .await
-    .unwrap();
+    common::clear_finalizers(&api, "f").await;
     assert_eq!(status_of(api.get("f").await).code, 404);
 
     // Preconditions.

@@ -83,6 +83,16 @@ fn error_policy(_: Arc<Widget>, _: &ReconcileError, _: Arc<Ctx>) -> Action {
     Action::requeue(std::time::Duration::from_millis(50))
 }
 
+/// Creates the widget `name` of size `Small`.
+async fn create_small_widget(api: &Api<Widget>, name: &str) -> Widget {
+    let spec = WidgetSpec {
+        size: "Small".into(),
+    };
+    api.create(&PostParams::default(), &Widget::new(name, spec))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn controller_converges_status_and_records_events() {
     let server = start().await;
@@ -97,17 +107,7 @@ async fn controller_converges_status_and_records_events() {
         recorder: Recorder::new(client.clone(), reporter),
         reconciles: AtomicUsize::new(0),
     });
-    api.create(
-        &PostParams::default(),
-        &Widget::new(
-            "w",
-            WidgetSpec {
-                size: "Small".into(),
-            },
-        ),
-    )
-    .await
-    .unwrap();
+    create_small_widget(&api, "w").await;
     // The first status write fails; the controller's error policy retries it.
     server
         .faults()
@@ -184,18 +184,7 @@ async fn recorder_turns_repeated_events_into_a_series() {
         },
     );
     let api: Api<Widget> = Api::default_namespaced(client.clone());
-    let w = api
-        .create(
-            &PostParams::default(),
-            &Widget::new(
-                "w",
-                WidgetSpec {
-                    size: "Small".into(),
-                },
-            ),
-        )
-        .await
-        .unwrap();
+    let w = create_small_widget(&api, "w").await;
     let ev = Event {
         type_: EventType::Warning,
         reason: "Flaky".into(),
@@ -230,17 +219,7 @@ async fn finalizer_helper_adds_then_cleans_up_before_deletion() {
     let server = start().await;
     let client = server.client();
     let api: Api<Widget> = Api::default_namespaced(client.clone());
-    api.create(
-        &PostParams::default(),
-        &Widget::new(
-            "f",
-            WidgetSpec {
-                size: "Small".into(),
-            },
-        ),
-    )
-    .await
-    .unwrap();
+    create_small_widget(&api, "f").await;
     let cleanups = AtomicUsize::new(0);
     let step = || async {
         let w = Arc::new(api.get("f").await.unwrap());

@@ -28,8 +28,22 @@ fn secret(name: &str, app: &str) -> Secret {
     serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": app}}})).unwrap()
 }
 
-fn lease(name: &str) -> Lease {
-    serde_json::from_value(json!({"metadata": {"name": name}, "spec": {}})).unwrap()
+/// Creates the Secret `name` labelled `app`; returns it as stored.
+async fn create_secret(api: &Api<Secret>, name: &str, app: &str) -> Secret {
+    api.create(&PostParams::default(), &secret(name, app))
+        .await
+        .unwrap()
+}
+
+/// Creates the Lease `name` in the default namespace: a write that only moves the global
+/// resource version as far as Secret watchers are concerned.
+async fn create_lease(client: Client, name: &str) {
+    let lease: Lease =
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {}})).unwrap();
+    Api::<Lease>::default_namespaced(client)
+        .create(&PostParams::default(), &lease)
+        .await
+        .unwrap();
 }
 
 /// Collects the `(type, name)` of raw watch events until `n` non-bookmark events arrived.
@@ -58,14 +72,9 @@ async fn next_events(
 async fn raw_watch_replays_from_resource_version_and_follows_selectors() {
     let server = start_with(Duration::from_secs(3600)).await;
     let api: Api<Secret> = Api::default_namespaced(server.client());
-    let first = api
-        .create(&PostParams::default(), &secret("a", "web"))
-        .await
-        .unwrap();
+    let first = create_secret(&api, "a", "web").await;
     let from = first.resource_version().unwrap();
-    api.create(&PostParams::default(), &secret("b", "db"))
-        .await
-        .unwrap();
+    create_secret(&api, "b", "db").await;
     let mut stream = api
         .watch(&WatchParams::default(), &from)
         .await
@@ -106,9 +115,7 @@ async fn raw_watch_replays_from_resource_version_and_follows_selectors() {
     )
     .await
     .unwrap();
-    api.create(&PostParams::default(), &secret("c", "db"))
-        .await
-        .unwrap();
+    create_secret(&api, "c", "db").await;
     api.patch(
         "c",
         &PatchParams::default(),
@@ -161,13 +168,8 @@ async fn bookmarks_and_timeout_end_the_stream() {
 async fn too_old_resource_version_is_410_expired() {
     let server = start_with(Duration::from_secs(3600)).await;
     let api: Api<Secret> = Api::default_namespaced(server.client());
-    let old = api
-        .create(&PostParams::default(), &secret("a", "web"))
-        .await
-        .unwrap();
-    api.create(&PostParams::default(), &secret("b", "web"))
-        .await
-        .unwrap();
+    let old = create_secret(&api, "a", "web").await;
+    create_secret(&api, "b", "web").await;
     server.compact_history();
     let mut stream = api
         .watch(&WatchParams::default(), &old.resource_version().unwrap())
@@ -185,9 +187,7 @@ async fn too_old_resource_version_is_410_expired() {
         .await
         .unwrap()
         .boxed();
-    api.create(&PostParams::default(), &secret("c", "web"))
-        .await
-        .unwrap();
+    create_secret(&api, "c", "web").await;
     assert_eq!(
         next_events(&mut ok, 1).await,
         [("ADDED".to_string(), "c".to_string())]
@@ -205,9 +205,7 @@ async fn history_limit_expires_old_versions() {
     let api: Api<Secret> = Api::default_namespaced(server.client());
     let from = server.current_resource_version().to_string();
     for n in ["a", "b", "c", "d"] {
-        api.create(&PostParams::default(), &secret(n, "x"))
-            .await
-            .unwrap();
+        create_secret(&api, n, "x").await;
     }
     let mut stream = api
         .watch(&WatchParams::default(), &from)
@@ -261,14 +259,10 @@ async fn watcher_resumes_after_dropped_streams_without_relisting() {
     let server = start_with(Duration::from_secs(3600)).await;
     let client = server.client();
     let api: Api<Secret> = Api::default_namespaced(client.clone());
-    api.create(&PostParams::default(), &secret("a", "x"))
-        .await
-        .unwrap();
+    create_secret(&api, "a", "x").await;
     let (mut rx, task) = spawn_watcher(client, watcher::Config::default());
     expect(&mut rx, "init-done").await;
-    api.create(&PostParams::default(), &secret("b", "x"))
-        .await
-        .unwrap();
+    create_secret(&api, "b", "x").await;
     expect(&mut rx, "apply b").await;
     for round in 0..3 {
         let watches = server.counters().count("watch", "secrets");
@@ -278,9 +272,7 @@ async fn watcher_resumes_after_dropped_streams_without_relisting() {
         })
         .await;
         let name = format!("after-drop-{round}");
-        api.create(&PostParams::default(), &secret(&name, "x"))
-            .await
-            .unwrap();
+        create_secret(&api, &name, "x").await;
         let seen = expect(&mut rx, &format!("apply {name}")).await;
         assert!(
             !seen.iter().any(|m| m == "init"),
@@ -300,22 +292,14 @@ async fn watcher_relists_after_410_expired() {
     let server = start_with(Duration::from_secs(3600)).await;
     let client = server.client();
     let api: Api<Secret> = Api::default_namespaced(client.clone());
-    api.create(&PostParams::default(), &secret("a", "x"))
-        .await
-        .unwrap();
+    create_secret(&api, "a", "x").await;
     let (mut rx, task) = spawn_watcher(client.clone(), watcher::Config::default());
     expect(&mut rx, "init-done").await;
     // Advance the global version past the watcher's without it noticing, then compact and drop.
-    Api::<Lease>::default_namespaced(client.clone())
-        .create(&PostParams::default(), &lease("l"))
-        .await
-        .unwrap();
+    create_lease(client.clone(), "l").await;
     api.delete("a", &DeleteParams::default()).await.unwrap();
     expect(&mut rx, "delete a").await;
-    Api::<Lease>::default_namespaced(client)
-        .create(&PostParams::default(), &lease("m"))
-        .await
-        .unwrap();
+    create_lease(client, "m").await;
     server.compact_history();
     server.faults().drop_watches();
     let seen = expect(&mut rx, "init-done").await;
@@ -329,9 +313,7 @@ async fn watcher_relists_after_410_expired() {
         2,
         "relisted once"
     );
-    api.create(&PostParams::default(), &secret("b", "x"))
-        .await
-        .unwrap();
+    create_secret(&api, "b", "x").await;
     expect(&mut rx, "apply b").await;
     task.abort();
 }
@@ -341,9 +323,7 @@ async fn streaming_list_watcher_gets_initial_events_end_bookmark() {
     let server = start_with(Duration::from_secs(3600)).await;
     let client = server.client();
     let api: Api<Secret> = Api::default_namespaced(client.clone());
-    api.create(&PostParams::default(), &secret("a", "x"))
-        .await
-        .unwrap();
+    create_secret(&api, "a", "x").await;
     let (mut rx, task) = spawn_watcher(client, watcher::Config::default().streaming_lists());
     let seen = expect(&mut rx, "init-done").await;
     assert_eq!(seen, ["init", "apply a", "init-done"]);
@@ -352,9 +332,7 @@ async fn streaming_list_watcher_gets_initial_events_end_bookmark() {
         0,
         "streaming lists do not LIST"
     );
-    api.create(&PostParams::default(), &secret("b", "x"))
-        .await
-        .unwrap();
+    create_secret(&api, "b", "x").await;
     expect(&mut rx, "apply b").await;
     task.abort();
 }
@@ -371,9 +349,7 @@ async fn reflector_store_follows_the_server() {
     );
     let task = tokio::spawn(stream.for_each(|_| async {}));
     for n in ["a", "b", "c", "d", "e"] {
-        api.create(&PostParams::default(), &secret(n, "x"))
-            .await
-            .unwrap();
+        create_secret(&api, n, "x").await;
     }
     bounded("store ready", reader.wait_until_ready())
         .await
@@ -396,9 +372,7 @@ async fn metadata_only_get_list_and_metadata_watcher() {
     let server = start_with(Duration::from_secs(3600)).await;
     let client = server.client();
     let api: Api<Secret> = Api::default_namespaced(client.clone());
-    api.create(&PostParams::default(), &secret("a", "web"))
-        .await
-        .unwrap();
+    create_secret(&api, "a", "web").await;
     let meta = api.get_metadata("a").await.unwrap();
     assert_eq!(
         meta.types.as_ref().map(|t| t.kind.as_str()),
@@ -421,9 +395,7 @@ async fn metadata_only_get_list_and_metadata_watcher() {
         {
             watcher::Event::InitApply(m) | watcher::Event::Apply(m) => names.push(m.name_any()),
             watcher::Event::InitDone => {
-                api.create(&PostParams::default(), &secret("b", "web"))
-                    .await
-                    .unwrap();
+                create_secret(&api, "b", "web").await;
             }
             _ => {}
         }
@@ -445,13 +417,7 @@ async fn last_finalizer_removal_is_modified_then_deleted() {
         .unwrap()
         .boxed();
     api.delete("f", &DeleteParams::default()).await.unwrap();
-    api.patch(
-        "f",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-    )
-    .await
-    .unwrap();
+    common::clear_finalizers(&api, "f").await;
     let got = next_events(&mut stream, 3).await;
     let kinds: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(kinds, ["MODIFIED", "MODIFIED", "DELETED"]);

@@ -29,6 +29,20 @@ pub fn gadget_resource() -> ApiResource {
     )
 }
 
+/// Removes every finalizer of `name` (a merge patch), letting a pending deletion finish.
+pub async fn clear_finalizers<K>(api: &kube::Api<K>, name: &str)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("finalizers cleared");
+}
+
 /// Builds a Widget from a JSON body.
 pub fn widget(name: &str, spec: serde_json::Value) -> DynamicObject {
     serde_json::from_value(serde_json::json!({
