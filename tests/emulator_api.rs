@@ -263,45 +263,52 @@ async fn user_search_and_filter_follow_okta_rules() {
             "dave@example.org"
         ]
     );
-    assert_eq!(
-        logins_where(&api, "search", "status eq \"deprovisioned\"").await,
-        ["carol@example.community"]
-    );
-    assert_eq!(
-        logins_where(&api, "filter", "status eq \"DEPROVISIONED\"").await,
-        ["carol@example.community"]
-    );
-    // co matches look-alike domains too (the client must re-check exactly).
-    assert_eq!(
-        logins_where(&api, "search", "profile.email co \"@EXAMPLE.com\"").await,
-        [
-            "alice@example.com",
-            "bob@example.com.evil.io",
-            "carol@example.community"
-        ]
-    );
-    assert_eq!(
-        logins_where(&api, "search", "profile.lastName sw \"ali\"").await,
-        ["carol@example.community"]
-    );
-    assert_eq!(
-        logins_where(&api, "search", "(profile.firstName eq \"alice\" or profile.firstName eq \"bob\") and status eq \"SUSPENDED\"").await,
-        ["bob@example.com.evil.io"]
-    );
-    assert_eq!(logins_where(&api, "search", "profile.firstName eq \"alice\" or profile.firstName eq \"bob\" and status eq \"SUSPENDED\"").await.len(), 2);
-    assert_eq!(
-        logins_where(
-            &api,
+    let cases: [(&str, &str, &[&str]); 7] = [
+        (
+            "search",
+            "status eq \"deprovisioned\"",
+            &["carol@example.community"],
+        ),
+        (
             "filter",
-            "lastUpdated gt \"2026-01-01T00:00:00.000Z\""
-        )
-        .await,
-        ["alice@example.com"]
-    );
-    assert_eq!(
-        logins_where(&api, "search", "profile.secondEmail pr").await,
-        Vec::<String>::new()
-    );
+            "status eq \"DEPROVISIONED\"",
+            &["carol@example.community"],
+        ),
+        // co matches look-alike domains too (the client must re-check exactly).
+        (
+            "search",
+            "profile.email co \"@EXAMPLE.com\"",
+            &[
+                "alice@example.com",
+                "bob@example.com.evil.io",
+                "carol@example.community",
+            ],
+        ),
+        (
+            "search",
+            "profile.lastName sw \"ali\"",
+            &["carol@example.community"],
+        ),
+        (
+            "search",
+            "(profile.firstName eq \"alice\" or profile.firstName eq \"bob\") and status eq \"SUSPENDED\"",
+            &["bob@example.com.evil.io"],
+        ),
+        (
+            "filter",
+            "lastUpdated gt \"2026-01-01T00:00:00.000Z\"",
+            &["alice@example.com"],
+        ),
+        ("search", "profile.secondEmail pr", &[]),
+    ];
+    for (param, expr, want) in cases {
+        assert_eq!(
+            logins_where(&api, param, expr).await,
+            want,
+            "{param}={expr}"
+        );
+    }
+    assert_eq!(logins_where(&api, "search", "profile.firstName eq \"alice\" or profile.firstName eq \"bob\" and status eq \"SUSPENDED\"").await.len(), 2);
     // q: prefix on names and email, not DEPROVISIONED.
     assert_eq!(logins(&api, "q=ali").await, ["alice@example.com"]);
 
