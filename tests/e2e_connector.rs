@@ -177,6 +177,27 @@ async fn e2e_bad_secret_revoked_and_rotated_token_without_restart() {
         .filter(|l| l.contains("serving /metrics"))
         .count();
     assert_eq!(starts, 1);
+
+    // Neither token, old or new, reached Events, status or logs along the way.
+    let events: Vec<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(e.kube.clone(), &e.ns)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items;
+    let connector: OktaCiamConnector = kube::Api::namespaced(e.kube.clone(), &e.ns)
+        .get(CONNECTOR)
+        .await
+        .unwrap();
+    let published = format!(
+        "{}{}{}",
+        serde_json::to_string(&events).unwrap(),
+        serde_json::to_string(&connector.status).unwrap(),
+        operator.logs().join("\n")
+    );
+    for token in ["token-1", "token-2"] {
+        assert!(!published.contains(token), "{token} leaked: {published}");
+    }
     operator.kill();
     e.finish().await;
 }
