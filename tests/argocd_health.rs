@@ -8,10 +8,10 @@ use common::{CrdValidator, load_yaml_docs};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use mlua::serde::SerializeOptions;
 use mlua::{Lua, LuaSerdeExt};
+use okta_ciam_operator::controller::membership::decide::Reason as MembershipReason;
 use okta_ciam_operator::crd::condition::new_condition;
 use okta_ciam_operator::crd::{
-    ConditionStatus, ConditionType, ConnectorReason, ConnectorStatus, MembershipReason,
-    MembershipStatus, SyncCounts,
+    ConditionStatus, ConditionType, ConnectorReason, ConnectorStatus, MembershipStatus, SyncCounts,
 };
 use serde_json::{Value, json};
 
@@ -244,8 +244,8 @@ fn membership_health_follows_ready_and_generation() {
         1,
         vec![ready(
             ConditionStatus::True,
-            "Provisioned",
-            "2 of 2 users are members",
+            "Granted",
+            "all 2 users are members of Engineering",
             1,
         )],
     );
@@ -253,7 +253,7 @@ fn membership_health_follows_ready_and_generation() {
     assert_eq!(h.status, "Healthy");
     assert_eq!(
         h.message.as_deref(),
-        Some("Provisioned: 2 of 2 users are members")
+        Some("Granted: all 2 users are members of Engineering")
     );
     assert_eq!(
         health(&s, &membership(2, Some(granted))).status,
@@ -266,11 +266,15 @@ fn membership_health_follows_ready_and_generation() {
 fn membership_not_ready_maps_each_reason_like_the_rust_types() {
     let s = script(MEMBERSHIP_KEY);
     for reason in MembershipReason::ALL {
+        assert_eq!(format!("{reason:?}"), reason.as_str());
         if matches!(
             reason,
-            MembershipReason::Provisioned | MembershipReason::DriftCorrected
+            MembershipReason::Granted
+                | MembershipReason::NoExpiry
+                | MembershipReason::NotExpired
+                | MembershipReason::Preexisting
         ) {
-            continue; // Ready=True reason and an Event reason
+            continue; // Ready=True, the Expired condition's, and a per-user origin
         }
         let message = "bob@other.org is outside the connector's email domains";
         let status = membership_status(

@@ -44,7 +44,9 @@ pub const MAX_USERS: usize = 1000;
     ),
     printcolumn(
         name = "Expires",
-        type_ = "date",
+        // A string, not a date: kubectl prints date columns as an age, which is `<invalid>`
+        // for every future instant, i.e. for every grant that has not expired yet.
+        type_ = "string",
         json_path = ".status.expiresAt",
         description = "When the grant expires"
     ),
@@ -215,113 +217,6 @@ pub enum MembershipOrigin {
     Preexisting,
 }
 
-/// Reasons on a `GroupMembership`'s conditions, per-user entries and Events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MembershipReason {
-    /// Every declared user is a member in Okta.
-    Provisioned,
-    /// Memberships are being granted or revoked.
-    Pending,
-    /// The connector named in `connectorRef` does not exist in the namespace.
-    ConnectorNotFound,
-    /// The connector exists but has not synced successfully yet.
-    ConnectorNotReady,
-    /// The connector has `provisioning: false`.
-    ProvisioningDisabled,
-    /// The connector has `suspend: true`.
-    ConnectorSuspended,
-    /// No Okta group has the given name or id.
-    GroupNotFound,
-    /// The group's name is outside the connector's group-name filter.
-    GroupOutsideFilter,
-    /// The group is not an `OKTA_GROUP` (imported or built-in groups are managed elsewhere).
-    GroupNotManaged,
-    /// No Okta user matches the entry.
-    UserNotFound,
-    /// More than one Okta user matches the entry.
-    UserAmbiguous,
-    /// The user's email is outside the connector's email domains.
-    UserOutsideEmailDomains,
-    /// The user is suspended or deprovisioned in Okta.
-    UserInactive,
-    /// Okta's rate limits are pacing the writes; still progressing.
-    RateLimited,
-    /// An Okta call failed; retried with back-off.
-    OktaError,
-    /// The grant expired and the memberships the operator owned were revoked.
-    Expired,
-    /// Event: a declared membership removed outside the operator was granted again.
-    DriftCorrected,
-}
-
-impl MembershipReason {
-    /// Every reason, for documentation and exhaustive tests.
-    pub const ALL: [Self; 17] = [
-        Self::Provisioned,
-        Self::Pending,
-        Self::ConnectorNotFound,
-        Self::ConnectorNotReady,
-        Self::ProvisioningDisabled,
-        Self::ConnectorSuspended,
-        Self::GroupNotFound,
-        Self::GroupOutsideFilter,
-        Self::GroupNotManaged,
-        Self::UserNotFound,
-        Self::UserAmbiguous,
-        Self::UserOutsideEmailDomains,
-        Self::UserInactive,
-        Self::RateLimited,
-        Self::OktaError,
-        Self::Expired,
-        Self::DriftCorrected,
-    ];
-
-    /// The `reason` string written to conditions, per-user entries and Events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Provisioned => "Provisioned",
-            Self::Pending => "Pending",
-            Self::ConnectorNotFound => "ConnectorNotFound",
-            Self::ConnectorNotReady => "ConnectorNotReady",
-            Self::ProvisioningDisabled => "ProvisioningDisabled",
-            Self::ConnectorSuspended => "ConnectorSuspended",
-            Self::GroupNotFound => "GroupNotFound",
-            Self::GroupOutsideFilter => "GroupOutsideFilter",
-            Self::GroupNotManaged => "GroupNotManaged",
-            Self::UserNotFound => "UserNotFound",
-            Self::UserAmbiguous => "UserAmbiguous",
-            Self::UserOutsideEmailDomains => "UserOutsideEmailDomains",
-            Self::UserInactive => "UserInactive",
-            Self::RateLimited => "RateLimited",
-            Self::OktaError => "OktaError",
-            Self::Expired => "Expired",
-            Self::DriftCorrected => "DriftCorrected",
-        }
-    }
-
-    /// Whether a `Ready=False` with this reason needs a person to act (Argo CD: Degraded).
-    /// Work in progress, transient failures, an intended suspension and expiry do not.
-    pub fn needs_attention(self) -> bool {
-        !matches!(
-            self,
-            Self::Provisioned
-                | Self::Pending
-                | Self::ConnectorNotReady
-                | Self::ConnectorSuspended
-                | Self::RateLimited
-                | Self::OktaError
-                | Self::Expired
-                | Self::DriftCorrected
-        )
-    }
-}
-
-impl std::fmt::Display for MembershipReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,12 +253,5 @@ mod tests {
             serde_json::to_value(&u).unwrap(),
             serde_json::json!({"user": "alice@example.com", "userId": "00u1", "state": "Granted", "origin": "Preexisting"})
         );
-    }
-
-    #[test]
-    fn reason_strings_are_the_variant_names() {
-        for r in MembershipReason::ALL {
-            assert_eq!(format!("{r:?}"), r.as_str());
-        }
     }
 }

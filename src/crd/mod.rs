@@ -17,7 +17,7 @@ pub use connector::{
 };
 pub use membership::{
     ConnectorRef, DeletionPolicy, GroupMembership, GroupMembershipSpec, GroupRef, MembershipOrigin,
-    MembershipReason, MembershipStatus, UserMembershipState, UserMembershipStatus,
+    MembershipStatus, UserMembershipState, UserMembershipStatus,
 };
 
 /// The API group of both kinds.

@@ -348,6 +348,64 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// Every reason, for documentation and exhaustive tests (the Argo CD health check's).
+    pub const ALL: [Reason; 22] = [
+        Reason::ConnectorNotFound,
+        Reason::ConnectorNotReady,
+        Reason::ProvisioningDisabled,
+        Reason::ConnectorSuspended,
+        Reason::GroupNotFound,
+        Reason::GroupNotOktaManaged,
+        Reason::GroupOutOfScope,
+        Reason::UserOutOfScope,
+        Reason::UserNotFound,
+        Reason::UserAmbiguous,
+        Reason::UserInactive,
+        Reason::RevokeFailed,
+        Reason::GrantFailed,
+        Reason::Pending,
+        Reason::Deleting,
+        Reason::Expired,
+        Reason::NotExpired,
+        Reason::NoExpiry,
+        Reason::Revoked,
+        Reason::Retained,
+        Reason::Preexisting,
+        Reason::Granted,
+    ];
+
+    /// Whether `Ready=False` with this reason waits for a person to change something (Argo
+    /// CD: Degraded) rather than for the operator's own retries, an intended suspension or
+    /// the passing of time. The match has no wildcard so a new reason must be placed here.
+    pub fn needs_attention(self) -> bool {
+        match self {
+            Reason::ConnectorNotFound
+            | Reason::ProvisioningDisabled
+            | Reason::GroupNotFound
+            | Reason::GroupNotOktaManaged
+            | Reason::GroupOutOfScope
+            | Reason::UserOutOfScope
+            | Reason::UserNotFound
+            | Reason::UserAmbiguous
+            | Reason::UserInactive => true,
+            Reason::ConnectorNotReady
+            | Reason::ConnectorSuspended
+            | Reason::RevokeFailed
+            | Reason::GrantFailed
+            | Reason::Pending
+            | Reason::Deleting
+            | Reason::Expired
+            | Reason::NotExpired
+            | Reason::NoExpiry
+            | Reason::Revoked
+            | Reason::Retained
+            | Reason::Preexisting
+            | Reason::Granted => false,
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
