@@ -195,6 +195,43 @@ async fn every_list_paginates_across_many_pages() {
     emu.shutdown().await;
 }
 
+/// Links follow the `Host` the client used, not the address the emulator bound: bound to
+/// 127.0.0.1 and reached as `localhost`, as an emulator bound to 0.0.0.0 is reached under
+/// another name. Both cursor kinds (the `Link` header and a body's `_links.next`) are walked.
+#[tokio::test]
+async fn links_point_at_the_host_the_client_used() {
+    let emu = start(generated(60), RateLimits::default()).await;
+    let policy = DomainPolicy {
+        insecure_loopback_http: true,
+        ..DomainPolicy::default()
+    };
+    let domain = OrgDomain::parse(&format!("localhost:{}", emu.addr().port()), &policy).unwrap();
+    let auth = Arc::new(SswsAuth::new(ApiToken::new(emu.token())));
+    let client = OktaClient::new(domain, auth, fast()).unwrap();
+    let users: Vec<_> = client
+        .list_users(&UserQuery {
+            limit: Some(7),
+            ..UserQuery::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(users.len() > 3, "{} pages", users.len());
+    let listed = users.iter().flatten().count();
+    let active = state_users(&emu)
+        .iter()
+        .filter(|u| s(u, "status") != "DEPROVISIONED")
+        .count();
+    assert_eq!(listed, active);
+    let assignees: Vec<_> = client
+        .list_role_assignees(Some(5))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(assignees.len() >= 3, "{} pages", assignees.len());
+    emu.shutdown().await;
+}
+
 #[tokio::test]
 async fn search_and_filter_rules() {
     let emu = start(generated(300), RateLimits::default()).await;
