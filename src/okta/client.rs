@@ -1,5 +1,6 @@
 //! The HTTP client: typed operations, lazy pagination, pacing, retries and counters.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -321,7 +322,12 @@ impl OktaClient {
         let client = self.clone();
         Box::pin(async_stream::try_stream! {
             let mut next = Some(first?);
+            // Every page URL of this stream so far: a next link back to any of them is a
+            // cycle (A -> B -> A), not just one back to the current page. Pages are few
+            // (hundreds at most per stream), so holding their URLs is cheap.
+            let mut visited: HashSet<Url> = HashSet::new();
             while let Some(url) = next.take() {
+                visited.insert(url.clone());
                 let reply = client.execute(Method::GET, &url).await?;
                 let header_next = paging::next_link(
                     reply.headers.get_all(header::LINK).iter().filter_map(|v| v.to_str().ok()),
@@ -348,6 +354,10 @@ impl OktaClient {
                 if let Some(link) = header_next.or(body_next) {
                     let base = client.inner.domain.base_url();
                     match paging::check_next(base, &url, &link) {
+                        Ok(u) if visited.contains(&u) => Err(Error::BadNextLink {
+                            link,
+                            reason: "it points at a page already read (a pagination cycle)",
+                        })?,
                         Ok(u) => next = Some(u),
                         Err(reason) => Err(Error::BadNextLink { link, reason })?,
                     }
