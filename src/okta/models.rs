@@ -372,11 +372,13 @@ mod tests {
 
     #[test]
     fn standard_roles_match_spec_enum() {
-        let spec = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/okta/management-openapi-2026.06.3.yaml"
-        ))
-        .unwrap();
+        // The spec sits in `shared/` next to the checkout (which may be a nested worktree).
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|d| d.join("shared/okta/management-openapi-2026.06.3.yaml"))
+            .find(|p| p.is_file())
+            .expect("the spec is in shared/okta/ next to the repository");
+        let spec = std::fs::read_to_string(path).unwrap();
         let start = spec.find("\n    RoleType:\n").unwrap();
         let section = &spec[start..];
         let enum_at = section.find("      enum:\n").unwrap();
