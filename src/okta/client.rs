@@ -9,10 +9,10 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use http::{HeaderMap, Method, header};
 use serde::de::DeserializeOwned;
-use tokio::sync::Semaphore;
 use url::Url;
 
 use super::auth::Auth;
+use super::budget::OrgBudget;
 use super::domain::OrgDomain;
 use super::error::{Error, OktaErrorInfo, Result};
 use super::models::{
@@ -20,7 +20,7 @@ use super::models::{
     UserQuery,
 };
 use super::paging;
-use super::ratelimit::{self, Action, Family, RateLimitHeaders, RateLimiter, WaitBudget};
+use super::ratelimit::{self, Action, Family, RateLimitHeaders, WaitBudget};
 use super::stats::ClientStats;
 
 /// A stream of pages, fetched lazily: the next page is requested only when the stream is
@@ -74,8 +74,7 @@ struct Inner {
     domain: OrgDomain,
     auth: Arc<dyn Auth>,
     options: ClientOptions,
-    limiter: Arc<RateLimiter>,
-    in_flight: Semaphore,
+    budget: OrgBudget,
     stats: Mutex<ClientStats>,
 }
 
@@ -151,6 +150,20 @@ impl OktaClient {
         auth: Arc<dyn Auth>,
         options: ClientOptions,
     ) -> Result<OktaClient> {
+        let budget = OrgBudget::new(options.max_concurrency, options.budget_percent);
+        OktaClient::with_budget(domain, auth, options, budget)
+    }
+
+    /// A client pacing on `budget`, shared with the org's other clients (other tokens or
+    /// connectors of the same org), so together they stay within one rate-limit share and one
+    /// bound on requests in flight. The budget's limits apply; `options.max_concurrency` and
+    /// `options.budget_percent` are ignored. Counters stay this client's own.
+    pub fn with_budget(
+        domain: OrgDomain,
+        auth: Arc<dyn Auth>,
+        options: ClientOptions,
+        budget: OrgBudget,
+    ) -> Result<OktaClient> {
         let https = domain.base_url().scheme() == "https";
         let http = reqwest::Client::builder()
             .use_rustls_tls()
@@ -164,18 +177,21 @@ impl OktaClient {
             .map_err(|e| Error::Transport {
                 message: format!("cannot build the HTTP client: {e}"),
             })?;
-        let max_concurrency = options.max_concurrency.max(1);
         Ok(OktaClient {
             inner: Arc::new(Inner {
                 http,
-                limiter: RateLimiter::new(options.budget_percent),
-                in_flight: Semaphore::new(max_concurrency),
+                budget,
                 domain,
                 auth,
                 options,
                 stats: Mutex::new(ClientStats::default()),
             }),
         })
+    }
+
+    /// The rate-limit state and concurrency bound this client paces on.
+    pub fn budget(&self) -> &OrgBudget {
+        &self.inner.budget
     }
 
     /// The org this client talks to.
@@ -383,16 +399,17 @@ impl OktaClient {
         let mut retries = 0u32;
         loop {
             let waited_before = budget.waited;
-            let ticket = inner.limiter.acquire(bucket, &mut budget).await;
+            let ticket = inner.budget.limiter().acquire(bucket, &mut budget).await;
             self.lock_stats().rate_limit_wait += budget.waited - waited_before;
             let ticket = ticket?;
-            let permit = inner
-                .in_flight
-                .acquire()
-                .await
-                .map_err(|_| Error::Transport {
-                    message: "the client's concurrency limiter was closed".into(),
-                })?;
+            let permit =
+                inner
+                    .budget
+                    .acquire_in_flight()
+                    .await
+                    .ok_or_else(|| Error::Transport {
+                        message: "the client's concurrency limiter was closed".into(),
+                    })?;
             {
                 let mut stats = self.lock_stats();
                 stats.requests += 1;
