@@ -42,11 +42,25 @@ pub enum Command {
     Sync(crate::sync::cli::SyncArgs),
 }
 
-/// Sets up logging on stderr. `RUST_LOG` overrides the default level.
-pub fn init_logging(format: Option<LogFormat>) {
+impl Command {
+    /// The log level used when `RUST_LOG` is unset.
+    ///
+    /// `sync` is a one-shot command a person runs: its progress line, summary and (on failure)
+    /// one `error: ...` line are the output, so warnings such as retried requests stay quiet
+    /// unless asked for (`RUST_LOG=warn`). The long-running subcommands log at `info`.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Sync(_) => "error",
+            Command::Emulator(_) | Command::Crdgen(_) | Command::Run(_) => "info",
+        }
+    }
+}
+
+/// Sets up logging on stderr at `default_level` (e.g. `"info"`). `RUST_LOG` overrides it.
+pub fn init_logging(format: Option<LogFormat>, default_level: &str) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let format = format.unwrap_or(if std::io::stderr().is_terminal() {
         LogFormat::Text
     } else {
@@ -61,10 +75,63 @@ pub fn init_logging(format: Option<LogFormat>) {
     };
 }
 
+/// Parses the command line and runs it: the whole of the binary's `main`.
+///
+/// `--help` and `--version` print to stdout and exit 0. Any other command-line error prints
+/// one line, `error: ...`, on stderr and exits 1, the same as a failed run, so scripts see one
+/// failure shape whatever went wrong. The exception is a bare invocation with no subcommand,
+/// which prints the usage on stderr (still exit 1): there is no single error to name.
+pub fn main_from_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) => main(cli),
+        Err(e) => report_parse_error(&e),
+    }
+}
+
+fn report_parse_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // Printing help can only fail on a closed stdout; nothing useful is left to do then.
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::FAILURE
+        }
+        _ => {
+            eprintln!("{}", parse_error_line(e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// clap's error as one line: its first line (`error: ...`, without styling), with a pointer
+/// to `--help` instead of the multi-line usage and tips.
+fn parse_error_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("error: invalid command line");
+    let first = if first.starts_with("error:") {
+        first.to_owned()
+    } else {
+        format!("error: {first}")
+    };
+    format!("{first} (see --help)")
+}
+
 /// Runs the chosen subcommand on a multi-threaded runtime and maps failures to a one-line
 /// reason on stderr and a non-zero exit code.
 pub fn main(cli: Cli) -> ExitCode {
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, cli.command.default_log_level());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -83,7 +150,9 @@ pub fn main(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One line even if some cause's message spans several.
+            let reason = format!("{e:#}").replace(['\r', '\n'], " ");
+            eprintln!("error: {reason}");
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    okta_ciam_operator::cli::main(okta_ciam_operator::cli::Cli::parse())
+    okta_ciam_operator::cli::main_from_args(std::env::args_os())
 }

@@ -5,16 +5,22 @@
 
 use std::sync::LazyLock;
 
-use okta_ciam_operator::emulator::{self, EmulatorConfig, Fixture, RateLimits};
+use okta_ciam_operator::emulator::{
+    self, EmulatorConfig, EmulatorHandle, Faults, Fixture, RateLimits,
+};
 use serde_json::{Map, Value, json};
 
-const SPEC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/okta/management-openapi-2026.06.3.yaml"
-);
+const SPEC: &str = "shared/okta/management-openapi-2026.06.3.yaml";
 
 static SPEC_JSON: LazyLock<Value> = LazyLock::new(|| {
-    let text = std::fs::read_to_string(SPEC).expect("the spec is next to the repository");
+    // The spec sits in `shared/` next to the checkout, which may be a nested worktree: the
+    // nearest ancestor that has it wins.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join(SPEC))
+        .find(|p| p.is_file())
+        .expect("the spec is in shared/okta/ next to the repository");
+    let text = std::fs::read_to_string(path).expect("the spec is readable");
     serde_yaml::from_str(&text).expect("the spec is YAML")
 });
 
@@ -97,9 +103,38 @@ fn response_schema(method: &str, path: &str, status: u16) -> (Value, bool) {
     (schema.clone(), true)
 }
 
+/// The `errorCode`s of the examples the spec gives for `method path status` (empty when it
+/// gives none, or the status is not declared).
+fn spec_example_codes(method: &str, path: &str, status: u16) -> Vec<String> {
+    let spec = &*SPEC_JSON;
+    let declared = &spec["paths"][path][method]["responses"][status.to_string()];
+    if declared.is_null() {
+        return Vec::new();
+    }
+    let examples = &resolve(spec, declared)["content"]["application/json"]["examples"];
+    examples
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(|e| resolve(spec, e)["value"]["errorCode"].as_str())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn validate(method: &str, path: &str, status: u16, body: &Value) -> bool {
     let (schema, declared) = response_schema(method, path, status);
-    let mut root = match translate(&schema) {
+    validate_schema(&schema, &format!("{method} {path} -> {status}"), body);
+    declared
+}
+
+/// Validates `body` against the spec's shared `Error` schema (for answers no operation
+/// declares, such as a 405 for a method the path does not have).
+fn validate_error(what: &str, body: &Value) {
+    validate_schema(&json!({"$ref": "#/components/schemas/Error"}), what, body);
+}
+
+fn validate_schema(schema: &Value, what: &str, body: &Value) {
+    let mut root = match translate(schema) {
         Value::Object(m) => m,
         other => panic!("schema is not an object: {other}"),
     };
@@ -115,9 +150,8 @@ fn validate(method: &str, path: &str, status: u16, body: &Value) -> bool {
         .collect();
     assert!(
         errors.is_empty(),
-        "{method} {path} -> {status}: body does not match the spec: {errors:?}\n{body:#}"
+        "{what}: body does not match the spec: {errors:?}\n{body:#}"
     );
-    declared
 }
 
 const FIXTURE: &str = r#"
@@ -144,6 +178,8 @@ struct Case {
     spec_path: &'static str,
     url: String,
     status: u16,
+    /// The `errorCode` an error answer must carry (every error case names one).
+    code: Option<&'static str>,
 }
 
 fn case(method: &'static str, spec_path: &'static str, url: String, status: u16) -> Case {
@@ -152,6 +188,17 @@ fn case(method: &'static str, spec_path: &'static str, url: String, status: u16)
         spec_path,
         url,
         status,
+        code: None,
+    }
+}
+
+impl Case {
+    /// Expects an error answer with `code` (NOTES.md's table of codes).
+    fn code(self, code: &'static str) -> Case {
+        Case {
+            code: Some(code),
+            ..self
+        }
     }
 }
 
@@ -182,15 +229,32 @@ async fn check(client: &reqwest::Client, base: &str, token: &str, c: &Case) -> V
     }
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     validate(c.method, c.spec_path, c.status, &body);
+    if c.status >= 400 {
+        assert_error_code(c, &body);
+    }
     body
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_operation_answers_as_the_spec_says() {
-    let emu = emulator::start(EmulatorConfig::new(Fixture::from_yaml(FIXTURE).unwrap()))
-        .await
-        .unwrap();
-    let base = emu.url().as_str().trim_end_matches('/').to_string();
+/// The error answer carries the case's `errorCode`, and it is one the spec's examples for that
+/// response give when the spec gives any.
+fn assert_error_code(c: &Case, body: &Value) {
+    let expected = c
+        .code
+        .unwrap_or_else(|| panic!("{} {} -> {}: no errorCode", c.method, c.url, c.status));
+    assert_eq!(body["errorCode"], expected, "{} {}", c.method, c.url);
+    let examples = spec_example_codes(c.method, c.spec_path, c.status);
+    assert!(
+        examples.is_empty() || examples.iter().any(|e| e == expected),
+        "{} {} -> {}: the spec's examples say {examples:?}",
+        c.method,
+        c.spec_path,
+        c.status
+    );
+}
+
+/// One or more cases per emulated operation, success and error, against `emu` (fixture
+/// [`FIXTURE`]). Index 12 is Alice's role list.
+fn cases(emu: &EmulatorHandle) -> Vec<Case> {
     let alice = emu.user_id("alice@example.com").unwrap();
     let eng = emu.group_id("Engineering").unwrap();
     let ad = emu.group_id("AD Admins").unwrap();
@@ -198,8 +262,7 @@ async fn every_operation_answers_as_the_spec_says() {
         .as_str()
         .unwrap()
         .to_string();
-    let client = reqwest::Client::new();
-    let cases = vec![
+    vec![
         case("get", "/api/v1/org", "/api/v1/org".into(), 200),
         case("get", "/api/v1/users", "/api/v1/users".into(), 200),
         case(
@@ -220,13 +283,15 @@ async fn every_operation_answers_as_the_spec_says() {
             "/api/v1/users",
             "/api/v1/users?search=profile.email%20ew%20%22x%22".into(),
             400,
-        ),
+        )
+        .code("E0000031"),
         case(
             "get",
             "/api/v1/users",
             "/api/v1/users?search=id%20pr&filter=id%20pr".into(),
             400,
-        ),
+        )
+        .code("E0000033"),
         case(
             "get",
             "/api/v1/users/{id}",
@@ -244,7 +309,8 @@ async fn every_operation_answers_as_the_spec_says() {
             "/api/v1/users/{id}",
             "/api/v1/users/00unknown".into(),
             404,
-        ),
+        )
+        .code("E0000007"),
         case(
             "get",
             "/api/v1/users/{id}/groups",
@@ -256,7 +322,8 @@ async fn every_operation_answers_as_the_spec_says() {
             "/api/v1/users/{id}/groups",
             "/api/v1/users/00unknown/groups".into(),
             404,
-        ),
+        )
+        .code("E0000007"),
         case(
             "get",
             "/api/v1/users/{userId}/roles",
@@ -268,7 +335,8 @@ async fn every_operation_answers_as_the_spec_says() {
             "/api/v1/users/{userId}/roles",
             "/api/v1/users/00unknown/roles".into(),
             404,
-        ),
+        )
+        .code("E0000007"),
         case(
             "get",
             "/api/v1/groups",
@@ -287,7 +355,8 @@ async fn every_operation_answers_as_the_spec_says() {
             "/api/v1/groups",
             "/api/v1/groups?filter=profile.name%20eq%20%22x%22".into(),
             400,
-        ),
+        )
+        .code("E0000031"),
         case(
             "get",
             "/api/v1/groups/{groupId}",
@@ -299,7 +368,8 @@ async fn every_operation_answers_as_the_spec_says() {
             "/api/v1/groups/{groupId}",
             "/api/v1/groups/00gnope".into(),
             404,
-        ),
+        )
+        .code("E0000007"),
         case(
             "get",
             "/api/v1/groups/{groupId}/users",
@@ -311,7 +381,8 @@ async fn every_operation_answers_as_the_spec_says() {
             "/api/v1/groups/{groupId}/users",
             "/api/v1/groups/00gnope/users".into(),
             404,
-        ),
+        )
+        .code("E0000007"),
         case(
             "get",
             "/api/v1/groups/{groupId}/roles",
@@ -323,7 +394,8 @@ async fn every_operation_answers_as_the_spec_says() {
             "/api/v1/groups/{groupId}/roles",
             "/api/v1/groups/00gnope/roles".into(),
             404,
-        ),
+        )
+        .code("E0000007"),
         case(
             "put",
             "/api/v1/groups/{groupId}/users/{userId}",
@@ -335,13 +407,15 @@ async fn every_operation_answers_as_the_spec_says() {
             "/api/v1/groups/{groupId}/users/{userId}",
             format!("/api/v1/groups/{ad}/users/{alice}"),
             403,
-        ),
+        )
+        .code("E0000006"),
         case(
             "put",
             "/api/v1/groups/{groupId}/users/{userId}",
             format!("/api/v1/groups/{eng}/users/00unknown"),
             404,
-        ),
+        )
+        .code("E0000007"),
         case(
             "delete",
             "/api/v1/groups/{groupId}/users/{userId}",
@@ -353,13 +427,15 @@ async fn every_operation_answers_as_the_spec_says() {
             "/api/v1/groups/{groupId}/users/{userId}",
             format!("/api/v1/groups/{ad}/users/{alice}"),
             403,
-        ),
+        )
+        .code("E0000006"),
         case(
             "delete",
             "/api/v1/groups/{groupId}/users/{userId}",
             "/api/v1/groups/00gnope/users/00unknown".into(),
             404,
-        ),
+        )
+        .code("E0000007"),
         case(
             "get",
             "/api/v1/iam/assignees/users",
@@ -378,8 +454,44 @@ async fn every_operation_answers_as_the_spec_says() {
             "/api/v1/iam/roles/{roleIdOrLabel}/permissions",
             "/api/v1/iam/roles/cr0nope/permissions".into(),
             404,
-        ),
-    ];
+        )
+        .code("E0000007"),
+        // A limit that is not a positive integer, on every operation that takes one.
+        case("get", "/api/v1/users", "/api/v1/users?limit=0".into(), 400).code("E0000001"),
+        case(
+            "get",
+            "/api/v1/groups",
+            "/api/v1/groups?limit=abc".into(),
+            400,
+        )
+        .code("E0000001"),
+        case(
+            "get",
+            "/api/v1/groups/{groupId}/users",
+            format!("/api/v1/groups/{eng}/users?limit=-1"),
+            400,
+        )
+        .code("E0000001"),
+        case(
+            "get",
+            "/api/v1/iam/assignees/users",
+            "/api/v1/iam/assignees/users?limit=1.5".into(),
+            400,
+        )
+        .code("E0000001"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_answers_as_the_spec_says() {
+    let emu = emulator::start(EmulatorConfig::new(Fixture::from_yaml(FIXTURE).unwrap()))
+        .await
+        .unwrap();
+    let base = emu.url().as_str().trim_end_matches('/').to_string();
+    let alice = emu.user_id("alice@example.com").unwrap();
+    let eng = emu.group_id("Engineering").unwrap();
+    let client = reqwest::Client::new();
+    let cases = cases(&emu);
     // Put Alice back in Engineering so the role listing below sees group-held roles.
     for c in &cases {
         check(&client, &base, &emu.token(), c).await;
@@ -414,37 +526,157 @@ async fn every_operation_answers_as_the_spec_says() {
     emu.shutdown().await;
 }
 
+/// Sends `c` and returns status, headers and the JSON body (null when empty).
+async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    c: &Case,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let method = reqwest::Method::from_bytes(c.method.to_uppercase().as_bytes()).unwrap();
+    let resp = client
+        .request(method, format!("{base}{}", c.url))
+        .header("Authorization", format!("SSWS {token}"))
+        .header("Content-Length", "0")
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (status, headers, body)
+}
+
+fn header_u64(headers: &reqwest::header::HeaderMap, name: &str) -> u64 {
+    headers[name].to_str().unwrap().parse().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limited_answers_match_the_spec_429() {
+async fn rate_limited_answers_match_the_spec_429_on_every_operation() {
     let mut config = EmulatorConfig::new(Fixture::from_yaml(FIXTURE).unwrap());
+    // One request per bucket and window: the first call of a bucket passes, every later one
+    // is refused until the (long) window ends.
     config.rate_limits = RateLimits {
-        default: 1,
+        window: std::time::Duration::from_secs(3600),
         users: 1,
+        user_by_id: 1,
+        groups: 1,
+        group_by_id: 1,
+        default: 1,
         ..RateLimits::default()
     };
     let emu = emulator::start(config).await.unwrap();
     let base = emu.url().as_str().trim_end_matches('/').to_string();
     let client = reqwest::Client::new();
-    for (spec_path, url) in [
-        ("/api/v1/org", "/api/v1/org"),
-        ("/api/v1/users", "/api/v1/users"),
+    let mut operations = std::collections::BTreeSet::new();
+    for c in cases(&emu).into_iter().filter(|c| c.status < 400) {
+        if !operations.insert((c.method, c.spec_path)) {
+            continue;
+        }
+        let limited = Case { status: 429, ..c }.code("E0000047");
+        // At most two tries: the bucket's one allowed call, then the refusal.
+        let (mut status, mut headers, mut body) =
+            send(&client, &base, &emu.token(), &limited).await;
+        if status != 429 {
+            (status, headers, body) = send(&client, &base, &emu.token(), &limited).await;
+        }
+        assert_eq!(status, 429, "{} {}", limited.method, limited.url);
+        assert!(
+            validate(limited.method, limited.spec_path, 429, &body),
+            "{} {}: 429 is declared",
+            limited.method,
+            limited.spec_path
+        );
+        assert_error_code(&limited, &body);
+        assert_eq!(header_u64(&headers, "x-rate-limit-limit"), 1);
+        assert_eq!(header_u64(&headers, "x-rate-limit-remaining"), 0);
+        assert!(headers.contains_key("x-rate-limit-reset"));
+    }
+    // Every emulated operation (docs/emulator.md's table) was covered.
+    assert_eq!(operations.len(), 14, "{operations:?}");
+    emu.shutdown().await;
+}
+
+/// Over the concurrency limit Okta answers 429 with `X-Rate-Limit-Limit: 0` and
+/// `Remaining: 0` (NOTES.md), a body the spec's 429 describes, without spending the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_429_matches_the_spec() {
+    let mut config = EmulatorConfig::new(Fixture::from_yaml(FIXTURE).unwrap());
+    config.rate_limits = RateLimits {
+        concurrency: 1,
+        ..RateLimits::default()
+    };
+    let emu = emulator::start(config).await.unwrap();
+    let base = emu.url().as_str().trim_end_matches('/').to_string();
+    let client = reqwest::Client::new();
+    // The first request stalls (until shutdown), holding the one concurrency slot.
+    emu.set_faults(Faults {
+        stall_next: 1,
+        ..Faults::default()
+    });
+    let stalled = {
+        let (client, base, token) = (client.clone(), base.clone(), emu.token());
+        tokio::spawn(async move {
+            let c = case("get", "/api/v1/org", "/api/v1/org".into(), 200);
+            send(&client, &base, &token, &c).await
+        })
+    };
+    // Bounded wait until the emulator has picked up (and so is holding) the stalled request.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while emu.faults().stall_next != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stall never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let c = case("get", "/api/v1/users", "/api/v1/users".into(), 429).code("E0000047");
+    let (status, headers, body) = send(&client, &base, &emu.token(), &c).await;
+    assert_eq!(status, 429);
+    assert!(validate(c.method, c.spec_path, 429, &body));
+    assert_error_code(&c, &body);
+    assert_eq!(header_u64(&headers, "x-rate-limit-limit"), 0);
+    assert_eq!(header_u64(&headers, "x-rate-limit-remaining"), 0);
+    assert_eq!(emu.stats().rate_limited, 1);
+    emu.shutdown().await;
+    // Shutdown releases the stalled request; it was never refused.
+    let (status, _, _) = stalled.await.unwrap();
+    assert_eq!(status, 200);
+}
+
+/// A method a known path does not serve: 405 `E0000022` with the spec's `Error` body. Okta's
+/// spec declares no 405 responses, so the shared `Error` schema is the reference.
+#[tokio::test]
+async fn an_unsupported_method_gets_405_with_the_spec_error_shape() {
+    let emu = emulator::start(EmulatorConfig::new(Fixture::from_yaml(FIXTURE).unwrap()))
+        .await
+        .unwrap();
+    let base = emu.url().as_str().trim_end_matches('/').to_string();
+    let eng = emu.group_id("Engineering").unwrap();
+    let alice = emu.user_id("alice@example.com").unwrap();
+    let client = reqwest::Client::new();
+    for (method, url) in [
+        ("post", "/api/v1/org".to_owned()),
+        ("delete", "/api/v1/users".to_owned()),
+        ("post", format!("/api/v1/groups/{eng}/users/{alice}")),
     ] {
-        check(
-            &client,
-            &base,
-            &emu.token(),
-            &case("get", spec_path, url.into(), 200),
-        )
-        .await;
-        let body = check(
-            &client,
-            &base,
-            &emu.token(),
-            &case("get", spec_path, url.into(), 429),
-        )
-        .await;
-        assert_eq!(body["errorCode"], "E0000047");
-        assert!(response_schema("get", spec_path, 429).1, "429 is declared");
+        let c = Case {
+            method,
+            spec_path: "",
+            url,
+            status: 405,
+            code: Some("E0000022"),
+        };
+        let (status, headers, body) = send(&client, &base, &emu.token(), &c).await;
+        assert_eq!(status, 405, "{method} {}", c.url);
+        assert!(headers.contains_key("x-okta-request-id"));
+        validate_error(&format!("{method} {} -> 405", c.url), &body);
+        assert_eq!(body["errorCode"], "E0000022");
     }
     emu.shutdown().await;
 }

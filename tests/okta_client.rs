@@ -318,6 +318,42 @@ async fn next_link_to_another_origin_is_refused() {
 }
 
 #[tokio::test]
+async fn a_pagination_cycle_is_refused() {
+    // A -> B -> A: each next link differs from its own page, but B leads back to the first.
+    let mock = Mock::start(handler(|s: Seen| async move {
+        let (id, next) = if s.query.contains("after=b") {
+            ("00g2", "/api/v1/groups?expand=stats")
+        } else {
+            ("00g1", "/api/v1/groups?expand=stats&after=b")
+        };
+        respond(
+            200,
+            json!([{"id": id, "type": "OKTA_GROUP", "profile": {"name": "Eng"}}]),
+            &[("link", format!(r#"<{next}>; rel="next""#))],
+        )
+    }))
+    .await;
+    let client = mock.client(fast());
+    let pages = client.list_groups(&GroupQuery {
+        expand_stats: true,
+        ..GroupQuery::default()
+    });
+    // Bounded: a client that follows the cycle yields page after page instead of ending.
+    let results: Vec<_> = pages.take(6).collect().await;
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results[0].as_ref().unwrap()[0].id, "00g1");
+    let err = results[1].as_ref().unwrap_err();
+    match err {
+        Error::BadNextLink { link, reason } => {
+            assert_eq!(link, "/api/v1/groups?expand=stats");
+            assert!(reason.contains("already"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(mock.hits(), 2, "page A was not requested again");
+}
+
+#[tokio::test]
 async fn server_errors_are_retried_then_succeed_or_give_up() {
     let mock = Mock::start(handler(|s: Seen| async move {
         match (s.path.as_str(), s.n) {

@@ -195,6 +195,43 @@ async fn every_list_paginates_across_many_pages() {
     emu.shutdown().await;
 }
 
+/// Links follow the `Host` the client used, not the address the emulator bound: bound to
+/// 127.0.0.1 and reached as `localhost`, as an emulator bound to 0.0.0.0 is reached under
+/// another name. Both cursor kinds (the `Link` header and a body's `_links.next`) are walked.
+#[tokio::test]
+async fn links_point_at_the_host_the_client_used() {
+    let emu = start(generated(60), RateLimits::default()).await;
+    let policy = DomainPolicy {
+        insecure_loopback_http: true,
+        ..DomainPolicy::default()
+    };
+    let domain = OrgDomain::parse(&format!("localhost:{}", emu.addr().port()), &policy).unwrap();
+    let auth = Arc::new(SswsAuth::new(ApiToken::new(emu.token())));
+    let client = OktaClient::new(domain, auth, fast()).unwrap();
+    let users: Vec<_> = client
+        .list_users(&UserQuery {
+            limit: Some(7),
+            ..UserQuery::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(users.len() > 3, "{} pages", users.len());
+    let listed = users.iter().flatten().count();
+    let active = state_users(&emu)
+        .iter()
+        .filter(|u| s(u, "status") != "DEPROVISIONED")
+        .count();
+    assert_eq!(listed, active);
+    let assignees: Vec<_> = client
+        .list_role_assignees(Some(5))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(assignees.len() >= 3, "{} pages", assignees.len());
+    emu.shutdown().await;
+}
+
 #[tokio::test]
 async fn search_and_filter_rules() {
     let emu = start(generated(300), RateLimits::default()).await;
@@ -552,29 +589,62 @@ async fn emulator_faults_are_retried() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn revoked_token_never_reaches_logs_or_errors() {
+async fn token_never_reaches_logs_or_errors_through_retries_and_revocation() {
     let captured = CapturedLogs::start();
 
     let emu = start(generated(10), RateLimits::default()).await;
     let token = "00secret-token-for-redaction-test";
     emu.add_token(token);
-    let client = client_for(&emu, token, fast());
+    let client = client_for(
+        &emu,
+        token,
+        ClientOptions {
+            max_retries: 2,
+            ..fast()
+        },
+    );
     client.get_org().await.unwrap();
-    emu.revoke_token(token);
+
+    // Faults fire only for accepted tokens (the emulator checks auth first), so the retry
+    // path runs while the token is still valid: every attempt fails, then the client gives up.
     emu.set_faults(Faults {
-        fail_next: 1,
+        fail_next: 3,
+        error_status: Some(503),
         ..Faults::default()
     });
-    let err = client.get_org().await.unwrap_err();
+    let retried = client.get_org().await.unwrap_err();
     assert!(
-        matches!(&err, Error::Unauthorized(i) if i.error_code.as_deref() == Some("E0000011")),
-        "{err:?}"
+        matches!(&retried, Error::Server(i) if i.status == 503),
+        "{retried:?}"
     );
+    assert_eq!(emu.faults().fail_next, 0, "every injected fault fired");
+    assert_eq!(client.stats().retries, 2);
+
+    // Then the token is revoked: a 401, not retried.
+    emu.revoke_token(token);
+    let rejected = client.get_org().await.unwrap_err();
+    assert!(
+        matches!(&rejected, Error::Unauthorized(i) if i.error_code.as_deref() == Some("E0000011")),
+        "{rejected:?}"
+    );
+    assert_eq!(client.stats().retries, 2);
     emu.shutdown().await;
+
     let logs = captured.text();
     assert!(logs.contains("okta response"), "logs were captured");
+    assert_eq!(
+        logs.matches("retrying Okta request").count(),
+        2,
+        "the retries were logged"
+    );
     assert!(!logs.contains(token), "token leaked into logs");
-    for text in [err.to_string(), format!("{err:?}"), format!("{client:?}")] {
+    for text in [
+        retried.to_string(),
+        format!("{retried:?}"),
+        rejected.to_string(),
+        format!("{rejected:?}"),
+        format!("{client:?}"),
+    ] {
         assert!(!text.contains(token), "token leaked: {text}");
     }
 }

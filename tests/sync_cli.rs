@@ -5,6 +5,10 @@ use std::process::{Command, Output};
 use okta_ciam_operator::sync::snapshot::{GrantKind, PrincipalType, Snapshot};
 
 fn run(args: &[&str], dir: &std::path::Path) -> Output {
+    run_with_env(args, dir, &[])
+}
+
+fn run_with_env(args: &[&str], dir: &std::path::Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_okta-ciam-operator"))
         .args(args)
         .current_dir(dir)
@@ -16,6 +20,10 @@ fn run(args: &[&str], dir: &std::path::Path) -> Output {
         .env_remove("OKTA_API_TOKEN")
         .env_remove("OKTA_CIAM_ALLOW_DOMAINS")
         .env_remove("OKTA_CIAM_API_TOKEN_FILE")
+        // The default log level is under test: a developer's RUST_LOG must not change it.
+        .env_remove("RUST_LOG")
+        .env_remove("OKTA_CIAM_LOG_FORMAT")
+        .envs(env.iter().copied())
         .output()
         .expect("run the binary")
 }
@@ -26,6 +34,32 @@ fn stderr_lines(out: &Output) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// The failure shape docs/sync.md promises: exit code 1, stderr exactly one line and it starts
+/// with `error:`, nothing on stdout, no snapshot written, and `secret` nowhere in the output.
+/// Returns the error line.
+fn assert_one_line_failure(out: &Output, dir: &std::path::Path, secret: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let lines = stderr_lines(out);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].starts_with("error: "), "{lines:?}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(!secret.is_empty());
+    assert!(!stderr.contains(secret) && !stdout.contains(secret));
+    assert!(!dir.join("snapshot.json").exists());
+    lines[0].clone()
+}
+
+/// A file holding `token`, in `dir`.
+fn token_file(dir: &std::path::Path, token: &str) -> String {
+    let path = dir.join("token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+const TOKEN: &str = "secret-token-value";
 
 #[test]
 fn demo_syncs_the_embedded_org_into_snapshot_json() {
@@ -79,10 +113,8 @@ fn demo_syncs_the_embedded_org_into_snapshot_json() {
 fn missing_domain_fails_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(&["sync", "--email-domains", "example.com"], dir.path());
-    assert!(!out.status.success());
-    let lines = stderr_lines(&out);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("--domain"), "{lines:?}");
+    let line = assert_one_line_failure(&out, dir.path(), TOKEN);
+    assert!(line.contains("--domain"), "{line}");
 }
 
 #[test]
@@ -92,16 +124,14 @@ fn empty_email_domains_fail_instead_of_meaning_everyone() {
         &["sync", "--domain", "acme.okta.com", "--email-domains", ""],
         dir.path(),
     );
-    assert!(!out.status.success());
-    let lines = stderr_lines(&out);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("no email domains"), "{lines:?}");
+    let line = assert_one_line_failure(&out, dir.path(), TOKEN);
+    assert!(line.contains("no email domains"), "{line}");
 }
 
 #[test]
 fn a_domain_outside_okta_fails_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(
+    let out = run_with_env(
         &[
             "sync",
             "--domain",
@@ -110,25 +140,50 @@ fn a_domain_outside_okta_fails_with_one_line() {
             "example.com",
         ],
         dir.path(),
+        &[("BATON_API_TOKEN", TOKEN)],
     );
-    assert!(!out.status.success());
-    let lines = stderr_lines(&out);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("intranet.corp.example"), "{lines:?}");
-    assert!(!dir.path().join("snapshot.json").exists());
+    let line = assert_one_line_failure(&out, dir.path(), TOKEN);
+    assert!(line.contains("intranet.corp.example"), "{line}");
+}
+
+#[test]
+fn an_invalid_flag_fails_with_one_line_and_exit_code_1() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, names) in [
+        (&["sync", "--no-such-flag"][..], "--no-such-flag"),
+        (&["sync", "--max-concurrency", "0", "--demo"][..], "0"),
+        (&["sync", "--budget-percent", "lots", "--demo"][..], "lots"),
+    ] {
+        let out = run_with_env(args, dir.path(), &[("BATON_API_TOKEN", TOKEN)]);
+        let line = assert_one_line_failure(&out, dir.path(), TOKEN);
+        assert!(line.contains(names), "{args:?}: {line}");
+    }
+}
+
+#[test]
+fn help_and_version_still_succeed_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["sync", "--help"][..], &["--help"], &["--version"]] {
+        let out = run(args, dir.path());
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!out.stdout.is_empty(), "{args:?}");
+        assert!(out.stderr.is_empty(), "{args:?}");
+    }
+    let help = run(&["sync", "--help"], dir.path());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--email-domains"));
 }
 
 #[test]
 fn an_unreachable_org_fails_with_one_line() {
-    // Bind and drop a listener so the port is (almost certainly) closed.
+    // Bind and drop a listener so the port is (almost certainly) closed. The client retries
+    // the refused connections before giving up; those retries must not add lines.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "secret-token-value\n").unwrap();
+    let token = token_file(dir.path(), TOKEN);
     let domain = format!("127.0.0.1:{port}");
     let out = run(
         &[
@@ -139,13 +194,50 @@ fn an_unreachable_org_fails_with_one_line() {
             "--email-domains",
             "example.com",
             "--api-token-file",
-            token.to_str().unwrap(),
+            &token,
         ],
         dir.path(),
     );
-    assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!text.contains("secret-token-value"));
-    let error_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(error_lines.len(), 1, "{text}");
+    assert_one_line_failure(&out, dir.path(), TOKEN);
+}
+
+#[tokio::test]
+async fn a_rejected_token_fails_with_one_line() {
+    let handle =
+        okta_ciam_operator::emulator::start(okta_ciam_operator::emulator::EmulatorConfig::new(
+            okta_ciam_operator::emulator::Fixture::demo(),
+        ))
+        .await
+        .unwrap();
+    let wrong = format!("not-{}", handle.token());
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path(), &wrong);
+    let domain = handle.domain();
+    let dir_path = dir.path().to_owned();
+    // The binary runs on a blocking thread so the emulator keeps serving meanwhile.
+    let out = tokio::task::spawn_blocking(move || {
+        run(
+            &[
+                "sync",
+                "--domain",
+                &domain,
+                "--insecure-loopback-http",
+                "--email-domains",
+                "example.com",
+                "--api-token-file",
+                &token,
+            ],
+            &dir_path,
+        )
+    })
+    .await
+    .unwrap();
+    let line = assert_one_line_failure(&out, dir.path(), &wrong);
+    assert!(line.contains("rejected the credentials"), "{line}");
+    let stats = handle.stats();
+    handle.shutdown().await;
+    assert!(
+        stats.requests.total > 0,
+        "the binary never reached the emulator"
+    );
 }

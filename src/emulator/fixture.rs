@@ -377,15 +377,14 @@ impl Fixture {
             .collect();
 
         let mut role_assignments = Vec::new();
-        if !users.is_empty() {
-            for a in 0..spec.admins {
-                let user = &users[rng.random_range(0..users.len())];
-                role_assignments.push(FixtureRoleAssignment {
-                    user: Some(user.login.clone()),
-                    role: Some(STANDARD_ROLES[a % STANDARD_ROLES.len()].into()),
-                    ..Default::default()
-                });
-            }
+        // `admins` distinct users (all of them when there are fewer), in random order.
+        let admins = rand::seq::index::sample(&mut rng, users.len(), spec.admins.min(users.len()));
+        for (a, u) in admins.into_iter().enumerate() {
+            role_assignments.push(FixtureRoleAssignment {
+                user: Some(users[u].login.clone()),
+                role: Some(STANDARD_ROLES[a % STANDARD_ROLES.len()].into()),
+                ..Default::default()
+            });
         }
         // Roles held by groups: one standard and, when custom roles exist, one custom per
         // few admins, on OKTA_GROUP or APP_GROUP groups alike.
@@ -475,7 +474,7 @@ pub struct GenerateSpec {
     pub groups: usize,
     /// Groups each user joins besides "Everyone".
     pub memberships_per_user: usize,
-    /// Users holding a standard admin role directly.
+    /// Distinct users holding a standard admin role directly (at most `users`).
     pub admins: usize,
     /// Custom roles.
     pub custom_roles: usize,
@@ -592,6 +591,25 @@ rateLimits: {windowSeconds: 60, users: 600, groups: 500, default: 1200, concurre
         assert_eq!(a.groups.len(), 20);
         let non_builtin: usize = a.groups[1..].iter().map(|g| g.members.len()).sum();
         assert_eq!(non_builtin, 900);
+    }
+
+    #[test]
+    fn admins_are_distinct_users() {
+        for (spec, expected) in [
+            ("users=5,admins=5", 5),
+            ("users=40,admins=30", 30),
+            ("users=3,admins=10", 3),
+        ] {
+            let f = Fixture::generate(&spec.parse().unwrap(), 7);
+            let direct: Vec<&str> = f
+                .role_assignments
+                .iter()
+                .filter_map(|a| a.user.as_deref())
+                .collect();
+            let distinct: std::collections::BTreeSet<&str> = direct.iter().copied().collect();
+            assert_eq!(direct.len(), expected, "{spec}");
+            assert_eq!(distinct.len(), expected, "{spec}: an admin picked twice");
+        }
     }
 
     #[test]

@@ -254,7 +254,8 @@ async fn api_entry(State(shared): State<Arc<Shared>>, req: Request) -> Response 
         if !decision.allowed {
             Outcome::Done(Err(ApiError::rate_limited()))
         } else {
-            serve_operation(&shared, route, req, start).await
+            let base = request_base(&shared.base, req.headers());
+            serve_operation(&shared, route, req, start, &base).await
         }
     };
     match outcome {
@@ -300,11 +301,26 @@ async fn api_entry(State(shared): State<Arc<Shared>>, req: Request) -> Response 
     }
 }
 
+/// The origin absolute links (`Link` headers, `_links`) are built on: the `Host` the client
+/// used, as Okta links to the org domain it was asked on, so an emulator bound to `0.0.0.0`
+/// links to the address the client reached (and a same-origin check passes). Falls back to
+/// the bound address when `Host` is absent or not a plain `host[:port]`.
+fn request_base(bound: &str, headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+        // An authority may carry userinfo; a link built on it would too.
+        .filter(|a| !a.as_str().contains('@') && !a.host().is_empty())
+        .map_or_else(|| bound.to_owned(), |a| format!("http://{a}"))
+}
+
 async fn serve_operation(
     shared: &Shared,
     route: Result<Route, NoRoute>,
     req: Request,
     now: i64,
+    base: &str,
 ) -> Outcome {
     let fault = {
         let mut faults = lock(&shared.faults);
@@ -354,7 +370,7 @@ async fn serve_operation(
         })
         .unwrap_or_default();
     let request = api::Request {
-        base: &shared.base,
+        base,
         path: req.uri().path(),
         query,
         now_ms: now,
@@ -455,6 +471,26 @@ async fn control_rename_group(State(s): State<Arc<Shared>>, Json(b): Json<Rename
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_use_the_host_the_client_asked_for() {
+        let bound = "http://0.0.0.0:8080";
+        let with_host = |h: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_str(h).unwrap());
+            request_base(bound, &headers)
+        };
+        assert_eq!(with_host("127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(with_host("[::1]:8080"), "http://[::1]:8080");
+        assert_eq!(with_host("emulator.test"), "http://emulator.test");
+        for bad in ["u:p@evil.io", "a b", "/path", ""] {
+            assert_eq!(with_host(bad), "http://0.0.0.0:8080", "{bad:?}");
+        }
+        assert_eq!(
+            request_base(bound, &HeaderMap::new()),
+            "http://0.0.0.0:8080"
+        );
+    }
 
     #[test]
     fn counted_faults_come_in_order_then_stop() {

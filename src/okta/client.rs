@@ -1,5 +1,6 @@
 //! The HTTP client: typed operations, lazy pagination, pacing, retries and counters.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,10 +9,10 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use http::{HeaderMap, Method, header};
 use serde::de::DeserializeOwned;
-use tokio::sync::Semaphore;
 use url::Url;
 
 use super::auth::Auth;
+use super::budget::OrgBudget;
 use super::domain::OrgDomain;
 use super::error::{Error, OktaErrorInfo, Result};
 use super::models::{
@@ -19,7 +20,7 @@ use super::models::{
     UserQuery,
 };
 use super::paging;
-use super::ratelimit::{self, Action, Family, RateLimitHeaders, RateLimiter, WaitBudget};
+use super::ratelimit::{self, Action, Family, RateLimitHeaders, WaitBudget};
 use super::stats::ClientStats;
 
 /// A stream of pages, fetched lazily: the next page is requested only when the stream is
@@ -73,8 +74,7 @@ struct Inner {
     domain: OrgDomain,
     auth: Arc<dyn Auth>,
     options: ClientOptions,
-    limiter: Arc<RateLimiter>,
-    in_flight: Semaphore,
+    budget: OrgBudget,
     stats: Mutex<ClientStats>,
 }
 
@@ -150,6 +150,20 @@ impl OktaClient {
         auth: Arc<dyn Auth>,
         options: ClientOptions,
     ) -> Result<OktaClient> {
+        let budget = OrgBudget::new(options.max_concurrency, options.budget_percent);
+        OktaClient::with_budget(domain, auth, options, budget)
+    }
+
+    /// A client pacing on `budget`, shared with the org's other clients (other tokens or
+    /// connectors of the same org), so together they stay within one rate-limit share and one
+    /// bound on requests in flight. The budget's limits apply; `options.max_concurrency` and
+    /// `options.budget_percent` are ignored. Counters stay this client's own.
+    pub fn with_budget(
+        domain: OrgDomain,
+        auth: Arc<dyn Auth>,
+        options: ClientOptions,
+        budget: OrgBudget,
+    ) -> Result<OktaClient> {
         let https = domain.base_url().scheme() == "https";
         let http = reqwest::Client::builder()
             .use_rustls_tls()
@@ -163,18 +177,21 @@ impl OktaClient {
             .map_err(|e| Error::Transport {
                 message: format!("cannot build the HTTP client: {e}"),
             })?;
-        let max_concurrency = options.max_concurrency.max(1);
         Ok(OktaClient {
             inner: Arc::new(Inner {
                 http,
-                limiter: RateLimiter::new(options.budget_percent),
-                in_flight: Semaphore::new(max_concurrency),
+                budget,
                 domain,
                 auth,
                 options,
                 stats: Mutex::new(ClientStats::default()),
             }),
         })
+    }
+
+    /// The rate-limit state and concurrency bound this client paces on.
+    pub fn budget(&self) -> &OrgBudget {
+        &self.inner.budget
     }
 
     /// The org this client talks to.
@@ -321,7 +338,12 @@ impl OktaClient {
         let client = self.clone();
         Box::pin(async_stream::try_stream! {
             let mut next = Some(first?);
+            // Every page URL of this stream so far: a next link back to any of them is a
+            // cycle (A -> B -> A), not just one back to the current page. Pages are few
+            // (hundreds at most per stream), so holding their URLs is cheap.
+            let mut visited: HashSet<Url> = HashSet::new();
             while let Some(url) = next.take() {
+                visited.insert(url.clone());
                 let reply = client.execute(Method::GET, &url).await?;
                 let header_next = paging::next_link(
                     reply.headers.get_all(header::LINK).iter().filter_map(|v| v.to_str().ok()),
@@ -348,6 +370,10 @@ impl OktaClient {
                 if let Some(link) = header_next.or(body_next) {
                     let base = client.inner.domain.base_url();
                     match paging::check_next(base, &url, &link) {
+                        Ok(u) if visited.contains(&u) => Err(Error::BadNextLink {
+                            link,
+                            reason: "it points at a page already read (a pagination cycle)",
+                        })?,
                         Ok(u) => next = Some(u),
                         Err(reason) => Err(Error::BadNextLink { link, reason })?,
                     }
@@ -373,16 +399,17 @@ impl OktaClient {
         let mut retries = 0u32;
         loop {
             let waited_before = budget.waited;
-            let ticket = inner.limiter.acquire(bucket, &mut budget).await;
+            let ticket = inner.budget.limiter().acquire(bucket, &mut budget).await;
             self.lock_stats().rate_limit_wait += budget.waited - waited_before;
             let ticket = ticket?;
-            let permit = inner
-                .in_flight
-                .acquire()
-                .await
-                .map_err(|_| Error::Transport {
-                    message: "the client's concurrency limiter was closed".into(),
-                })?;
+            let permit =
+                inner
+                    .budget
+                    .acquire_in_flight()
+                    .await
+                    .ok_or_else(|| Error::Transport {
+                        message: "the client's concurrency limiter was closed".into(),
+                    })?;
             {
                 let mut stats = self.lock_stats();
                 stats.requests += 1;

@@ -90,7 +90,8 @@ pub enum Error {
         /// `X-Okta-Request-Id` of the response.
         request_id: Option<String>,
     },
-    /// A pagination link that leaves the org's origin or loops; refused, never followed.
+    /// A pagination link that leaves the org's origin or leads back to a page of the same
+    /// stream (a cycle); refused, never followed.
     #[error("refusing to follow pagination link {link:?}: {reason}")]
     BadNextLink {
         /// The link as received.

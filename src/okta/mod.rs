@@ -3,6 +3,7 @@
 //! - [`auth`]: the API token and the `Authorization` header.
 //! - [`domain`]: validation of the org domain.
 //! - [`client`]: typed operations, lazy pagination, pacing, retries.
+//! - [`budget`]: an org's rate-limit state and concurrency bound, shareable by its clients.
 //! - [`models`]: serde models with the spec's field names.
 //! - [`stats`]: request counters.
 //!
@@ -26,6 +27,7 @@
 //! ```
 
 pub mod auth;
+pub mod budget;
 pub mod client;
 pub mod domain;
 pub mod error;
@@ -35,6 +37,7 @@ mod ratelimit;
 pub mod stats;
 
 pub use auth::{ApiToken, Auth, SswsAuth};
+pub use budget::OrgBudget;
 pub use client::{ClientOptions, OktaClient, Pages};
 pub use domain::{DomainError, DomainPolicy, OrgDomain};
 pub use error::{Error, OktaErrorInfo, Result};

@@ -2,6 +2,7 @@
 //! it, and the pure pacing and retry decisions. [`RateLimiter`] is the shared, stateful part.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -279,7 +280,8 @@ struct Slot {
 pub(crate) struct RateLimiter {
     slots: Mutex<HashMap<&'static str, Slot>>,
     changed: Notify,
-    budget_percent: u8,
+    /// Share of each bucket this org's clients may use; changeable while in use.
+    budget_percent: AtomicU8,
 }
 
 /// A request counted as in flight on a bucket; dropping it (also on cancellation) releases
@@ -316,8 +318,19 @@ impl RateLimiter {
         Arc::new(RateLimiter {
             slots: Mutex::new(HashMap::new()),
             changed: Notify::new(),
-            budget_percent,
+            budget_percent: AtomicU8::new(budget_percent.clamp(1, 100)),
         })
+    }
+
+    pub(crate) fn budget_percent(&self) -> u8 {
+        self.budget_percent.load(Ordering::Relaxed)
+    }
+
+    /// Changes the share; waiters look again at once.
+    pub(crate) fn set_budget_percent(&self, budget_percent: u8) {
+        self.budget_percent
+            .store(budget_percent.clamp(1, 100), Ordering::Relaxed);
+        self.changed.notify_waiters();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Slot>> {
@@ -346,7 +359,7 @@ impl RateLimiter {
                     slot.window.as_ref(),
                     slot.in_flight,
                     now,
-                    self.budget_percent,
+                    self.budget_percent(),
                 );
                 if decision == Pace::Go {
                     slot.in_flight += 1;

@@ -467,7 +467,9 @@ async fn read_pairs<T>(
             while let Some(page) = pages.try_next().await? {
                 let before = pairs.len();
                 pairs.extend(page.iter().filter_map(|item| pair(owner, item)));
-                let n = found.fetch_add((pairs.len() - before) as u64, Ordering::Relaxed);
+                let added = (pairs.len() - before) as u64;
+                // fetch_add returns the count before this page: report the count after it.
+                let n = found.fetch_add(added, Ordering::Relaxed) + added;
                 reporter.report(Phase::Memberships, n, false);
             }
             Ok::<_, Error>(pairs)
@@ -486,4 +488,53 @@ fn finish_pairs(parts: Vec<Vec<(u32, u32)>>, reporter: &Reporter<'_>) -> Vec<(u3
     pairs.dedup();
     reporter.report(Phase::Memberships, pairs.len() as u64, true);
     pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::okta::{ApiToken, ClientOptions, DomainPolicy, OrgDomain, SswsAuth};
+
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<ProgressUpdate>>);
+
+    impl Progress for Recording {
+        fn report(&self, update: &ProgressUpdate) {
+            self.0.lock().unwrap().push(update.clone());
+        }
+    }
+
+    #[tokio::test]
+    async fn membership_progress_counts_each_page_when_it_arrives() {
+        // No request is made: the pages come from memory, the client only supplies counters.
+        let domain = OrgDomain::parse("acme.okta.com", &DomainPolicy::default()).unwrap();
+        let auth = Arc::new(SswsAuth::new(ApiToken::new("unused".into())));
+        let client = OktaClient::new(domain, auth, ClientOptions::default()).unwrap();
+        let before = client.stats();
+        let recording = Recording::default();
+        let reporter = Reporter {
+            client: &client,
+            before: &before,
+            progress: &recording,
+        };
+        // Owner 0 has pages of 2 and 1 members, owner 1 pages of 2 and 1; one owner at a
+        // time, so the order is fixed.
+        let list = |owner: u32| -> okta::Pages<u32> {
+            let base = owner * 10;
+            stream::iter([Ok(vec![base, base + 1]), Ok(vec![base + 2])]).boxed()
+        };
+        let pairs = read_pairs(vec![0, 1], list, |o, m| Some((*m, o)), 1, &reporter)
+            .await
+            .unwrap();
+        assert_eq!(pairs.len(), 6);
+        let updates = recording.0.into_inner().unwrap();
+        let items: Vec<(u64, bool)> = updates.iter().map(|u| (u.items, u.done)).collect();
+        assert_eq!(
+            items,
+            [(2, false), (3, false), (5, false), (6, false), (6, true)]
+        );
+        assert!(updates.iter().all(|u| u.phase == Phase::Memberships));
+    }
 }

@@ -380,7 +380,7 @@ mod tests {
             }],
             roles: vec![SnapshotRole {
                 role_type: "ORG_ADMIN".into(),
-                label: "Organization Administrator".into(),
+                label: "Organizational Administrator".into(),
             }],
             custom_roles: vec![SnapshotCustomRole {
                 id: "cr01".into(),

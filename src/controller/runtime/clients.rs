@@ -6,6 +6,13 @@
 //! one rate-limit budget. The token is never stored: only a keyed hash of it
 //! ([`TokenFingerprint`]) to notice rotation.
 //!
+//! Okta limits rates and concurrent requests per org, so connectors on the same org domain
+//! share one [`OrgBudget`] (rate-limit state and bound on requests in flight), kept while any
+//! connector of that org remains. When their settings differ, the **smallest**
+//! `max_concurrency` and the **smallest** `budget_percent` among them apply to all: the
+//! most careful connector's promise to leave room for others holds, and no connector can
+//! raise the org's load by asking for more.
+//!
 //! After each successful sync the connector reconciler stores an index (any `Send + Sync`
 //! type) with [`ClientRegistry::set_index`]; the membership reconciler reads it with
 //! [`ClientRegistry::index`] and can wait for changes with [`ClientRegistry::subscribe`].
@@ -18,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 
-use crate::okta::{ApiToken, ClientOptions, OktaClient, OrgDomain, SswsAuth};
+use crate::okta::{ApiToken, ClientOptions, OktaClient, OrgBudget, OrgDomain, SswsAuth};
 
 /// Identifies a connector: `namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,6 +100,8 @@ struct Entry<C> {
 /// its bookkeeping can be tested without HTTP clients.
 pub struct ClientRegistry<C = OktaClient> {
     entries: Mutex<HashMap<ConnectorKey, Entry<C>>>,
+    /// One budget per org domain in use; locked only while `entries` is held.
+    orgs: Mutex<HashMap<String, OrgBudget>>,
     hasher: RandomState,
     changes: watch::Sender<u64>,
 }
@@ -102,6 +111,42 @@ impl<C> ClientRegistry<C> {
         // The map stays consistent even if a holder panicked: every update is a single insert
         // or remove.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_orgs(&self) -> MutexGuard<'_, HashMap<String, OrgBudget>> {
+        self.orgs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The budget shared by the connectors on `domain` ([`ClientSettings::domain`]), if any
+    /// connector uses that org.
+    pub fn org_budget(&self, domain: &str) -> Option<OrgBudget> {
+        let _entries = self.lock();
+        self.lock_orgs().get(domain).cloned()
+    }
+
+    /// Brings the budgets of `domains` in line with the connectors now on them: the smallest
+    /// limits apply, and an org no connector uses any more loses its budget. Called with the
+    /// entries held, after every change to them.
+    fn settle(&self, entries: &HashMap<ConnectorKey, Entry<C>>, domains: &[&str]) {
+        let mut orgs = self.lock_orgs();
+        for domain in domains {
+            let limits = entries
+                .values()
+                .filter(|e| e.settings.domain == *domain)
+                .map(|e| (e.settings.max_concurrency, e.settings.budget_percent))
+                .reduce(|(c1, b1), (c2, b2)| (c1.min(c2), b1.min(b2)));
+            match (limits, orgs.get(*domain)) {
+                (None, _) => {
+                    orgs.remove(*domain);
+                }
+                (Some((c, b)), Some(budget)) => {
+                    if budget.limits() != (c.max(1), b.clamp(1, 100)) {
+                        budget.set_limits(c, b);
+                    }
+                }
+                (Some(_), None) => {}
+            }
+        }
     }
 }
 
@@ -126,6 +171,7 @@ impl<C: Clone> ClientRegistry<C> {
     pub fn new() -> Self {
         ClientRegistry {
             entries: Mutex::new(HashMap::new()),
+            orgs: Mutex::new(HashMap::new()),
             hasher: RandomState::new(),
             changes: watch::channel(0).0,
         }
@@ -150,18 +196,42 @@ impl<C: Clone> ClientRegistry<C> {
         settings: ClientSettings,
         build: impl FnOnce() -> Result<C, E>,
     ) -> Result<(C, Obtained), E> {
+        self.get_or_build_in_org(key, settings, |_| build())
+    }
+
+    /// [`ClientRegistry::get_or_build`], handing `build` the budget of the org the settings
+    /// name, shared with every other connector on that org (created for the first one).
+    pub fn get_or_build_in_org<E>(
+        &self,
+        key: &ConnectorKey,
+        settings: ClientSettings,
+        build: impl FnOnce(&OrgBudget) -> Result<C, E>,
+    ) -> Result<(C, Obtained), E> {
         let mut entries = self.lock();
-        let (index, obtained) = match entries.get(key) {
+        let (index, obtained, old_domain) = match entries.get(key) {
             Some(entry) if entry.settings == settings => {
                 return Ok((entry.client.clone(), Obtained::Reused));
             }
             Some(entry) if entry.settings.domain == settings.domain => {
-                (entry.index.clone(), Obtained::Rebuilt)
+                (entry.index.clone(), Obtained::Rebuilt, None)
             }
-            Some(_) => (None, Obtained::Rebuilt),
-            None => (None, Obtained::Built),
+            Some(entry) => (None, Obtained::Rebuilt, Some(entry.settings.domain.clone())),
+            None => (None, Obtained::Built, None),
         };
-        let client = build()?;
+        let budget = self
+            .lock_orgs()
+            .entry(settings.domain.clone())
+            .or_insert_with(|| OrgBudget::new(settings.max_concurrency, settings.budget_percent))
+            .clone();
+        let domain = settings.domain.clone();
+        let client = match build(&budget) {
+            Ok(client) => client,
+            Err(e) => {
+                // A budget made for this attempt alone goes again.
+                self.settle(&entries, &[&domain]);
+                return Err(e);
+            }
+        };
         entries.insert(
             key.clone(),
             Entry {
@@ -170,6 +240,9 @@ impl<C: Clone> ClientRegistry<C> {
                 index,
             },
         );
+        let mut touched = vec![domain.as_str()];
+        touched.extend(old_domain.as_deref());
+        self.settle(&entries, &touched);
         drop(entries);
         self.bump();
         Ok((client, obtained))
@@ -215,7 +288,15 @@ impl<C: Clone> ClientRegistry<C> {
 
     /// Forgets a deleted connector's client and index. Returns whether it was known.
     pub fn remove(&self, key: &ConnectorKey) -> bool {
-        let removed = self.lock().remove(key).is_some();
+        let mut entries = self.lock();
+        let removed = match entries.remove(key) {
+            Some(entry) => {
+                self.settle(&entries, &[&entry.settings.domain]);
+                true
+            }
+            None => false,
+        };
+        drop(entries);
         if removed {
             self.bump();
         }
@@ -240,7 +321,8 @@ impl ClientRegistry<OktaClient> {
     /// The connector's Okta client for `domain`, `token` and `options`, built (or rebuilt)
     /// only when one of them changed. Only `max_concurrency` and `budget_percent` of
     /// `options` are compared: the other options are the operator's own and do not change
-    /// while it runs.
+    /// while it runs. The client paces on the org's shared [`OrgBudget`], whose limits are
+    /// the smallest among the org's connectors.
     pub fn okta_client(
         &self,
         key: &ConnectorKey,
@@ -254,11 +336,12 @@ impl ClientRegistry<OktaClient> {
             max_concurrency: options.max_concurrency,
             budget_percent: options.budget_percent,
         };
-        self.get_or_build(key, settings, || {
-            OktaClient::new(
+        self.get_or_build_in_org(key, settings, |budget| {
+            OktaClient::with_budget(
                 domain.clone(),
                 Arc::new(SswsAuth::new(token.clone())),
                 options,
+                budget.clone(),
             )
         })
     }
@@ -447,6 +530,71 @@ mod tests {
         let rotated = ApiToken::new("token-2".into());
         assert_eq!(get(&domain, &rotated, budget.clone()), Obtained::Rebuilt);
         assert_eq!(get(&other, &rotated, budget), Obtained::Rebuilt);
+    }
+
+    fn with(
+        reg: &ClientRegistry<FakeClient>,
+        domain: &str,
+        token: &str,
+        max_concurrency: usize,
+        budget_percent: u8,
+    ) -> ClientSettings {
+        ClientSettings {
+            max_concurrency,
+            budget_percent,
+            ..settings(reg, domain, token)
+        }
+    }
+
+    #[test]
+    fn connectors_of_one_org_share_a_budget_with_the_smallest_limits_until_the_last_goes() {
+        let reg = ClientRegistry::new();
+        let (a, b, c) = (
+            ConnectorKey::new("ns", "a"),
+            ConnectorKey::new("team", "b"),
+            ConnectorKey::new("ns", "c"),
+        );
+        let handed = std::cell::RefCell::new(Vec::new());
+        let build = |budget: &OrgBudget| {
+            handed.borrow_mut().push(budget.clone());
+            Ok::<_, String>(FakeClient(handed.borrow().len() as u32))
+        };
+        reg.get_or_build_in_org(&a, with(&reg, "corp.okta.com", "t1", 8, 50), build)
+            .unwrap();
+        let corp = reg.org_budget("corp.okta.com").unwrap();
+        assert_eq!(corp.limits(), (8, 50));
+        // A second connector of the same org (its own token) joins the same budget, and its
+        // smaller concurrency applies to both; its larger share does not.
+        reg.get_or_build_in_org(&b, with(&reg, "corp.okta.com", "t2", 3, 70), build)
+            .unwrap();
+        assert!(handed.borrow()[1].same_as(&corp));
+        assert_eq!(corp.limits(), (3, 50));
+        // Another org has its own.
+        reg.get_or_build_in_org(&c, with(&reg, "other.okta.com", "t1", 8, 50), build)
+            .unwrap();
+        assert!(!handed.borrow()[2].same_as(&corp));
+        // A rotated token rebuilds the client on the same budget.
+        reg.get_or_build_in_org(&a, with(&reg, "corp.okta.com", "t9", 8, 20), build)
+            .unwrap();
+        assert!(handed.borrow()[3].same_as(&corp));
+        assert_eq!(corp.limits(), (3, 20));
+        // The careful connector leaves: the other's limits apply again.
+        assert!(reg.remove(&b));
+        assert_eq!(corp.limits(), (8, 20));
+        // The last connector of the org leaves: the budget goes.
+        assert!(reg.remove(&a));
+        assert!(reg.org_budget("corp.okta.com").is_none());
+        assert!(reg.org_budget("other.okta.com").is_some());
+        // Moving a connector to another org settles both; a failed build leaves no budget.
+        reg.get_or_build_in_org(&c, with(&reg, "third.okta.com", "t1", 8, 50), build)
+            .unwrap();
+        assert!(reg.org_budget("other.okta.com").is_none());
+        assert!(reg.org_budget("third.okta.com").is_some());
+        let failed = reg.get_or_build_in_org(&a, with(&reg, "new.okta.com", "t", 8, 50), |_| {
+            Err::<FakeClient, _>("bad".to_string())
+        });
+        assert!(failed.is_err());
+        assert!(reg.org_budget("new.okta.com").is_none());
     }
 
     #[tokio::test]
