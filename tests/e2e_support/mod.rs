@@ -448,12 +448,13 @@ impl Operator {
 
     /// Sends SIGTERM and waits for the exit.
     pub async fn terminate(mut self) -> (ExitStatus, Vec<String>) {
-        // std has no way to send SIGTERM; `kill` is on every Linux machine.
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success());
+        let early = self.child.try_wait().expect("wait on the child");
+        assert!(early.is_none(), "the operator exited before SIGTERM: {early:?}");
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");
+        // SAFETY: kill(2) has no memory-safety preconditions; the child was still unreaped just
+        // above, so `pid` cannot name another process.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
         let status = wait_for("the operator to exit after SIGTERM", || {
             let exited = self.child.try_wait().expect("wait on the child");
             async move { exited }
