@@ -54,6 +54,9 @@ pub struct Access {
     /// The bearer token the client sent (its kubeconfig user's `token`, see
     /// [`TestServer::write_kubeconfig_as`](crate::TestServer::write_kubeconfig_as)); empty without one.
     pub client: String,
+    /// The namespace in the request path; `""` for cluster-scoped objects and for collections
+    /// across all namespaces (which an RBAC Role, being namespaced, can never grant).
+    pub namespace: String,
     /// API group, `""` for core.
     pub group: String,
     /// Resource plural, with `/subresource` when one was addressed (e.g. `leases`, `widgets/status`).
@@ -92,8 +95,30 @@ impl Counters {
         self.accesses
             .iter()
             .filter(|(a, _)| a.client == client)
-            .map(|(a, n)| ((a.group.clone(), a.resource.clone(), a.verb.clone()), *n))
-            .collect()
+            .fold(BTreeMap::new(), |mut out, (a, n)| {
+                let key = (a.group.clone(), a.resource.clone(), a.verb.clone());
+                *out.entry(key).or_default() += *n;
+                out
+            })
+    }
+
+    /// Every (namespace, group, resource, verb) this client used, with request counts; the
+    /// namespace is `""` for cluster-scoped and all-namespaces requests.
+    pub fn namespaced_accesses_of(
+        &self,
+        client: &str,
+    ) -> BTreeMap<(String, String, String, String), u64> {
+        let mut out = BTreeMap::new();
+        for (a, n) in self.accesses.iter().filter(|(a, _)| a.client == client) {
+            let key = (
+                a.namespace.clone(),
+                a.group.clone(),
+                a.resource.clone(),
+                a.verb.clone(),
+            );
+            *out.entry(key).or_default() += *n;
+        }
+        out
     }
 
     /// Writes (create, update, patch, delete, deletecollection) to this resource plural.
@@ -221,8 +246,13 @@ mod tests {
     use super::*;
 
     fn access(client: &str, group: &str, resource: &str, verb: &str) -> Access {
+        access_in(client, "", group, resource, verb)
+    }
+
+    fn access_in(client: &str, ns: &str, group: &str, resource: &str, verb: &str) -> Access {
         Access {
             client: client.into(),
+            namespace: ns.into(),
             group: group.into(),
             resource: resource.into(),
             verb: verb.into(),
@@ -285,6 +315,34 @@ mod tests {
         );
         assert_eq!(c.accesses_of("").len(), 1);
         assert!(c.accesses_of("nobody").is_empty());
+    }
+
+    #[test]
+    fn accesses_keep_the_namespace_apart_and_sum_across_it() {
+        let f = Faults::default();
+        for ns in ["a", "a", "b", ""] {
+            assert!(
+                f.on_request(access_in("op", ns, "", "configmaps", "get"), "c")
+                    .is_none()
+            );
+        }
+        let c = f.counters(0);
+        let key = |ns: &str| {
+            (
+                ns.to_string(),
+                String::new(),
+                "configmaps".to_string(),
+                "get".to_string(),
+            )
+        };
+        assert_eq!(
+            c.namespaced_accesses_of("op"),
+            BTreeMap::from([(key(""), 1), (key("a"), 2), (key("b"), 1)])
+        );
+        assert_eq!(
+            c.accesses_of("op"),
+            BTreeMap::from([(("".into(), "configmaps".into(), "get".into()), 4)])
+        );
     }
 
     #[test]

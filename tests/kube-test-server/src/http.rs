@@ -250,6 +250,7 @@ async fn serve(app: &AppState, target: Target<'_>, req: Request) -> Result<Respo
     let name = target.name.clone().unwrap_or_default();
     let access = Access {
         client: bearer_token(&req),
+        namespace: target.namespace.clone().unwrap_or_default(),
         group: rt.group.clone(),
         resource: match &target.subresource {
             Some(sub) => format!("{}/{sub}", rt.plural),
