@@ -36,8 +36,8 @@
 //!
 //! # Not emulated
 //! - CEL `x-kubernetes-validations` are not evaluated, except the immutability idiom `self == oldSelf`
-//!   (see [`TestServer::unenforced_cel_rules`] for the skipped ones); nor are `format`, `multipleOf`,
-//!   or CRD validation ratcheting.
+//!   (see [`TestServer::unenforced_cel_rules`] for the skipped ones); nor are `format` (except
+//!   `date-time` on strings), `multipleOf`, or CRD validation ratcheting.
 //! - No version conversion: every served version of a CRD shares one storage and the schema of the
 //!   version used for the write.
 //! - `events.k8s.io/v1` Events are a renamed view of the core v1 Event store, as upstream, but only the
