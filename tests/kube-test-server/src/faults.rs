@@ -32,20 +32,18 @@ struct FaultState {
     injected: u64,
 }
 
-/// Cloneable handle to the server's faults and counters.
-#[derive(Clone)]
-pub struct Faults {
-    state: Arc<Mutex<FaultState>>,
-    watches: Arc<Mutex<CancellationToken>>,
+/// The token open watches stop on, and whether the server is shutting down.
+#[derive(Debug, Default)]
+struct WatchGate {
+    token: CancellationToken,
+    closed: bool,
 }
 
-impl Default for Faults {
-    fn default() -> Self {
-        Faults {
-            state: Arc::default(),
-            watches: Arc::new(Mutex::new(CancellationToken::new())),
-        }
-    }
+/// Cloneable handle to the server's faults and counters.
+#[derive(Clone, Default)]
+pub struct Faults {
+    state: Arc<Mutex<FaultState>>,
+    watches: Arc<Mutex<WatchGate>>,
 }
 
 /// One kind of request, as an RBAC rule would name it, and who made it.
@@ -165,19 +163,36 @@ impl Faults {
         s.delay = Duration::ZERO;
     }
 
-    /// Ends every open watch stream now (clients see a clean end of stream and re-watch).
-    pub fn drop_watches(&self) {
-        let mut token = self.watches.lock().unwrap_or_else(|p| p.into_inner());
-        token.cancel();
-        *token = CancellationToken::new();
+    fn gate(&self) -> MutexGuard<'_, WatchGate> {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Token a watch stream stops on.
-    pub(crate) fn watch_token(&self) -> CancellationToken {
-        self.watches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// Ends every open watch stream now (clients see a clean end of stream and re-watch).
+    pub fn drop_watches(&self) {
+        let mut gate = self.gate();
+        gate.token.cancel();
+        if !gate.closed {
+            gate.token = CancellationToken::new();
+        }
+    }
+
+    /// Token a new watch stream stops on; `None` once [`Faults::close`] ran. Taken under the
+    /// same lock `close` cancels under, so no watch can start after `close` uncancelled.
+    pub(crate) fn watch_token(&self) -> Option<CancellationToken> {
+        let gate = self.gate();
+        (!gate.closed).then(|| gate.token.clone())
+    }
+
+    /// Shutdown: ends every open watch and refuses new requests from now on.
+    pub(crate) fn close(&self) {
+        let mut gate = self.gate();
+        gate.closed = true;
+        gate.token.cancel();
+    }
+
+    /// Whether [`Faults::close`] ran.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.gate().closed
     }
 
     pub(crate) fn delay(&self) -> Duration {
@@ -348,9 +363,25 @@ mod tests {
     #[test]
     fn drop_watches_cancels_current_tokens_only() {
         let f = Faults::default();
-        let before = f.watch_token();
+        let before = f.watch_token().unwrap();
         f.drop_watches();
         assert!(before.is_cancelled());
-        assert!(!f.watch_token().is_cancelled());
+        assert!(!f.watch_token().unwrap().is_cancelled());
+    }
+
+    #[test]
+    fn close_cancels_watches_and_hands_out_no_new_token() {
+        let f = Faults::default();
+        let open = f.watch_token().unwrap();
+        assert!(!f.is_closed());
+        f.close();
+        assert!(open.is_cancelled());
+        assert!(f.is_closed());
+        assert!(f.watch_token().is_none());
+        f.drop_watches();
+        assert!(
+            f.watch_token().is_none(),
+            "dropping watches does not reopen"
+        );
     }
 }

@@ -40,6 +40,9 @@ const BODY_LIMIT: usize = 16 << 20;
 
 /// The single fallback handler: the API's path space is parsed here rather than in a router table.
 pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    if app.faults.is_closed() {
+        return shutting_down();
+    }
     let delay = app.faults.delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -48,6 +51,23 @@ pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response 
         Ok(resp) => resp,
         Err(e) => error_response(&e),
     }
+}
+
+/// What kube-apiserver answers new requests with once it is shutting down (with
+/// `--shutdown-send-retry-after`): 429, `Retry-After`, `Connection: close` and a plain-text body.
+/// Without that flag upstream keeps serving until its listener closes; refusing at once keeps
+/// [`crate::TestServer::shutdown`] bounded (no watch can open after it began).
+fn shutting_down() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::RETRY_AFTER, "1"),
+            (header::CONNECTION, "close"),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        ],
+        "The apiserver is shutting down, please try again later.",
+    )
+        .into_response()
 }
 
 fn error_response(e: &ApiError) -> Response {
@@ -532,13 +552,17 @@ fn watch(
         q.get("resourceVersion").map(String::as_str),
         send_initial,
     );
+    // Shutdown may have begun since `handle` checked; the token is taken under its lock.
+    let Some(token) = app.faults.watch_token() else {
+        return Ok(shutting_down());
+    };
     let spec = WatchSpec {
         rt: target.rt.clone(),
         filter,
         send_initial,
         bookmarks,
         interval: app.bookmark_interval,
-        token: app.faults.watch_token(),
+        token,
         faults: app.faults.clone(),
         metadata_only,
     };

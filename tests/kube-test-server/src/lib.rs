@@ -95,6 +95,9 @@ pub enum Error {
 /// Result type of this crate's public API.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Longest [`TestServer::shutdown`] waits for in-flight requests before cutting them off.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Tunables; [`ServerOptions::default`] suits most tests.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -276,13 +279,23 @@ impl TestServer {
             .collect()
     }
 
-    /// Stops serving and waits for in-flight connections to finish. Open watches are dropped first.
+    /// Stops serving: ends open watches, answers new requests 429 (as kube-apiserver shutting
+    /// down), and waits for in-flight requests to finish, at most [`SHUTDOWN_GRACE`]; whatever is
+    /// still open then (a client holding a request body open, say) is cut off.
     pub async fn shutdown(mut self) {
-        self.state.faults.drop_watches();
+        self.state.faults.close();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "kube-test-server: connections still open after {SHUTDOWN_GRACE:?}; aborting"
+            );
+            task.abort();
             let _ = task.await;
         }
     }

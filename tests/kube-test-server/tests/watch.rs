@@ -422,3 +422,44 @@ async fn last_finalizer_removal_is_modified_then_deleted() {
     let kinds: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(kinds, ["MODIFIED", "MODIFIED", "DELETED"]);
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_watches_and_is_bounded_by_stalled_requests() {
+    use tokio::io::AsyncWriteExt;
+    let server = start_with(Duration::from_secs(3600)).await;
+    let api: Api<Secret> = Api::default_namespaced(server.client());
+    let now = server.current_resource_version().to_string();
+    let mut open = api
+        .watch(&WatchParams::default(), &now)
+        .await
+        .unwrap()
+        .boxed();
+    // A client that sends the head of a request and stalls in its body: the handler waits
+    // for the body, so a graceful shutdown without a bound would wait for ever.
+    let mut stalled = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /api/v1/namespaces/default/secrets HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    // The stalled request is counted once it reached the handler.
+    eventually("the stalled request reached the server", || async {
+        (server.counters().count("create", "secrets") == 1).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    bounded("shutdown", server.shutdown()).await;
+    let took = started.elapsed();
+    assert!(
+        took >= kube_test_server::SHUTDOWN_GRACE,
+        "shutdown waited for the in-flight request for {took:?}"
+    );
+    // The open watch ended rather than living on until its 30 min maximum.
+    let rest: Vec<_> = bounded("the open watch ends", open.by_ref().collect::<Vec<_>>()).await;
+    assert!(
+        rest.iter().all(|e| !matches!(e, Ok(WatchEvent::Added(_)))),
+        "{rest:?}"
+    );
+}
