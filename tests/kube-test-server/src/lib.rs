@@ -25,7 +25,9 @@
 //! GET; LIST with label (equality and set-based) and field selectors, `limit`/`continue` over a consistent
 //! snapshot, `resourceVersion`/`resourceVersionMatch`; WATCH with `resourceVersion` replay from a bounded
 //! history, `allowWatchBookmarks`, `sendInitialEvents` with the `k8s.io/initial-events-end` bookmark,
-//! 410 `Expired` as an `ERROR` event for compacted versions, `timeoutSeconds`; POST (`generateName`,
+//! 410 `Expired` as an `ERROR` event for compacted versions, a future `resourceVersion` skipping events up
+//! to it (as the watch cache), 400 for an unparsable one before streaming, `timeoutSeconds` (a GET of an
+//! object path with `watch=true` is a plain GET, as upstream); POST (`generateName`,
 //! 409 `AlreadyExists`, 404 for a missing namespace); PUT (409 `Conflict` on a stale resourceVersion);
 //! PATCH (merge, json, strategic-merge on built-ins, apply with `fieldManager`/`force` and field-ownership
 //! conflicts); DELETE (preconditions, finalizers + `deletionTimestamp`, namespace cascade, 403 for new

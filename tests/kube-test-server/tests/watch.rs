@@ -463,3 +463,64 @@ async fn shutdown_ends_open_watches_and_is_bounded_by_stalled_requests() {
         "{rest:?}"
     );
 }
+
+#[tokio::test]
+async fn watch_from_a_future_resource_version_reports_only_what_comes_after_it() {
+    let server = start_with(Duration::from_secs(3600)).await;
+    let api: Api<Secret> = Api::default_namespaced(server.client());
+    let future = server.current_resource_version() + 2;
+    let mut stream = api
+        .watch(&WatchParams::default(), &future.to_string())
+        .await
+        .unwrap()
+        .boxed();
+    // Each create moves the global resourceVersion by one: a and b are at or below `future`.
+    for name in ["a", "b", "c"] {
+        create_secret(&api, name, "web").await;
+    }
+    assert_eq!(server.current_resource_version(), future + 1);
+    assert_eq!(
+        next_events(&mut stream, 1).await,
+        [("ADDED".to_string(), "c".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn watch_with_an_unparsable_resource_version_is_400_before_streaming() {
+    let server = start_with(Duration::from_secs(3600)).await;
+    let api: Api<Secret> = Api::default_namespaced(server.client());
+    let refused = api.watch(&WatchParams::default(), "not-a-number").await;
+    let status = common::status_of(refused.map(|_| ()));
+    assert_eq!((status.code, status.reason.as_str()), (400, "BadRequest"));
+    assert!(
+        status.message.contains("not-a-number"),
+        "{}",
+        status.message
+    );
+    assert_eq!(
+        server.counters().watch_events_sent,
+        0,
+        "nothing was streamed"
+    );
+}
+
+#[tokio::test]
+async fn get_of_an_object_path_with_watch_true_is_a_plain_get() {
+    let server = start_with(Duration::from_secs(3600)).await;
+    let client = server.client();
+    let api: Api<Secret> = Api::default_namespaced(client.clone());
+    create_secret(&api, "a", "web").await;
+    let req = http::Request::get("/api/v1/namespaces/default/secrets/a?watch=true")
+        .body(Vec::new())
+        .unwrap();
+    // As kube-apiserver: the object itself, not a stream of watch events.
+    let got: Secret = bounded("the GET answers", client.request(req))
+        .await
+        .unwrap();
+    assert_eq!(got.name_any(), "a");
+    let c = server.counters();
+    assert_eq!(
+        (c.count("get", "secrets"), c.count("watch", "secrets")),
+        (1, 0)
+    );
+}
