@@ -599,6 +599,12 @@ fn kustomize_renders_the_install_and_the_namespaced_variant() {
             );
         }
     }
+    // Argo CD creates the namespace first.
+    let ns = find(&docs, "Namespace", "okta-ciam-operator");
+    assert_eq!(
+        ns["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"],
+        "-2"
+    );
     // The rendered CRDs are the committed ones, byte for byte in meaning.
     for file in ["oktaciamconnectors.yaml", "groupmemberships.yaml"] {
         let committed = load_yaml_docs(&format!("crds/{file}")).remove(0);
@@ -637,6 +643,70 @@ fn kustomize_renders_the_install_and_the_namespaced_variant() {
     );
     let role = find(&variant, "Role", "okta-ciam-operator-secrets");
     assert_eq!(role["metadata"]["namespace"], "identity");
+}
+
+/// The install's sync-wave patches add their one annotation and keep any other: applied (as
+/// copied from `manifests/install/kustomization.yaml`) to a Namespace and a CRD that already
+/// carry annotations, as an overlay or a future CRD generator may add.
+#[test]
+fn sync_wave_patches_keep_existing_annotations() {
+    if !kubectl_available() {
+        eprintln!("SKIPPED: kubectl is not installed, so the sync-wave patches were not rendered");
+        return;
+    }
+    let install = load_yaml_docs("manifests/install/kustomization.yaml").remove(0);
+    let patches = install["patches"].clone();
+    assert!(
+        patches.as_array().is_some_and(|p| p.len() == 2),
+        "{patches}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kustomization = json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["objects.yaml"],
+        "patches": patches,
+    });
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        serde_yaml::to_string(&kustomization).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("objects.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ns\n  annotations: {team: identity}\n\
+         ---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
+         metadata:\n  name: things.example.com\n  annotations: {controller-gen.kubebuilder.io/version: v0.16.0}\n",
+    )
+    .unwrap();
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> =
+        serde_yaml::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+    let annotations = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("{kind} rendered"))["metadata"]["annotations"]
+            .clone()
+    };
+    assert_eq!(
+        annotations("Namespace"),
+        json!({"team": "identity", "argocd.argoproj.io/sync-wave": "-2"})
+    );
+    assert_eq!(
+        annotations("CustomResourceDefinition"),
+        json!({"controller-gen.kubebuilder.io/version": "v0.16.0", "argocd.argoproj.io/sync-wave": "-1"})
+    );
 }
 
 /// Docker is not available here, so check the Dockerfile's contract with the manifests: the
