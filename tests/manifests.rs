@@ -1,4 +1,5 @@
-//! The shipped manifests: examples valid against the committed CRDs, least-privilege RBAC,
+//! The shipped manifests: examples (and the YAML in README.md and docs/gitops.md) valid against
+//! the committed CRDs, least-privilege RBAC,
 //! a hardened Deployment, a tight NetworkPolicy, and kustomize rendering.
 
 mod common;
@@ -7,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use common::{CrdValidator, load_yaml_docs, repo_path};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 const EXAMPLES: &[&str] = &[
@@ -78,6 +80,155 @@ fn every_example_custom_resource_validates_against_the_committed_crd() {
     }
     assert_eq!(checked.get("OktaCiamConnector"), Some(&2));
     assert_eq!(checked.get("GroupMembership"), Some(&5));
+}
+
+/// The contents of every fenced ```` ```yaml ```` block in `text`, in order.
+fn fenced_yaml_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```yaml" | "```yml") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    assert!(current.is_none(), "unterminated ```yaml block");
+    blocks
+}
+
+/// The YAML documents of one fenced block (empty documents skipped).
+fn yaml_docs(what: &str, block: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(block)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{what}: {e}")))
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+/// Validates the custom resources among `docs` against the committed CRDs and checks every
+/// other object is one of `others` (apiVersion, kind); returns the kinds seen, counted.
+fn check_documented_objects(
+    what: &str,
+    docs: &[Value],
+    others: &[(&str, &str)],
+) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::<String, usize>::new();
+    for doc in docs {
+        let (api_version, kind) = (doc["apiVersion"].as_str(), doc["kind"].as_str());
+        let (Some(api_version), Some(kind)) = (api_version, kind) else {
+            panic!("{what}: a YAML document without apiVersion and kind: {doc}");
+        };
+        if api_version == "oktaciam.io/v1alpha1" {
+            let errors = validator(kind).errors(doc);
+            assert!(
+                errors.is_empty(),
+                "{what} ({kind} {}): {errors:#?}",
+                doc["metadata"]["name"]
+            );
+        } else {
+            assert!(
+                others.contains(&(api_version, kind)),
+                "{what}: unexpected {api_version} {kind}"
+            );
+        }
+        *seen.entry(kind.to_owned()).or_default() += 1;
+    }
+    seen
+}
+
+#[test]
+fn readme_worked_example_validates_and_references_itself() {
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let (_, section) = readme
+        .split_once("\n## A worked example\n")
+        .expect("README has the worked example section");
+    let section = section.split("\n## ").next().unwrap();
+    let block = fenced_yaml_blocks(section)
+        .into_iter()
+        .next()
+        .expect("a ```yaml block in the worked example");
+    let docs = yaml_docs("README worked example", &block);
+    let seen = check_documented_objects("README worked example", &docs, &[("v1", "Secret")]);
+    let count = |k: &str| seen.get(k).copied().unwrap_or(0);
+    assert_eq!(
+        (
+            count("Secret"),
+            count("OktaCiamConnector"),
+            count("GroupMembership")
+        ),
+        (1, 1, 1),
+        "{seen:?}"
+    );
+    let one = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap();
+    let (secret, connector, membership) = (
+        one("Secret"),
+        one("OktaCiamConnector"),
+        one("GroupMembership"),
+    );
+    let ns = &connector["metadata"]["namespace"];
+    assert!(ns.is_string());
+    assert_eq!(&secret["metadata"]["namespace"], ns);
+    assert_eq!(&membership["metadata"]["namespace"], ns);
+    assert_eq!(
+        connector["spec"]["tokenSecretRef"]["name"],
+        secret["metadata"]["name"]
+    );
+    // The key defaults to apiToken, which the Secret holds.
+    let key = connector["spec"]["tokenSecretRef"]["key"]
+        .as_str()
+        .unwrap_or("apiToken");
+    assert!(secret["stringData"][key].is_string(), "{secret}");
+    assert_eq!(
+        membership["spec"]["connectorRef"]["name"],
+        connector["metadata"]["name"]
+    );
+    // The CRD's CEL rules, which the JSON Schema check above does not evaluate.
+    let group = &membership["spec"]["group"];
+    assert!(
+        group["name"].is_string() != group["id"].is_string(),
+        "{group}"
+    );
+    assert!(membership["spec"]["expiresAt"].is_null() || membership["spec"]["duration"].is_null());
+}
+
+#[test]
+fn gitops_doc_yaml_blocks_are_known_kinds_and_custom_resources_validate() {
+    let text = std::fs::read_to_string(repo_path("docs/gitops.md")).unwrap();
+    let blocks = fenced_yaml_blocks(&text);
+    assert!(!blocks.is_empty(), "docs/gitops.md has ```yaml blocks");
+    let docs: Vec<Value> = blocks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| yaml_docs(&format!("docs/gitops.md block {i}"), b))
+        .collect();
+    let seen = check_documented_objects(
+        "docs/gitops.md",
+        &docs,
+        &[("argoproj.io/v1alpha1", "Application"), ("v1", "Secret")],
+    );
+    assert_eq!(seen.get("Application"), Some(&2), "{seen:?}");
+    // Both Applications deploy what this repository ships, with server-side apply or
+    // skip-dry-run as the doc explains.
+    for app in docs.iter().filter(|d| d["kind"] == "Application") {
+        assert!(app["spec"]["source"]["path"].is_string(), "{app}");
+        assert!(
+            app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"].is_string(),
+            "{app}"
+        );
+    }
+}
+
+#[test]
+fn fenced_yaml_blocks_are_extracted_in_order() {
+    let text = "intro\n```yaml\na: 1\n```\n```console\n$ x\n```\n```yaml\nb: 2\n---\nc: 3\n```\n";
+    assert_eq!(fenced_yaml_blocks(text), ["a: 1\n", "b: 2\n---\nc: 3\n"]);
 }
 
 #[test]
