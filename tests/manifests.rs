@@ -1,6 +1,6 @@
 //! The shipped manifests: examples (and the YAML in README.md and docs/gitops.md) valid against
-//! the committed CRDs, least-privilege RBAC,
-//! a hardened Deployment, a tight NetworkPolicy, and kustomize rendering.
+//! the committed CRDs, least-privilege RBAC, a hardened Deployment, a tight NetworkPolicy, and
+//! kustomize rendering.
 
 mod common;
 
