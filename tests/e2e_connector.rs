@@ -1,11 +1,12 @@
 //! End to end: the `run` binary brings a connector to Ready, reports Secret and token problems,
-//! and picks up a rotated token without a restart.
+//! picks up a rotated token without a restart, and never writes a spec (which Argo CD would see
+//! as drift from Git).
 
 mod e2e_support;
 mod support;
 
 use e2e_support::{E2e, fixture, logins, wait_for};
-use okta_ciam_operator::crd::OktaCiamConnector;
+use okta_ciam_operator::crd::{FIELD_MANAGER, OktaCiamConnector};
 use serde_json::{Value, json};
 
 const CONNECTOR: &str = "corp";
@@ -199,5 +200,62 @@ async fn e2e_bad_secret_revoked_and_rotated_token_without_restart() {
         assert!(!published.contains(token), "{token} leaked: {published}");
     }
     operator.kill();
+    e.finish().await;
+}
+
+/// (manager, subresource, owns something under `spec`) of every managedFields entry.
+fn field_owners(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Vec<(String, String, bool)> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .map(|m| {
+            let fields = m
+                .fields_v1
+                .as_ref()
+                .map(|f| f.0.clone())
+                .unwrap_or_default();
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.subresource.clone().unwrap_or_default(),
+                fields.get("f:spec").is_some(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_the_operator_writes_status_and_metadata_but_never_spec() {
+    let users = logins("user", 2);
+    let e = E2e::start(&fixture(&users, &[("Team", &[])])).await;
+    let operator = e.operator("operator", &[]);
+    e.put_secret("okta-token", "apiToken", "token-1").await;
+    e.apply_connector(CONNECTOR, json!({})).await;
+    e.wait_connector(CONNECTOR, "Ready", "True", "Synced").await;
+    e.apply_membership("team", CONNECTOR, "Team", &users).await;
+    let membership = e.wait_membership("team", "Ready", "True", "Granted").await;
+    let connector = e.connectors().get(CONNECTOR).await.unwrap();
+    drop(operator);
+    for (what, meta) in [
+        ("connector", &connector.metadata),
+        ("membership", &membership.metadata),
+    ] {
+        let owners = field_owners(meta);
+        // The operator did write this object (its status), so the check below is not vacuous.
+        assert!(
+            owners
+                .iter()
+                .any(|(m, sub, _)| m == FIELD_MANAGER && sub == "status"),
+            "{what}: no status entry of {FIELD_MANAGER}: {owners:?}"
+        );
+        // Only the test's own apply (standing in for Argo CD) owns spec fields.
+        let spec_owners: Vec<&(String, String, bool)> =
+            owners.iter().filter(|(_, _, spec)| *spec).collect();
+        assert!(
+            spec_owners.iter().all(|(m, _, _)| m == "e2e-test") && !spec_owners.is_empty(),
+            "{what}: spec owned by {spec_owners:?}"
+        );
+    }
     e.finish().await;
 }

@@ -1,12 +1,18 @@
 //! RBAC least privilege, measured: one leader-elected operator process goes through the
-//! connector and membership life cycle, and every (apiGroup, resource, verb) it used must be
-//! granted by `manifests/install/rbac.yaml`, while every granted verb must have been used (or
-//! be on the commented allow-list below).
+//! connector and membership life cycle, and every (namespace, apiGroup, resource, verb) it used
+//! must be granted by `manifests/install/rbac.yaml`, while every granted verb must have been
+//! used (or be on the commented allow-list below).
+//!
+//! The ClusterRole grants in every namespace; the Role (bound in the operator's own namespace
+//! by the install kustomization) only there. So the operator runs with `POD_NAMESPACE` set to
+//! a namespace of its own, apart from the tenant namespace it watches, as in a real install:
+//! a Lease or ownership record written in the tenant namespace, or a namespaced Role grant
+//! needed elsewhere, fails the test.
 
 mod e2e_support;
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use e2e_support::{E2e, fixture, logins, wait_for};
 use kube::api::DeleteParams;
@@ -45,16 +51,27 @@ const ALLOWED_UNUSED: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-/// Every rule of the ClusterRole and Role in `rbac.yaml`, flattened.
-fn granted() -> BTreeSet<Grant> {
+/// The grants of the ClusterRole (anywhere) and of the Role (the operator's namespace only).
+struct Granted {
+    cluster: BTreeSet<Grant>,
+    home: BTreeSet<Grant>,
+}
+
+/// Every rule of the ClusterRole and Role in `rbac.yaml`, flattened per kind.
+fn granted() -> Granted {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/install/rbac.yaml");
     let text = std::fs::read_to_string(path).expect("rbac.yaml");
-    let mut out = BTreeSet::new();
+    let mut out = Granted {
+        cluster: BTreeSet::new(),
+        home: BTreeSet::new(),
+    };
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let doc = Value::deserialize(doc).expect("rbac.yaml parses");
-        if !matches!(doc["kind"].as_str(), Some("ClusterRole" | "Role")) {
-            continue;
-        }
+        let set = match doc["kind"].as_str() {
+            Some("ClusterRole") => &mut out.cluster,
+            Some("Role") => &mut out.home,
+            _ => continue,
+        };
         for rule in doc["rules"].as_array().expect("rules") {
             let list = |k: &str| -> Vec<String> {
                 rule[k]
@@ -67,7 +84,7 @@ fn granted() -> BTreeSet<Grant> {
             for g in list("apiGroups") {
                 for r in list("resources") {
                     for v in list("verbs") {
-                        out.insert((g.clone(), r.clone(), v));
+                        set.insert((g.clone(), r.clone(), v));
                     }
                 }
             }
@@ -79,13 +96,18 @@ fn granted() -> BTreeSet<Grant> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_every_api_call_is_granted_and_every_grant_is_used() {
     let users = logins("user", 3);
-    let e = E2e::start(&fixture(&users, &[("Team", &[])])).await;
-    let Some(server) = e.server("counting the operator's requests") else {
+    let mut e = E2e::start(&fixture(&users, &[("Team", &[])])).await;
+    if e.server("counting the operator's requests").is_none() {
         e.finish().await;
         return;
-    };
-    let operator = e.operator(
+    }
+    let home = e.create_namespace("okta-e2e-operator").await;
+    let server = e
+        .server("counting the operator's requests")
+        .expect("checked above");
+    let operator = e.operator_at_home(
         "operator",
+        &home,
         &[
             "--leader-elect",
             "--lease-duration",
@@ -141,18 +163,45 @@ async fn e2e_every_api_call_is_granted_and_every_grant_is_used() {
     })
     .await;
     drop(operator);
-    let used: BTreeMap<Grant, u64> = server.counters().accesses_of("operator");
+    // (namespace, group, resource, verb); the namespace is "" for cluster-wide requests.
+    let used = server.counters().namespaced_accesses_of("operator");
     let granted = granted();
-    let missing: Vec<&Grant> = used.keys().filter(|u| !granted.contains(*u)).collect();
+    let grant = |(_, g, r, v): &(String, String, String, String)| (g.clone(), r.clone(), v.clone());
+    let missing: Vec<_> = used
+        .keys()
+        .filter(|u| {
+            let g = grant(u);
+            !(granted.cluster.contains(&g) || (u.0 == home && granted.home.contains(&g)))
+        })
+        .collect();
     assert!(
         missing.is_empty(),
-        "used but not granted by rbac.yaml: {missing:?}"
+        "used but not granted by rbac.yaml (the Role only counts in the operator's namespace \
+         {home:?}; the tenant namespace is {:?}): {missing:?}",
+        e.ns
     );
+    // The Lease and the ownership records are the reason the Role exists: they must have
+    // been used in the operator's namespace, never in the tenant's.
+    for resource in ["leases", "configmaps"] {
+        let wheres: BTreeSet<&str> = used
+            .keys()
+            .filter(|u| u.2 == resource)
+            .map(|u| u.0.as_str())
+            .collect();
+        assert_eq!(wheres, BTreeSet::from([home.as_str()]), "{resource}");
+    }
     let allowed: BTreeSet<Grant> = ALLOWED_UNUSED
         .iter()
         .map(|(g, r, v, _)| (g.to_string(), r.to_string(), v.to_string()))
         .collect();
-    let unused: Vec<&Grant> = granted.iter().filter(|g| !used.contains_key(*g)).collect();
+    let used_anywhere: BTreeSet<Grant> = used.keys().map(grant).collect();
+    let used_at_home: BTreeSet<Grant> = used.keys().filter(|u| u.0 == home).map(grant).collect();
+    let unused: Vec<&Grant> = granted
+        .cluster
+        .iter()
+        .filter(|g| !used_anywhere.contains(*g))
+        .chain(granted.home.iter().filter(|g| !used_at_home.contains(*g)))
+        .collect();
     eprintln!("used: {used:?}\ngranted but unused: {unused:?}");
     let unexplained: Vec<&&Grant> = unused.iter().filter(|g| !allowed.contains(**g)).collect();
     assert!(

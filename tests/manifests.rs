@@ -1,5 +1,6 @@
-//! The shipped manifests: examples valid against the committed CRDs, least-privilege RBAC,
-//! a hardened Deployment, a tight NetworkPolicy, and kustomize rendering.
+//! The shipped manifests: examples (and the YAML in README.md and docs/gitops.md) valid against
+//! the committed CRDs, least-privilege RBAC, a hardened Deployment, a tight NetworkPolicy, and
+//! kustomize rendering.
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use common::{CrdValidator, load_yaml_docs, repo_path};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 const EXAMPLES: &[&str] = &[
@@ -78,6 +80,155 @@ fn every_example_custom_resource_validates_against_the_committed_crd() {
     }
     assert_eq!(checked.get("OktaCiamConnector"), Some(&2));
     assert_eq!(checked.get("GroupMembership"), Some(&5));
+}
+
+/// The contents of every fenced ```` ```yaml ```` block in `text`, in order.
+fn fenced_yaml_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```yaml" | "```yml") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    assert!(current.is_none(), "unterminated ```yaml block");
+    blocks
+}
+
+/// The YAML documents of one fenced block (empty documents skipped).
+fn yaml_docs(what: &str, block: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(block)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{what}: {e}")))
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+/// Validates the custom resources among `docs` against the committed CRDs and checks every
+/// other object is one of `others` (apiVersion, kind); returns the kinds seen, counted.
+fn check_documented_objects(
+    what: &str,
+    docs: &[Value],
+    others: &[(&str, &str)],
+) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::<String, usize>::new();
+    for doc in docs {
+        let (api_version, kind) = (doc["apiVersion"].as_str(), doc["kind"].as_str());
+        let (Some(api_version), Some(kind)) = (api_version, kind) else {
+            panic!("{what}: a YAML document without apiVersion and kind: {doc}");
+        };
+        if api_version == "oktaciam.io/v1alpha1" {
+            let errors = validator(kind).errors(doc);
+            assert!(
+                errors.is_empty(),
+                "{what} ({kind} {}): {errors:#?}",
+                doc["metadata"]["name"]
+            );
+        } else {
+            assert!(
+                others.contains(&(api_version, kind)),
+                "{what}: unexpected {api_version} {kind}"
+            );
+        }
+        *seen.entry(kind.to_owned()).or_default() += 1;
+    }
+    seen
+}
+
+#[test]
+fn readme_worked_example_validates_and_references_itself() {
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let (_, section) = readme
+        .split_once("\n## A worked example\n")
+        .expect("README has the worked example section");
+    let section = section.split("\n## ").next().unwrap();
+    let block = fenced_yaml_blocks(section)
+        .into_iter()
+        .next()
+        .expect("a ```yaml block in the worked example");
+    let docs = yaml_docs("README worked example", &block);
+    let seen = check_documented_objects("README worked example", &docs, &[("v1", "Secret")]);
+    let count = |k: &str| seen.get(k).copied().unwrap_or(0);
+    assert_eq!(
+        (
+            count("Secret"),
+            count("OktaCiamConnector"),
+            count("GroupMembership")
+        ),
+        (1, 1, 1),
+        "{seen:?}"
+    );
+    let one = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap();
+    let (secret, connector, membership) = (
+        one("Secret"),
+        one("OktaCiamConnector"),
+        one("GroupMembership"),
+    );
+    let ns = &connector["metadata"]["namespace"];
+    assert!(ns.is_string());
+    assert_eq!(&secret["metadata"]["namespace"], ns);
+    assert_eq!(&membership["metadata"]["namespace"], ns);
+    assert_eq!(
+        connector["spec"]["tokenSecretRef"]["name"],
+        secret["metadata"]["name"]
+    );
+    // The key defaults to apiToken, which the Secret holds.
+    let key = connector["spec"]["tokenSecretRef"]["key"]
+        .as_str()
+        .unwrap_or("apiToken");
+    assert!(secret["stringData"][key].is_string(), "{secret}");
+    assert_eq!(
+        membership["spec"]["connectorRef"]["name"],
+        connector["metadata"]["name"]
+    );
+    // The CRD's CEL rules, which the JSON Schema check above does not evaluate.
+    let group = &membership["spec"]["group"];
+    assert!(
+        group["name"].is_string() != group["id"].is_string(),
+        "{group}"
+    );
+    assert!(membership["spec"]["expiresAt"].is_null() || membership["spec"]["duration"].is_null());
+}
+
+#[test]
+fn gitops_doc_yaml_blocks_are_known_kinds_and_custom_resources_validate() {
+    let text = std::fs::read_to_string(repo_path("docs/gitops.md")).unwrap();
+    let blocks = fenced_yaml_blocks(&text);
+    assert!(!blocks.is_empty(), "docs/gitops.md has ```yaml blocks");
+    let docs: Vec<Value> = blocks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| yaml_docs(&format!("docs/gitops.md block {i}"), b))
+        .collect();
+    let seen = check_documented_objects(
+        "docs/gitops.md",
+        &docs,
+        &[("argoproj.io/v1alpha1", "Application"), ("v1", "Secret")],
+    );
+    assert_eq!(seen.get("Application"), Some(&2), "{seen:?}");
+    // Both Applications deploy what this repository ships, with server-side apply or
+    // skip-dry-run as the doc explains.
+    for app in docs.iter().filter(|d| d["kind"] == "Application") {
+        assert!(app["spec"]["source"]["path"].is_string(), "{app}");
+        assert!(
+            app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"].is_string(),
+            "{app}"
+        );
+    }
+}
+
+#[test]
+fn fenced_yaml_blocks_are_extracted_in_order() {
+    let text = "intro\n```yaml\na: 1\n```\n```console\n$ x\n```\n```yaml\nb: 2\n---\nc: 3\n```\n";
+    assert_eq!(fenced_yaml_blocks(text), ["a: 1\n", "b: 2\n---\nc: 3\n"]);
 }
 
 #[test]
@@ -599,6 +750,12 @@ fn kustomize_renders_the_install_and_the_namespaced_variant() {
             );
         }
     }
+    // Argo CD creates the namespace first.
+    let ns = find(&docs, "Namespace", "okta-ciam-operator");
+    assert_eq!(
+        ns["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"],
+        "-2"
+    );
     // The rendered CRDs are the committed ones, byte for byte in meaning.
     for file in ["oktaciamconnectors.yaml", "groupmemberships.yaml"] {
         let committed = load_yaml_docs(&format!("crds/{file}")).remove(0);
@@ -637,6 +794,70 @@ fn kustomize_renders_the_install_and_the_namespaced_variant() {
     );
     let role = find(&variant, "Role", "okta-ciam-operator-secrets");
     assert_eq!(role["metadata"]["namespace"], "identity");
+}
+
+/// The install's sync-wave patches add their one annotation and keep any other: applied (as
+/// copied from `manifests/install/kustomization.yaml`) to a Namespace and a CRD that already
+/// carry annotations, as an overlay or a future CRD generator may add.
+#[test]
+fn sync_wave_patches_keep_existing_annotations() {
+    if !kubectl_available() {
+        eprintln!("SKIPPED: kubectl is not installed, so the sync-wave patches were not rendered");
+        return;
+    }
+    let install = load_yaml_docs("manifests/install/kustomization.yaml").remove(0);
+    let patches = install["patches"].clone();
+    assert!(
+        patches.as_array().is_some_and(|p| p.len() == 2),
+        "{patches}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kustomization = json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["objects.yaml"],
+        "patches": patches,
+    });
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        serde_yaml::to_string(&kustomization).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("objects.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ns\n  annotations: {team: identity}\n\
+         ---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
+         metadata:\n  name: things.example.com\n  annotations: {controller-gen.kubebuilder.io/version: v0.16.0}\n",
+    )
+    .unwrap();
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> =
+        serde_yaml::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+    let annotations = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("{kind} rendered"))["metadata"]["annotations"]
+            .clone()
+    };
+    assert_eq!(
+        annotations("Namespace"),
+        json!({"team": "identity", "argocd.argoproj.io/sync-wave": "-2"})
+    );
+    assert_eq!(
+        annotations("CustomResourceDefinition"),
+        json!({"controller-gen.kubebuilder.io/version": "v0.16.0", "argocd.argoproj.io/sync-wave": "-1"})
+    );
 }
 
 /// Docker is not available here, so check the Dockerfile's contract with the manifests: the
@@ -679,4 +900,97 @@ fn dockerfile_runs_the_binary_as_the_deployments_numeric_user() {
     assert_eq!(directive("USER "), user);
     assert_eq!(directive("ENTRYPOINT "), r#"["/okta-ciam-operator"]"#);
     assert_eq!(directive("CMD "), r#"["run"]"#);
+}
+
+/// The test server serving every CRD `crds/kustomization.yaml` lists.
+async fn test_server_with_the_crds() -> kube_test_server::TestServer {
+    let kustomization = load_yaml_docs("crds/kustomization.yaml").remove(0);
+    let files: Vec<_> = kustomization["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|f| repo_path(&format!("crds/{}", f.as_str().unwrap())))
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    kube_test_server::TestServer::start(files)
+        .await
+        .expect("the test server loads the CRDs")
+}
+
+/// The Kubernetes API test server behind the e2e tests evaluates none of these CEL rules of
+/// the committed CRDs (only `self == oldSelf`), so no e2e test against it can show that a
+/// violating object is refused; `docs/e2e.md` lists them. A rule added to a CRD fails this
+/// test until it is listed here and there.
+#[tokio::test]
+async fn the_test_server_lists_exactly_these_crd_rules_as_unenforced() {
+    let server = test_server_with_the_crds().await;
+    let mut got = server.unenforced_cel_rules();
+    got.sort();
+    let gm = "oktaciam.io/v1alpha1/GroupMembership";
+    let conn = "oktaciam.io/v1alpha1/OktaCiamConnector";
+    let mut want: Vec<(String, String, String)> = [
+        (gm, "spec", "!(has(self.expiresAt) && has(self.duration))"),
+        (gm, "spec.duration", "duration(self) > duration('0s')"),
+        (gm, "spec.group", "has(self.name) != has(self.id)"),
+        (
+            conn,
+            "spec.syncInterval",
+            "duration(self) >= duration('1m')",
+        ),
+    ]
+    .iter()
+    .map(|(k, p, r)| (k.to_string(), p.to_string(), r.to_string()))
+    .collect();
+    want.sort();
+    assert_eq!(got, want);
+    let docs = std::fs::read_to_string(repo_path("docs/e2e.md")).unwrap();
+    for (kind, path, rule) in &want {
+        let kind = kind.rsplit('/').next().unwrap();
+        let row = format!("| `{kind}` | `{path}` | `{rule}` |");
+        assert!(docs.contains(&row), "docs/e2e.md lacks the row {row}");
+    }
+    server.shutdown().await;
+}
+
+/// `format: date-time` is enforced by the test server as by kube-apiserver: 422 naming the field.
+#[tokio::test]
+async fn the_test_server_refuses_a_membership_with_a_malformed_expires_at() {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
+    let server = test_server_with_the_crds().await;
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("oktaciam.io", "v1alpha1", "GroupMembership"),
+        "groupmemberships",
+    );
+    let api: kube::Api<DynamicObject> = kube::Api::namespaced_with(server.client(), "default", &ar);
+    let membership = |name: &str, expires_at: &str| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "oktaciam.io/v1alpha1", "kind": "GroupMembership",
+            "metadata": {"name": name},
+            "spec": {"connectorRef": {"name": "corp"}, "group": {"name": "Team"},
+                     "users": ["a@example.com"], "expiresAt": expires_at},
+        }))
+        .unwrap()
+    };
+    let err = api
+        .create(&PostParams::default(), &membership("bad", "next friday"))
+        .await
+        .expect_err("a malformed expiresAt is refused");
+    let kube::Error::Api(status) = err else {
+        panic!("not an API error: {err:?}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert!(
+        status
+            .message
+            .contains("spec.expiresAt in body must be of type date-time: \"next friday\""),
+        "{}",
+        status.message
+    );
+    api.create(
+        &PostParams::default(),
+        &membership("good", "2030-01-01T00:00:00Z"),
+    )
+    .await
+    .expect("an RFC 3339 expiresAt is accepted");
+    server.shutdown().await;
 }

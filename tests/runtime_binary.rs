@@ -3,14 +3,17 @@
 
 mod runtime_support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use runtime_support::{BOTH_CRDS, kube_server};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// The `run` binary; the child is SIGKILLed when its handle is dropped (a failed assertion or a
+/// timeout included), so no test leaves an operator behind.
 fn operator(kubeconfig: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_okta-ciam-operator"));
     cmd.args([
@@ -26,7 +29,8 @@ fn operator(kubeconfig: &std::path::Path) -> Command {
     .env_remove("KUBERNETES_SERVICE_HOST")
     .stdin(Stdio::null())
     .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
     cmd
 }
 
@@ -35,8 +39,11 @@ async fn exits_non_zero_with_a_clear_message_without_the_crds() {
     let (server, dir) = kube_server(&[]).await;
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
-    let output = tokio::task::spawn_blocking(move || operator(&kubeconfig).output().unwrap());
-    let output = tokio::time::timeout(LIMIT, output).await.unwrap().unwrap();
+    // On timeout the output future, and with it the child, is dropped: kill_on_drop kills it.
+    let output = tokio::time::timeout(LIMIT, operator(&kubeconfig).output())
+        .await
+        .expect("the operator exits without the CRDs")
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("CRDs not installed"), "{stderr}");
@@ -49,11 +56,11 @@ async fn exits_zero_on_sigterm() {
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
     let mut child = operator(&kubeconfig).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
     // Forward stderr lines; the reader also keeps the pipe drained.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
             if lines_tx.send(line).is_err() {
                 break;
             }
@@ -74,22 +81,23 @@ async fn exits_zero_on_sigterm() {
     .expect("the operator starts serving");
     assert!(serving, "stderr closed before serving: {seen:?}");
 
-    // std has no way to send SIGTERM; `kill` is on every Linux machine.
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
+    let pid = child.id().expect("the child has not been reaped yet");
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our unreaped child, so the
+    // id cannot have been reused by another process.
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+    let status = tokio::time::timeout(LIMIT, child.wait())
+        .await
+        .expect("the operator exits after SIGTERM")
         .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(
-        LIMIT,
-        tokio::task::spawn_blocking(move || child.wait().unwrap()),
-    )
-    .await
-    .expect("the operator exits after SIGTERM")
-    .unwrap();
-    while let Ok(line) = lines.try_recv() {
-        seen.push(line);
-    }
+    // The stderr reader ends when the pipe closes; collect what it has left, bounded.
+    let _ = tokio::time::timeout(LIMIT, async {
+        while let Some(line) = lines.recv().await {
+            seen.push(line);
+        }
+    })
+    .await;
     assert!(status.success(), "{status:?}: {seen:?}");
     assert!(
         seen.iter().any(|l| l.contains("received SIGTERM")),

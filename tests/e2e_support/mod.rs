@@ -5,6 +5,7 @@
 //! Each test gets its own namespace; the operator is started with `--namespace` and
 //! `POD_NAMESPACE` set to it, so its Lease and ownership records stay there too and a real
 //! cluster is left as it was (the namespace is deleted at the end).
+//! [`E2e::operator_at_home`] gives the process a separate `POD_NAMESPACE` instead.
 
 #![allow(dead_code)] // each e2e test binary uses a different part
 
@@ -70,6 +71,8 @@ pub struct E2e {
     pub ns: String,
     /// The emulated Okta org.
     pub okta: EmulatorHandle,
+    /// Further namespaces made by [`E2e::create_namespace`], deleted at the end like `ns`.
+    others: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -106,8 +109,18 @@ impl E2e {
             kube,
             ns,
             okta,
+            others: Vec::new(),
             dir,
         }
+    }
+
+    /// Creates one more namespace for this test (e.g. for the operator's own objects, apart
+    /// from the watched one) and returns its name; on a real cluster it is deleted at the end.
+    pub async fn create_namespace(&mut self, prefix: &str) -> String {
+        let ns = format!("{prefix}-{:08x}", rand::random::<u32>());
+        support::create_namespace(&self.kube, &ns).await;
+        self.others.push(ns.clone());
+        ns
     }
 
     /// The test server, or `None` (with the reason printed) when running against a real
@@ -127,6 +140,13 @@ impl E2e {
     /// Starts `okta-ciam-operator run` with `extra` flags, watching only this test's namespace.
     /// Against the test server its requests are counted as client `client`.
     pub fn operator(&self, client: &str, extra: &[&str]) -> Operator {
+        self.operator_at_home(client, &self.ns, extra)
+    }
+
+    /// Like [`E2e::operator`], but with `POD_NAMESPACE` (where the Lease and the ownership
+    /// records live) set to `home` instead of the watched namespace, as in a real install
+    /// where the operator runs in its own namespace.
+    pub fn operator_at_home(&self, client: &str, home: &str, extra: &[&str]) -> Operator {
         let kubeconfig = match &self.cluster {
             Cluster::Server(s) => {
                 let path = self.dir.path().join(format!("kubeconfig-{client}"));
@@ -136,7 +156,7 @@ impl E2e {
             }
             Cluster::External(path) => path.clone(),
         };
-        Operator::spawn(&kubeconfig, &self.ns, extra)
+        Operator::spawn(&kubeconfig, &self.ns, home, extra)
     }
 
     /// Creates or replaces the token Secret `name` holding `{key: token}`.
@@ -272,9 +292,11 @@ impl E2e {
                     let name = gm.metadata.name.unwrap_or_default();
                     let _ = gms.patch(&name, &PatchParams::default(), &none).await;
                 }
-                let _ = Api::<Namespace>::all(self.kube.clone())
-                    .delete(&self.ns, &DeleteParams::default())
-                    .await;
+                for ns in std::iter::once(&self.ns).chain(&self.others) {
+                    let _ = Api::<Namespace>::all(self.kube.clone())
+                        .delete(ns, &DeleteParams::default())
+                        .await;
+                }
             }
         }
     }
@@ -348,7 +370,7 @@ pub struct Operator {
 }
 
 impl Operator {
-    fn spawn(kubeconfig: &Path, namespace: &str, extra: &[&str]) -> Operator {
+    fn spawn(kubeconfig: &Path, namespace: &str, home: &str, extra: &[&str]) -> Operator {
         let mut child = Command::new(env!("CARGO_BIN_EXE_okta-ciam-operator"))
             .args([
                 "--log-format",
@@ -360,7 +382,7 @@ impl Operator {
             .args(["--insecure-loopback-http", "--namespace", namespace])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAMESPACE", namespace)
+            .env("POD_NAMESPACE", home)
             .env("RUST_LOG", "info,okta_ciam_operator=debug")
             .env_remove("OKTA_CIAM_LEADER_ELECT")
             .env_remove("OKTA_CIAM_NAMESPACES")
@@ -448,12 +470,16 @@ impl Operator {
 
     /// Sends SIGTERM and waits for the exit.
     pub async fn terminate(mut self) -> (ExitStatus, Vec<String>) {
-        // std has no way to send SIGTERM; `kill` is on every Linux machine.
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success());
+        let early = self.child.try_wait().expect("wait on the child");
+        assert!(
+            early.is_none(),
+            "the operator exited before SIGTERM: {early:?}"
+        );
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");
+        // SAFETY: kill(2) has no memory-safety preconditions; the child was still unreaped just
+        // above, so `pid` cannot name another process.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
         let status = wait_for("the operator to exit after SIGTERM", || {
             let exited = self.child.try_wait().expect("wait on the child");
             async move { exited }

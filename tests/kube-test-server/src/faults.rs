@@ -32,20 +32,18 @@ struct FaultState {
     injected: u64,
 }
 
-/// Cloneable handle to the server's faults and counters.
-#[derive(Clone)]
-pub struct Faults {
-    state: Arc<Mutex<FaultState>>,
-    watches: Arc<Mutex<CancellationToken>>,
+/// The token open watches stop on, and whether the server is shutting down.
+#[derive(Debug, Default)]
+struct WatchGate {
+    token: CancellationToken,
+    closed: bool,
 }
 
-impl Default for Faults {
-    fn default() -> Self {
-        Faults {
-            state: Arc::default(),
-            watches: Arc::new(Mutex::new(CancellationToken::new())),
-        }
-    }
+/// Cloneable handle to the server's faults and counters.
+#[derive(Clone, Default)]
+pub struct Faults {
+    state: Arc<Mutex<FaultState>>,
+    watches: Arc<Mutex<WatchGate>>,
 }
 
 /// One kind of request, as an RBAC rule would name it, and who made it.
@@ -54,6 +52,9 @@ pub struct Access {
     /// The bearer token the client sent (its kubeconfig user's `token`, see
     /// [`TestServer::write_kubeconfig_as`](crate::TestServer::write_kubeconfig_as)); empty without one.
     pub client: String,
+    /// The namespace in the request path; `""` for cluster-scoped objects and for collections
+    /// across all namespaces (which an RBAC Role, being namespaced, can never grant).
+    pub namespace: String,
     /// API group, `""` for core.
     pub group: String,
     /// Resource plural, with `/subresource` when one was addressed (e.g. `leases`, `widgets/status`).
@@ -92,8 +93,30 @@ impl Counters {
         self.accesses
             .iter()
             .filter(|(a, _)| a.client == client)
-            .map(|(a, n)| ((a.group.clone(), a.resource.clone(), a.verb.clone()), *n))
-            .collect()
+            .fold(BTreeMap::new(), |mut out, (a, n)| {
+                let key = (a.group.clone(), a.resource.clone(), a.verb.clone());
+                *out.entry(key).or_default() += *n;
+                out
+            })
+    }
+
+    /// Every (namespace, group, resource, verb) this client used, with request counts; the
+    /// namespace is `""` for cluster-scoped and all-namespaces requests.
+    pub fn namespaced_accesses_of(
+        &self,
+        client: &str,
+    ) -> BTreeMap<(String, String, String, String), u64> {
+        let mut out = BTreeMap::new();
+        for (a, n) in self.accesses.iter().filter(|(a, _)| a.client == client) {
+            let key = (
+                a.namespace.clone(),
+                a.group.clone(),
+                a.resource.clone(),
+                a.verb.clone(),
+            );
+            *out.entry(key).or_default() += *n;
+        }
+        out
     }
 
     /// Writes (create, update, patch, delete, deletecollection) to this resource plural.
@@ -140,19 +163,36 @@ impl Faults {
         s.delay = Duration::ZERO;
     }
 
-    /// Ends every open watch stream now (clients see a clean end of stream and re-watch).
-    pub fn drop_watches(&self) {
-        let mut token = self.watches.lock().unwrap_or_else(|p| p.into_inner());
-        token.cancel();
-        *token = CancellationToken::new();
+    fn gate(&self) -> MutexGuard<'_, WatchGate> {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Token a watch stream stops on.
-    pub(crate) fn watch_token(&self) -> CancellationToken {
-        self.watches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// Ends every open watch stream now (clients see a clean end of stream and re-watch).
+    pub fn drop_watches(&self) {
+        let mut gate = self.gate();
+        gate.token.cancel();
+        if !gate.closed {
+            gate.token = CancellationToken::new();
+        }
+    }
+
+    /// Token a new watch stream stops on; `None` once [`Faults::close`] ran. Taken under the
+    /// same lock `close` cancels under, so no watch can start after `close` uncancelled.
+    pub(crate) fn watch_token(&self) -> Option<CancellationToken> {
+        let gate = self.gate();
+        (!gate.closed).then(|| gate.token.clone())
+    }
+
+    /// Shutdown: ends every open watch and refuses new requests from now on.
+    pub(crate) fn close(&self) {
+        let mut gate = self.gate();
+        gate.closed = true;
+        gate.token.cancel();
+    }
+
+    /// Whether [`Faults::close`] ran.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.gate().closed
     }
 
     pub(crate) fn delay(&self) -> Duration {
@@ -221,8 +261,13 @@ mod tests {
     use super::*;
 
     fn access(client: &str, group: &str, resource: &str, verb: &str) -> Access {
+        access_in(client, "", group, resource, verb)
+    }
+
+    fn access_in(client: &str, ns: &str, group: &str, resource: &str, verb: &str) -> Access {
         Access {
             client: client.into(),
+            namespace: ns.into(),
             group: group.into(),
             resource: resource.into(),
             verb: verb.into(),
@@ -288,11 +333,55 @@ mod tests {
     }
 
     #[test]
+    fn accesses_keep_the_namespace_apart_and_sum_across_it() {
+        let f = Faults::default();
+        for ns in ["a", "a", "b", ""] {
+            assert!(
+                f.on_request(access_in("op", ns, "", "configmaps", "get"), "c")
+                    .is_none()
+            );
+        }
+        let c = f.counters(0);
+        let key = |ns: &str| {
+            (
+                ns.to_string(),
+                String::new(),
+                "configmaps".to_string(),
+                "get".to_string(),
+            )
+        };
+        assert_eq!(
+            c.namespaced_accesses_of("op"),
+            BTreeMap::from([(key(""), 1), (key("a"), 2), (key("b"), 1)])
+        );
+        assert_eq!(
+            c.accesses_of("op"),
+            BTreeMap::from([(("".into(), "configmaps".into(), "get".into()), 4)])
+        );
+    }
+
+    #[test]
     fn drop_watches_cancels_current_tokens_only() {
         let f = Faults::default();
-        let before = f.watch_token();
+        let before = f.watch_token().unwrap();
         f.drop_watches();
         assert!(before.is_cancelled());
-        assert!(!f.watch_token().is_cancelled());
+        assert!(!f.watch_token().unwrap().is_cancelled());
+    }
+
+    #[test]
+    fn close_cancels_watches_and_hands_out_no_new_token() {
+        let f = Faults::default();
+        let open = f.watch_token().unwrap();
+        assert!(!f.is_closed());
+        f.close();
+        assert!(open.is_cancelled());
+        assert!(f.is_closed());
+        assert!(f.watch_token().is_none());
+        f.drop_watches();
+        assert!(
+            f.watch_token().is_none(),
+            "dropping watches does not reopen"
+        );
     }
 }

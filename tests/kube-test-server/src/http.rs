@@ -40,6 +40,9 @@ const BODY_LIMIT: usize = 16 << 20;
 
 /// The single fallback handler: the API's path space is parsed here rather than in a router table.
 pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    if app.faults.is_closed() {
+        return shutting_down();
+    }
     let delay = app.faults.delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -48,6 +51,23 @@ pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response 
         Ok(resp) => resp,
         Err(e) => error_response(&e),
     }
+}
+
+/// What kube-apiserver answers new requests with once it is shutting down (with
+/// `--shutdown-send-retry-after`): 429, `Retry-After`, `Connection: close` and a plain-text body.
+/// Without that flag upstream keeps serving until its listener closes; refusing at once keeps
+/// [`crate::TestServer::shutdown`] bounded (no watch can open after it began).
+fn shutting_down() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::RETRY_AFTER, "1"),
+            (header::CONNECTION, "close"),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        ],
+        "The apiserver is shutting down, please try again later.",
+    )
+        .into_response()
 }
 
 fn error_response(e: &ApiError) -> Response {
@@ -172,6 +192,10 @@ async fn route(app: &AppState, req: Request) -> Result<Response> {
 fn verb(method: &Method, target: &Target<'_>, q: &HashMap<String, String>) -> Result<&'static str> {
     let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     Ok(match (method.as_str(), target.name.is_some()) {
+        // As kube-apiserver's RequestInfo: `watch=true` only turns a GET of a collection into a
+        // watch; a GET of an object path stays a plain GET (one object is watched through the
+        // collection with `fieldSelector=metadata.name=...`, or the deprecated `/watch/` prefix,
+        // which is not served here).
         ("GET", true) => "get",
         ("GET", false) if watch => "watch",
         ("GET", false) => "list",
@@ -250,6 +274,7 @@ async fn serve(app: &AppState, target: Target<'_>, req: Request) -> Result<Respo
     let name = target.name.clone().unwrap_or_default();
     let access = Access {
         client: bearer_token(&req),
+        namespace: target.namespace.clone().unwrap_or_default(),
         group: rt.group.clone(),
         resource: match &target.subresource {
             Some(sub) => format!("{}/{sub}", rt.plural),
@@ -525,19 +550,36 @@ fn watch(
         .map(Duration::from_secs)
         .unwrap_or(app.max_watch)
         .min(app.max_watch);
+    // An unparsable resourceVersion fails the request before any stream starts (upstream's
+    // cacher returns the parse error from Watch instead of an ERROR event). Upstream wraps it
+    // as a storage Invalid error; which status that surfaces as depends on the registry path,
+    // so this answers 400 BadRequest with the parse error, as lists here do.
+    if let Some(rv) = q
+        .get("resourceVersion")
+        .filter(|r| !r.is_empty() && r.as_str() != "0")
+        && rv.parse::<u64>().is_err()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "invalid resource version: {rv}"
+        )));
+    }
     let start = app.store.watch(
         target.rt,
         &filter,
         q.get("resourceVersion").map(String::as_str),
         send_initial,
     );
+    // Shutdown may have begun since `handle` checked; the token is taken under its lock.
+    let Some(token) = app.faults.watch_token() else {
+        return Ok(shutting_down());
+    };
     let spec = WatchSpec {
         rt: target.rt.clone(),
         filter,
         send_initial,
         bookmarks,
         interval: app.bookmark_interval,
-        token: app.faults.watch_token(),
+        token,
         faults: app.faults.clone(),
         metadata_only,
     };
@@ -582,7 +624,8 @@ fn watch_stream(
     let state = (
         Some(start),
         Vec::<Bytes>::new(),
-        None::<(tokio::sync::broadcast::Receiver<_>, u64)>,
+        // (live changes, last resourceVersion seen, skip changes at or below this one)
+        None::<(tokio::sync::broadcast::Receiver<_>, u64, u64)>,
     );
     let deadline = tokio::time::Instant::now() + timeout;
     futures::stream::unfold(state, move |(mut start, mut pending, mut live)| {
@@ -598,7 +641,7 @@ fn watch_stream(
                         if spec.send_initial {
                             pending.insert(0, watch_line("BOOKMARK", &bookmark(rt, ws.rv, true)));
                         }
-                        live = Some((ws.live, ws.rv));
+                        live = Some((ws.live, ws.rv, ws.after));
                     }
                 }
             }
@@ -606,7 +649,7 @@ fn watch_stream(
                 faults.on_watch_event();
                 return Some((line, (None, pending, live)));
             }
-            let (mut rx, mut last_rv) = live?;
+            let (mut rx, mut last_rv, after) = live?;
             let mut ticker = tokio::time::interval_at(
                 tokio::time::Instant::now() + spec.interval,
                 spec.interval,
@@ -615,21 +658,21 @@ fn watch_stream(
                 tokio::select! {
                     _ = spec.token.cancelled() => return None,
                     _ = tokio::time::sleep_until(deadline) => return None,
-                    _ = ticker.tick(), if spec.bookmarks => {
+                    _ = ticker.tick(), if spec.bookmarks && last_rv >= after => {
                         faults.on_watch_event();
                         let line = watch_line("BOOKMARK", &bookmark(rt, last_rv, false));
-                        return Some((line, (None, pending, Some((rx, last_rv)))));
+                        return Some((line, (None, pending, Some((rx, last_rv, after)))));
                     }
                     got = rx.recv() => {
                         let change = got.ok()?;
                         last_rv = change.rv;
-                        if change.key != rt.storage_key() {
+                        if change.key != rt.storage_key() || change.rv <= after {
                             continue;
                         }
                         if let Some(kind) = spec.filter.event_for(&change) {
                             let obj = crate::store::present(rt, change.object.clone());
                             faults.on_watch_event();
-                            return Some((spec.object_line(kind, &obj), (None, pending, Some((rx, last_rv)))));
+                            return Some((spec.object_line(kind, &obj), (None, pending, Some((rx, last_rv, after)))));
                         }
                     }
                 }

@@ -25,7 +25,9 @@
 //! GET; LIST with label (equality and set-based) and field selectors, `limit`/`continue` over a consistent
 //! snapshot, `resourceVersion`/`resourceVersionMatch`; WATCH with `resourceVersion` replay from a bounded
 //! history, `allowWatchBookmarks`, `sendInitialEvents` with the `k8s.io/initial-events-end` bookmark,
-//! 410 `Expired` as an `ERROR` event for compacted versions, `timeoutSeconds`; POST (`generateName`,
+//! 410 `Expired` as an `ERROR` event for compacted versions, a future `resourceVersion` skipping events up
+//! to it (as the watch cache), 400 for an unparsable one before streaming, `timeoutSeconds` (a GET of an
+//! object path with `watch=true` is a plain GET, as upstream); POST (`generateName`,
 //! 409 `AlreadyExists`, 404 for a missing namespace); PUT (409 `Conflict` on a stale resourceVersion);
 //! PATCH (merge, json, strategic-merge on built-ins, apply with `fieldManager`/`force` and field-ownership
 //! conflicts); DELETE (preconditions, finalizers + `deletionTimestamp`, namespace cascade, 403 for new
@@ -36,8 +38,8 @@
 //!
 //! # Not emulated
 //! - CEL `x-kubernetes-validations` are not evaluated, except the immutability idiom `self == oldSelf`
-//!   (see [`TestServer::unenforced_cel_rules`] for the skipped ones); nor are `format`, `multipleOf`,
-//!   or CRD validation ratcheting.
+//!   (see [`TestServer::unenforced_cel_rules`] for the skipped ones); nor are `format` (except
+//!   `date-time` on strings), `multipleOf`, or CRD validation ratcheting.
 //! - No version conversion: every served version of a CRD shares one storage and the schema of the
 //!   version used for the write.
 //! - `events.k8s.io/v1` Events are a renamed view of the core v1 Event store, as upstream, but only the
@@ -94,6 +96,9 @@ pub enum Error {
 
 /// Result type of this crate's public API.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Longest [`TestServer::shutdown`] waits for in-flight requests before cutting them off.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Tunables; [`ServerOptions::default`] suits most tests.
 #[derive(Debug, Clone)]
@@ -276,13 +281,23 @@ impl TestServer {
             .collect()
     }
 
-    /// Stops serving and waits for in-flight connections to finish. Open watches are dropped first.
+    /// Stops serving: ends open watches, answers new requests 429 (as kube-apiserver shutting
+    /// down), and waits for in-flight requests to finish, at most [`SHUTDOWN_GRACE`]; whatever is
+    /// still open then (a client holding a request body open, say) is cut off.
     pub async fn shutdown(mut self) {
-        self.state.faults.drop_watches();
+        self.state.faults.close();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "kube-test-server: connections still open after {SHUTDOWN_GRACE:?}; aborting"
+            );
+            task.abort();
             let _ = task.await;
         }
     }

@@ -1,9 +1,10 @@
 //! Structural-schema handling for custom objects, in the real server's order: prune unknown fields and
 //! non-nullable nulls, apply defaults (nested), then validate against the `openAPIV3Schema`.
 //!
-//! Not enforced: `format`, `multipleOf`, `uniqueItems` outside `x-kubernetes-list-type: set`, and every
-//! CEL rule in `x-kubernetes-validations` except the immutability idiom `self == oldSelf`
-//! ([`cel_rules`] lists the skipped ones so tests can report them).
+//! Not enforced: `format` other than `date-time` on strings (so not `int32`/`int64`, `date`, `uuid`,
+//! ...), `multipleOf`, `uniqueItems` outside `x-kubernetes-list-type: set`, and every CEL rule in
+//! `x-kubernetes-validations` except the immutability idiom `self == oldSelf` ([`cel_rules`] lists
+//! the skipped ones so tests can report them).
 
 use crate::error::Cause;
 use regex::Regex;
@@ -127,6 +128,43 @@ fn show(v: &Value) -> String {
     v.to_string()
 }
 
+/// `strfmt.IsDateTime` of kube-openapi: a `YYYY-MM-DD` calendar date, `T` (either case), then
+/// `hh:mm:ss`, optional fraction and `Z` or `±hh:mm`. Hours, minutes and seconds are range-checked
+/// (no leap second); the offset is not.
+fn is_date_time(s: &str) -> bool {
+    static TIME: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+        Regex::new(r"^([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))$")
+            .expect("valid regex")
+    });
+    if s.len() < 4 {
+        return false;
+    }
+    let lower = s.to_lowercase();
+    let mut parts = lower.split('t');
+    let (Some(date), Some(time)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let valid_date = match date.split('-').collect::<Vec<_>>().as_slice() {
+        [y, m, d]
+            if y.len() == 4
+                && m.len() == 2
+                && d.len() == 2
+                && [y, m, d].iter().all(|p| digits(p)) =>
+        {
+            match (y.parse::<i16>(), m.parse::<i8>(), d.parse::<i8>()) {
+                (Ok(y), Ok(m), Ok(d)) => jiff::civil::Date::new(y, m, d).is_ok(),
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    valid_date
+        && TIME
+            .captures(time)
+            .is_some_and(|c| &c[1] <= "23" && &c[2] <= "59" && &c[3] <= "59")
+}
+
 fn type_ok(schema: &Value, v: &Value) -> bool {
     if v.is_null() {
         return nullable(schema);
@@ -201,6 +239,19 @@ fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<Cause>) {
                         format!("invalid pattern {p:?}: {e}"),
                     )),
                 }
+            }
+            if schema.get("format").and_then(Value::as_str) == Some("date-time") && !is_date_time(s)
+            {
+                // As kube-openapi's format validator: an InvalidType error, which the CRD
+                // handler reports as TypeInvalid showing the value's kind.
+                causes.push(Cause::new(
+                    "FieldValueTypeInvalid",
+                    path,
+                    format!(
+                        "Invalid value: \"string\": {path} in body must be of type date-time: {}",
+                        show(v)
+                    ),
+                ));
             }
             let len = s.chars().count() as u64;
             if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
@@ -607,6 +658,53 @@ mod tests {
         assert!(
             cel_rules(&schema.0).is_empty(),
             "the enforced rule is not listed as unenforced"
+        );
+    }
+
+    #[test]
+    fn date_time_format_follows_kube_openapi() {
+        for ok in [
+            "2026-12-01T19:00:00Z",
+            "2026-12-01t19:00:00z",
+            "2024-02-29T23:59:59.123456789+05:30",
+            "2026-12-01T00:00:00-00:00",
+        ] {
+            assert!(is_date_time(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "tomorrow",
+            "2026-12-01",
+            "2026-12-01T19:00:00",
+            "2026-12-01 19:00:00Z",
+            "2026-12-01T19:00Z",
+            "2026-13-01T19:00:00Z",
+            "2025-02-29T19:00:00Z",
+            "2026-12-01T24:00:00Z",
+            "2026-12-01T19:60:00Z",
+            "2026-12-01T19:00:00+0100",
+            "2026-12-01T19:00:00Z[UTC]",
+            "26-12-01T19:00:00Z",
+        ] {
+            assert!(!is_date_time(bad), "{bad}");
+        }
+        let schema = Schema(serde_json::json!({"type": "object", "properties": {
+            "at": {"type": "string", "format": "date-time"},
+            "n": {"type": "integer", "format": "int32"},
+        }}));
+        let mut ok = serde_json::json!({"at": "2026-12-01T19:00:00Z", "n": 1_i64 << 40});
+        assert!(
+            prepare(&schema, &mut ok).is_empty(),
+            "int32 is not enforced"
+        );
+        let mut bad = serde_json::json!({"at": "soon"});
+        let causes = prepare(&schema, &mut bad);
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert_eq!(causes[0].reason, "FieldValueTypeInvalid");
+        assert_eq!(causes[0].field, "at");
+        assert_eq!(
+            causes[0].message,
+            "Invalid value: \"string\": at in body must be of type date-time: \"soon\""
         );
     }
 

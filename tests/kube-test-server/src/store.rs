@@ -157,6 +157,9 @@ pub struct WatchStart {
     pub live: broadcast::Receiver<Arc<Change>>,
     /// resourceVersion the watch is current at after `initial`.
     pub rv: u64,
+    /// Live changes at or below this resourceVersion are not sent: a watch from a version newer
+    /// than the current one starts at once but only reports what comes after it.
+    pub after: u64,
 }
 
 #[derive(Debug)]
@@ -486,6 +489,10 @@ impl Store {
             Some(r) => Some(parse_rv(r)?),
             None => None,
         };
+        // A version newer than the current one: kube-apiserver's watch cache does not refuse it
+        // (only lists wait for it and then answer 504 "Too large resource version"); the watch
+        // starts and its watcher skips every event not newer than the requested version.
+        let after = from.filter(|_| !send_initial).unwrap_or(0).max(inner.rv);
         let initial = match from {
             Some(from) if !send_initial => {
                 if from < inner.floor {
@@ -519,6 +526,7 @@ impl Store {
             initial,
             live: self.tx.subscribe(),
             rv: inner.rv,
+            after,
         })
     }
 

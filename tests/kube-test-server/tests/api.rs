@@ -277,15 +277,19 @@ async fn replace_with_stale_resource_version_conflicts() {
         .await
         .unwrap();
     assert_eq!(forced.spec.unwrap().holder_identity.as_deref(), Some("c"));
-    // A no-op write does not bump the resourceVersion.
+    // A no-op write does not bump the resourceVersion, neither the object's nor the server's.
+    let before = forced_clone(&api).await;
+    let server_rv = server.current_resource_version();
     let again = api
-        .replace("l", &PostParams::default(), &forced_clone(&api).await)
+        .replace("l", &PostParams::default(), &before)
         .await
         .unwrap();
+    assert!(before.metadata.resource_version.is_some());
     assert_eq!(
         again.metadata.resource_version,
-        api.get("l").await.unwrap().metadata.resource_version
+        before.metadata.resource_version
     );
+    assert_eq!(server.current_resource_version(), server_rv);
     let missing = status_of(
         api.replace("nope", &PostParams::default(), &lease_named("nope"))
             .await,
@@ -887,10 +891,13 @@ async fn injected_faults_and_counters() {
     api.create(&PostParams::default(), &secret("x", &[]))
         .await
         .unwrap();
-    server
-        .faults()
-        .set_delay(std::time::Duration::from_millis(20));
+    // A lower bound: the response must not arrive before the injected delay has passed.
+    let delay = std::time::Duration::from_millis(200);
+    server.faults().set_delay(delay);
+    let sent = std::time::Instant::now();
     assert!(api.get("x").await.is_ok());
+    let held = sent.elapsed();
+    assert!(held >= delay, "answered after {held:?}, delay {delay:?}");
     server.faults().clear();
     let c = server.counters();
     assert_eq!(c.injected_failures, 3);

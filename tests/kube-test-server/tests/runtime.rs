@@ -53,9 +53,12 @@ struct Ctx {
     client: Client,
     recorder: Recorder,
     reconciles: AtomicUsize,
+    /// resourceVersion of the object the latest reconcile was given.
+    last_seen: std::sync::Mutex<Option<String>>,
 }
 
 async fn reconcile(w: Arc<Widget>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+    *ctx.last_seen.lock().unwrap() = w.resource_version();
     ctx.reconciles.fetch_add(1, Ordering::SeqCst);
     let api: Api<Widget> = Api::namespaced(ctx.client.clone(), &w.namespace().unwrap());
     let status = json!({
@@ -106,6 +109,7 @@ async fn controller_converges_status_and_records_events() {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         reconciles: AtomicUsize::new(0),
+        last_seen: std::sync::Mutex::new(None),
     });
     create_small_widget(&api, "w").await;
     // The first status write fails; the controller's error policy retries it.
@@ -165,9 +169,30 @@ async fn controller_converges_status_and_records_events() {
             .iter()
             .all(|e| e.reporting_controller.as_deref() == Some("widget-controller"))
     );
-    // No hot loop: status applies that change nothing do not trigger more reconciles.
+    // No hot loop: status applies that change nothing do not trigger more reconciles. Once the
+    // controller has reconciled the stored version (a no-op apply: the status is current), the
+    // count must stay flat over a settle window; a server that bumped the resourceVersion or
+    // sent an event for a no-op write would reconcile again within milliseconds.
+    let current = || async { api.get("w").await.ok()?.resource_version() };
+    eventually("the controller reconciled the stored version", || async {
+        let stored = current().await?;
+        (ctx.last_seen.lock().unwrap().as_deref() == Some(stored.as_str())).then_some(())
+    })
+    .await;
     let settled = ctx.reconciles.load(Ordering::SeqCst);
-    assert!(settled < 20, "reconciled {settled} times");
+    let window = std::time::Duration::from_secs(1);
+    let moved = tokio::time::timeout(window, async {
+        while ctx.reconciles.load(Ordering::SeqCst) == settled {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        moved.is_err(),
+        "reconciled again after settling at {settled} (now {}, resourceVersion {:?})",
+        ctx.reconciles.load(Ordering::SeqCst),
+        current().await
+    );
     assert_eq!(server.counters().injected_failures, 1);
     task.abort();
 }

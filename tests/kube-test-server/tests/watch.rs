@@ -422,3 +422,105 @@ async fn last_finalizer_removal_is_modified_then_deleted() {
     let kinds: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(kinds, ["MODIFIED", "MODIFIED", "DELETED"]);
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_watches_and_is_bounded_by_stalled_requests() {
+    use tokio::io::AsyncWriteExt;
+    let server = start_with(Duration::from_secs(3600)).await;
+    let api: Api<Secret> = Api::default_namespaced(server.client());
+    let now = server.current_resource_version().to_string();
+    let mut open = api
+        .watch(&WatchParams::default(), &now)
+        .await
+        .unwrap()
+        .boxed();
+    // A client that sends the head of a request and stalls in its body: the handler waits
+    // for the body, so a graceful shutdown without a bound would wait for ever.
+    let mut stalled = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /api/v1/namespaces/default/secrets HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    // The stalled request is counted once it reached the handler.
+    eventually("the stalled request reached the server", || async {
+        (server.counters().count("create", "secrets") == 1).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    bounded("shutdown", server.shutdown()).await;
+    let took = started.elapsed();
+    assert!(
+        took >= kube_test_server::SHUTDOWN_GRACE,
+        "shutdown waited for the in-flight request for {took:?}"
+    );
+    // The open watch ended rather than living on until its 30 min maximum.
+    let rest: Vec<_> = bounded("the open watch ends", open.by_ref().collect::<Vec<_>>()).await;
+    assert!(
+        rest.iter().all(|e| !matches!(e, Ok(WatchEvent::Added(_)))),
+        "{rest:?}"
+    );
+}
+
+#[tokio::test]
+async fn watch_from_a_future_resource_version_reports_only_what_comes_after_it() {
+    let server = start_with(Duration::from_secs(3600)).await;
+    let api: Api<Secret> = Api::default_namespaced(server.client());
+    let future = server.current_resource_version() + 2;
+    let mut stream = api
+        .watch(&WatchParams::default(), &future.to_string())
+        .await
+        .unwrap()
+        .boxed();
+    // Each create moves the global resourceVersion by one: a and b are at or below `future`.
+    for name in ["a", "b", "c"] {
+        create_secret(&api, name, "web").await;
+    }
+    assert_eq!(server.current_resource_version(), future + 1);
+    assert_eq!(
+        next_events(&mut stream, 1).await,
+        [("ADDED".to_string(), "c".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn watch_with_an_unparsable_resource_version_is_400_before_streaming() {
+    let server = start_with(Duration::from_secs(3600)).await;
+    let api: Api<Secret> = Api::default_namespaced(server.client());
+    let refused = api.watch(&WatchParams::default(), "not-a-number").await;
+    let status = common::status_of(refused.map(|_| ()));
+    assert_eq!((status.code, status.reason.as_str()), (400, "BadRequest"));
+    assert!(
+        status.message.contains("not-a-number"),
+        "{}",
+        status.message
+    );
+    assert_eq!(
+        server.counters().watch_events_sent,
+        0,
+        "nothing was streamed"
+    );
+}
+
+#[tokio::test]
+async fn get_of_an_object_path_with_watch_true_is_a_plain_get() {
+    let server = start_with(Duration::from_secs(3600)).await;
+    let client = server.client();
+    let api: Api<Secret> = Api::default_namespaced(client.clone());
+    create_secret(&api, "a", "web").await;
+    let req = http::Request::get("/api/v1/namespaces/default/secrets/a?watch=true")
+        .body(Vec::new())
+        .unwrap();
+    // As kube-apiserver: the object itself, not a stream of watch events.
+    let got: Secret = bounded("the GET answers", client.request(req))
+        .await
+        .unwrap();
+    assert_eq!(got.name_any(), "a");
+    let c = server.counters();
+    assert_eq!(
+        (c.count("get", "secrets"), c.count("watch", "secrets")),
+        (1, 0)
+    );
+}
