@@ -65,12 +65,11 @@ async fn standalone_emulator_prints_its_url_serves_and_stops_on_sigterm() {
         "2 s windows"
     );
 
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let pid = libc::pid_t::try_from(child.id().expect("not reaped yet")).expect("pid fits");
+    // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our unreaped child, so the
+    // id cannot have been reused by another process.
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("exits after SIGTERM")
