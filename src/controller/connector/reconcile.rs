@@ -378,9 +378,10 @@ async fn evaluate(
         {
             Ok(c) => c,
             Err(e) => {
+                tracing::warn!(connector = %key, error = %e, "cannot build the Okta client");
                 return Ok(done.with(Outcome::OktaFailed {
                     reason: decide::classify_okta(&e),
-                    message: e.to_string(),
+                    message: e.stable_text(),
                     sync_started: None,
                 }));
             }
@@ -407,9 +408,12 @@ async fn evaluate(
     // once they pass (the last sync may have used other credentials).
     let check = obtained != Obtained::Reused || !credentials_known;
     if check && let Err(e) = client.get_org().await {
+        // The full error (with Okta's errorId and request id) goes to the log only: the
+        // status gets text that stays the same while the failure does.
+        tracing::warn!(connector = %key, error = %e, "Okta credential check failed");
         return Ok(done.with(Outcome::OktaFailed {
             reason: decide::classify_okta(&e),
-            message: e.to_string(),
+            message: e.stable_text(),
             sync_started: None,
         }));
     }
@@ -459,9 +463,10 @@ async fn evaluate(
         }
         Err(e) => {
             let started = Some((started_at, clock.elapsed().as_secs_f64()));
+            tracing::warn!(connector = %key, error = %e, "sync failed");
             Ok(done.with(Outcome::OktaFailed {
                 reason: decide::classify_sync(&e),
-                message: e.to_string(),
+                message: e.stable_text(),
                 sync_started: started,
             }))
         }
