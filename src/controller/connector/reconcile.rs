@@ -13,7 +13,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::oneshot;
 
@@ -173,7 +173,17 @@ fn controller(
             }
             _ => {}
         })
-        .applied_objects();
+        .applied_objects()
+        // The reconciler's own status writes (and any other status-only change) must not
+        // trigger it again: only a new generation (a spec change) or the start of a
+        // deletion passes. Deletions themselves are handled above, before this filter; the
+        // Secret watch and leadership changes trigger reconciles on their own streams.
+        .predicate_filter(
+            predicates::generation
+                .fallback(predicates::resource_version)
+                .combine(being_deleted),
+            PredicateConfig::default(),
+        );
     let mapper_reader = reader.clone();
     let secret_events = watcher(secrets, watcher::Config::default())
         .default_backoff()
@@ -209,6 +219,11 @@ fn controller(
             future::ready(())
         });
     (reader, fut)
+}
+
+/// A predicate value that changes when the connector starts being deleted.
+fn being_deleted(obj: &OktaCiamConnector) -> Option<u64> {
+    Some(u64::from(obj.metadata.deletion_timestamp.is_some()))
 }
 
 fn error_policy(obj: Arc<OktaCiamConnector>, error: &Error, state: Arc<State>) -> Action {
