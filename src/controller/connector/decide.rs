@@ -45,10 +45,21 @@ pub enum Outcome {
     OktaFailed {
         /// One of `Unauthorized`, `Forbidden`, `OktaUnreachable`, `RateLimited`, `SyncFailed`.
         reason: ConnectorReason,
-        /// What Okta or the transport said (never the token).
+        /// What Okta or the transport said (never the token), without per-response ids so
+        /// that a repeat of the failure reads the same.
         message: String,
+        /// When the failed call returned: the retry is scheduled from here.
+        failed_at: Timestamp,
         /// When the failed sync started, and how long it ran.
         sync_started: Option<(Timestamp, f64)>,
+    },
+    /// An earlier Okta failure is backing off and nothing that could fix it changed (same
+    /// generation, same client): no Okta call was made and the status stays as it is.
+    RetryPending {
+        /// The reason of the failure being retried.
+        reason: ConnectorReason,
+        /// When the retry is due (`status.nextSyncTime`).
+        retry_at: Timestamp,
     },
     /// A sync finished.
     Synced(SyncReport),
@@ -79,7 +90,7 @@ impl Outcome {
             Outcome::Suspended => ConnectorReason::Suspended,
             Outcome::SecretNotFound { .. } => ConnectorReason::SecretNotFound,
             Outcome::SecretKeyMissing { .. } => ConnectorReason::SecretKeyMissing,
-            Outcome::OktaFailed { reason, .. } => *reason,
+            Outcome::OktaFailed { reason, .. } | Outcome::RetryPending { reason, .. } => *reason,
             Outcome::Synced(_) | Outcome::UpToDate => ConnectorReason::Synced,
         }
     }
@@ -89,15 +100,58 @@ impl Outcome {
         matches!(self, Outcome::Synced(_) | Outcome::UpToDate)
     }
 
-    /// Whether waiting and retrying alone may fix it (back off, do not wait for a change).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Outcome::OktaFailed {
-                reason: ConnectorReason::OktaUnreachable | ConnectorReason::RateLimited,
-                ..
-            }
-        )
+    /// Whether this outcome is a failed Okta attempt, retried after a back-off. Permanent
+    /// failures are retried too (a token or its permissions can be fixed in Okta, which no
+    /// watch sees), and back off the same way.
+    pub fn backs_off(&self) -> bool {
+        matches!(self, Outcome::OktaFailed { .. })
+    }
+}
+
+/// The reasons of outcomes that back off ([`Outcome::backs_off`]).
+const BACKOFF_REASONS: [ConnectorReason; 5] = [
+    ConnectorReason::Unauthorized,
+    ConnectorReason::Forbidden,
+    ConnectorReason::OktaUnreachable,
+    ConnectorReason::RateLimited,
+    ConnectorReason::SyncFailed,
+];
+
+/// The back-off the status is in, when a reconcile must not call Okta yet: `Ready` is False
+/// for an Okta failure, the status describes this generation, the client is the one that
+/// failed (`client_changed` is false: no new token, domain or rate limits) and
+/// `nextSyncTime` is still ahead. Anything else (a new spec, a rotated token, a restart that
+/// builds a new client, the retry time reached) attempts again.
+pub fn retry_pending(
+    status: Option<&ConnectorStatus>,
+    generation: Option<i64>,
+    client_changed: bool,
+    now: Timestamp,
+) -> Option<Outcome> {
+    let status = status?;
+    if client_changed || status.observed_generation != generation {
+        return None;
+    }
+    let ready = find_condition(&status.conditions, ConditionType::Ready)?;
+    if ready.status != ConditionStatus::False.as_str() {
+        return None;
+    }
+    let reason = BACKOFF_REASONS
+        .into_iter()
+        .find(|r| r.as_str() == ready.reason)?;
+    let retry_at = status.next_sync_time.as_ref()?.0;
+    (retry_at > now).then_some(Outcome::RetryPending { reason, retry_at })
+}
+
+/// Consecutive failed Okta attempts after `outcome`, given the count before it: a failure
+/// adds one (starting again at one when `inputs_changed`: a new spec generation or client),
+/// a pending retry was no attempt, anything else ends the streak.
+pub fn failures_after(previous: u32, outcome: &Outcome, inputs_changed: bool) -> u32 {
+    match outcome {
+        Outcome::RetryPending { .. } => previous,
+        Outcome::OktaFailed { .. } if inputs_changed => 1,
+        Outcome::OktaFailed { .. } => previous.saturating_add(1),
+        _ => 0,
     }
 }
 
@@ -168,9 +222,10 @@ pub fn backoff(failures: u32) -> Duration {
 }
 
 /// When the reconciler next acts on its own (`None`: only on a change of the connector or
-/// its Secret). After a success, one interval after the last successful sync; after a
-/// transient failure, after the back-off; after a permanent Okta failure, one interval later
-/// (someone may fix the token or its permissions in Okta, which no watch can see).
+/// its Secret). After a success, one interval after the last successful sync; after an Okta
+/// failure, transient or not, the back-off for `failures` consecutive failures after the
+/// failed call; while a retry is pending, its time, unchanged. Never derived from `now` where
+/// the status already says when, so re-deciding an unchanged state writes nothing.
 pub fn next_attempt(
     outcome: &Outcome,
     last_successful: Option<Timestamp>,
@@ -183,8 +238,8 @@ pub fn next_attempt(
         | Outcome::Suspended
         | Outcome::SecretNotFound { .. }
         | Outcome::SecretKeyMissing { .. } => None,
-        Outcome::OktaFailed { .. } if outcome.is_transient() => Some(add(now, backoff(failures))),
-        Outcome::OktaFailed { .. } => Some(add(now, interval)),
+        Outcome::OktaFailed { failed_at, .. } => Some(add(*failed_at, backoff(failures))),
+        Outcome::RetryPending { retry_at, .. } => Some(*retry_at),
         Outcome::Synced(report) => Some(add(report.finished_at, interval)),
         Outcome::UpToDate => Some(
             last_successful
@@ -219,6 +274,9 @@ pub fn next_status(
     now: Timestamp,
 ) -> ConnectorStatus {
     let mut status = previous.cloned().unwrap_or_default();
+    if matches!(outcome, Outcome::RetryPending { .. }) {
+        return status;
+    }
     status.observed_generation = generation;
     status.next_sync_time = next_attempt.map(Time);
     let reason = outcome.reason();
@@ -267,10 +325,12 @@ pub fn next_status(
                 set(type_, ConditionStatus::False, reason, message.clone());
             }
         }
+        Outcome::RetryPending { .. } => {}
         Outcome::OktaFailed {
             reason,
             message,
             sync_started,
+            ..
         } => {
             let credential_problem = matches!(
                 reason,
@@ -524,6 +584,7 @@ mod tests {
         Outcome::OktaFailed {
             reason,
             message: format!("{reason} happened"),
+            failed_at: at(102),
             sync_started: during_sync.then(|| (at(100), 1.5)),
         }
     }
@@ -574,22 +635,6 @@ mod tests {
             classify_sync(&crate::sync::Error::Okta(E::Server(info()))),
             ConnectorReason::OktaUnreachable
         );
-    }
-
-    #[test]
-    fn only_unreachable_and_rate_limited_are_transient() {
-        for reason in ConnectorReason::ALL {
-            let transient = failed(reason, true).is_transient();
-            assert_eq!(
-                transient,
-                matches!(
-                    reason,
-                    ConnectorReason::OktaUnreachable | ConnectorReason::RateLimited
-                ),
-                "{reason}"
-            );
-        }
-        assert!(!Outcome::Suspended.is_transient());
     }
 
     #[test]
@@ -663,26 +708,24 @@ mod tests {
                 "{outcome:?}"
             );
         }
-        assert_eq!(
-            next_attempt(
-                &failed(ConnectorReason::RateLimited, true),
-                None,
-                HOUR,
-                3,
-                now
-            ),
-            Some(at(5000 + 20))
-        );
-        assert_eq!(
-            next_attempt(
-                &failed(ConnectorReason::Unauthorized, false),
-                None,
-                HOUR,
-                0,
-                now
-            ),
-            Some(at(5000 + 3600))
-        );
+        // Every Okta failure, permanent ones included, backs off from when it failed.
+        for reason in BACKOFF_REASONS {
+            assert_eq!(
+                next_attempt(&failed(reason, true), None, HOUR, 3, now),
+                Some(at(102 + 20)),
+                "{reason}"
+            );
+            assert_eq!(
+                next_attempt(&failed(reason, false), None, HOUR, 1, now),
+                Some(at(102 + 5)),
+                "{reason}"
+            );
+        }
+        let pending = Outcome::RetryPending {
+            reason: ConnectorReason::Unauthorized,
+            retry_at: at(5040),
+        };
+        assert_eq!(next_attempt(&pending, None, HOUR, 7, now), Some(at(5040)));
         assert_eq!(
             next_attempt(&Outcome::Synced(report(4990)), None, HOUR, 0, now),
             Some(at(4990 + 3600))
@@ -698,6 +741,98 @@ mod tests {
         );
         assert_eq!(delay_until(at(5030), now), Duration::from_secs(30));
         assert_eq!(delay_until(at(10), now), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn re_deciding_the_same_failure_later_writes_the_same_status() {
+        let ok = synced_status(1000, 1);
+        for reason in BACKOFF_REASONS {
+            let outcome = failed(reason, reason != ConnectorReason::Unauthorized);
+            let decide_at = |now: Timestamp| {
+                let next = next_attempt(&outcome, Some(at(1000)), HOUR, 2, now);
+                next_status(Some(&ok), &outcome, Some(1), next, now)
+            };
+            let first = decide_at(at(2000));
+            // Later, the status from the first decision is the previous one.
+            let next = next_attempt(&outcome, Some(at(1000)), HOUR, 2, at(2100));
+            let again = next_status(Some(&first), &outcome, Some(1), next, at(2100));
+            assert_eq!(again, first, "{reason}");
+            assert_eq!(decide_at(at(3000)).next_sync_time, first.next_sync_time);
+        }
+    }
+
+    #[test]
+    fn a_retry_is_pending_only_while_nothing_changed_and_its_time_is_ahead() {
+        let ok = synced_status(1000, 1);
+        let outcome = failed(ConnectorReason::Unauthorized, false);
+        let next = next_attempt(&outcome, None, HOUR, 1, at(102));
+        let failing = next_status(Some(&ok), &outcome, Some(1), next, at(102));
+        let retry_at = at(107);
+        assert_eq!(failing.next_sync_time, Some(Time(retry_at)));
+        let pending = Outcome::RetryPending {
+            reason: ConnectorReason::Unauthorized,
+            retry_at,
+        };
+        assert_eq!(
+            retry_pending(Some(&failing), Some(1), false, at(106)),
+            Some(pending.clone())
+        );
+        // The retry time reached, a new generation, a new client: attempt again.
+        assert_eq!(retry_pending(Some(&failing), Some(1), false, at(107)), None);
+        assert_eq!(retry_pending(Some(&failing), Some(2), false, at(106)), None);
+        assert_eq!(retry_pending(Some(&failing), Some(1), true, at(106)), None);
+        assert_eq!(retry_pending(None, Some(1), false, at(106)), None);
+        // A healthy connector waiting for its interval is not backing off.
+        let up = ConnectorStatus {
+            next_sync_time: Some(Time(at(4600))),
+            ..ok.clone()
+        };
+        assert_eq!(retry_pending(Some(&up), Some(1), false, at(2000)), None);
+        // Nor one waiting for a Secret to appear.
+        let no_secret = next_status(
+            Some(&failing),
+            &Outcome::SecretNotFound { secret: "s".into() },
+            Some(1),
+            Some(at(9999)),
+            at(106),
+        );
+        assert_eq!(
+            retry_pending(Some(&no_secret), Some(1), false, at(106)),
+            None
+        );
+        // While pending, nothing is written and nothing is announced.
+        assert_eq!(
+            next_status(Some(&failing), &pending, Some(1), Some(retry_at), at(106)),
+            failing
+        );
+        assert!(plan_events(Some(&failing), &pending, Some(1), false).is_empty());
+        assert!(!pending.is_ready() && !pending.backs_off());
+    }
+
+    #[test]
+    fn failures_count_attempts_and_restart_on_changes_or_success() {
+        let failure = failed(ConnectorReason::OktaUnreachable, true);
+        let pending = Outcome::RetryPending {
+            reason: ConnectorReason::OktaUnreachable,
+            retry_at: at(1),
+        };
+        assert_eq!(failures_after(0, &failure, false), 1);
+        assert_eq!(failures_after(3, &failure, false), 4);
+        assert_eq!(failures_after(3, &failure, true), 1);
+        assert_eq!(failures_after(3, &pending, false), 3);
+        assert_eq!(failures_after(u32::MAX, &failure, false), u32::MAX);
+        for other in [
+            Outcome::UpToDate,
+            Outcome::Synced(report(10)),
+            Outcome::Suspended,
+            Outcome::SecretNotFound { secret: "s".into() },
+        ] {
+            assert_eq!(failures_after(3, &other, false), 0, "{other:?}");
+        }
+        for reason in BACKOFF_REASONS {
+            assert!(failed(reason, false).backs_off());
+        }
+        assert!(!Outcome::Suspended.backs_off() && !Outcome::UpToDate.backs_off());
     }
 
     #[test]

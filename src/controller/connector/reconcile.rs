@@ -34,23 +34,24 @@ use crate::sync::scope::{EmailDomains, GroupNameFilter};
 struct State {
     ctx: Context,
     recorder: Recorder,
-    /// Consecutive transient failures per connector, for back-off.
+    /// Consecutive failed attempts per connector, for back-off.
     failures: Mutex<HashMap<ConnectorKey, u32>>,
     /// Client counters already exported as metrics, per connector.
     exported: Mutex<HashMap<ConnectorKey, ClientStats>>,
 }
 
 impl State {
-    fn failures(&self, key: &ConnectorKey, failed: bool) -> u32 {
+    /// Updates the connector's count of consecutive failed attempts with `update` and
+    /// returns the new count (zero forgets it).
+    fn update_failures(&self, key: &ConnectorKey, update: impl FnOnce(u32) -> u32) -> u32 {
         let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if failed {
-            let n = map.entry(key.clone()).or_default();
-            *n = n.saturating_add(1);
-            *n
-        } else {
+        let n = update(map.get(key).copied().unwrap_or(0));
+        if n == 0 {
             map.remove(key);
-            0
+        } else {
+            map.insert(key.clone(), n);
         }
+        n
     }
 
     /// Exports the requests `client` made since the last export (by any user of the shared
@@ -227,7 +228,9 @@ fn being_deleted(obj: &OktaCiamConnector) -> Option<u64> {
 }
 
 fn error_policy(obj: Arc<OktaCiamConnector>, error: &Error, state: Arc<State>) -> Action {
-    let failures = key_of(&obj).map_or(1, |key| state.failures(&key, true));
+    let failures = key_of(&obj).map_or(1, |key| {
+        state.update_failures(&key, |n| n.saturating_add(1))
+    });
     let delay = decide::backoff(failures);
     tracing::warn!(connector = %obj.name_any(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -259,6 +262,9 @@ async fn reconcile(obj: Arc<OktaCiamConnector>, state: Arc<State>) -> Result<Act
 struct Evaluation {
     outcome: Outcome,
     credentials_changed: bool,
+    /// A new spec generation or a new client since the last status: a failure streak
+    /// starts again.
+    inputs_changed: bool,
     client: Option<OktaClient>,
     /// Facts of a valid spec (readiness still to be set from the outcome).
     facts: Option<ConnectorFacts>,
@@ -348,6 +354,7 @@ async fn evaluate(
             return Ok(Evaluation {
                 outcome: Outcome::InvalidSpec { message },
                 credentials_changed: false,
+                inputs_changed: true,
                 client: None,
                 facts: None,
                 interval: None,
@@ -369,9 +376,12 @@ async fn evaluate(
         tracing::info!(connector = %key, "email domains or group filter changed: index dropped");
         state.ctx.clients.invalidate_index(key);
     }
+    let status = obj.status.as_ref();
+    let new_generation = status.and_then(|s| s.observed_generation) != obj.metadata.generation;
     let done = Evaluation {
         outcome: Outcome::UpToDate,
         credentials_changed: false,
+        inputs_changed: new_generation,
         client: None,
         facts: Some(facts.clone()),
         interval,
@@ -397,6 +407,7 @@ async fn evaluate(
                 return Ok(done.with(Outcome::OktaFailed {
                     reason: decide::classify_okta(&e),
                     message: e.stable_text(),
+                    failed_at: Timestamp::now(),
                     sync_started: None,
                 }));
             }
@@ -411,12 +422,20 @@ async fn evaluate(
             .remove(key);
     }
     let credentials_changed = obtained == Obtained::Rebuilt;
+    let client_changed = obtained != Obtained::Reused;
     let done = Evaluation {
         credentials_changed,
+        inputs_changed: done.inputs_changed || client_changed,
         client: Some(client.clone()),
         ..done
     };
-    let status = obj.status.as_ref();
+    // Still backing off from a failure that nothing has changed since: no Okta call, and
+    // the status (with its nextSyncTime) stays as written.
+    if let Some(pending) =
+        decide::retry_pending(status, obj.metadata.generation, client_changed, now)
+    {
+        return Ok(done.with(pending));
+    }
     let credentials_known =
         status.is_some_and(|s| is_true(&s.conditions, ConditionType::CredentialsValid));
     // A new client, or credentials not known to work: check them before any sync, and sync
@@ -429,6 +448,7 @@ async fn evaluate(
         return Ok(done.with(Outcome::OktaFailed {
             reason: decide::classify_okta(&e),
             message: e.stable_text(),
+            failed_at: Timestamp::now(),
             sync_started: None,
         }));
     }
@@ -482,6 +502,7 @@ async fn evaluate(
             Ok(done.with(Outcome::OktaFailed {
                 reason: decide::classify_sync(&e),
                 message: e.stable_text(),
+                failed_at: Timestamp::now(),
                 sync_started: started,
             }))
         }
@@ -522,7 +543,9 @@ async fn reconcile_as_leader(
         state.export_stats(&key, client);
     }
     refresh_facts(state, &key, eval.facts.clone(), outcome.is_ready());
-    let failures = state.failures(&key, outcome.is_transient());
+    let failures = state.update_failures(&key, |n| {
+        decide::failures_after(n, outcome, eval.inputs_changed)
+    });
     let previous = obj.status.as_ref();
     // An invalid spec never requeues on its own, so its interval does not matter.
     let interval = eval
