@@ -70,9 +70,7 @@ pub enum Outcome {
 /// The figures of a successful sync.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncReport {
-    /// When the sync started.
-    pub started_at: Timestamp,
-    /// When it finished.
+    /// When it finished (`lastSyncTime` and `lastSuccessfulSyncTime`).
     pub finished_at: Timestamp,
     /// Wall time in seconds.
     pub duration_seconds: f64,
@@ -329,8 +327,8 @@ pub fn next_status(
         Outcome::OktaFailed {
             reason,
             message,
+            failed_at,
             sync_started,
-            ..
         } => {
             let credential_problem = matches!(
                 reason,
@@ -353,7 +351,7 @@ pub fn next_status(
                     message.clone(),
                 );
             }
-            if let Some((started, duration)) = sync_started {
+            if let Some((_, duration)) = sync_started {
                 if !credential_problem {
                     // The sync got past the credential check, so the token works.
                     set(
@@ -369,7 +367,8 @@ pub fn next_status(
                     *reason,
                     message.clone(),
                 );
-                status.last_sync_time = Some(Time(*started));
+                // When the failed sync finished, as the field is documented.
+                status.last_sync_time = Some(Time(*failed_at));
                 status.last_sync_duration_seconds = Some(*duration);
             }
             set(
@@ -397,7 +396,7 @@ pub fn next_status(
                 message.clone(),
             );
             set(ConditionType::Ready, ConditionStatus::True, reason, message);
-            status.last_sync_time = Some(Time(report.started_at));
+            status.last_sync_time = Some(Time(report.finished_at));
             status.last_successful_sync_time = Some(Time(report.finished_at));
             status.last_sync_duration_seconds = Some(report.duration_seconds);
             status.counts = Some(report.counts);
@@ -565,7 +564,6 @@ mod tests {
 
     fn report(finished: i64) -> SyncReport {
         SyncReport {
-            started_at: at(finished - 10),
             finished_at: at(finished),
             duration_seconds: 10.0,
             counts: SyncCounts {
@@ -846,7 +844,7 @@ mod tests {
         assert_eq!(cond(&s, ConditionType::Synced), pair("True", "Synced"));
         assert_eq!(s.observed_generation, Some(4));
         assert_eq!(s.last_successful_sync_time, Some(Time(at(1000))));
-        assert_eq!(s.last_sync_time, Some(Time(at(990))));
+        assert_eq!(s.last_sync_time, Some(Time(at(1000))), "when it finished");
         assert_eq!(s.counts.as_ref().unwrap().users, 3);
         assert_eq!(s.okta.as_ref().unwrap().requests, 9);
         // Re-deciding an up-to-date connector changes nothing (no status write).
@@ -930,7 +928,11 @@ mod tests {
             pair("False", "RateLimited")
         );
         assert_eq!(cond(&s, ConditionType::Ready), pair("False", "RateLimited"));
-        assert_eq!(s.last_sync_time, Some(Time(at(100))));
+        assert_eq!(
+            s.last_sync_time,
+            Some(Time(at(102))),
+            "when the failed sync finished"
+        );
         assert_eq!(s.last_successful_sync_time, ok.last_successful_sync_time);
         assert_eq!(s.next_sync_time, Some(Time(at(2005))));
 

@@ -476,7 +476,6 @@ async fn evaluate(
         Ok(snapshot) => {
             let finished_at = Timestamp::now();
             let report = SyncReport {
-                started_at,
                 finished_at,
                 duration_seconds: clock.elapsed().as_secs_f64(),
                 counts: decide::counts(&snapshot),
