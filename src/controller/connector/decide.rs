@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use crate::controller::runtime::clients::SettingsChange;
 use crate::crd::condition::{find_condition, is_true, new_condition, set_condition};
 use crate::crd::{
     ConditionStatus, ConditionType, ConnectorReason, ConnectorStatus, OktaRequestStats,
@@ -440,13 +441,15 @@ pub struct PlannedEvent {
 
 /// The Events that follow from moving from `previous` to `outcome`: a Warning when a failure
 /// starts or its reason changes (or a new generation of the spec is still invalid), a Normal
-/// `CredentialsChanged` when a new token or domain was accepted, `Recovered` when a failure
-/// ends, `Suspended` when suspension starts. Nothing for a periodic sync that keeps working.
+/// `CredentialsChanged` when a new token or domain was accepted, a Normal `RateLimitsChanged`
+/// when only the rate limits of the client changed, `Recovered` when a failure ends,
+/// `Suspended` when suspension starts. Nothing for a periodic sync that keeps working.
+/// `client_change` says which settings of the connector's Okta client changed.
 pub fn plan_events(
     previous: Option<&ConnectorStatus>,
     outcome: &Outcome,
     generation: Option<i64>,
-    credentials_changed: bool,
+    client_change: SettingsChange,
 ) -> Vec<PlannedEvent> {
     let prev_ready = previous.and_then(|s| find_condition(&s.conditions, ConditionType::Ready));
     let prev_reason = prev_ready.map(|c| c.reason.as_str());
@@ -499,13 +502,32 @@ pub fn plan_events(
             ..
         }
     );
-    if credentials_changed && !credentials_failed && !matches!(outcome, Outcome::InvalidSpec { .. })
-    {
+    let invalid = matches!(outcome, Outcome::InvalidSpec { .. });
+    let credentials_changed = client_change.token || client_change.domain;
+    if credentials_changed && !credentials_failed && !invalid {
+        let what = match (client_change.token, client_change.domain) {
+            (true, true) => "The API token and the org domain changed",
+            (true, false) => "The API token changed",
+            _ => "The org domain changed",
+        };
+        let also = if client_change.rate_limits {
+            " (the client also uses the new rate limits)"
+        } else {
+            ""
+        };
         events.push(PlannedEvent {
             kind: EventKind::Normal,
             reason: "CredentialsChanged".to_owned(),
             action: "CheckCredentials",
-            note: "The API token or domain changed and Okta accepted the new credentials"
+            note: format!("{what} and Okta accepted the new credentials{also}"),
+        });
+    } else if client_change.rate_limits && !credentials_changed && !invalid {
+        events.push(PlannedEvent {
+            kind: EventKind::Normal,
+            reason: "RateLimitsChanged".to_owned(),
+            action: "ConfigureClient",
+            note: "spec.rateLimit changed: the Okta client was rebuilt with the new limits; \
+                   the API token and domain are unchanged"
                 .to_owned(),
         });
     }
@@ -557,6 +579,15 @@ mod tests {
     use crate::sync::snapshot::Grant;
 
     const HOUR: Duration = Duration::from_secs(3600);
+    const UNCHANGED: SettingsChange = SettingsChange {
+        domain: false,
+        token: false,
+        rate_limits: false,
+    };
+    const TOKEN: SettingsChange = SettingsChange {
+        token: true,
+        ..UNCHANGED
+    };
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(seconds).unwrap()
@@ -803,7 +834,7 @@ mod tests {
             next_status(Some(&failing), &pending, Some(1), Some(retry_at), at(106)),
             failing
         );
-        assert!(plan_events(Some(&failing), &pending, Some(1), false).is_empty());
+        assert!(plan_events(Some(&failing), &pending, Some(1), UNCHANGED).is_empty());
         assert!(!pending.is_ready() && !pending.backs_off());
     }
 
@@ -981,25 +1012,38 @@ mod tests {
     #[test]
     fn periodic_successful_syncs_emit_no_event() {
         let ok = synced_status(1000, 1);
-        assert!(plan_events(Some(&ok), &Outcome::Synced(report(5000)), Some(1), false).is_empty());
-        assert!(plan_events(Some(&ok), &Outcome::UpToDate, Some(1), false).is_empty());
-        assert!(plan_events(None, &Outcome::Synced(report(5000)), Some(1), false).is_empty());
+        assert!(
+            plan_events(
+                Some(&ok),
+                &Outcome::Synced(report(5000)),
+                Some(1),
+                UNCHANGED
+            )
+            .is_empty()
+        );
+        assert!(plan_events(Some(&ok), &Outcome::UpToDate, Some(1), UNCHANGED).is_empty());
+        assert!(plan_events(None, &Outcome::Synced(report(5000)), Some(1), UNCHANGED).is_empty());
     }
 
     #[test]
     fn failures_warn_once_per_reason_and_recoveries_are_announced() {
         let ok = synced_status(1000, 1);
         let outcome = failed(ConnectorReason::OktaUnreachable, false);
-        let events = plan_events(Some(&ok), &outcome, Some(1), false);
+        let events = plan_events(Some(&ok), &outcome, Some(1), UNCHANGED);
         assert_eq!(reasons(&events), [(EventKind::Warning, "OktaUnreachable")]);
         assert_eq!(events[0].action, "CheckCredentials");
         let down = next_status(Some(&ok), &outcome, Some(1), None, at(2000));
-        assert!(plan_events(Some(&down), &outcome, Some(1), false).is_empty());
+        assert!(plan_events(Some(&down), &outcome, Some(1), UNCHANGED).is_empty());
         let sync_failed = failed(ConnectorReason::SyncFailed, true);
-        let events = plan_events(Some(&down), &sync_failed, Some(1), false);
+        let events = plan_events(Some(&down), &sync_failed, Some(1), UNCHANGED);
         assert_eq!(reasons(&events), [(EventKind::Warning, "SyncFailed")]);
         assert_eq!(events[0].action, "Sync");
-        let events = plan_events(Some(&down), &Outcome::Synced(report(3000)), Some(1), false);
+        let events = plan_events(
+            Some(&down),
+            &Outcome::Synced(report(3000)),
+            Some(1),
+            UNCHANGED,
+        );
         assert_eq!(reasons(&events), [(EventKind::Normal, "Recovered")]);
     }
 
@@ -1008,11 +1052,11 @@ mod tests {
         let bad = Outcome::InvalidSpec {
             message: "bad".into(),
         };
-        let events = plan_events(None, &bad, Some(1), false);
+        let events = plan_events(None, &bad, Some(1), UNCHANGED);
         assert_eq!(reasons(&events), [(EventKind::Warning, "InvalidSpec")]);
         let s = next_status(None, &bad, Some(1), None, at(1));
-        assert!(plan_events(Some(&s), &bad, Some(1), false).is_empty());
-        assert_eq!(plan_events(Some(&s), &bad, Some(2), false).len(), 1);
+        assert!(plan_events(Some(&s), &bad, Some(1), UNCHANGED).is_empty());
+        assert_eq!(plan_events(Some(&s), &bad, Some(2), UNCHANGED).len(), 1);
     }
 
     #[test]
@@ -1024,7 +1068,7 @@ mod tests {
             None,
             at(1),
         );
-        let events = plan_events(Some(&s), &Outcome::Synced(report(50)), Some(1), true);
+        let events = plan_events(Some(&s), &Outcome::Synced(report(50)), Some(1), TOKEN);
         assert_eq!(
             reasons(&events),
             [
@@ -1034,14 +1078,58 @@ mod tests {
         );
         let ok = synced_status(1000, 1);
         let rejected = failed(ConnectorReason::Unauthorized, false);
-        let events = plan_events(Some(&ok), &rejected, Some(1), true);
+        let events = plan_events(Some(&ok), &rejected, Some(1), TOKEN);
         assert_eq!(reasons(&events), [(EventKind::Warning, "Unauthorized")]);
+    }
+
+    #[test]
+    fn client_change_events_say_what_changed() {
+        let ok = synced_status(1000, 1);
+        let synced = Outcome::Synced(report(2000));
+        let note = |change: SettingsChange| {
+            let events = plan_events(Some(&ok), &synced, Some(2), change);
+            assert_eq!(events.len(), 1, "{events:?}");
+            (events[0].reason.clone(), events[0].note.clone())
+        };
+        let (reason, text) = note(TOKEN);
+        assert_eq!(reason, "CredentialsChanged");
+        assert!(text.starts_with("The API token changed"), "{text}");
+        let (_, text) = note(SettingsChange {
+            domain: true,
+            ..UNCHANGED
+        });
+        assert!(text.starts_with("The org domain changed"), "{text}");
+        let (_, text) = note(SettingsChange {
+            domain: true,
+            rate_limits: true,
+            ..TOKEN
+        });
+        assert!(text.contains("token and the org domain"), "{text}");
+        assert!(text.contains("rate limits"), "{text}");
+        // Only the rate limits: not a credential change.
+        let rate_limits = SettingsChange {
+            rate_limits: true,
+            ..UNCHANGED
+        };
+        let (reason, text) = note(rate_limits);
+        assert_eq!(reason, "RateLimitsChanged");
+        assert!(
+            text.contains("rateLimit") && text.contains("unchanged"),
+            "{text}"
+        );
+        let invalid = Outcome::InvalidSpec {
+            message: "bad".into(),
+        };
+        assert_eq!(
+            reasons(&plan_events(Some(&ok), &invalid, Some(2), rate_limits)),
+            [(EventKind::Warning, "InvalidSpec")]
+        );
     }
 
     #[test]
     fn suspension_is_announced_and_resuming_is_not_a_recovery() {
         let ok = synced_status(1000, 1);
-        let events = plan_events(Some(&ok), &Outcome::Suspended, Some(2), false);
+        let events = plan_events(Some(&ok), &Outcome::Suspended, Some(2), UNCHANGED);
         assert_eq!(reasons(&events), [(EventKind::Normal, "Suspended")]);
         let suspended = next_status(Some(&ok), &Outcome::Suspended, Some(2), None, at(2000));
         assert!(
@@ -1049,7 +1137,7 @@ mod tests {
                 Some(&suspended),
                 &Outcome::Synced(report(3000)),
                 Some(3),
-                false
+                UNCHANGED
             )
             .is_empty()
         );

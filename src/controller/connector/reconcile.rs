@@ -21,7 +21,7 @@ use super::decide::{self, EventKind, Outcome, PlannedEvent, SyncReport};
 use super::index::{self, ConnectorFacts, ConnectorIndex};
 use super::{Error, KIND, Result};
 use crate::controller::runtime::Context;
-use crate::controller::runtime::clients::{ConnectorKey, Obtained};
+use crate::controller::runtime::clients::{ConnectorKey, Obtained, SettingsChange};
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::is_true;
 use crate::crd::{ConditionType, FIELD_MANAGER, OktaCiamConnector, ValidConnectorSpec};
@@ -261,7 +261,8 @@ async fn reconcile(obj: Arc<OktaCiamConnector>, state: Arc<State>) -> Result<Act
 /// What the pipeline found, plus what the decisions around it need.
 struct Evaluation {
     outcome: Outcome,
-    credentials_changed: bool,
+    /// Which settings of the Okta client changed in this reconcile.
+    client_change: SettingsChange,
     /// A new spec generation or a new client since the last status: a failure streak
     /// starts again.
     inputs_changed: bool,
@@ -353,7 +354,7 @@ async fn evaluate(
         Err(message) => {
             return Ok(Evaluation {
                 outcome: Outcome::InvalidSpec { message },
-                credentials_changed: false,
+                client_change: SettingsChange::default(),
                 inputs_changed: true,
                 client: None,
                 facts: None,
@@ -380,7 +381,7 @@ async fn evaluate(
     let new_generation = status.and_then(|s| s.observed_generation) != obj.metadata.generation;
     let done = Evaluation {
         outcome: Outcome::UpToDate,
-        credentials_changed: false,
+        client_change: SettingsChange::default(),
         inputs_changed: new_generation,
         client: None,
         facts: Some(facts.clone()),
@@ -421,10 +422,13 @@ async fn evaluate(
             .unwrap_or_else(PoisonError::into_inner)
             .remove(key);
     }
-    let credentials_changed = obtained == Obtained::Rebuilt;
+    let client_change = match obtained {
+        Obtained::Rebuilt(change) => change,
+        Obtained::Built | Obtained::Reused => SettingsChange::default(),
+    };
     let client_changed = obtained != Obtained::Reused;
     let done = Evaluation {
-        credentials_changed,
+        client_change,
         inputs_changed: done.inputs_changed || client_changed,
         client: Some(client.clone()),
         ..done
@@ -438,9 +442,13 @@ async fn evaluate(
     }
     let credentials_known =
         status.is_some_and(|s| is_true(&s.conditions, ConditionType::CredentialsValid));
-    // A new client, or credentials not known to work: check them before any sync, and sync
-    // once they pass (the last sync may have used other credentials).
-    let check = obtained != Obtained::Reused || !credentials_known;
+    // New credentials (a first client, a new token or domain), or credentials not known to
+    // work: check them before any sync, and sync once they pass (the last sync may have used
+    // other credentials). New rate limits alone change nothing about the credentials.
+    let check = obtained == Obtained::Built
+        || client_change.token
+        || client_change.domain
+        || !credentials_known;
     if check && let Err(e) = client.get_org().await {
         // The full error (with Okta's errorId and request id) goes to the log only: the
         // status gets text that stays the same while the failure does.
@@ -556,7 +564,7 @@ async fn reconcile_as_leader(
     let next = decide::next_attempt(outcome, last_success, interval, failures, now);
     let generation = obj.metadata.generation;
     let status = decide::next_status(previous, outcome, generation, next, now);
-    let events = decide::plan_events(previous, outcome, generation, eval.credentials_changed);
+    let events = decide::plan_events(previous, outcome, generation, eval.client_change);
 
     if previous != Some(&status) {
         if term.is_cancelled() {
