@@ -303,8 +303,10 @@ impl Harness {
         let quiet = Duration::try_from(retry_at.duration_since(Timestamp::now()))
             .unwrap_or_default()
             .saturating_sub(Duration::from_millis(500));
+        // Too short a window to tell a back-off from a loop only on a machine stalled for
+        // seconds; the assertion says so rather than passing without looking.
         assert!(
-            quiet >= Duration::from_secs(2),
+            quiet >= Duration::from_secs(1),
             "{what}: the retry is due in {quiet:?} only"
         );
         let early = support::try_wait_within(quiet, || async {
@@ -628,16 +630,6 @@ async fn a_revoked_token_is_rechecked_on_a_back_off_not_in_a_loop() {
         "per-response ids belong in logs, not in the status: {message}"
     );
     let org = |h: &Harness| h.requests_on("GET /api/v1/org");
-    let rechecks = org(&h);
-    // The failing reconcile has finished once its Event is out.
-    assert_eq!(h.wait_event("Unauthorized").await, "Warning");
-
-    // A trigger that changes nothing (the Secret annotated, the token the same) reconciles
-    // but neither calls Okta nor rewrites the status while the back-off runs.
-    let rv = h.resource_version().await;
-    h.touch_secret_and_wait_for_a_reconcile("1").await;
-    assert_eq!(org(&h), rechecks, "a re-check before the back-off elapsed");
-    assert_eq!(h.resource_version().await, rv, "the status was rewritten");
 
     // The first re-check comes at nextSyncTime, not before.
     let first_retry = next_sync_time(&failing);
@@ -659,6 +651,15 @@ async fn a_revoked_token_is_rechecked_on_a_back_off_not_in_a_loop() {
         "{first_retry} -> {second_retry}"
     );
     let rechecks = org(&h);
+    assert_eq!(h.wait_event("Unauthorized").await, "Warning");
+
+    // A trigger that changes nothing (the Secret annotated, the token the same) reconciles
+    // but neither calls Okta nor rewrites the status while the back-off runs.
+    let rv = h.resource_version().await;
+    h.touch_secret_and_wait_for_a_reconcile("1").await;
+    assert_eq!(org(&h), rechecks, "a re-check before the back-off elapsed");
+    assert_eq!(h.resource_version().await, rv, "the status was rewritten");
+
     h.assert_retried_only_at("the second re-check", second_retry, org)
         .await;
     assert_eq!(org(&h), rechecks + 1, "one GET /api/v1/org per attempt");
