@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube_test_server::TestServer;
@@ -234,6 +235,95 @@ impl Harness {
             .unwrap_or_else(|_| panic!("registry never reached: {what}"));
     }
 
+    /// Requests the emulator answered on `route`, e.g. `GET /api/v1/org`.
+    fn requests_on(&self, route: &str) -> u64 {
+        self.okta
+            .stats()
+            .requests
+            .by_route
+            .get(route)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Connector reconciles finished without error, from the operator's metrics.
+    fn reconciles(&self) -> u64 {
+        let metrics = self.ctx.metrics.encode();
+        let prefix = r#"okta_ciam_reconciles_total{kind="OktaCiamConnector",result="success"} "#;
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .map_or(0, |n| n.trim().parse().expect("a counter value"))
+    }
+
+    /// Annotates the token Secret (the token stays the same) and waits until the Secret watch
+    /// made the operator reconcile the connector.
+    async fn touch_secret_and_wait_for_a_reconcile(&self, value: &str) {
+        let before = self.reconciles();
+        self.secrets()
+            .patch(
+                SECRET,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({
+                    "metadata": {"annotations": {"example.com/touched": value}}
+                })),
+            )
+            .await
+            .expect("secret annotated");
+        support::wait_within("a reconcile after the Secret change", LIMIT, || async {
+            (self.reconciles() > before).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until the status schedules a retry after `previous`.
+    async fn wait_rescheduled_after(&self, previous: Timestamp) -> OktaCiamConnector {
+        support::wait_within("a retry rescheduled", LIMIT, || async {
+            let obj = self.connectors().get(NAME).await.ok()?;
+            (next_sync_time(&obj) > previous).then_some(obj)
+        })
+        .await
+    }
+
+    async fn resource_version(&self) -> String {
+        let obj = self.connectors().get(NAME).await.expect("connector read");
+        obj.metadata.resource_version.expect("a resourceVersion")
+    }
+
+    /// Asserts that `count` does not move before `retry_at` (polled every 50 ms until half a
+    /// second before it: the back-off is honoured, nothing retries in a loop), then waits,
+    /// bounded, for the retry that moves it. Returns the count after the retry started.
+    async fn assert_retried_only_at(
+        &self,
+        what: &str,
+        retry_at: Timestamp,
+        count: impl Fn(&Harness) -> u64,
+    ) -> u64 {
+        let before = count(self);
+        let quiet = Duration::try_from(retry_at.duration_since(Timestamp::now()))
+            .unwrap_or_default()
+            .saturating_sub(Duration::from_millis(500));
+        // Too short a window to tell a back-off from a loop only on a machine stalled for
+        // seconds; the assertion says so rather than passing without looking.
+        assert!(
+            quiet >= Duration::from_secs(1),
+            "{what}: the retry is due in {quiet:?} only"
+        );
+        let early = support::try_wait_within(quiet, || async {
+            let now = count(self);
+            (now != before).then_some(now)
+        })
+        .await;
+        if let Some(now) = early {
+            panic!("{what}: retried before {retry_at} ({before} -> {now} requests)");
+        }
+        support::wait_within(&format!("{what}: the retry"), LIMIT, || async {
+            let now = count(self);
+            (now > before).then_some(now)
+        })
+        .await
+    }
+
     async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -255,6 +345,21 @@ fn condition(obj: &OktaCiamConnector, type_: ConditionType) -> (String, String) 
 
 fn pair(status: &str, reason: &str) -> (String, String) {
     (status.to_owned(), reason.to_owned())
+}
+
+fn next_sync_time(obj: &OktaCiamConnector) -> Timestamp {
+    obj.status
+        .as_ref()
+        .and_then(|s| s.next_sync_time.as_ref())
+        .expect("a retry is scheduled")
+        .0
+}
+
+/// (message, lastTransitionTime) of a condition.
+fn message_and_since(obj: &OktaCiamConnector, type_: ConditionType) -> (String, Timestamp) {
+    let c = find_condition(&obj.status.as_ref().unwrap().conditions, type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"));
+    (c.message.clone(), c.last_transition_time.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -507,5 +612,107 @@ async fn only_watched_namespaces_are_reconciled() {
         "a connector outside --namespace got a status"
     );
     assert_eq!(h.ctx.clients.keys(), vec![Harness::key()]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_rechecked_on_a_back_off_not_in_a_loop() {
+    let h = Harness::start().await;
+    h.create_synced(serde_json::json!({})).await;
+    assert!(h.okta.revoke_token("token-1"));
+    h.patch_spec(serde_json::json!({"syncInterval": "2h"}))
+        .await;
+    let failing = h.wait_ready_with_credentials("False", "Unauthorized").await;
+    let (message, since) = message_and_since(&failing, ConditionType::CredentialsValid);
+    assert!(message.contains("HTTP 401 E0000011"), "{message}");
+    assert!(
+        !message.contains("errorId") && !message.contains("request id"),
+        "per-response ids belong in logs, not in the status: {message}"
+    );
+    let org = |h: &Harness| h.requests_on("GET /api/v1/org");
+
+    // The first re-check comes at nextSyncTime, not before.
+    let first_retry = next_sync_time(&failing);
+    h.assert_retried_only_at("the credential re-check", first_retry, org)
+        .await;
+    let again = h.wait_rescheduled_after(first_retry).await;
+    assert_eq!(
+        condition(&again, ConditionType::CredentialsValid),
+        pair("False", "Unauthorized")
+    );
+    let (recheck_message, recheck_since) =
+        message_and_since(&again, ConditionType::CredentialsValid);
+    assert_eq!(recheck_since, since, "False stayed False: no transition");
+    assert!(!recheck_message.contains("errorId"), "{recheck_message}");
+    // The second failure doubles the wait (status times are whole seconds).
+    let second_retry = next_sync_time(&again);
+    assert!(
+        second_retry.duration_since(first_retry) >= SignedDuration::from_secs(9),
+        "{first_retry} -> {second_retry}"
+    );
+    let rechecks = org(&h);
+    assert_eq!(h.wait_event("Unauthorized").await, "Warning");
+
+    // A trigger that changes nothing (the Secret annotated, the token the same) reconciles
+    // but neither calls Okta nor rewrites the status while the back-off runs.
+    let rv = h.resource_version().await;
+    h.touch_secret_and_wait_for_a_reconcile("1").await;
+    assert_eq!(org(&h), rechecks, "a re-check before the back-off elapsed");
+    assert_eq!(h.resource_version().await, rv, "the status was rewritten");
+
+    h.assert_retried_only_at("the second re-check", second_retry, org)
+        .await;
+    assert_eq!(org(&h), rechecks + 1, "one GET /api/v1/org per attempt");
+    // The same failed check reads the same: only nextSyncTime moved.
+    let third = h.wait_rescheduled_after(second_retry).await;
+    assert_eq!(
+        message_and_since(&third, ConditionType::CredentialsValid),
+        (recheck_message, since)
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_storm_during_a_sync_backs_off() {
+    let h = Harness::start().await;
+    h.create_synced(serde_json::json!({})).await;
+    h.okta.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: Some(503),
+        ..Faults::default()
+    });
+    // A spec change makes a sync due with the known-good token: the sync meets the storm.
+    h.patch_spec(serde_json::json!({"syncInterval": "2h"}))
+        .await;
+    let failing = h
+        .wait_condition(ConditionType::Synced, "False", "OktaUnreachable")
+        .await;
+    assert_eq!(
+        condition(&failing, ConditionType::CredentialsValid),
+        pair("True", "Synced"),
+        "the sync got past the credential check"
+    );
+    let (message, _) = message_and_since(&failing, ConditionType::Synced);
+    assert!(message.contains("HTTP 503"), "{message}");
+    assert!(!message.contains("errorId"), "{message}");
+    let total = |h: &Harness| h.okta.stats().requests.total;
+    h.assert_retried_only_at("the sync retry", next_sync_time(&failing), total)
+        .await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_reconcile_rewrites_nothing() {
+    let h = Harness::start().await;
+    h.create_synced(serde_json::json!({})).await;
+    let rv = h.resource_version().await;
+    let requests = h.okta.stats().requests.total;
+    h.touch_secret_and_wait_for_a_reconcile("1").await;
+    assert_eq!(
+        h.resource_version().await,
+        rv,
+        "an unchanged status was rewritten"
+    );
+    assert_eq!(h.okta.stats().requests.total, requests, "nothing was due");
     h.stop().await;
 }

@@ -195,7 +195,8 @@ pub struct ConnectorStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_duration_seconds: Option<f64>,
 
-    /// When the next sync is due.
+    /// When the next sync is due; after a failed Okta call, when it is retried (back-off
+    /// from 5s doubling to 5m, per connector, reset by a new spec or token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_sync_time: Option<Time>,
 

@@ -24,6 +24,17 @@ pub struct OktaErrorInfo {
     pub request_id: Option<String>,
 }
 
+impl OktaErrorInfo {
+    /// The same details without the per-response identifiers (`errorId`, request id).
+    pub fn without_ids(&self) -> OktaErrorInfo {
+        OktaErrorInfo {
+            error_id: None,
+            request_id: None,
+            ..self.clone()
+        }
+    }
+}
+
 impl fmt::Display for OktaErrorInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "HTTP {}", self.status)?;
@@ -83,7 +94,7 @@ pub enum Error {
         message: String,
     },
     /// A success response whose body did not match the expected shape.
-    #[error("cannot decode Okta response (request id {request_id:?}): {message}")]
+    #[error("cannot decode Okta response{}: {message}", request_id_suffix(request_id.as_deref()))]
     Decode {
         /// The decoder's message.
         message: String,
@@ -110,7 +121,33 @@ pub enum Error {
     InvalidDomain(#[from] DomainError),
 }
 
+fn request_id_suffix(id: Option<&str>) -> String {
+    id.map(|id| format!(" (request id {id})"))
+        .unwrap_or_default()
+}
+
 impl Error {
+    /// The error's text without the identifiers Okta mints per response (`errorId`,
+    /// `X-Okta-Request-Id`): repeats of the same failure read the same, so the text can be
+    /// stored or compared where a fresh id on every retry would look like a change. The full
+    /// text ([`fmt::Display`]) keeps the ids, for logs and Okta support.
+    pub fn stable_text(&self) -> String {
+        match self {
+            Error::Unauthorized(i) => Error::Unauthorized(i.without_ids()).to_string(),
+            Error::Forbidden(i) => Error::Forbidden(i.without_ids()).to_string(),
+            Error::NotFound(i) => Error::NotFound(i.without_ids()).to_string(),
+            Error::InvalidRequest(i) => Error::InvalidRequest(i.without_ids()).to_string(),
+            Error::RateLimited(i) => Error::RateLimited(i.without_ids()).to_string(),
+            Error::Server(i) => Error::Server(i.without_ids()).to_string(),
+            Error::Decode { message, .. } => Error::Decode {
+                message: message.clone(),
+                request_id: None,
+            }
+            .to_string(),
+            other => other.to_string(),
+        }
+    }
+
     /// True for failures that may succeed later (rate limits, server errors, transport);
     /// false for ones that will not change without someone fixing something.
     pub fn is_transient(&self) -> bool {
@@ -194,5 +231,50 @@ mod tests {
         ] {
             assert!(text.contains(part), "{text}");
         }
+    }
+
+    #[test]
+    fn stable_text_drops_only_the_per_response_ids() {
+        let info = |error_id: &str, request_id: &str| OktaErrorInfo {
+            status: 401,
+            error_code: Some("E0000011".into()),
+            error_summary: Some("Invalid token provided".into()),
+            error_id: Some(error_id.into()),
+            request_id: Some(request_id.into()),
+        };
+        let variants: [fn(OktaErrorInfo) -> Error; 6] = [
+            Error::Unauthorized,
+            Error::Forbidden,
+            Error::NotFound,
+            Error::InvalidRequest,
+            Error::RateLimited,
+            Error::Server,
+        ];
+        for variant in variants {
+            let first = variant(info("oae1", "req-1"));
+            let again = variant(info("oae2", "req-2"));
+            let text = first.stable_text();
+            assert_eq!(text, again.stable_text());
+            for part in ["401", "E0000011", "Invalid token provided"] {
+                assert!(text.contains(part), "{text}");
+            }
+            assert!(!text.contains("oae1") && !text.contains("req-1"), "{text}");
+            // The full text keeps them, and says the same otherwise.
+            assert!(first.to_string().starts_with(&text), "{first}");
+        }
+        let decode = |id: &str| Error::Decode {
+            message: "expected a list".into(),
+            request_id: Some(id.into()),
+        };
+        assert_eq!(decode("a").stable_text(), decode("b").stable_text());
+        assert_eq!(
+            decode("a").stable_text(),
+            "cannot decode Okta response: expected a list"
+        );
+        assert!(decode("a").to_string().contains("(request id a)"));
+        let transport = Error::Transport {
+            message: "connection refused".into(),
+        };
+        assert_eq!(transport.stable_text(), transport.to_string());
     }
 }

@@ -51,3 +51,14 @@ pub enum Error {
 
 /// Result type of the sync layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The error's text without the identifiers Okta mints per response (see
+    /// [`crate::okta::Error::stable_text`]); [`std::fmt::Display`] keeps them.
+    pub fn stable_text(&self) -> String {
+        match self {
+            Error::Okta(e) => format!("Okta: {}", e.stable_text()),
+            other => other.to_string(),
+        }
+    }
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use crate::controller::runtime::clients::SettingsChange;
 use crate::crd::condition::{find_condition, is_true, new_condition, set_condition};
 use crate::crd::{
     ConditionStatus, ConditionType, ConnectorReason, ConnectorStatus, OktaRequestStats,
@@ -45,10 +46,21 @@ pub enum Outcome {
     OktaFailed {
         /// One of `Unauthorized`, `Forbidden`, `OktaUnreachable`, `RateLimited`, `SyncFailed`.
         reason: ConnectorReason,
-        /// What Okta or the transport said (never the token).
+        /// What Okta or the transport said (never the token), without per-response ids so
+        /// that a repeat of the failure reads the same.
         message: String,
+        /// When the failed call returned: the retry is scheduled from here.
+        failed_at: Timestamp,
         /// When the failed sync started, and how long it ran.
         sync_started: Option<(Timestamp, f64)>,
+    },
+    /// An earlier Okta failure is backing off and nothing that could fix it changed (same
+    /// generation, same client): no Okta call was made and the status stays as it is.
+    RetryPending {
+        /// The reason of the failure being retried.
+        reason: ConnectorReason,
+        /// When the retry is due (`status.nextSyncTime`).
+        retry_at: Timestamp,
     },
     /// A sync finished.
     Synced(SyncReport),
@@ -59,9 +71,7 @@ pub enum Outcome {
 /// The figures of a successful sync.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncReport {
-    /// When the sync started.
-    pub started_at: Timestamp,
-    /// When it finished.
+    /// When it finished (`lastSyncTime` and `lastSuccessfulSyncTime`).
     pub finished_at: Timestamp,
     /// Wall time in seconds.
     pub duration_seconds: f64,
@@ -79,7 +89,7 @@ impl Outcome {
             Outcome::Suspended => ConnectorReason::Suspended,
             Outcome::SecretNotFound { .. } => ConnectorReason::SecretNotFound,
             Outcome::SecretKeyMissing { .. } => ConnectorReason::SecretKeyMissing,
-            Outcome::OktaFailed { reason, .. } => *reason,
+            Outcome::OktaFailed { reason, .. } | Outcome::RetryPending { reason, .. } => *reason,
             Outcome::Synced(_) | Outcome::UpToDate => ConnectorReason::Synced,
         }
     }
@@ -89,15 +99,58 @@ impl Outcome {
         matches!(self, Outcome::Synced(_) | Outcome::UpToDate)
     }
 
-    /// Whether waiting and retrying alone may fix it (back off, do not wait for a change).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Outcome::OktaFailed {
-                reason: ConnectorReason::OktaUnreachable | ConnectorReason::RateLimited,
-                ..
-            }
-        )
+    /// Whether this outcome is a failed Okta attempt, retried after a back-off. Permanent
+    /// failures are retried too (a token or its permissions can be fixed in Okta, which no
+    /// watch sees), and back off the same way.
+    pub fn backs_off(&self) -> bool {
+        matches!(self, Outcome::OktaFailed { .. })
+    }
+}
+
+/// The reasons of outcomes that back off ([`Outcome::backs_off`]).
+const BACKOFF_REASONS: [ConnectorReason; 5] = [
+    ConnectorReason::Unauthorized,
+    ConnectorReason::Forbidden,
+    ConnectorReason::OktaUnreachable,
+    ConnectorReason::RateLimited,
+    ConnectorReason::SyncFailed,
+];
+
+/// The back-off the status is in, when a reconcile must not call Okta yet: `Ready` is False
+/// for an Okta failure, the status describes this generation, the client is the one that
+/// failed (`client_changed` is false: no new token, domain or rate limits) and
+/// `nextSyncTime` is still ahead. Anything else (a new spec, a rotated token, a restart that
+/// builds a new client, the retry time reached) attempts again.
+pub fn retry_pending(
+    status: Option<&ConnectorStatus>,
+    generation: Option<i64>,
+    client_changed: bool,
+    now: Timestamp,
+) -> Option<Outcome> {
+    let status = status?;
+    if client_changed || status.observed_generation != generation {
+        return None;
+    }
+    let ready = find_condition(&status.conditions, ConditionType::Ready)?;
+    if ready.status != ConditionStatus::False.as_str() {
+        return None;
+    }
+    let reason = BACKOFF_REASONS
+        .into_iter()
+        .find(|r| r.as_str() == ready.reason)?;
+    let retry_at = status.next_sync_time.as_ref()?.0;
+    (retry_at > now).then_some(Outcome::RetryPending { reason, retry_at })
+}
+
+/// Consecutive failed Okta attempts after `outcome`, given the count before it: a failure
+/// adds one (starting again at one when `inputs_changed`: a new spec generation or client),
+/// a pending retry was no attempt, anything else ends the streak.
+pub fn failures_after(previous: u32, outcome: &Outcome, inputs_changed: bool) -> u32 {
+    match outcome {
+        Outcome::RetryPending { .. } => previous,
+        Outcome::OktaFailed { .. } if inputs_changed => 1,
+        Outcome::OktaFailed { .. } => previous.saturating_add(1),
+        _ => 0,
     }
 }
 
@@ -168,9 +221,10 @@ pub fn backoff(failures: u32) -> Duration {
 }
 
 /// When the reconciler next acts on its own (`None`: only on a change of the connector or
-/// its Secret). After a success, one interval after the last successful sync; after a
-/// transient failure, after the back-off; after a permanent Okta failure, one interval later
-/// (someone may fix the token or its permissions in Okta, which no watch can see).
+/// its Secret). After a success, one interval after the last successful sync; after an Okta
+/// failure, transient or not, the back-off for `failures` consecutive failures after the
+/// failed call; while a retry is pending, its time, unchanged. Never derived from `now` where
+/// the status already says when, so re-deciding an unchanged state writes nothing.
 pub fn next_attempt(
     outcome: &Outcome,
     last_successful: Option<Timestamp>,
@@ -183,8 +237,8 @@ pub fn next_attempt(
         | Outcome::Suspended
         | Outcome::SecretNotFound { .. }
         | Outcome::SecretKeyMissing { .. } => None,
-        Outcome::OktaFailed { .. } if outcome.is_transient() => Some(add(now, backoff(failures))),
-        Outcome::OktaFailed { .. } => Some(add(now, interval)),
+        Outcome::OktaFailed { failed_at, .. } => Some(add(*failed_at, backoff(failures))),
+        Outcome::RetryPending { retry_at, .. } => Some(*retry_at),
         Outcome::Synced(report) => Some(add(report.finished_at, interval)),
         Outcome::UpToDate => Some(
             last_successful
@@ -219,6 +273,9 @@ pub fn next_status(
     now: Timestamp,
 ) -> ConnectorStatus {
     let mut status = previous.cloned().unwrap_or_default();
+    if matches!(outcome, Outcome::RetryPending { .. }) {
+        return status;
+    }
     status.observed_generation = generation;
     status.next_sync_time = next_attempt.map(Time);
     let reason = outcome.reason();
@@ -267,9 +324,11 @@ pub fn next_status(
                 set(type_, ConditionStatus::False, reason, message.clone());
             }
         }
+        Outcome::RetryPending { .. } => {}
         Outcome::OktaFailed {
             reason,
             message,
+            failed_at,
             sync_started,
         } => {
             let credential_problem = matches!(
@@ -293,7 +352,7 @@ pub fn next_status(
                     message.clone(),
                 );
             }
-            if let Some((started, duration)) = sync_started {
+            if let Some((_, duration)) = sync_started {
                 if !credential_problem {
                     // The sync got past the credential check, so the token works.
                     set(
@@ -309,7 +368,8 @@ pub fn next_status(
                     *reason,
                     message.clone(),
                 );
-                status.last_sync_time = Some(Time(*started));
+                // When the failed sync finished, as the field is documented.
+                status.last_sync_time = Some(Time(*failed_at));
                 status.last_sync_duration_seconds = Some(*duration);
             }
             set(
@@ -337,7 +397,7 @@ pub fn next_status(
                 message.clone(),
             );
             set(ConditionType::Ready, ConditionStatus::True, reason, message);
-            status.last_sync_time = Some(Time(report.started_at));
+            status.last_sync_time = Some(Time(report.finished_at));
             status.last_successful_sync_time = Some(Time(report.finished_at));
             status.last_sync_duration_seconds = Some(report.duration_seconds);
             status.counts = Some(report.counts);
@@ -381,13 +441,15 @@ pub struct PlannedEvent {
 
 /// The Events that follow from moving from `previous` to `outcome`: a Warning when a failure
 /// starts or its reason changes (or a new generation of the spec is still invalid), a Normal
-/// `CredentialsChanged` when a new token or domain was accepted, `Recovered` when a failure
-/// ends, `Suspended` when suspension starts. Nothing for a periodic sync that keeps working.
+/// `CredentialsChanged` when a new token or domain was accepted, a Normal `RateLimitsChanged`
+/// when only the rate limits of the client changed, `Recovered` when a failure ends,
+/// `Suspended` when suspension starts. Nothing for a periodic sync that keeps working.
+/// `client_change` says which settings of the connector's Okta client changed.
 pub fn plan_events(
     previous: Option<&ConnectorStatus>,
     outcome: &Outcome,
     generation: Option<i64>,
-    credentials_changed: bool,
+    client_change: SettingsChange,
 ) -> Vec<PlannedEvent> {
     let prev_ready = previous.and_then(|s| find_condition(&s.conditions, ConditionType::Ready));
     let prev_reason = prev_ready.map(|c| c.reason.as_str());
@@ -440,13 +502,32 @@ pub fn plan_events(
             ..
         }
     );
-    if credentials_changed && !credentials_failed && !matches!(outcome, Outcome::InvalidSpec { .. })
-    {
+    let invalid = matches!(outcome, Outcome::InvalidSpec { .. });
+    let credentials_changed = client_change.token || client_change.domain;
+    if credentials_changed && !credentials_failed && !invalid {
+        let what = match (client_change.token, client_change.domain) {
+            (true, true) => "The API token and the org domain changed",
+            (true, false) => "The API token changed",
+            _ => "The org domain changed",
+        };
+        let also = if client_change.rate_limits {
+            " (the client also uses the new rate limits)"
+        } else {
+            ""
+        };
         events.push(PlannedEvent {
             kind: EventKind::Normal,
             reason: "CredentialsChanged".to_owned(),
             action: "CheckCredentials",
-            note: "The API token or domain changed and Okta accepted the new credentials"
+            note: format!("{what} and Okta accepted the new credentials{also}"),
+        });
+    } else if client_change.rate_limits && !credentials_changed && !invalid {
+        events.push(PlannedEvent {
+            kind: EventKind::Normal,
+            reason: "RateLimitsChanged".to_owned(),
+            action: "ConfigureClient",
+            note: "spec.rateLimit changed: the Okta client was rebuilt with the new limits; \
+                   the API token and domain are unchanged"
                 .to_owned(),
         });
     }
@@ -498,6 +579,15 @@ mod tests {
     use crate::sync::snapshot::Grant;
 
     const HOUR: Duration = Duration::from_secs(3600);
+    const UNCHANGED: SettingsChange = SettingsChange {
+        domain: false,
+        token: false,
+        rate_limits: false,
+    };
+    const TOKEN: SettingsChange = SettingsChange {
+        token: true,
+        ..UNCHANGED
+    };
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(seconds).unwrap()
@@ -505,7 +595,6 @@ mod tests {
 
     fn report(finished: i64) -> SyncReport {
         SyncReport {
-            started_at: at(finished - 10),
             finished_at: at(finished),
             duration_seconds: 10.0,
             counts: SyncCounts {
@@ -524,6 +613,7 @@ mod tests {
         Outcome::OktaFailed {
             reason,
             message: format!("{reason} happened"),
+            failed_at: at(102),
             sync_started: during_sync.then(|| (at(100), 1.5)),
         }
     }
@@ -574,22 +664,6 @@ mod tests {
             classify_sync(&crate::sync::Error::Okta(E::Server(info()))),
             ConnectorReason::OktaUnreachable
         );
-    }
-
-    #[test]
-    fn only_unreachable_and_rate_limited_are_transient() {
-        for reason in ConnectorReason::ALL {
-            let transient = failed(reason, true).is_transient();
-            assert_eq!(
-                transient,
-                matches!(
-                    reason,
-                    ConnectorReason::OktaUnreachable | ConnectorReason::RateLimited
-                ),
-                "{reason}"
-            );
-        }
-        assert!(!Outcome::Suspended.is_transient());
     }
 
     #[test]
@@ -663,26 +737,24 @@ mod tests {
                 "{outcome:?}"
             );
         }
-        assert_eq!(
-            next_attempt(
-                &failed(ConnectorReason::RateLimited, true),
-                None,
-                HOUR,
-                3,
-                now
-            ),
-            Some(at(5000 + 20))
-        );
-        assert_eq!(
-            next_attempt(
-                &failed(ConnectorReason::Unauthorized, false),
-                None,
-                HOUR,
-                0,
-                now
-            ),
-            Some(at(5000 + 3600))
-        );
+        // Every Okta failure, permanent ones included, backs off from when it failed.
+        for reason in BACKOFF_REASONS {
+            assert_eq!(
+                next_attempt(&failed(reason, true), None, HOUR, 3, now),
+                Some(at(102 + 20)),
+                "{reason}"
+            );
+            assert_eq!(
+                next_attempt(&failed(reason, false), None, HOUR, 1, now),
+                Some(at(102 + 5)),
+                "{reason}"
+            );
+        }
+        let pending = Outcome::RetryPending {
+            reason: ConnectorReason::Unauthorized,
+            retry_at: at(5040),
+        };
+        assert_eq!(next_attempt(&pending, None, HOUR, 7, now), Some(at(5040)));
         assert_eq!(
             next_attempt(&Outcome::Synced(report(4990)), None, HOUR, 0, now),
             Some(at(4990 + 3600))
@@ -701,6 +773,98 @@ mod tests {
     }
 
     #[test]
+    fn re_deciding_the_same_failure_later_writes_the_same_status() {
+        let ok = synced_status(1000, 1);
+        for reason in BACKOFF_REASONS {
+            let outcome = failed(reason, reason != ConnectorReason::Unauthorized);
+            let decide_at = |now: Timestamp| {
+                let next = next_attempt(&outcome, Some(at(1000)), HOUR, 2, now);
+                next_status(Some(&ok), &outcome, Some(1), next, now)
+            };
+            let first = decide_at(at(2000));
+            // Later, the status from the first decision is the previous one.
+            let next = next_attempt(&outcome, Some(at(1000)), HOUR, 2, at(2100));
+            let again = next_status(Some(&first), &outcome, Some(1), next, at(2100));
+            assert_eq!(again, first, "{reason}");
+            assert_eq!(decide_at(at(3000)).next_sync_time, first.next_sync_time);
+        }
+    }
+
+    #[test]
+    fn a_retry_is_pending_only_while_nothing_changed_and_its_time_is_ahead() {
+        let ok = synced_status(1000, 1);
+        let outcome = failed(ConnectorReason::Unauthorized, false);
+        let next = next_attempt(&outcome, None, HOUR, 1, at(102));
+        let failing = next_status(Some(&ok), &outcome, Some(1), next, at(102));
+        let retry_at = at(107);
+        assert_eq!(failing.next_sync_time, Some(Time(retry_at)));
+        let pending = Outcome::RetryPending {
+            reason: ConnectorReason::Unauthorized,
+            retry_at,
+        };
+        assert_eq!(
+            retry_pending(Some(&failing), Some(1), false, at(106)),
+            Some(pending.clone())
+        );
+        // The retry time reached, a new generation, a new client: attempt again.
+        assert_eq!(retry_pending(Some(&failing), Some(1), false, at(107)), None);
+        assert_eq!(retry_pending(Some(&failing), Some(2), false, at(106)), None);
+        assert_eq!(retry_pending(Some(&failing), Some(1), true, at(106)), None);
+        assert_eq!(retry_pending(None, Some(1), false, at(106)), None);
+        // A healthy connector waiting for its interval is not backing off.
+        let up = ConnectorStatus {
+            next_sync_time: Some(Time(at(4600))),
+            ..ok.clone()
+        };
+        assert_eq!(retry_pending(Some(&up), Some(1), false, at(2000)), None);
+        // Nor one waiting for a Secret to appear.
+        let no_secret = next_status(
+            Some(&failing),
+            &Outcome::SecretNotFound { secret: "s".into() },
+            Some(1),
+            Some(at(9999)),
+            at(106),
+        );
+        assert_eq!(
+            retry_pending(Some(&no_secret), Some(1), false, at(106)),
+            None
+        );
+        // While pending, nothing is written and nothing is announced.
+        assert_eq!(
+            next_status(Some(&failing), &pending, Some(1), Some(retry_at), at(106)),
+            failing
+        );
+        assert!(plan_events(Some(&failing), &pending, Some(1), UNCHANGED).is_empty());
+        assert!(!pending.is_ready() && !pending.backs_off());
+    }
+
+    #[test]
+    fn failures_count_attempts_and_restart_on_changes_or_success() {
+        let failure = failed(ConnectorReason::OktaUnreachable, true);
+        let pending = Outcome::RetryPending {
+            reason: ConnectorReason::OktaUnreachable,
+            retry_at: at(1),
+        };
+        assert_eq!(failures_after(0, &failure, false), 1);
+        assert_eq!(failures_after(3, &failure, false), 4);
+        assert_eq!(failures_after(3, &failure, true), 1);
+        assert_eq!(failures_after(3, &pending, false), 3);
+        assert_eq!(failures_after(u32::MAX, &failure, false), u32::MAX);
+        for other in [
+            Outcome::UpToDate,
+            Outcome::Synced(report(10)),
+            Outcome::Suspended,
+            Outcome::SecretNotFound { secret: "s".into() },
+        ] {
+            assert_eq!(failures_after(3, &other, false), 0, "{other:?}");
+        }
+        for reason in BACKOFF_REASONS {
+            assert!(failed(reason, false).backs_off());
+        }
+        assert!(!Outcome::Suspended.backs_off() && !Outcome::UpToDate.backs_off());
+    }
+
+    #[test]
     fn a_successful_sync_sets_every_condition_true_and_the_figures() {
         let s = synced_status(1000, 4);
         assert_eq!(cond(&s, ConditionType::Ready), pair("True", "Synced"));
@@ -711,7 +875,7 @@ mod tests {
         assert_eq!(cond(&s, ConditionType::Synced), pair("True", "Synced"));
         assert_eq!(s.observed_generation, Some(4));
         assert_eq!(s.last_successful_sync_time, Some(Time(at(1000))));
-        assert_eq!(s.last_sync_time, Some(Time(at(990))));
+        assert_eq!(s.last_sync_time, Some(Time(at(1000))), "when it finished");
         assert_eq!(s.counts.as_ref().unwrap().users, 3);
         assert_eq!(s.okta.as_ref().unwrap().requests, 9);
         // Re-deciding an up-to-date connector changes nothing (no status write).
@@ -795,7 +959,11 @@ mod tests {
             pair("False", "RateLimited")
         );
         assert_eq!(cond(&s, ConditionType::Ready), pair("False", "RateLimited"));
-        assert_eq!(s.last_sync_time, Some(Time(at(100))));
+        assert_eq!(
+            s.last_sync_time,
+            Some(Time(at(102))),
+            "when the failed sync finished"
+        );
         assert_eq!(s.last_successful_sync_time, ok.last_successful_sync_time);
         assert_eq!(s.next_sync_time, Some(Time(at(2005))));
 
@@ -844,25 +1012,38 @@ mod tests {
     #[test]
     fn periodic_successful_syncs_emit_no_event() {
         let ok = synced_status(1000, 1);
-        assert!(plan_events(Some(&ok), &Outcome::Synced(report(5000)), Some(1), false).is_empty());
-        assert!(plan_events(Some(&ok), &Outcome::UpToDate, Some(1), false).is_empty());
-        assert!(plan_events(None, &Outcome::Synced(report(5000)), Some(1), false).is_empty());
+        assert!(
+            plan_events(
+                Some(&ok),
+                &Outcome::Synced(report(5000)),
+                Some(1),
+                UNCHANGED
+            )
+            .is_empty()
+        );
+        assert!(plan_events(Some(&ok), &Outcome::UpToDate, Some(1), UNCHANGED).is_empty());
+        assert!(plan_events(None, &Outcome::Synced(report(5000)), Some(1), UNCHANGED).is_empty());
     }
 
     #[test]
     fn failures_warn_once_per_reason_and_recoveries_are_announced() {
         let ok = synced_status(1000, 1);
         let outcome = failed(ConnectorReason::OktaUnreachable, false);
-        let events = plan_events(Some(&ok), &outcome, Some(1), false);
+        let events = plan_events(Some(&ok), &outcome, Some(1), UNCHANGED);
         assert_eq!(reasons(&events), [(EventKind::Warning, "OktaUnreachable")]);
         assert_eq!(events[0].action, "CheckCredentials");
         let down = next_status(Some(&ok), &outcome, Some(1), None, at(2000));
-        assert!(plan_events(Some(&down), &outcome, Some(1), false).is_empty());
+        assert!(plan_events(Some(&down), &outcome, Some(1), UNCHANGED).is_empty());
         let sync_failed = failed(ConnectorReason::SyncFailed, true);
-        let events = plan_events(Some(&down), &sync_failed, Some(1), false);
+        let events = plan_events(Some(&down), &sync_failed, Some(1), UNCHANGED);
         assert_eq!(reasons(&events), [(EventKind::Warning, "SyncFailed")]);
         assert_eq!(events[0].action, "Sync");
-        let events = plan_events(Some(&down), &Outcome::Synced(report(3000)), Some(1), false);
+        let events = plan_events(
+            Some(&down),
+            &Outcome::Synced(report(3000)),
+            Some(1),
+            UNCHANGED,
+        );
         assert_eq!(reasons(&events), [(EventKind::Normal, "Recovered")]);
     }
 
@@ -871,11 +1052,11 @@ mod tests {
         let bad = Outcome::InvalidSpec {
             message: "bad".into(),
         };
-        let events = plan_events(None, &bad, Some(1), false);
+        let events = plan_events(None, &bad, Some(1), UNCHANGED);
         assert_eq!(reasons(&events), [(EventKind::Warning, "InvalidSpec")]);
         let s = next_status(None, &bad, Some(1), None, at(1));
-        assert!(plan_events(Some(&s), &bad, Some(1), false).is_empty());
-        assert_eq!(plan_events(Some(&s), &bad, Some(2), false).len(), 1);
+        assert!(plan_events(Some(&s), &bad, Some(1), UNCHANGED).is_empty());
+        assert_eq!(plan_events(Some(&s), &bad, Some(2), UNCHANGED).len(), 1);
     }
 
     #[test]
@@ -887,7 +1068,7 @@ mod tests {
             None,
             at(1),
         );
-        let events = plan_events(Some(&s), &Outcome::Synced(report(50)), Some(1), true);
+        let events = plan_events(Some(&s), &Outcome::Synced(report(50)), Some(1), TOKEN);
         assert_eq!(
             reasons(&events),
             [
@@ -897,14 +1078,58 @@ mod tests {
         );
         let ok = synced_status(1000, 1);
         let rejected = failed(ConnectorReason::Unauthorized, false);
-        let events = plan_events(Some(&ok), &rejected, Some(1), true);
+        let events = plan_events(Some(&ok), &rejected, Some(1), TOKEN);
         assert_eq!(reasons(&events), [(EventKind::Warning, "Unauthorized")]);
+    }
+
+    #[test]
+    fn client_change_events_say_what_changed() {
+        let ok = synced_status(1000, 1);
+        let synced = Outcome::Synced(report(2000));
+        let note = |change: SettingsChange| {
+            let events = plan_events(Some(&ok), &synced, Some(2), change);
+            assert_eq!(events.len(), 1, "{events:?}");
+            (events[0].reason.clone(), events[0].note.clone())
+        };
+        let (reason, text) = note(TOKEN);
+        assert_eq!(reason, "CredentialsChanged");
+        assert!(text.starts_with("The API token changed"), "{text}");
+        let (_, text) = note(SettingsChange {
+            domain: true,
+            ..UNCHANGED
+        });
+        assert!(text.starts_with("The org domain changed"), "{text}");
+        let (_, text) = note(SettingsChange {
+            domain: true,
+            rate_limits: true,
+            ..TOKEN
+        });
+        assert!(text.contains("token and the org domain"), "{text}");
+        assert!(text.contains("rate limits"), "{text}");
+        // Only the rate limits: not a credential change.
+        let rate_limits = SettingsChange {
+            rate_limits: true,
+            ..UNCHANGED
+        };
+        let (reason, text) = note(rate_limits);
+        assert_eq!(reason, "RateLimitsChanged");
+        assert!(
+            text.contains("rateLimit") && text.contains("unchanged"),
+            "{text}"
+        );
+        let invalid = Outcome::InvalidSpec {
+            message: "bad".into(),
+        };
+        assert_eq!(
+            reasons(&plan_events(Some(&ok), &invalid, Some(2), rate_limits)),
+            [(EventKind::Warning, "InvalidSpec")]
+        );
     }
 
     #[test]
     fn suspension_is_announced_and_resuming_is_not_a_recovery() {
         let ok = synced_status(1000, 1);
-        let events = plan_events(Some(&ok), &Outcome::Suspended, Some(2), false);
+        let events = plan_events(Some(&ok), &Outcome::Suspended, Some(2), UNCHANGED);
         assert_eq!(reasons(&events), [(EventKind::Normal, "Suspended")]);
         let suspended = next_status(Some(&ok), &Outcome::Suspended, Some(2), None, at(2000));
         assert!(
@@ -912,7 +1137,7 @@ mod tests {
                 Some(&suspended),
                 &Outcome::Synced(report(3000)),
                 Some(3),
-                false
+                UNCHANGED
             )
             .is_empty()
         );

@@ -13,7 +13,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::oneshot;
 
@@ -21,7 +21,7 @@ use super::decide::{self, EventKind, Outcome, PlannedEvent, SyncReport};
 use super::index::{self, ConnectorFacts, ConnectorIndex};
 use super::{Error, KIND, Result};
 use crate::controller::runtime::Context;
-use crate::controller::runtime::clients::{ConnectorKey, Obtained};
+use crate::controller::runtime::clients::{ConnectorKey, Obtained, SettingsChange};
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::is_true;
 use crate::crd::{ConditionType, FIELD_MANAGER, OktaCiamConnector, ValidConnectorSpec};
@@ -34,23 +34,24 @@ use crate::sync::scope::{EmailDomains, GroupNameFilter};
 struct State {
     ctx: Context,
     recorder: Recorder,
-    /// Consecutive transient failures per connector, for back-off.
+    /// Consecutive failed attempts per connector, for back-off.
     failures: Mutex<HashMap<ConnectorKey, u32>>,
     /// Client counters already exported as metrics, per connector.
     exported: Mutex<HashMap<ConnectorKey, ClientStats>>,
 }
 
 impl State {
-    fn failures(&self, key: &ConnectorKey, failed: bool) -> u32 {
+    /// Updates the connector's count of consecutive failed attempts with `update` and
+    /// returns the new count (zero forgets it).
+    fn update_failures(&self, key: &ConnectorKey, update: impl FnOnce(u32) -> u32) -> u32 {
         let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if failed {
-            let n = map.entry(key.clone()).or_default();
-            *n = n.saturating_add(1);
-            *n
-        } else {
+        let n = update(map.get(key).copied().unwrap_or(0));
+        if n == 0 {
             map.remove(key);
-            0
+        } else {
+            map.insert(key.clone(), n);
         }
+        n
     }
 
     /// Exports the requests `client` made since the last export (by any user of the shared
@@ -173,7 +174,17 @@ fn controller(
             }
             _ => {}
         })
-        .applied_objects();
+        .applied_objects()
+        // The reconciler's own status writes (and any other status-only change) must not
+        // trigger it again: only a new generation (a spec change) or the start of a
+        // deletion passes. Deletions themselves are handled above, before this filter; the
+        // Secret watch and leadership changes trigger reconciles on their own streams.
+        .predicate_filter(
+            predicates::generation
+                .fallback(predicates::resource_version)
+                .combine(being_deleted),
+            PredicateConfig::default(),
+        );
     let mapper_reader = reader.clone();
     let secret_events = watcher(secrets, watcher::Config::default())
         .default_backoff()
@@ -211,8 +222,15 @@ fn controller(
     (reader, fut)
 }
 
+/// A predicate value that changes when the connector starts being deleted.
+fn being_deleted(obj: &OktaCiamConnector) -> Option<u64> {
+    Some(u64::from(obj.metadata.deletion_timestamp.is_some()))
+}
+
 fn error_policy(obj: Arc<OktaCiamConnector>, error: &Error, state: Arc<State>) -> Action {
-    let failures = key_of(&obj).map_or(1, |key| state.failures(&key, true));
+    let failures = key_of(&obj).map_or(1, |key| {
+        state.update_failures(&key, |n| n.saturating_add(1))
+    });
     let delay = decide::backoff(failures);
     tracing::warn!(connector = %obj.name_any(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -243,7 +261,11 @@ async fn reconcile(obj: Arc<OktaCiamConnector>, state: Arc<State>) -> Result<Act
 /// What the pipeline found, plus what the decisions around it need.
 struct Evaluation {
     outcome: Outcome,
-    credentials_changed: bool,
+    /// Which settings of the Okta client changed in this reconcile.
+    client_change: SettingsChange,
+    /// A new spec generation or a new client since the last status: a failure streak
+    /// starts again.
+    inputs_changed: bool,
     client: Option<OktaClient>,
     /// Facts of a valid spec (readiness still to be set from the outcome).
     facts: Option<ConnectorFacts>,
@@ -332,7 +354,8 @@ async fn evaluate(
         Err(message) => {
             return Ok(Evaluation {
                 outcome: Outcome::InvalidSpec { message },
-                credentials_changed: false,
+                client_change: SettingsChange::default(),
+                inputs_changed: true,
                 client: None,
                 facts: None,
                 interval: None,
@@ -354,9 +377,12 @@ async fn evaluate(
         tracing::info!(connector = %key, "email domains or group filter changed: index dropped");
         state.ctx.clients.invalidate_index(key);
     }
+    let status = obj.status.as_ref();
+    let new_generation = status.and_then(|s| s.observed_generation) != obj.metadata.generation;
     let done = Evaluation {
         outcome: Outcome::UpToDate,
-        credentials_changed: false,
+        client_change: SettingsChange::default(),
+        inputs_changed: new_generation,
         client: None,
         facts: Some(facts.clone()),
         interval,
@@ -378,9 +404,11 @@ async fn evaluate(
         {
             Ok(c) => c,
             Err(e) => {
+                tracing::warn!(connector = %key, error = %e, "cannot build the Okta client");
                 return Ok(done.with(Outcome::OktaFailed {
                     reason: decide::classify_okta(&e),
-                    message: e.to_string(),
+                    message: e.stable_text(),
+                    failed_at: Timestamp::now(),
                     sync_started: None,
                 }));
             }
@@ -394,22 +422,41 @@ async fn evaluate(
             .unwrap_or_else(PoisonError::into_inner)
             .remove(key);
     }
-    let credentials_changed = obtained == Obtained::Rebuilt;
+    let client_change = match obtained {
+        Obtained::Rebuilt(change) => change,
+        Obtained::Built | Obtained::Reused => SettingsChange::default(),
+    };
+    let client_changed = obtained != Obtained::Reused;
     let done = Evaluation {
-        credentials_changed,
+        client_change,
+        inputs_changed: done.inputs_changed || client_changed,
         client: Some(client.clone()),
         ..done
     };
-    let status = obj.status.as_ref();
+    // Still backing off from a failure that nothing has changed since: no Okta call, and
+    // the status (with its nextSyncTime) stays as written.
+    if let Some(pending) =
+        decide::retry_pending(status, obj.metadata.generation, client_changed, now)
+    {
+        return Ok(done.with(pending));
+    }
     let credentials_known =
         status.is_some_and(|s| is_true(&s.conditions, ConditionType::CredentialsValid));
-    // A new client, or credentials not known to work: check them before any sync, and sync
-    // once they pass (the last sync may have used other credentials).
-    let check = obtained != Obtained::Reused || !credentials_known;
+    // New credentials (a first client, a new token or domain), or credentials not known to
+    // work: check them before any sync, and sync once they pass (the last sync may have used
+    // other credentials). New rate limits alone change nothing about the credentials.
+    let check = obtained == Obtained::Built
+        || client_change.token
+        || client_change.domain
+        || !credentials_known;
     if check && let Err(e) = client.get_org().await {
+        // The full error (with Okta's errorId and request id) goes to the log only: the
+        // status gets text that stays the same while the failure does.
+        tracing::warn!(connector = %key, error = %e, "Okta credential check failed");
         return Ok(done.with(Outcome::OktaFailed {
             reason: decide::classify_okta(&e),
-            message: e.to_string(),
+            message: e.stable_text(),
+            failed_at: Timestamp::now(),
             sync_started: None,
         }));
     }
@@ -437,7 +484,6 @@ async fn evaluate(
         Ok(snapshot) => {
             let finished_at = Timestamp::now();
             let report = SyncReport {
-                started_at,
                 finished_at,
                 duration_seconds: clock.elapsed().as_secs_f64(),
                 counts: decide::counts(&snapshot),
@@ -459,9 +505,11 @@ async fn evaluate(
         }
         Err(e) => {
             let started = Some((started_at, clock.elapsed().as_secs_f64()));
+            tracing::warn!(connector = %key, error = %e, "sync failed");
             Ok(done.with(Outcome::OktaFailed {
                 reason: decide::classify_sync(&e),
-                message: e.to_string(),
+                message: e.stable_text(),
+                failed_at: Timestamp::now(),
                 sync_started: started,
             }))
         }
@@ -502,7 +550,9 @@ async fn reconcile_as_leader(
         state.export_stats(&key, client);
     }
     refresh_facts(state, &key, eval.facts.clone(), outcome.is_ready());
-    let failures = state.failures(&key, outcome.is_transient());
+    let failures = state.update_failures(&key, |n| {
+        decide::failures_after(n, outcome, eval.inputs_changed)
+    });
     let previous = obj.status.as_ref();
     // An invalid spec never requeues on its own, so its interval does not matter.
     let interval = eval
@@ -514,7 +564,7 @@ async fn reconcile_as_leader(
     let next = decide::next_attempt(outcome, last_success, interval, failures, now);
     let generation = obj.metadata.generation;
     let status = decide::next_status(previous, outcome, generation, next, now);
-    let events = decide::plan_events(previous, outcome, generation, eval.credentials_changed);
+    let events = decide::plan_events(previous, outcome, generation, eval.client_change);
 
     if previous != Some(&status) {
         if term.is_cancelled() {

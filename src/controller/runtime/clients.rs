@@ -76,13 +76,36 @@ pub struct ClientSettings {
     pub budget_percent: u8,
 }
 
+impl ClientSettings {
+    /// Which settings differ from `old`.
+    pub fn changes_from(&self, old: &ClientSettings) -> SettingsChange {
+        SettingsChange {
+            domain: self.domain != old.domain,
+            token: self.token != old.token,
+            rate_limits: self.max_concurrency != old.max_concurrency
+                || self.budget_percent != old.budget_percent,
+        }
+    }
+}
+
+/// Which of a connector's client settings changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    /// The org domain.
+    pub domain: bool,
+    /// The API token.
+    pub token: bool,
+    /// `max_concurrency` or `budget_percent`.
+    pub rate_limits: bool,
+}
+
 /// What [`ClientRegistry::get_or_build`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Obtained {
     /// The connector had no client: one was built.
     Built,
-    /// The settings changed: a new client replaced the old one.
-    Rebuilt,
+    /// The settings changed as said: a new client replaced the old one.
+    Rebuilt(SettingsChange),
     /// The existing client was reused.
     Reused,
 }
@@ -212,10 +235,14 @@ impl<C: Clone> ClientRegistry<C> {
             Some(entry) if entry.settings == settings => {
                 return Ok((entry.client.clone(), Obtained::Reused));
             }
-            Some(entry) if entry.settings.domain == settings.domain => {
-                (entry.index.clone(), Obtained::Rebuilt, None)
+            Some(entry) => {
+                let change = settings.changes_from(&entry.settings);
+                // A changed domain drops the index (it described another org) and leaves the
+                // old org's budget to be settled.
+                let index = (!change.domain).then(|| entry.index.clone()).flatten();
+                let old_domain = change.domain.then(|| entry.settings.domain.clone());
+                (index, Obtained::Rebuilt(change), old_domain)
             }
-            Some(entry) => (None, Obtained::Rebuilt, Some(entry.settings.domain.clone())),
             None => (None, Obtained::Built, None),
         };
         let budget = self
@@ -409,7 +436,11 @@ mod tests {
         assert!(reg.set_index(&key, Arc::new(vec!["u1".to_string()])));
 
         let (c, o) = obtain(&reg, &key, "corp.okta.com", "t2", &builds);
-        assert_eq!((c, o), (FakeClient(2), Obtained::Rebuilt));
+        let token = SettingsChange {
+            token: true,
+            ..SettingsChange::default()
+        };
+        assert_eq!((c, o), (FakeClient(2), Obtained::Rebuilt(token)));
         assert_eq!(reg.index::<Vec<String>>(&key).unwrap().as_slice(), ["u1"]);
 
         let mut faster = settings(&reg, "corp.okta.com", "t2");
@@ -417,7 +448,11 @@ mod tests {
         let (c, o) = reg
             .get_or_build(&key, faster, build_counter(&builds))
             .unwrap();
-        assert_eq!((c, o), (FakeClient(3), Obtained::Rebuilt));
+        let rate_limits = SettingsChange {
+            rate_limits: true,
+            ..SettingsChange::default()
+        };
+        assert_eq!((c, o), (FakeClient(3), Obtained::Rebuilt(rate_limits)));
         assert!(reg.index::<Vec<String>>(&key).is_some());
     }
 
@@ -526,10 +561,23 @@ mod tests {
             budget_percent: 20,
             ..ClientOptions::default()
         };
-        assert_eq!(get(&domain, &token, budget.clone()), Obtained::Rebuilt);
+        let change = |domain, token, rate_limits| {
+            Obtained::Rebuilt(SettingsChange {
+                domain,
+                token,
+                rate_limits,
+            })
+        };
+        assert_eq!(
+            get(&domain, &token, budget.clone()),
+            change(false, false, true)
+        );
         let rotated = ApiToken::new("token-2".into());
-        assert_eq!(get(&domain, &rotated, budget.clone()), Obtained::Rebuilt);
-        assert_eq!(get(&other, &rotated, budget), Obtained::Rebuilt);
+        assert_eq!(
+            get(&domain, &rotated, budget.clone()),
+            change(false, true, false)
+        );
+        assert_eq!(get(&other, &rotated, budget), change(true, false, false));
     }
 
     fn with(
