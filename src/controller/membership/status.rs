@@ -39,6 +39,65 @@ pub fn expiry_of(gm: &GroupMembership) -> Result<Expiry, String> {
     }
 }
 
+/// Checks the spec as the CRD's CEL rules promise (the API server may not evaluate them):
+/// exactly one of `group.name` and `group.id`, at most one of `expiresAt` and `duration`,
+/// and a duration that parses and fits. Returns the expiry, or why the spec is invalid.
+pub fn validate(gm: &GroupMembership) -> Result<Expiry, String> {
+    let group = &gm.spec.group;
+    match (group.name.as_deref(), group.id.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err("spec.group sets both name and id; set exactly one".into());
+        }
+        (None, None) => return Err("spec.group sets neither name nor id; set exactly one".into()),
+        (Some(""), _) => return Err("spec.group.name is empty".into()),
+        (_, Some("")) => return Err("spec.group.id is empty".into()),
+        _ => {}
+    }
+    if gm.spec.expires_at.is_some() && gm.spec.duration.is_some() {
+        return Err("spec sets both expiresAt and duration; set at most one".into());
+    }
+    expiry_of(gm).map_err(|e| format!("spec.duration: {e}"))
+}
+
+/// The status of a live object whose spec is invalid ([`validate`]): what the last round
+/// reported, with `Ready` and `Expired` False for [`Reason::InvalidSpec`]. The Warning Event
+/// comes with a change of that report only, so a standing refusal is not repeated.
+pub fn refuse_spec(
+    gm: &GroupMembership,
+    message: &str,
+    now: Timestamp,
+) -> (MembershipStatus, Option<decide::Event>) {
+    let generation = gm.metadata.generation;
+    let mut status = gm.status.clone().unwrap_or_default();
+    let mut changed = false;
+    for (type_, text) in [
+        (ConditionType::Ready, message.to_owned()),
+        (
+            ConditionType::Expired,
+            "the expiry cannot be known while the spec is invalid".to_owned(),
+        ),
+    ] {
+        changed |= set_condition(
+            &mut status.conditions,
+            new_condition(
+                type_,
+                false.into(),
+                Reason::InvalidSpec.as_str(),
+                text,
+                generation,
+                Time(now),
+            ),
+        );
+    }
+    status.observed_generation = generation;
+    let event = changed.then(|| decide::Event {
+        event_type: decide::EventType::Warning,
+        reason: decide::EventReason::Reason(Reason::InvalidSpec),
+        message: message.to_owned(),
+    });
+    (status, event)
+}
+
 /// Live, or being deleted with the declared policy.
 pub fn lifecycle_of(gm: &GroupMembership) -> Lifecycle {
     if gm.metadata.deletion_timestamp.is_none() {
