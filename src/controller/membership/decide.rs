@@ -1141,7 +1141,18 @@ pub fn decide(input: &Input) -> Plan {
                 }
             },
             (None, Err(refusal), None) => {
-                let origin = r.id.and_then(|id| record.members.get(id)).map(|o| o.origin);
+                // Without the connector the record cannot be read: keep what the previous
+                // status knew, so a later deletion still sees (and reports) the claim.
+                let origin =
+                    r.id.and_then(|id| record.members.get(id))
+                        .map(|o| o.origin)
+                        .or_else(|| {
+                            input
+                                .connector
+                                .as_ref()
+                                .map_or(previous_by_entry.get(r.user), |_| None)
+                                .and_then(|p| p.origin)
+                        });
                 let state = refused_state(refusal);
                 (
                     state,

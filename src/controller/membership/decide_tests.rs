@@ -921,6 +921,26 @@ fn deletion_without_a_record_finishes_only_when_nothing_could_be_revoked() {
 }
 
 #[test]
+fn a_vanished_connector_keeps_the_reported_origins_for_the_deletion() {
+    let mut input = input(&["alice", "bob"]);
+    input.members = members(&["bob"]);
+    round(&mut input);
+    // The connector is deleted: no domain, so the record cannot be located (read as empty).
+    input.connector = None;
+    input.record = GroupRecord::default();
+    input.group = GroupLookup::NotLookedUp;
+    for u in &mut input.users {
+        u.lookup = UserLookup::NotLookedUp;
+    }
+    let (_, out) = round(&mut input);
+    assert_eq!(out.ready.reason, Reason::ConnectorNotFound);
+    assert_eq!(user_row(&out, "alice").origin, Some(Origin::Granted));
+    assert_eq!(user_row(&out, "bob").origin, Some(Origin::Preexisting));
+    let events = finish_unlocated(DeletionPolicy::Revoke, None, "acme", &input.previous).unwrap();
+    assert!(events[0].message.contains(" 1 "), "{}", events[0].message);
+}
+
+#[test]
 fn deletion_is_not_blocked_by_a_vanished_group() {
     let mut input = input(&["alice"]);
     round(&mut input);
