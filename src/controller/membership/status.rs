@@ -56,7 +56,10 @@ pub fn validate(gm: &GroupMembership) -> Result<Expiry, String> {
     if gm.spec.expires_at.is_some() && gm.spec.duration.is_some() {
         return Err("spec sets both expiresAt and duration; set at most one".into());
     }
-    expiry_of(gm).map_err(|e| format!("spec.duration: {e}"))
+    expiry_of(gm).map_err(|e| {
+        let text = gm.spec.duration.as_deref().unwrap_or_default();
+        format!("spec.duration {text:?}: {e}")
+    })
 }
 
 /// The status of a live object whose spec is invalid ([`validate`]): what the last round
@@ -375,5 +378,66 @@ mod tests {
         assert_eq!(reason_from(Some("UserOutOfScope")), Reason::UserOutOfScope);
         assert_eq!(reason_from(Some("SomethingNew")), Reason::Pending);
         assert_eq!(reason_from(None), Reason::Pending);
+    }
+
+    #[test]
+    fn validate_enforces_what_the_cel_rules_promise() {
+        let mut g = gm(&["a@example.com"], None);
+        assert!(matches!(validate(&g), Ok(Expiry::After(_))));
+        g.spec.group.id = Some("00gX".into());
+        assert!(validate(&g).unwrap_err().contains("both name and id"));
+        g.spec.group.name = None;
+        assert!(validate(&g).is_ok());
+        g.spec.group.id = None;
+        assert!(validate(&g).unwrap_err().contains("neither name nor id"));
+        g.spec.group.id = Some(String::new());
+        assert!(validate(&g).unwrap_err().contains("group.id is empty"));
+        g.spec.group.id = Some("00gX".into());
+        g.spec.expires_at = Some(Time("2030-01-01T00:00:00Z".parse().unwrap()));
+        assert!(
+            validate(&g)
+                .unwrap_err()
+                .contains("both expiresAt and duration")
+        );
+        g.spec.expires_at = None;
+        g.spec.duration = Some("soon".into());
+        let err = validate(&g).unwrap_err();
+        assert!(err.starts_with("spec.duration \"soon\""), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_spec_keeps_the_rows_and_warns_only_when_the_report_changes() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let rows = MembershipStatus {
+            users: vec![UserMembershipStatus {
+                user: "a@example.com".into(),
+                user_id: Some("00ua".into()),
+                state: UserMembershipState::Granted,
+                origin: Some(MembershipOrigin::Granted),
+                reason: Some("Granted".into()),
+                message: Some("granted".into()),
+                last_transition_time: Some(Time(t0)),
+            }],
+            group_id: Some("00gX".into()),
+            ..MembershipStatus::default()
+        };
+        let g = gm(&["a@example.com"], Some(rows.clone()));
+        let (status, event) = refuse_spec(&g, "spec.group sets both name and id", t0);
+        assert_eq!(status.users, rows.users, "claims stay as reported");
+        assert_eq!(status.group_id, rows.group_id);
+        for c in &status.conditions {
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", "InvalidSpec")
+            );
+        }
+        let event = event.expect("a Warning for the new report");
+        assert_eq!(event.event_type, decide::EventType::Warning);
+        assert_eq!(event.reason.as_str(), "InvalidSpec");
+        let again = gm(&["a@example.com"], Some(status.clone()));
+        let later = t0 + SignedDuration::from_mins(5);
+        let (same, event) = refuse_spec(&again, "spec.group sets both name and id", later);
+        assert_eq!(same, status, "an unchanged report is the same status");
+        assert_eq!(event, None);
     }
 }
