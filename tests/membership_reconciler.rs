@@ -439,16 +439,18 @@ async fn a_refused_put_backs_off_without_rewriting_status_and_keeps_no_intent() 
     let h = Harness::start().await;
     // The index takes the imported group for an OKTA_GROUP, so the guard rail admits it and
     // Okta answers every PUT with 403 E0000006 (a fresh errorId each time).
-    h.sync_index_edited("acme", |snapshot| {
-        for g in snapshot
-            .groups
-            .iter_mut()
-            .filter(|g| g.name == "Eng Imported")
-        {
-            g.group_type = "OKTA_GROUP".into();
-        }
-    })
-    .await;
+    let sync = || {
+        h.sync_index_edited("acme", |snapshot| {
+            for g in snapshot
+                .groups
+                .iter_mut()
+                .filter(|g| g.name == "Eng Imported")
+            {
+                g.group_type = "OKTA_GROUP".into();
+            }
+        })
+    };
+    sync().await;
     h.apply(
         "refused",
         json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Imported"},
@@ -488,7 +490,8 @@ async fn a_refused_put_backs_off_without_rewriting_status_and_keeps_no_intent() 
     let group = h.group("Eng Imported");
     let alice = h.user("alice@example.com");
     assert!(h.okta.add_membership(&group, &alice).unwrap());
-    h.connector_synced("acme", "2026-01-01T01:00:00Z").await;
+    // A new sync: the next round reads the members afresh.
+    sync().await;
     let gm = h
         .wait_condition("refused", "Ready", "True", "Granted")
         .await;
