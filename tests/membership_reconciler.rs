@@ -695,13 +695,25 @@ async fn deletion_completes_when_the_connector_is_gone_leaving_memberships_in_ok
         .await;
         h.wait_condition(name, "Ready", "True", "Granted").await;
     }
-    // As in a namespace deletion: the connector and the memberships go together, so the
-    // first round to see the connector gone is a deletion round.
-    h.stop_operator().await;
+    // The connector's deletion is seen at once, and the grants are still reported.
     let api: Api<OktaCiamConnector> = Api::namespaced(h.kube.clone(), NS);
     api.delete("doomed", &kube::api::DeleteParams::default())
         .await
         .unwrap();
+    for (name, user) in [
+        ("revoking", "alice@example.com"),
+        ("retaining", "bob@example.com"),
+    ] {
+        let gm = h
+            .wait_condition(name, "Ready", "False", "ConnectorNotFound")
+            .await;
+        assert_eq!(
+            user_row(&gm, user).origin,
+            Some(okta_ciam_operator::crd::MembershipOrigin::Granted)
+        );
+    }
+    // As in a namespace deletion, the memberships go while nothing reconciles them.
+    h.stop_operator().await;
     for name in ["revoking", "retaining"] {
         h.delete(name).await;
     }

@@ -284,7 +284,8 @@ async fn run_term(
             let connectors = watcher(connectors, watcher::Config::default())
                 .default_backoff()
                 .reflect(connector_writer)
-                .applied_objects();
+                // Deletions too: a membership whose connector is gone may finish deleting.
+                .touched_objects();
             let registry = tokio_stream_of(ctx.clients.subscribe());
             controller
                 .watches_stream(connectors, move |c: OktaCiamConnector| {
