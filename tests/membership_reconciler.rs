@@ -410,3 +410,345 @@ async fn converges_through_server_errors_and_rate_limits() {
     assert_eq!(h.members("Eng On-Call"), h.ids(&["dave@example.com"]));
     h.shutdown().await;
 }
+
+/// The status row's message and the object's resourceVersion.
+fn row_and_version(gm: &okta_ciam_operator::crd::GroupMembership, user: &str) -> (String, String) {
+    (
+        user_row(gm, user).message.clone().unwrap_or_default(),
+        gm.metadata.resource_version.clone().unwrap_or_default(),
+    )
+}
+
+/// Membership rounds that ended without an error so far.
+fn successful_rounds(h: &Harness) -> u64 {
+    let metric = r#"okta_ciam_reconciles_total{kind="GroupMembership",result="success"} "#;
+    h.metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(metric))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// PUTs the emulator answered so far.
+fn puts(h: &Harness) -> u64 {
+    h.requests_where(|route| route.starts_with("PUT "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_put_backs_off_without_rewriting_status_and_keeps_no_intent() {
+    let h = Harness::start().await;
+    // The index takes the imported group for an OKTA_GROUP, so the guard rail admits it and
+    // Okta answers every PUT with 403 E0000006 (a fresh errorId each time).
+    let sync = || {
+        h.sync_index_edited("acme", |snapshot| {
+            for g in snapshot
+                .groups
+                .iter_mut()
+                .filter(|g| g.name == "Eng Imported")
+            {
+                g.group_type = "OKTA_GROUP".into();
+            }
+        })
+    };
+    sync().await;
+    h.apply(
+        "refused",
+        json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Imported"},
+               "users": ["alice@example.com"]}),
+    )
+    .await;
+    let gm = h
+        .wait_condition("refused", "Ready", "False", "GrantFailed")
+        .await;
+    h.wait_event("refused", "Warning", "GrantFailed").await;
+    let row = user_row(&gm, "alice@example.com");
+    let message = row.message.clone().unwrap_or_default();
+    assert!(message.contains("HTTP 403 E0000006"), "{message}");
+    assert!(
+        !message.contains("errorId") && !message.contains("request id"),
+        "{message}"
+    );
+    assert_eq!(row.origin, None, "the refused grant holds no claim");
+
+    // Over a bounded window the retries follow the back-off (200 ms doubling to a 2 s cap:
+    // about 5 in 5 s; a fixed 200 ms would be 25, a hot loop hundreds) and the status,
+    // unchanged, is not rewritten.
+    let window = std::time::Duration::from_secs(5);
+    let (before, version) = (puts(&h), row_and_version(&gm, "alice@example.com"));
+    // Measuring a rate needs a fixed window; nothing waits on it for synchronisation.
+    tokio::time::sleep(window).await;
+    let retries = puts(&h) - before;
+    assert!(
+        (1..=7).contains(&retries),
+        "{retries} PUTs in {window:?} after the failure was reported"
+    );
+    let gm = h.get("refused").await.unwrap();
+    assert_eq!(row_and_version(&gm, "alice@example.com"), version);
+
+    // Someone adds alice by hand: the refused PUT left no intent, so her membership is
+    // preexisting and survives the entry being dropped.
+    let group = h.group("Eng Imported");
+    let alice = h.user("alice@example.com");
+    assert!(h.okta.add_membership(&group, &alice).unwrap());
+    // A new sync: the next round reads the members afresh.
+    sync().await;
+    let gm = h
+        .wait_condition("refused", "Ready", "True", "Granted")
+        .await;
+    assert_eq!(
+        state_of(&gm, "alice@example.com"),
+        "Granted/Some(Preexisting)/Preexisting"
+    );
+    h.delete("refused").await;
+    h.wait_gone("refused").await;
+    assert_eq!(h.members("Eng Imported"), h.ids(&["alice@example.com"]));
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_off_or_suspend_on_the_connector_stops_writes_despite_the_index() {
+    let h = Harness::start().await;
+    // The index says provisioning is on and the connector is not suspended.
+    h.sync_index("acme").await;
+    let spec = |users: &[&str]| json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Admins"}, "users": users});
+    h.apply("admins", spec(&["alice@example.com"])).await;
+    h.wait_condition("admins", "Ready", "True", "Granted").await;
+    let api: Api<OktaCiamConnector> = Api::namespaced(h.kube.clone(), NS);
+    for (change, reason) in [
+        (
+            json!({"spec": {"provisioning": false}}),
+            "ProvisioningDisabled",
+        ),
+        (
+            json!({"spec": {"provisioning": true, "suspend": true}}),
+            "ConnectorSuspended",
+        ),
+    ] {
+        api.patch(
+            "acme",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&change),
+        )
+        .await
+        .unwrap();
+        h.wait_condition("admins", "Ready", "False", reason).await;
+        let writes = h.writes();
+        // Neither a new entry nor a dropped one is written while the connector refuses.
+        h.apply("admins", spec(&["bob@example.com"])).await;
+        wait_for("the spec change reconciled", || async {
+            let gm = h.get("admins").await?;
+            let s = gm.status.as_ref()?;
+            s.users
+                .iter()
+                .any(|u| u.user == "bob@example.com")
+                .then_some(())
+        })
+        .await;
+        h.wait_condition("admins", "Ready", "False", reason).await;
+        assert_eq!(h.writes(), writes, "{reason}: no Okta write");
+        assert_eq!(h.members("Eng Admins"), h.ids(&["alice@example.com"]));
+        h.apply("admins", spec(&["alice@example.com"])).await;
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_renamed_after_the_grant_is_still_revoked_on_deletion() {
+    let h = Harness::start().await;
+    h.apply(
+        "renamed",
+        json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Admins"},
+               "users": ["alice@example.com"]}),
+    )
+    .await;
+    h.wait_condition("renamed", "Ready", "True", "Granted")
+        .await;
+    let group = h.group("Eng Admins");
+    h.okta.rename_group(&group, "Platform Admins").unwrap();
+    h.connector_synced("acme", "2026-01-01T01:00:00Z").await;
+    // Reported honestly: the declared name no longer matches the group it was granted in.
+    let gm = h
+        .wait_condition("renamed", "Ready", "False", "GroupRenamed")
+        .await;
+    let message = user_row(&gm, "alice@example.com")
+        .message
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        message.contains("Platform Admins") && message.contains(&group),
+        "{message}"
+    );
+    assert_eq!(
+        gm.status.as_ref().unwrap().group_id.as_deref(),
+        Some(group.as_str())
+    );
+    h.wait_event("renamed", "Warning", "GroupRenamed").await;
+    assert_eq!(
+        h.okta.members_of(&group),
+        vec![h.user("alice@example.com")],
+        "nothing revoked while live"
+    );
+
+    h.delete("renamed").await;
+    h.wait_gone("renamed").await;
+    assert!(
+        h.okta.members_of(&group).is_empty(),
+        "the grant was revoked by id"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_spec_is_reported_once_without_okta_calls_and_can_be_deleted() {
+    let h = Harness::start().await;
+    let cases = [
+        (
+            "both-group-keys",
+            json!({"connectorRef": {"name": "acme"},
+                   "group": {"name": "Eng Admins", "id": h.group("Eng Admins")},
+                   "users": ["alice@example.com"]}),
+            "both name and id",
+        ),
+        (
+            "both-expiries",
+            json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Admins"},
+                   "users": ["alice@example.com"], "duration": "1h",
+                   "expiresAt": "2030-01-01T00:00:00Z"}),
+            "both expiresAt and duration",
+        ),
+    ];
+    let requests = h.requests_where(|_| true);
+    for (name, spec, _) in &cases {
+        h.apply(name, spec.clone()).await;
+    }
+    for (name, _, why) in &cases {
+        let gm = h
+            .wait_condition(name, "Ready", "False", "InvalidSpec")
+            .await;
+        let ready = gm
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert!(ready.message.contains(why), "{name}: {}", ready.message);
+        h.wait_event(name, "Warning", "InvalidSpec").await;
+    }
+    assert_eq!(
+        h.requests_where(|_| true),
+        requests,
+        "no Okta call for an invalid spec"
+    );
+    // It waits for a change: a connector sync re-reconciles every membership, and those
+    // rounds neither call Okta nor rewrite the status nor repeat the Event.
+    let mut versions = Vec::new();
+    for (name, _, _) in &cases {
+        versions.push(h.get(name).await.unwrap().metadata.resource_version);
+    }
+    let rounds = successful_rounds(&h);
+    h.connector_synced("acme", "2026-01-01T01:00:00Z").await;
+    wait_for("both re-reconciled after the sync", || async {
+        (successful_rounds(&h) >= rounds + cases.len() as u64).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.requests_where(|_| true),
+        requests,
+        "no Okta call for an invalid spec"
+    );
+    for ((name, _, _), version) in cases.iter().zip(&versions) {
+        assert_eq!(
+            &h.get(name).await.unwrap().metadata.resource_version,
+            version,
+            "{name}"
+        );
+        let warnings = h
+            .event_reasons(name)
+            .await
+            .into_iter()
+            .filter(|(t, r)| t == "Warning" && r == "InvalidSpec")
+            .count();
+        assert_eq!(warnings, 1, "{name}");
+    }
+    for (name, _, _) in &cases {
+        h.delete(name).await;
+        h.wait_gone(name).await;
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_completes_when_the_connector_is_gone_leaving_memberships_in_okta() {
+    let mut h = Harness::start().await;
+    h.connector("doomed", json!({})).await;
+    for (name, policy, user) in [
+        ("revoking", "Revoke", "alice@example.com"),
+        ("retaining", "Retain", "bob@example.com"),
+    ] {
+        h.apply(
+            name,
+            json!({"connectorRef": {"name": "doomed"}, "group": {"name": "Eng Admins"},
+                   "users": [user], "deletionPolicy": policy}),
+        )
+        .await;
+        h.wait_condition(name, "Ready", "True", "Granted").await;
+    }
+    // The connector's deletion is seen at once, and the grants are still reported.
+    let api: Api<OktaCiamConnector> = Api::namespaced(h.kube.clone(), NS);
+    api.delete("doomed", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    for (name, user) in [
+        ("revoking", "alice@example.com"),
+        ("retaining", "bob@example.com"),
+    ] {
+        let gm = h
+            .wait_condition(name, "Ready", "False", "ConnectorNotFound")
+            .await;
+        assert_eq!(
+            user_row(&gm, user).origin,
+            Some(okta_ciam_operator::crd::MembershipOrigin::Granted)
+        );
+    }
+    // As in a namespace deletion, the memberships go while nothing reconciles them.
+    h.stop_operator().await;
+    for name in ["revoking", "retaining"] {
+        h.delete(name).await;
+    }
+    let writes = h.writes();
+    h.start_operator();
+    for name in ["revoking", "retaining"] {
+        h.wait_gone(name).await;
+    }
+    assert_eq!(
+        h.writes(),
+        writes,
+        "nothing can be revoked without the connector"
+    );
+    assert_eq!(
+        h.members("Eng Admins"),
+        h.ids(&["alice@example.com", "bob@example.com"])
+    );
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(h.kube.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let left = events
+        .items
+        .iter()
+        .find(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("revoking")
+                && e.reason.as_deref() == Some("ConnectorNotFound")
+                && e.note.as_deref().is_some_and(|n| n.contains("leaving"))
+        })
+        .unwrap_or_else(|| panic!("no Warning about the grant left: {:?}", events.items));
+    assert_eq!(left.type_.as_deref(), Some("Warning"));
+    assert!(
+        left.note.as_deref().unwrap().contains(" 1 "),
+        "{:?}",
+        left.note
+    );
+    h.shutdown().await;
+}

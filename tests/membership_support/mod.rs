@@ -29,6 +29,8 @@ use crate::support;
 pub const NS: &str = "identity";
 pub const OPERATOR_NS: &str = "okta-ciam-operator";
 pub const WAIT: Duration = Duration::from_secs(30);
+/// The harness's longest retry delay (the first is 200 ms, doubled per failed round).
+pub const RETRY_MAX: Duration = Duration::from_secs(2);
 
 pub const FIXTURE: &str = r#"
 tokens: [test-token]
@@ -102,6 +104,7 @@ impl Default for Options {
             settings: Settings {
                 record_namespace: Some(OPERATOR_NS.into()),
                 retry_delay: Duration::from_millis(200),
+                retry_max: RETRY_MAX,
                 resync: Duration::from_secs(600),
                 ..Settings::default()
             },
@@ -195,6 +198,16 @@ impl Harness {
     /// Runs a real sync through the connector's shared client and stores its index, as the
     /// connector reconciler does after each sync.
     pub async fn sync_index(&self, name: &str) {
+        self.sync_index_edited(name, |_| {}).await;
+    }
+
+    /// [`Harness::sync_index`] with the snapshot edited before it is indexed (an index that
+    /// disagrees with Okta, as one gone stale would).
+    pub async fn sync_index_edited(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut okta_ciam_operator::sync::snapshot::Snapshot),
+    ) {
         use okta_ciam_operator::controller::connector::index::{ConnectorFacts, ConnectorIndex};
         use okta_ciam_operator::sync::engine::{SyncConfig, sync};
         use okta_ciam_operator::sync::progress::NoProgress;
@@ -207,7 +220,8 @@ impl Harness {
             group_name_filter: None,
             concurrency: 4,
         };
-        let snapshot = sync(&client, &config, &NoProgress).await.unwrap();
+        let mut snapshot = sync(&client, &config, &NoProgress).await.unwrap();
+        edit(&mut snapshot);
         let facts = ConnectorFacts {
             ready: true,
             provisioning: true,
@@ -302,12 +316,17 @@ impl Harness {
 
     /// Membership writes (PUT or DELETE) the emulator answered so far.
     pub fn writes(&self) -> u64 {
+        self.requests_where(|route| route.starts_with("PUT ") || route.starts_with("DELETE "))
+    }
+
+    /// Requests the emulator answered so far on the routes `pick` selects.
+    pub fn requests_where(&self, pick: impl Fn(&str) -> bool) -> u64 {
         self.okta
             .stats()
             .requests
             .by_route
             .iter()
-            .filter(|(route, _)| route.starts_with("PUT ") || route.starts_with("DELETE "))
+            .filter(|(route, _)| pick(route))
             .map(|(_, n)| n)
             .sum()
     }

@@ -8,7 +8,9 @@
 //! # Guard rails
 //! Checked before any Okta write, in this order; the first failure decides the reason:
 //! connector ([`check_connector`]: missing, not ready, `provisioning: false`, suspended),
-//! group ([`check_group`]: not found, not `OKTA_GROUP`, outside the group-name filter),
+//! group ([`check_group`]: not found, renamed since it was resolved, not `OKTA_GROUP`,
+//! outside the group-name filter; a renamed group found by its recorded id still admits
+//! letting go of the operator's grants, see [`check_group_for`]),
 //! then each user ([`check_user`]: not found, ambiguous, outside the email domains,
 //! suspended or deprovisioned). A connector or group refusal stops every write for the
 //! group; a user refusal stops writes for that user only.
@@ -34,7 +36,9 @@
 //! User guard rails gate grants only: revoking a membership the operator itself granted
 //! is allowed even if the user has since left the email domains (the connector and group
 //! guard rails still apply). A declared user whose lookup fails keeps its claim through
-//! the `userId` of the previous status, so a flaky lookup never reads as a removal.
+//! the `userId` of the previous status, so a flaky lookup never reads as a removal; and
+//! while any declared entry is not looked up, a live round revokes no claim it cannot
+//! match to a resolved entry (the unresolved entry may name it).
 //!
 //! # Crash-safety protocol (the reconciler must follow it)
 //! 1. Read the record **fresh** (a GET, not an informer cache) and remember its
@@ -47,13 +51,18 @@
 //!    A revoked membership stays in the record until the DELETE is confirmed, so a crash
 //!    before the DELETE cannot orphan a grant the operator still owns.
 //! 4. PUT every [`Plan::grants`] and DELETE every [`Plan::revokes`] (both idempotent in
-//!    Okta), collecting failures as [`WriteError`]s keyed by user id.
+//!    Okta), collecting failures as [`WriteError`]s keyed by user id. A definite refusal
+//!    of a PUT ([`WriteError::Refused`], [`WriteError::NotFound`]) releases the intent; an
+//!    unknown outcome ([`WriteError::Failed`]) keeps it. Failure messages must be stable
+//!    (no per-response ids), or every retry would rewrite the status.
 //! 5. `let out = plan.settle(&failures)`. If `out.record != plan.record`, write it
 //!    (precondition again; on conflict just requeue: the next round converges).
 //! 6. Write the status from `out` (users, conditions, `groupId`, `expiresAt`,
 //!    `effectiveSince`), emit `out.events`, remove the finalizer when
 //!    `out.remove_finalizer` (only after the record write succeeded), and requeue at
-//!    `out.requeue_at` (exact expiry) or with backoff when `out.retry`.
+//!    `out.requeue_at` (exact expiry) or with backoff ([`retry_delay`]) when `out.retry`.
+//!    A record that cannot be located lets a deletion finish only as [`finish_unlocated`]
+//!    says.
 //!
 //! Crashing anywhere converges on the next round: before 3 nothing happened; between 3
 //! and 4 the intent is re-planned (a grant still missing is granted again, a membership
@@ -65,6 +74,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -134,6 +144,14 @@ pub enum GroupLookup {
     NotFound,
     /// Found.
     Found(OktaGroup),
+    /// The declared name matches no group, but the id recorded in status does: the group
+    /// was renamed since it was resolved.
+    Renamed {
+        /// The group as Okta now has it.
+        group: OktaGroup,
+        /// The name the spec declares.
+        declared: String,
+    },
 }
 
 /// An Okta user as found for a declared entry.
@@ -272,6 +290,9 @@ pub struct Input {
 /// reason among a set is the smallest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Reason {
+    /// The spec cannot be acted on (see [`validate`](super::status::validate)): nothing is
+    /// looked up or written until it changes.
+    InvalidSpec,
     /// The referenced connector does not exist.
     ConnectorNotFound,
     /// The connector is not Ready.
@@ -282,6 +303,9 @@ pub enum Reason {
     ConnectorSuspended,
     /// The group does not exist in Okta.
     GroupNotFound,
+    /// The group found by its recorded id no longer has the declared name: nothing is
+    /// granted until the spec names it again, but the operator still lets go of its grants.
+    GroupRenamed,
     /// The group is not an `OKTA_GROUP`, so its membership is owned elsewhere.
     GroupNotOktaManaged,
     /// The group's name is outside the connector's group-name filter.
@@ -322,11 +346,13 @@ impl Reason {
     /// The CamelCase string used in conditions and Events.
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::InvalidSpec => "InvalidSpec",
             Reason::ConnectorNotFound => "ConnectorNotFound",
             Reason::ConnectorNotReady => "ConnectorNotReady",
             Reason::ProvisioningDisabled => "ProvisioningDisabled",
             Reason::ConnectorSuspended => "ConnectorSuspended",
             Reason::GroupNotFound => "GroupNotFound",
+            Reason::GroupRenamed => "GroupRenamed",
             Reason::GroupNotOktaManaged => "GroupNotOktaManaged",
             Reason::GroupOutOfScope => "GroupOutOfScope",
             Reason::UserOutOfScope => "UserOutOfScope",
@@ -528,7 +554,9 @@ pub struct Event {
 pub enum WriteError {
     /// 404: the user or group no longer exists (a revoke then counts as done).
     NotFound(String),
-    /// Any other failure after the client's own retries.
+    /// A definite refusal (a 4xx other than 404 and 429): Okta did not make the change.
+    Refused(String),
+    /// Any other failure after the client's own retries: the outcome is unknown.
     Failed(String),
 }
 
@@ -697,11 +725,33 @@ pub fn check_connector(connector: Option<&ConnectorFacts>) -> Result<&ConnectorF
 }
 
 /// Group guard rails: it must exist, be an `OKTA_GROUP` and pass the group-name filter.
+/// A renamed group is refused ([`Reason::GroupRenamed`]); see [`check_group_for`].
 pub fn check_group<'a>(
     group: &'a GroupLookup,
     connector: &ConnectorFacts,
 ) -> Result<&'a OktaGroup, Refusal> {
+    check_group_for(group, connector, false)
+}
+
+/// [`check_group`] for a round that may be letting go (`letting_go`: expired or being
+/// deleted): a renamed group is then the group the grants were made in, so the operator may
+/// still revoke them there; a live declaration is refused until its spec names the group.
+pub fn check_group_for<'a>(
+    group: &'a GroupLookup,
+    connector: &ConnectorFacts,
+    letting_go: bool,
+) -> Result<&'a OktaGroup, Refusal> {
     match group {
+        GroupLookup::Renamed { group: g, .. } if letting_go => {
+            check_okta_group(g, connector).map(|()| g)
+        }
+        GroupLookup::Renamed { group: g, declared } => Err(Refusal::new(
+            Reason::GroupRenamed,
+            format!(
+                "group {} is now named {:?}, not the declared {declared:?}; update spec.group",
+                g.id, g.name
+            ),
+        )),
         GroupLookup::NotLookedUp => Err(Refusal::new(
             Reason::Pending,
             "the group has not been looked up yet".into(),
@@ -710,28 +760,33 @@ pub fn check_group<'a>(
             Reason::GroupNotFound,
             "the group does not exist in Okta".into(),
         )),
-        GroupLookup::Found(g) if g.group_type != "OKTA_GROUP" => Err(Refusal::new(
+        GroupLookup::Found(g) => check_okta_group(g, connector).map(|()| g),
+    }
+}
+
+/// The type and name-filter rails of a group that exists.
+fn check_okta_group(g: &OktaGroup, connector: &ConnectorFacts) -> Result<(), Refusal> {
+    if g.group_type != "OKTA_GROUP" {
+        Err(Refusal::new(
             Reason::GroupNotOktaManaged,
             format!(
                 "group {} ({}) is of type {}: only OKTA_GROUP membership is managed in Okta",
                 g.name, g.id, g.group_type
             ),
-        )),
-        GroupLookup::Found(g)
-            if !group_in_scope(&g.name, connector.group_name_filter.as_deref()) =>
-        {
-            Err(Refusal::new(
-                Reason::GroupOutOfScope,
-                format!(
-                    "group {} ({}) is outside connector {}'s group-name filter {:?}",
-                    g.name,
-                    g.id,
-                    connector.name,
-                    connector.group_name_filter.as_deref().unwrap_or_default()
-                ),
-            ))
-        }
-        GroupLookup::Found(g) => Ok(g),
+        ))
+    } else if !group_in_scope(&g.name, connector.group_name_filter.as_deref()) {
+        Err(Refusal::new(
+            Reason::GroupOutOfScope,
+            format!(
+                "group {} ({}) is outside connector {}'s group-name filter {:?}",
+                g.name,
+                g.id,
+                connector.name,
+                connector.group_name_filter.as_deref().unwrap_or_default()
+            ),
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -897,7 +952,7 @@ pub fn decide(input: &Input) -> Plan {
 
     let gate = check_operator(input.provisioning)
         .and_then(|()| check_connector(input.connector.as_ref()))
-        .and_then(|c| check_group(&input.group, c).map(|g| (c, g)));
+        .and_then(|c| check_group_for(&input.group, c, letting_go.is_some()).map(|g| (c, g)));
     let empty = BTreeSet::new();
     // Membership is known when the group passed the gates; a vanished group has none.
     let observed: Option<&BTreeSet<String>> = match (&gate, &input.group) {
@@ -906,7 +961,9 @@ pub fn decide(input: &Input) -> Plan {
         (Err(_), _) => None,
     };
     let (group_id, group_label) = match &input.group {
-        GroupLookup::Found(g) => (Some(g.id.clone()), format!("{} ({})", g.name, g.id)),
+        GroupLookup::Found(g) | GroupLookup::Renamed { group: g, .. } => {
+            (Some(g.id.clone()), format!("{} ({})", g.name, g.id))
+        }
         _ => (None, "the group".to_string()),
     };
 
@@ -949,6 +1006,21 @@ pub fn decide(input: &Input) -> Plan {
         resolved.iter().filter_map(|r| r.id).collect()
     };
 
+    // An entry whose lookup has not answered may name any user, including a claim that the
+    // previous status never tied to it (a crash after the write-ahead record, an edited
+    // entry): while one is open, a live round revokes nothing it cannot match to an entry.
+    // (A closed gate revokes nothing anyway, and says why.)
+    let unresolved: Vec<&str> = if letting_go.is_none() && gate.is_ok() {
+        input
+            .users
+            .iter()
+            .filter(|d| d.lookup == UserLookup::NotLookedUp)
+            .map(|d| d.user.as_str())
+            .collect()
+    } else {
+        Vec::new()
+    };
+
     let mut record = input.record.clone();
     let mut grants = BTreeSet::new();
     let mut revokes = BTreeSet::new();
@@ -984,7 +1056,19 @@ pub fn decide(input: &Input) -> Plan {
             && ownership.origin == Origin::Granted
             && co_claimants.is_empty()
             && member != Some(false);
-        let planned = if !must_delete {
+        let planned = if must_delete && !unresolved.is_empty() {
+            let message = format!(
+                "revocation waits until {} is looked up",
+                name_users(unresolved.iter().copied())
+            );
+            (
+                UserState::Pending,
+                origin,
+                Reason::Pending,
+                message,
+                Action::Keep,
+            )
+        } else if !must_delete {
             let message = if retain {
                 "left in Okta (deletionPolicy: Retain)".to_string()
             } else if ownership.origin == Origin::Preexisting {
@@ -1115,7 +1199,18 @@ pub fn decide(input: &Input) -> Plan {
                 }
             },
             (None, Err(refusal), None) => {
-                let origin = r.id.and_then(|id| record.members.get(id)).map(|o| o.origin);
+                // Without the connector the record cannot be read: keep what the previous
+                // status knew, so a later deletion still sees (and reports) the claim.
+                let origin =
+                    r.id.and_then(|id| record.members.get(id))
+                        .map(|o| o.origin)
+                        .or_else(|| {
+                            input
+                                .connector
+                                .as_ref()
+                                .map_or(previous_by_entry.get(r.user), |_| None)
+                                .and_then(|p| p.origin)
+                        });
                 let state = refused_state(refusal);
                 (
                     state,
@@ -1221,16 +1316,28 @@ impl Plan {
             let mut row = planned.clone();
             let failure = row.user_id.as_deref().and_then(|id| failures.get(id));
             match (row.action, failure) {
-                (Action::Grant { .. }, Some(WriteError::NotFound(m) | WriteError::Failed(m))) => {
-                    // The intent stays recorded: the next round retries or releases it.
+                (Action::Grant { .. }, Some(WriteError::Failed(m))) => {
+                    // The outcome is unknown, so the intent stays recorded: the next round
+                    // finds the membership (and keeps it) or grants again.
                     row.state = UserState::Failed;
                     row.reason = Reason::GrantFailed;
                     row.message = format!("adding to {} failed: {m}", self.group_label);
                     retry = true;
                 }
+                (Action::Grant { .. }, Some(WriteError::NotFound(m) | WriteError::Refused(m))) => {
+                    // Okta definitely did not add it: drop the intent, so a membership
+                    // someone adds by hand later is never taken for the operator's own.
+                    let id = row.user_id.as_deref().expect("a grant has a user id");
+                    record.release(id, owner, &BTreeSet::new());
+                    row.state = UserState::Failed;
+                    row.origin = None;
+                    row.reason = Reason::GrantFailed;
+                    row.message = format!("adding to {} was refused: {m}", self.group_label);
+                    retry = true;
+                }
                 (Action::Grant { drift: true }, None) => drifted.push(row.user.clone()),
                 (Action::Grant { drift: false }, None) => granted.push(row.user.clone()),
-                (Action::Revoke, Some(WriteError::Failed(m))) => {
+                (Action::Revoke, Some(WriteError::Failed(m) | WriteError::Refused(m))) => {
                     row.state = UserState::Failed;
                     row.reason = Reason::RevokeFailed;
                     row.message = format!("removing from {} failed: {m}", self.group_label);
@@ -1433,6 +1540,47 @@ impl Plan {
             remove_finalizer: self.deleting && !still_claimed,
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Retries and deletions without a record
+// ---------------------------------------------------------------------------------------
+
+/// Delay before the next round of an object after `failures` consecutive rounds (1 for the
+/// first) that failed or left writes pending: `base`, doubled each time, at most `cap`.
+pub fn retry_delay(base: Duration, cap: Duration, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(31);
+    base.saturating_mul(1 << doublings).min(cap.max(base))
+}
+
+/// Whether a deletion whose ownership record cannot be located (no connector to name the
+/// org, or no group id) may finish, and the Events saying so. `Some`: remove the finalizer.
+///
+/// Without the connector nothing can be revoked, ever: the memberships stay in Okta (nothing
+/// is lost) and a Warning says how many grants of this object were left. With `Retain`
+/// nothing would be revoked anyway. Otherwise (`Revoke`, connector present) the round waits
+/// for the record to be locatable, as a claim in it may still have to be revoked.
+pub fn finish_unlocated(
+    policy: DeletionPolicy,
+    connector: Option<&ConnectorFacts>,
+    connector_name: &str,
+    previous: &[UserStatus],
+) -> Option<Vec<Event>> {
+    if connector.is_some() {
+        return (policy == DeletionPolicy::Retain).then(Vec::new);
+    }
+    let grants = previous
+        .iter()
+        .filter(|p| p.origin == Some(Origin::Granted))
+        .count();
+    Some(vec![Event {
+        event_type: EventType::Warning,
+        reason: EventReason::Reason(Reason::ConnectorNotFound),
+        message: format!(
+            "connector {connector_name} does not exist: deleted leaving in Okta the {grants} \
+             membership(s) this object granted"
+        ),
+    }])
 }
 
 #[cfg(test)]

@@ -760,6 +760,187 @@ fn delete_with_retain_makes_no_write_and_releases_immediately() {
 }
 
 #[test]
+fn a_refused_grant_releases_its_intent_so_a_later_manual_add_is_never_revoked() {
+    let mut input = input(&["alice"]);
+    input.record = record(&[("alice", Origin::Granted, &[OTHER])]);
+    let plan = decide(&input);
+    assert_eq!(plan.grants, ids(&["alice"]));
+    assert!(plan.record.members[&id("alice")].claimants.contains(ME));
+    let refused = BTreeMap::from([(
+        id("alice"),
+        WriteError::Refused("HTTP 403 E0000006: You do not have permission".into()),
+    )]);
+    let out = plan.settle(&refused);
+    assert!(out.retry, "a refusal is retried with back-off");
+    assert_eq!(
+        out.record,
+        record(&[("alice", Origin::Granted, &[OTHER])]),
+        "only this plan's claim goes"
+    );
+    let row = user_row(&out, "alice");
+    assert_eq!(
+        (row.state, row.origin, row.reason),
+        (UserState::Failed, None, Reason::GrantFailed)
+    );
+    assert!(row.message.contains("E0000006"), "{}", row.message);
+
+    // Alone, a refused PUT leaves no record behind; someone then adds alice by hand and the
+    // entry is dropped: her membership is preexisting, never revoked.
+    let mut input = self::input(&["alice"]);
+    let out = decide(&input).settle(&refused);
+    assert_eq!(out.record, GroupRecord::default());
+    feed(&mut input, &out);
+    input.members = members(&["alice"]);
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes());
+    assert_eq!(user_row(&out, "alice").origin, Some(Origin::Preexisting));
+    input.users.clear();
+    let (plan, _) = round(&mut input);
+    assert!(plan.revokes.is_empty(), "{plan:?}");
+
+    // A 5xx leaves the outcome unknown: the intent stays.
+    let input = self::input(&["alice"]);
+    let failed = BTreeMap::from([(id("alice"), WriteError::Failed("HTTP 503".into()))]);
+    let out = decide(&input).settle(&failed);
+    assert!(out.record.members[&id("alice")].claimants.contains(ME));
+}
+
+#[test]
+fn an_unresolved_entry_blocks_revoking_claims_it_may_name() {
+    // A crash after the write-ahead record, before the first status: alice's claim has no
+    // status row, and her lookup fails this round.
+    let mut input = input(&["alice", "bob"]);
+    input.record = record(&[("alice", Origin::Granted, &[ME])]);
+    input.members = members(&["alice"]);
+    input.users[0].lookup = UserLookup::NotLookedUp;
+    let (plan, out) = round(&mut input);
+    assert!(plan.revokes.is_empty(), "{plan:?}");
+    assert_eq!(plan.grants, ids(&["bob"]), "resolved entries still proceed");
+    assert_eq!(
+        out.record.members[&id("alice")].claimants,
+        BTreeSet::from([ME.to_string()])
+    );
+    assert_eq!(user_row(&out, "alice").state, UserState::Pending);
+    // Once the entry resolves, it is hers and stays.
+    input.users[0] = declared("alice");
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes());
+    assert_eq!(user_row(&out, "alice").state, UserState::Granted);
+    // A definite answer lets go: bob's entry is edited to someone unknown.
+    input.users[1].lookup = UserLookup::NotFound;
+    input.previous.retain(|p| p.user != entry("bob"));
+    let (plan, _) = round(&mut input);
+    assert_eq!(plan.revokes, ids(&["bob"]));
+}
+
+#[test]
+fn a_renamed_group_is_refused_while_live_and_let_go_of_by_id() {
+    let mut input = input(&["alice"]);
+    round(&mut input);
+    let renamed = GroupLookup::Renamed {
+        group: OktaGroup {
+            id: GROUP_ID.into(),
+            name: "Engineering Primary".into(),
+            group_type: "OKTA_GROUP".into(),
+        },
+        declared: "Engineering On-Call".into(),
+    };
+    input.group = renamed;
+    input.users.push(declared("bob"));
+    let (plan, out) = round(&mut input);
+    assert!(
+        !plan.has_writes(),
+        "nothing granted into a group the spec no longer names"
+    );
+    assert_eq!(out.record, record(&[("alice", Origin::Granted, &[ME])]));
+    assert_eq!(out.ready.reason, Reason::GroupRenamed);
+    let row = user_row(&out, "alice");
+    assert_eq!(row.reason, Reason::GroupRenamed);
+    assert!(
+        row.message.contains("Engineering Primary"),
+        "{}",
+        row.message
+    );
+    assert_eq!(out.group_id.as_deref(), Some(GROUP_ID));
+    assert!(
+        event_reasons(&out).contains(&(EventType::Warning, "GroupRenamed")),
+        "{:?}",
+        out.events
+    );
+    // Deleted: the grant is revoked in the group it was made in, then the finalizer goes.
+    input.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.revokes, ids(&["alice"]));
+    assert_eq!(user_row(&out, "alice").reason, Reason::Revoked);
+    assert!(out.remove_finalizer);
+}
+
+#[test]
+fn retry_delay_doubles_up_to_the_cap() {
+    let base = std::time::Duration::from_millis(200);
+    let cap = std::time::Duration::from_secs(2);
+    let delays: Vec<u128> = (1..=6)
+        .map(|n| retry_delay(base, cap, n).as_millis())
+        .collect();
+    assert_eq!(delays, [200, 400, 800, 1600, 2000, 2000]);
+    assert_eq!(retry_delay(base, cap, u32::MAX), cap);
+    assert_eq!(
+        retry_delay(base, base / 2, 3),
+        base,
+        "the cap is never below the base"
+    );
+}
+
+#[test]
+fn deletion_without_a_record_finishes_only_when_nothing_could_be_revoked() {
+    let mut granted = self::input(&["alice", "bob"]);
+    granted.members = members(&["bob"]);
+    let (_, out) = round(&mut granted);
+    let previous = out.users;
+    let c = connector();
+    assert_eq!(
+        finish_unlocated(DeletionPolicy::Revoke, Some(&c), "acme", &previous),
+        None,
+        "the connector may come back: the record still holds grants to revoke"
+    );
+    assert_eq!(
+        finish_unlocated(DeletionPolicy::Retain, Some(&c), "acme", &previous),
+        Some(Vec::new())
+    );
+    for policy in [DeletionPolicy::Revoke, DeletionPolicy::Retain] {
+        let events = finish_unlocated(policy, None, "acme", &previous).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event_type, EventType::Warning);
+        assert_eq!(events[0].reason.as_str(), "ConnectorNotFound");
+        assert!(
+            events[0].message.contains("acme") && events[0].message.contains(" 1 "),
+            "alice's grant, not bob's preexisting membership: {}",
+            events[0].message
+        );
+    }
+}
+
+#[test]
+fn a_vanished_connector_keeps_the_reported_origins_for_the_deletion() {
+    let mut input = input(&["alice", "bob"]);
+    input.members = members(&["bob"]);
+    round(&mut input);
+    // The connector is deleted: no domain, so the record cannot be located (read as empty).
+    input.connector = None;
+    input.record = GroupRecord::default();
+    input.group = GroupLookup::NotLookedUp;
+    for u in &mut input.users {
+        u.lookup = UserLookup::NotLookedUp;
+    }
+    let (_, out) = round(&mut input);
+    assert_eq!(out.ready.reason, Reason::ConnectorNotFound);
+    assert_eq!(user_row(&out, "alice").origin, Some(Origin::Granted));
+    assert_eq!(user_row(&out, "bob").origin, Some(Origin::Preexisting));
+    let events = finish_unlocated(DeletionPolicy::Revoke, None, "acme", &input.previous).unwrap();
+    assert!(events[0].message.contains(" 1 "), "{}", events[0].message);
+}
+
+#[test]
 fn deletion_is_not_blocked_by_a_vanished_group() {
     let mut input = input(&["alice"]);
     round(&mut input);
@@ -1116,6 +1297,14 @@ fn build(raw: Raw) -> Input {
             name: "Sales".into(),
             group_type: "OKTA_GROUP".into(),
         }),
+        4 => GroupLookup::Renamed {
+            group: OktaGroup {
+                id: GROUP_ID.into(),
+                name: "Engineering Primary".into(),
+                group_type: "OKTA_GROUP".into(),
+            },
+            declared: "Engineering On-Call".into(),
+        },
         _ => group(),
     };
     for i in 0..UNIVERSE {
@@ -1203,10 +1392,28 @@ fn build(raw: Raw) -> Input {
     input
 }
 
+fn letting_go(input: &Input) -> bool {
+    input.lifecycle != Lifecycle::Live || is_expired(input.expiry, input.effective_since, input.now)
+}
+
 fn gate_open(input: &Input) -> bool {
     check_connector(input.connector.as_ref())
-        .and_then(|c| check_group(&input.group, c))
+        .and_then(|c| check_group_for(&input.group, c, letting_go(input)))
         .is_ok()
+}
+
+/// Whether a live `input` still declares `user_id`: an entry resolved to it, an entry the
+/// previous status tied to it, or an entry not looked up (which may name anyone).
+fn still_declared(input: &Input, user_id: &str) -> bool {
+    !letting_go(input)
+        && input.users.iter().any(|d| match &d.lookup {
+            UserLookup::Found(f) => f.id == user_id,
+            UserLookup::NotLookedUp => true,
+            _ => input
+                .previous
+                .iter()
+                .any(|p| p.user == d.user && p.user_id.as_deref() == Some(user_id)),
+        })
 }
 
 /// Other owners' claims in `before` are all still present in `after`.
@@ -1224,13 +1431,19 @@ fn keeps_others_claims(before: &GroupRecord, after: &GroupRecord, me: &str) -> b
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
-    /// Never revoke a membership not granted by the operator, held by someone else or
-    /// still declared elsewhere; preexisting never revoked; Retain never writes.
+    /// Never revoke a membership not granted by the operator, held by someone else, still
+    /// declared by this object or by another live declaration; preexisting never revoked;
+    /// Retain never writes; a refused grant leaves no claim of this object behind.
     #[test]
-    fn prop_revokes_only_sole_owned_grants(raw in arb_raw(), fail_mask in 0u8..32) {
+    fn prop_revokes_only_sole_owned_grants(
+        raw in arb_raw(),
+        fail_mask in 0u8..32,
+        refused in any::<bool>(),
+    ) {
         let input = build(raw);
         let plan = decide(&input);
         for u in &plan.revokes {
+            prop_assert!(!still_declared(&input, u), "revoked {} still declared here", u);
             let e = &input.record.members[u];
             prop_assert_eq!(e.origin, Origin::Granted);
             prop_assert_eq!(e.claimants.iter().collect::<Vec<_>>(), vec![ME]);
@@ -1266,7 +1479,10 @@ proptest! {
             .iter()
             .enumerate()
             .filter(|(i, _)| fail_mask & (1 << (i % 5)) != 0)
-            .map(|(_, u)| ((*u).clone(), WriteError::Failed("boom".into())))
+            .map(|(_, u)| {
+                let e = if refused { WriteError::Refused("HTTP 403".into()) } else { WriteError::Failed("boom".into()) };
+                ((*u).clone(), e)
+            })
             .collect();
         let out = plan.settle(&failures);
         prop_assert!(keeps_others_claims(&input.record, &out.record, ME));
@@ -1276,6 +1492,12 @@ proptest! {
         }
         for u in &plan.revokes {
             prop_assert_eq!(failures.contains_key(u), out.record.members.contains_key(u));
+        }
+        for u in plan.grants.iter().filter(|u| refused && failures.contains_key(*u)) {
+            prop_assert!(
+                !out.record.members.get(u).is_some_and(|o| o.claimants.contains(ME)),
+                "a refused grant of {} kept its intent", u
+            );
         }
     }
 

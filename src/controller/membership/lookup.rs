@@ -46,11 +46,40 @@ fn status_text(s: okta::UserStatus) -> String {
         .unwrap_or_else(|| "UNKNOWN".to_owned())
 }
 
+/// Looks the declared group up ([`find_declared`]). A name that matches nothing while the
+/// status already resolved the group (`known_id`) may be a rename: the group is then looked up
+/// by that id, and only a 404 for it means the group is gone ([`GroupLookup::Renamed`] when
+/// it still exists under another name). Only non-404 errors are returned.
+pub async fn find_group(
+    client: &OktaClient,
+    index: Option<&ConnectorIndex>,
+    group: &GroupRef,
+    known_id: Option<&str>,
+) -> okta::Result<GroupLookup> {
+    let found = find_declared(client, index, group).await?;
+    let (GroupLookup::NotFound, Some(declared), Some(id)) = (&found, &group.name, known_id) else {
+        return Ok(found);
+    };
+    let by_id = GroupRef {
+        name: None,
+        id: Some(id.to_owned()),
+    };
+    Ok(match find_declared(client, index, &by_id).await? {
+        // Seen by name just now: the name was out of date only in the index.
+        GroupLookup::Found(g) if &g.name == declared => GroupLookup::Found(g),
+        GroupLookup::Found(g) => GroupLookup::Renamed {
+            group: g,
+            declared: declared.clone(),
+        },
+        other => other,
+    })
+}
+
 /// Looks the declared group up in the index, else in Okta: by id, or by exact `profile.name`
 /// (Okta keeps `OKTA_GROUP` names unique; if imported groups share the name, the `OKTA_GROUP`
 /// one is chosen, else the first, whose type then refuses it). Only non-404 errors are
 /// returned.
-pub async fn find_group(
+async fn find_declared(
     client: &OktaClient,
     index: Option<&ConnectorIndex>,
     group: &GroupRef,
@@ -158,10 +187,39 @@ pub async fn members(client: &OktaClient, group_id: &str) -> okta::Result<BTreeS
     Ok(pages.into_iter().map(|u| u.id).collect())
 }
 
-fn write_error(e: okta::Error) -> WriteError {
+/// What goes into status about a failed write: the same text for the same failure, so a
+/// standing failure does not rewrite the status every round. Okta's per-response ids
+/// (`errorId`, `X-Okta-Request-Id`) are left out; the caller logs them.
+fn stable_message(e: &okta::Error) -> String {
+    match e.okta_info() {
+        Some(info) => {
+            let mut text = format!("HTTP {}", info.status);
+            if let Some(code) = &info.error_code {
+                text.push_str(&format!(" {code}"));
+            }
+            if let Some(summary) = &info.error_summary {
+                text.push_str(&format!(": {summary}"));
+            }
+            text
+        }
+        None => match e {
+            // The request id is per response.
+            okta::Error::Decode { .. } => "cannot decode Okta's response".to_owned(),
+            e => e.to_string(),
+        },
+    }
+}
+
+fn write_error(e: &okta::Error) -> WriteError {
+    let message = stable_message(e);
     match e {
-        okta::Error::NotFound(_) => WriteError::NotFound(e.to_string()),
-        e => WriteError::Failed(e.to_string()),
+        okta::Error::NotFound(_) => WriteError::NotFound(message),
+        // Okta answered no: nothing changed. 429 and 5xx are transient, and a transport or
+        // decoding failure leaves the outcome unknown.
+        okta::Error::Unauthorized(_)
+        | okta::Error::Forbidden(_)
+        | okta::Error::InvalidRequest(_) => WriteError::Refused(message),
+        _ => WriteError::Failed(message),
     }
 }
 
@@ -175,12 +233,14 @@ pub async fn write_memberships(
     let mut failures = BTreeMap::new();
     for user_id in grants {
         if let Err(e) = client.add_group_member(group_id, user_id).await {
-            failures.insert(user_id.clone(), write_error(e));
+            tracing::warn!(group = %group_id, user = %user_id, error = %e, "adding a member failed");
+            failures.insert(user_id.clone(), write_error(&e));
         }
     }
     for user_id in revokes {
         if let Err(e) = client.remove_group_member(group_id, user_id).await {
-            failures.insert(user_id.clone(), write_error(e));
+            tracing::warn!(group = %group_id, user = %user_id, error = %e, "removing a member failed");
+            failures.insert(user_id.clone(), write_error(&e));
         }
     }
     failures
@@ -194,6 +254,48 @@ mod tests {
     fn search_values_are_quoted_and_escaped() {
         assert_eq!(quoted("a@example.com"), r#""a@example.com""#);
         assert_eq!(quoted(r#"x"y\z"#), r#""x\"y\\z""#);
+    }
+
+    #[test]
+    fn write_errors_keep_per_response_ids_out_and_tell_refusals_apart() {
+        let info = |status| okta::OktaErrorInfo {
+            status,
+            error_code: Some("E0000006".into()),
+            error_summary: Some("You do not have permission".into()),
+            error_id: Some("oaeVolatile1".into()),
+            request_id: Some("req-volatile-1".into()),
+        };
+        let forbidden = okta::Error::Forbidden(info(403));
+        let WriteError::Refused(text) = write_error(&forbidden) else {
+            panic!("a 403 is a refusal");
+        };
+        assert_eq!(text, "HTTP 403 E0000006: You do not have permission");
+        let again = okta::Error::Forbidden(okta::OktaErrorInfo {
+            error_id: Some("oaeVolatile2".into()),
+            request_id: Some("req-volatile-2".into()),
+            ..info(403)
+        });
+        assert_eq!(write_error(&again), WriteError::Refused(text));
+        assert!(matches!(
+            write_error(&okta::Error::NotFound(info(404))),
+            WriteError::NotFound(t) if !t.contains("oae") && !t.contains("req-")
+        ));
+        for transient in [
+            okta::Error::RateLimited(info(429)),
+            okta::Error::Server(info(503)),
+            okta::Error::Transport {
+                message: "connection reset".into(),
+            },
+            okta::Error::Decode {
+                message: "eof".into(),
+                request_id: Some("req-volatile-3".into()),
+            },
+        ] {
+            let WriteError::Failed(text) = write_error(&transient) else {
+                panic!("{transient} is not a definite refusal");
+            };
+            assert!(!text.contains("volatile"), "{text}");
+        }
     }
 
     #[test]

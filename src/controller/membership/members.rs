@@ -74,8 +74,9 @@ impl MemberCache {
         self.entries().remove(key);
     }
 
-    /// Applies a round's writes: a confirmed PUT adds, a confirmed (or 404) DELETE removes;
-    /// any other failure leaves Okta's state unknown and drops the list.
+    /// Applies a round's writes: a confirmed PUT adds, a confirmed (or 404) DELETE removes, a
+    /// refused write changes nothing; any other failure leaves Okta's state unknown and drops
+    /// the list.
     pub fn apply(
         &self,
         key: &str,
@@ -97,7 +98,11 @@ impl MemberCache {
         for g in grants.iter().filter(|g| !failures.contains_key(*g)) {
             e.members.insert(g.clone());
         }
-        for r in revokes {
+        // A refused DELETE left the membership in place.
+        for r in revokes
+            .iter()
+            .filter(|r| !matches!(failures.get(*r), Some(WriteError::Refused(_))))
+        {
             e.members.remove(r);
         }
     }
@@ -144,6 +149,16 @@ mod tests {
         ]);
         cache.apply("g", &grants, &revokes, &failures);
         assert_eq!(cache.get("g", "s", t0), Some(set(&["b", "c"])));
+        let refused = BTreeMap::from([
+            ("b".to_string(), WriteError::Refused("403".into())),
+            ("d".to_string(), WriteError::Refused("403".into())),
+        ]);
+        cache.apply("g", &["d".to_string()], &["b".to_string()], &refused);
+        assert_eq!(
+            cache.get("g", "s", t0),
+            Some(set(&["b", "c"])),
+            "refused: unchanged"
+        );
 
         let failed = BTreeMap::from([("d".to_string(), WriteError::Failed("timeout".into()))]);
         cache.apply("g", &["d".to_string()], &[], &failed);

@@ -3,10 +3,29 @@
 //! documented there (fresh record read, write-ahead record, Okta writes, settle, record,
 //! status and Events, finalizer).
 //!
-//! Triggers: the memberships themselves, their connectors (a connector turning ready,
-//! enabling provisioning, or finishing a sync re-reconciles every membership that names
-//! it: this is the drift check), any change in the client registry (a connector's client
-//! or index appearing), the exact expiry instant, and a periodic resync.
+//! Triggers: the memberships themselves (their spec, deletion, finalizers or annotations;
+//! status-only changes, this controller's own status writes included, are filtered out),
+//! their connectors (a connector turning ready, enabling provisioning, or finishing a sync
+//! re-reconciles every membership that names it: this is the drift check), any change in
+//! the client registry (a connector's client or index appearing), the exact expiry instant,
+//! and a periodic resync. A status equal to the one the object shows is not rewritten.
+//!
+//! A round that fails or must retry (a failed lookup or write) is retried after
+//! [`Settings::retry_delay`], doubled for each further consecutive failure of the same
+//! object up to [`Settings::retry_max`]; any round that needs no retry resets it.
+//!
+//! The connector's `provisioning` and `suspend` are read from the connector object (its
+//! watch cache) every round, so turning either off stops membership writes at once, even
+//! while the connector's index still reflects its last sync.
+//!
+//! An invalid spec ([`validate`](super::status::validate)) makes `Ready` False with reason
+//! `InvalidSpec`, one Warning Event, no lookups and no Okta writes; the object then waits
+//! for a change. Being deleted, it still lets go in the group its status recorded (or just
+//! drops the finalizer when it never resolved one).
+//!
+//! Deletion finishes without the ownership record when it cannot be located and nothing
+//! could be revoked anyway: with `Retain`, or when the connector no longer exists (the
+//! memberships then stay in Okta, and a Warning Event says how many grants were left).
 //!
 //! Lookups read the connector's index (its last sync) first and Okta only where the index
 //! has no exact answer ([`indexed`](super::indexed)); the group's member list is read once
@@ -18,8 +37,9 @@
 //! controller, and a round in flight is abandoned the moment the term ends (the protocol
 //! makes an interrupted round safe to redo).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -27,28 +47,32 @@ use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::decide::{self, ConnectorFacts, EventType, GroupLookup, Input, UserLookup, WriteError};
+use super::decide::{
+    self, ConnectorFacts, EventType, Expiry, GroupLookup, Input, Lifecycle, UserLookup, WriteError,
+};
 use super::lookup;
 use super::members::MemberCache;
 use super::record::{self, RecordStore, Versioned};
 use super::status::{
-    build_status, declared_ids, effective_since_of, expiry_of, is_live_at, lifecycle_of, owner_key,
-    previous_rows,
+    build_status, declared_ids, effective_since_of, is_live_at, lifecycle_of, owner_key,
+    previous_rows, refuse_spec, validate,
 };
 use crate::controller::connector::index::{self, ConnectorIndex};
 use crate::controller::runtime::Context;
 use crate::controller::runtime::clients::ConnectorKey;
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::is_true;
-use crate::crd::membership::{MembershipOrigin, UserMembershipState, UserMembershipStatus};
-use crate::crd::{ConditionType, FIELD_MANAGER, GroupMembership, OktaCiamConnector};
+use crate::crd::membership::{
+    MembershipOrigin, MembershipStatus, UserMembershipState, UserMembershipStatus,
+};
+use crate::crd::{ConditionType, FIELD_MANAGER, GroupMembership, GroupRef, OktaCiamConnector};
 use crate::okta::{OktaClient, OrgDomain};
 
 /// The finalizer on every `GroupMembership`.
@@ -66,9 +90,6 @@ pub enum Error {
     /// Reading or writing the ownership record failed.
     #[error(transparent)]
     Record(#[from] record::Error),
-    /// The spec cannot be acted on (e.g. an unparsable duration).
-    #[error("invalid spec: {0}")]
-    InvalidSpec(String),
     /// The leadership term ended during the round; the next leader redoes it.
     #[error("leadership lost during the round")]
     LostLeadership,
@@ -83,8 +104,11 @@ pub struct Settings {
     /// Namespace of the ownership records. Default: `POD_NAMESPACE`, else the kube client's
     /// default namespace (the same rule as the leader Lease).
     pub record_namespace: Option<String>,
-    /// Delay before retrying a round that failed or left writes pending.
+    /// Delay before retrying a round that failed or left writes pending; doubled for each
+    /// further consecutive failure of the same object, up to `retry_max`.
     pub retry_delay: Duration,
+    /// The longest retry delay.
+    pub retry_max: Duration,
     /// Longest time between two rounds of one membership (drift check without a sync).
     pub resync: Duration,
     /// The operator-wide provisioning switch (`run --provisioning`): false refuses every
@@ -101,6 +125,7 @@ impl Default for Settings {
         Settings {
             record_namespace: None,
             retry_delay: Duration::from_secs(5),
+            retry_max: Duration::from_secs(300),
             resync: Duration::from_secs(600),
             provisioning: true,
             members_max_age: Duration::from_secs(30),
@@ -119,6 +144,52 @@ struct Shared {
     term: CancellationToken,
     /// Member lists of this term (a new term reads Okta afresh).
     members: MemberCache,
+    /// Every watched connector (one store per watched namespace).
+    connectors: Vec<Store<OktaCiamConnector>>,
+    /// Consecutive failed rounds per membership.
+    backoff: Backoff,
+}
+
+/// Per-object exponential back-off ([`decide::retry_delay`]).
+struct Backoff {
+    base: Duration,
+    cap: Duration,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts one more failed round of `key` and returns the delay before the next one.
+    fn failed(&self, key: &str) -> Duration {
+        let mut failures = self.failures();
+        let n = failures.entry(key.to_owned()).or_default();
+        *n = n.saturating_add(1);
+        decide::retry_delay(self.base, self.cap, *n)
+    }
+
+    /// A round of `key` that needs no retry.
+    fn reset(&self, key: &str) {
+        self.failures().remove(key);
+    }
+}
+
+/// What a round acts on: the spec (generation), deletion, finalizers and annotations of one
+/// incarnation (uid). Status-only changes, this controller's own status writes included,
+/// are no reason to reconcile again.
+fn acted_on(gm: &GroupMembership) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    let meta = &gm.metadata;
+    meta.uid.hash(&mut h);
+    meta.generation.hash(&mut h);
+    meta.deletion_timestamp.is_some().hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    meta.annotations.hash(&mut h);
+    Some(h.finish())
 }
 
 /// Runs the membership controller until `ctx.shutdown`, with default [`Settings`].
@@ -197,18 +268,29 @@ async fn run_term(
     term: CancellationToken,
     caches_synced: &CachesSynced,
 ) {
+    let mut connector_stores = Vec::new();
     let controllers: Vec<Controller<GroupMembership>> = gm_apis(ctx)
         .into_iter()
         .map(|(gms, connectors)| {
-            let controller = Controller::new(gms, watcher::Config::default());
-            let store = controller.store();
+            let (store, writer) = reflector::store();
+            let own = watcher(gms, watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+                .applied_objects()
+                .predicate_filter(acted_on, PredicateConfig::default());
+            let controller = Controller::for_stream(own, store.clone());
+            let (connector_store, connector_writer) = reflector::store();
+            connector_stores.push(connector_store);
+            let connectors = watcher(connectors, watcher::Config::default())
+                .default_backoff()
+                .reflect(connector_writer)
+                // Deletions too: a membership whose connector is gone may finish deleting.
+                .touched_objects();
             let registry = tokio_stream_of(ctx.clients.subscribe());
             controller
-                .watches(
-                    connectors,
-                    watcher::Config::default(),
-                    move |c: OktaCiamConnector| memberships_of(&store, &c),
-                )
+                .watches_stream(connectors, move |c: OktaCiamConnector| {
+                    memberships_of(&store, &c)
+                })
                 .reconcile_all_on(registry)
                 .graceful_shutdown_on(term.clone().cancelled_owned())
         })
@@ -222,6 +304,12 @@ async fn run_term(
         settings: settings.clone(),
         term: term.clone(),
         members: MemberCache::new(settings.members_max_age),
+        connectors: connector_stores,
+        backoff: Backoff {
+            base: settings.retry_delay,
+            cap: settings.retry_max,
+            failures: Mutex::new(HashMap::new()),
+        },
     });
     let caches_synced = caches_synced.clone();
     let ready = async move {
@@ -287,8 +375,9 @@ fn managed_memberships(stores: &[Store<GroupMembership>]) -> u64 {
 }
 
 fn error_policy(gm: Arc<GroupMembership>, error: &Error, shared: Arc<Shared>) -> Action {
-    tracing::warn!(membership = %owner_key(&gm), %error, "membership round failed");
-    Action::requeue(shared.settings.retry_delay)
+    let key = owner_key(&gm);
+    tracing::warn!(membership = %key, %error, "membership round failed");
+    Action::requeue(shared.backoff.failed(&key))
 }
 
 async fn reconcile(gm: Arc<GroupMembership>, shared: Arc<Shared>) -> Result<Action> {
@@ -325,20 +414,41 @@ struct Connector {
     sync: String,
 }
 
-/// The connector's facts: from its index (kept current by the connector reconciler, no API
-/// call), else from the object itself (before its first sync, or without the connector
-/// reconciler, as in tests that seed only the client).
+/// The connector's facts. `provisioning` and `suspend` always come from the object itself
+/// (the watch cache, else a GET before the cache has listed it), so turning either off stops
+/// membership writes from the next round on, whatever the last sync saw. The rest comes from
+/// its index (the scope its last sync used) when there is one, else from the object (before
+/// its first sync, or without the connector reconciler, as in tests that seed only the
+/// client).
 async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector> {
     let ns = gm.namespace().unwrap_or_default();
     let name = &gm.spec.connector_ref.name;
     let key = ConnectorKey::new(&ns, name);
+    let cached = ObjectRef::<OktaCiamConnector>::new(name).within(&ns);
+    let cached = shared.connectors.iter().find_map(|s| s.get(&cached));
+    let object = match cached {
+        Some(c) => Some(c),
+        None => {
+            let api: Api<OktaCiamConnector> = Api::namespaced(shared.ctx.kube.clone(), &ns);
+            api.get_opt(name).await?.map(Arc::new)
+        }
+    };
+    let Some(c) = object else {
+        return Ok(Connector {
+            facts: None,
+            domain: None,
+            client: None,
+            index: None,
+            sync: String::new(),
+        });
+    };
     let client = shared.ctx.clients.client(&key);
     if let (Some(client), Some(ix)) = (&client, index::lookup(&shared.ctx.clients, &key)) {
         let facts = ConnectorFacts {
             name: name.clone(),
             ready: ix.facts.ready,
-            provisioning: ix.facts.provisioning,
-            suspended: ix.facts.suspended,
+            provisioning: c.spec.provisioning,
+            suspended: c.spec.suspend,
             email_domains: ix.facts.email_domains.as_slice().to_vec(),
             group_name_filter: ix
                 .facts
@@ -354,16 +464,6 @@ async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector
             index: Some(ix),
         });
     }
-    let api: Api<OktaCiamConnector> = Api::namespaced(shared.ctx.kube.clone(), &ns);
-    let Some(c) = api.get_opt(name).await? else {
-        return Ok(Connector {
-            facts: None,
-            domain: None,
-            client: None,
-            index: None,
-            sync: String::new(),
-        });
-    };
     let domain = match &client {
         Some(client) => Some(client.domain().to_string()),
         None => OrgDomain::parse(&c.spec.domain, &shared.ctx.domain_policy)
@@ -472,27 +572,96 @@ async fn json_patch(
         .await?)
 }
 
-/// One round for one membership.
+/// Applies the status unless it is what the object already shows (an unchanged status is
+/// not rewritten).
+async fn apply_status(
+    api: &Api<GroupMembership>,
+    gm: &GroupMembership,
+    status: &MembershipStatus,
+) -> Result<()> {
+    if gm.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let body = json!({
+        "apiVersion": GroupMembership::api_version(&()),
+        "kind": GroupMembership::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &gm.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// One round for one membership, with its back-off: a round that failed or must retry
+/// waits longer each time (up to [`Settings::retry_max`]); any other round resets it.
 async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
+    let key = owner_key(stale);
+    match attempt_round(stale, shared).await? {
+        Next::Retry => Ok(Action::requeue(shared.backoff.failed(&key))),
+        Next::Done(action) => {
+            shared.backoff.reset(&key);
+            Ok(action)
+        }
+    }
+}
+
+/// How a round ended.
+enum Next {
+    /// Something failed or is pending: retry with back-off.
+    Retry,
+    /// Nothing to retry.
+    Done(Action),
+}
+
+async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next> {
     let ns = stale.namespace().unwrap_or_default();
     let api: Api<GroupMembership> = Api::namespaced(shared.ctx.kube.clone(), &ns);
     // The cache may lag our own last status write; effectiveSince and the previous rows must
     // be current, so read the object fresh.
     let Some(mut gm) = api.get_opt(&stale.name_any()).await? else {
-        return Ok(Action::await_change());
+        return Ok(Next::Done(Action::await_change()));
     };
     let deleting = gm.metadata.deletion_timestamp.is_some();
     let has_finalizer = gm.finalizers().iter().any(|f| f == FINALIZER);
     if deleting && !has_finalizer {
-        return Ok(Action::await_change());
+        return Ok(Next::Done(Action::await_change()));
     }
     if !has_finalizer {
         gm = add_finalizer(&api, &gm).await?;
     }
-    let expiry = expiry_of(&gm).map_err(Error::InvalidSpec)?;
     let owner = owner_key(&gm);
     let previous = previous_rows(&gm);
     let previous_group = gm.status.as_ref().and_then(|s| s.group_id.clone());
+    let (expiry, declared_group) = match validate(&gm) {
+        Ok(expiry) => (expiry, gm.spec.group.clone()),
+        // Nothing is looked up or written until the spec changes.
+        Err(message) if !deleting => {
+            tracing::warn!(membership = %owner, %message, "invalid spec");
+            let (status, event) = refuse_spec(&gm, &message, Timestamp::now());
+            apply_status(&api, &gm, &status).await?;
+            publish(shared, &gm, event.as_slice()).await;
+            return Ok(Next::Done(Action::await_change()));
+        }
+        // Being deleted: let go in the group the status recorded; without one there is no
+        // record to find, so nothing is held.
+        Err(_) => match &previous_group {
+            Some(id) => (
+                Expiry::Never,
+                GroupRef {
+                    name: None,
+                    id: Some(id.clone()),
+                },
+            ),
+            None => {
+                remove_finalizer(&api, &gm).await?;
+                return Ok(Next::Done(Action::await_change()));
+            }
+        },
+    };
 
     let connector = connector_of(shared, &gm).await?;
     let mut lookups_failed = false;
@@ -502,19 +671,24 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
     let index = connector.index.as_deref();
     let group = match client {
         None => GroupLookup::NotLookedUp,
-        Some(client) => match lookup::find_group(client, index, &gm.spec.group).await {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::warn!(membership = %owner, error = %e, "group lookup failed");
-                lookups_failed = true;
-                GroupLookup::NotLookedUp
+        Some(client) => {
+            match lookup::find_group(client, index, &declared_group, previous_group.as_deref())
+                .await
+            {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::warn!(membership = %owner, error = %e, "group lookup failed");
+                    lookups_failed = true;
+                    GroupLookup::NotLookedUp
+                }
             }
-        },
+        }
     };
+    // Whether the group can be acted on at all (a renamed one can be let go of).
     let group_ok = connector
         .facts
         .as_ref()
-        .is_some_and(|c| decide::check_group(&group, c).is_ok());
+        .is_some_and(|c| decide::check_group_for(&group, c, true).is_ok());
     let users = match client {
         Some(client) if group_ok => {
             let (users, failed) = lookup::find_users(client, index, &gm.spec.users).await;
@@ -532,7 +706,7 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
             .collect(),
     };
     let group_id = match &group {
-        GroupLookup::Found(g) => Some(g.id.clone()),
+        GroupLookup::Found(g) | GroupLookup::Renamed { group: g, .. } => Some(g.id.clone()),
         _ => previous_group,
     };
     // Where the record lives; unknown without a connector domain or a group id.
@@ -561,8 +735,12 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
         };
         let mut members = BTreeSet::new();
         let mut group_seen = group.clone();
-        if let (Some(client), GroupLookup::Found(g), Some((_, cache_key))) =
-            (client, &group, located.filter(|_| group_ok))
+        let found = match &group {
+            GroupLookup::Found(g) | GroupLookup::Renamed { group: g, .. } => Some(g),
+            _ => None,
+        };
+        if let (Some(client), Some(g), Some((_, cache_key))) =
+            (client, found, located.filter(|_| group_ok))
         {
             match group_members(shared, client, &g.id, cache_key, &connector.sync).await {
                 Ok(m) => members = m,
@@ -609,6 +787,7 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
             Err(e) => return Err(e.into()),
         }
     };
+    let lifecycle = lifecycle_of(&gm);
 
     // 4. Okta writes, only for a located group through the connector's shared client.
     let failures: BTreeMap<String, WriteError> = match (client, &plan.group_id) {
@@ -646,32 +825,31 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
     // 6. Status, Events, finalizer, requeue.
     let now = Timestamp::now();
     let status = build_status(&gm, &out, now);
-    let body = json!({
-        "apiVersion": GroupMembership::api_version(&()),
-        "kind": GroupMembership::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &gm.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
+    apply_status(&api, &gm, &status).await?;
     publish(shared, &gm, &out.events).await;
 
-    // A record that could not be located may still hold this object's claims; only a
-    // status that never showed a claim lets the finalizer go without it.
-    let located_or_unclaimed = location.is_some() || previous.iter().all(|p| p.origin.is_none());
-    if out.remove_finalizer
-        && !record_pending
-        && located_or_unclaimed
-        && stored.record == out.record
+    // A record that could not be located may still hold this object's claims: only a
+    // status that never showed a claim, `Retain`, or a connector that is gone (nothing can
+    // be revoked, ever) lets the finalizer go without it.
+    let unlocated = match lifecycle {
+        _ if location.is_some() || previous.iter().all(|p| p.origin.is_none()) => Some(Vec::new()),
+        Lifecycle::Deleting(policy) => decide::finish_unlocated(
+            policy,
+            connector.facts.as_ref(),
+            &gm.spec.connector_ref.name,
+            &previous,
+        ),
+        Lifecycle::Live => None,
+    };
+    if let Some(events) =
+        unlocated.filter(|_| out.remove_finalizer && !record_pending && stored.record == out.record)
     {
+        publish(shared, &gm, &events).await;
         remove_finalizer(&api, &gm).await?;
-        return Ok(Action::await_change());
+        return Ok(Next::Done(Action::await_change()));
     }
     if out.retry || lookups_failed || record_pending {
-        return Ok(Action::requeue(shared.settings.retry_delay));
+        return Ok(Next::Retry);
     }
     let resync = shared.settings.resync;
     let wait = out
@@ -682,7 +860,7 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
             Duration::from_millis(ms.unsigned_abs() + 1).min(resync)
         })
         .unwrap_or(resync);
-    Ok(Action::requeue(wait))
+    Ok(Next::Done(Action::requeue(wait)))
 }
 
 /// The group's members: the term's recent list when fresh ([`MemberCache`]), else one paged

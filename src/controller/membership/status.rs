@@ -39,6 +39,68 @@ pub fn expiry_of(gm: &GroupMembership) -> Result<Expiry, String> {
     }
 }
 
+/// Checks the spec as the CRD's CEL rules promise (the API server may not evaluate them):
+/// exactly one of `group.name` and `group.id`, at most one of `expiresAt` and `duration`,
+/// and a duration that parses and fits. Returns the expiry, or why the spec is invalid.
+pub fn validate(gm: &GroupMembership) -> Result<Expiry, String> {
+    let group = &gm.spec.group;
+    match (group.name.as_deref(), group.id.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err("spec.group sets both name and id; set exactly one".into());
+        }
+        (None, None) => return Err("spec.group sets neither name nor id; set exactly one".into()),
+        (Some(""), _) => return Err("spec.group.name is empty".into()),
+        (_, Some("")) => return Err("spec.group.id is empty".into()),
+        _ => {}
+    }
+    if gm.spec.expires_at.is_some() && gm.spec.duration.is_some() {
+        return Err("spec sets both expiresAt and duration; set at most one".into());
+    }
+    expiry_of(gm).map_err(|e| {
+        let text = gm.spec.duration.as_deref().unwrap_or_default();
+        format!("spec.duration {text:?}: {e}")
+    })
+}
+
+/// The status of a live object whose spec is invalid ([`validate`]): what the last round
+/// reported, with `Ready` and `Expired` False for [`Reason::InvalidSpec`]. The Warning Event
+/// comes with a change of that report only, so a standing refusal is not repeated.
+pub fn refuse_spec(
+    gm: &GroupMembership,
+    message: &str,
+    now: Timestamp,
+) -> (MembershipStatus, Option<decide::Event>) {
+    let generation = gm.metadata.generation;
+    let mut status = gm.status.clone().unwrap_or_default();
+    let mut changed = false;
+    for (type_, text) in [
+        (ConditionType::Ready, message.to_owned()),
+        (
+            ConditionType::Expired,
+            "the expiry cannot be known while the spec is invalid".to_owned(),
+        ),
+    ] {
+        changed |= set_condition(
+            &mut status.conditions,
+            new_condition(
+                type_,
+                false.into(),
+                Reason::InvalidSpec.as_str(),
+                text,
+                generation,
+                Time(now),
+            ),
+        );
+    }
+    status.observed_generation = generation;
+    let event = changed.then(|| decide::Event {
+        event_type: decide::EventType::Warning,
+        reason: decide::EventReason::Reason(Reason::InvalidSpec),
+        message: message.to_owned(),
+    });
+    (status, event)
+}
+
 /// Live, or being deleted with the declared policy.
 pub fn lifecycle_of(gm: &GroupMembership) -> Lifecycle {
     if gm.metadata.deletion_timestamp.is_none() {
@@ -316,5 +378,66 @@ mod tests {
         assert_eq!(reason_from(Some("UserOutOfScope")), Reason::UserOutOfScope);
         assert_eq!(reason_from(Some("SomethingNew")), Reason::Pending);
         assert_eq!(reason_from(None), Reason::Pending);
+    }
+
+    #[test]
+    fn validate_enforces_what_the_cel_rules_promise() {
+        let mut g = gm(&["a@example.com"], None);
+        assert!(matches!(validate(&g), Ok(Expiry::After(_))));
+        g.spec.group.id = Some("00gX".into());
+        assert!(validate(&g).unwrap_err().contains("both name and id"));
+        g.spec.group.name = None;
+        assert!(validate(&g).is_ok());
+        g.spec.group.id = None;
+        assert!(validate(&g).unwrap_err().contains("neither name nor id"));
+        g.spec.group.id = Some(String::new());
+        assert!(validate(&g).unwrap_err().contains("group.id is empty"));
+        g.spec.group.id = Some("00gX".into());
+        g.spec.expires_at = Some(Time("2030-01-01T00:00:00Z".parse().unwrap()));
+        assert!(
+            validate(&g)
+                .unwrap_err()
+                .contains("both expiresAt and duration")
+        );
+        g.spec.expires_at = None;
+        g.spec.duration = Some("soon".into());
+        let err = validate(&g).unwrap_err();
+        assert!(err.starts_with("spec.duration \"soon\""), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_spec_keeps_the_rows_and_warns_only_when_the_report_changes() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let rows = MembershipStatus {
+            users: vec![UserMembershipStatus {
+                user: "a@example.com".into(),
+                user_id: Some("00ua".into()),
+                state: UserMembershipState::Granted,
+                origin: Some(MembershipOrigin::Granted),
+                reason: Some("Granted".into()),
+                message: Some("granted".into()),
+                last_transition_time: Some(Time(t0)),
+            }],
+            group_id: Some("00gX".into()),
+            ..MembershipStatus::default()
+        };
+        let g = gm(&["a@example.com"], Some(rows.clone()));
+        let (status, event) = refuse_spec(&g, "spec.group sets both name and id", t0);
+        assert_eq!(status.users, rows.users, "claims stay as reported");
+        assert_eq!(status.group_id, rows.group_id);
+        for c in &status.conditions {
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", "InvalidSpec")
+            );
+        }
+        let event = event.expect("a Warning for the new report");
+        assert_eq!(event.event_type, decide::EventType::Warning);
+        assert_eq!(event.reason.as_str(), "InvalidSpec");
+        let again = gm(&["a@example.com"], Some(status.clone()));
+        let later = t0 + SignedDuration::from_mins(5);
+        let (same, event) = refuse_spec(&again, "spec.group sets both name and id", later);
+        assert_eq!(same, status, "an unchanged report is the same status");
+        assert_eq!(event, None);
     }
 }
