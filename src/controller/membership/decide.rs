@@ -376,12 +376,14 @@ impl Reason {
 
 impl Reason {
     /// Every reason, for documentation and exhaustive tests (the Argo CD health check's).
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 24] = [
+        Reason::InvalidSpec,
         Reason::ConnectorNotFound,
         Reason::ConnectorNotReady,
         Reason::ProvisioningDisabled,
         Reason::ConnectorSuspended,
         Reason::GroupNotFound,
+        Reason::GroupRenamed,
         Reason::GroupNotOktaManaged,
         Reason::GroupOutOfScope,
         Reason::UserOutOfScope,
@@ -406,9 +408,11 @@ impl Reason {
     /// the passing of time. The match has no wildcard so a new reason must be placed here.
     pub fn needs_attention(self) -> bool {
         match self {
-            Reason::ConnectorNotFound
+            Reason::InvalidSpec
+            | Reason::ConnectorNotFound
             | Reason::ProvisioningDisabled
             | Reason::GroupNotFound
+            | Reason::GroupRenamed
             | Reason::GroupNotOktaManaged
             | Reason::GroupOutOfScope
             | Reason::UserOutOfScope
