@@ -103,4 +103,10 @@ async fn exits_zero_on_sigterm() {
         seen.iter().any(|l| l.contains("received SIGTERM")),
         "{seen:?}"
     );
+    // Idle (and possibly still listing its caches), it has nothing to wait for: it must not
+    // sit out the shutdown grace and abandon work.
+    assert!(
+        !seen.iter().any(|l| l.contains("shutdown grace elapsed")),
+        "{seen:?}"
+    );
 }

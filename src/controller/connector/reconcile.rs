@@ -22,6 +22,7 @@ use super::index::{self, ConnectorFacts, ConnectorIndex};
 use super::{Error, KIND, Result};
 use crate::controller::runtime::Context;
 use crate::controller::runtime::clients::{ConnectorKey, Obtained, SettingsChange};
+use crate::controller::runtime::controllers::run_until_stopped;
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::is_true;
 use crate::crd::{ConditionType, FIELD_MANAGER, OktaCiamConnector, ValidConnectorSpec};
@@ -113,6 +114,7 @@ pub async fn run(ctx: Context, caches_synced: oneshot::Sender<()>) {
         readers.push(reader);
         controllers.push(fut);
     }
+    let readers_for_stop = readers.clone();
     let shutdown = ctx.shutdown.clone();
     let synced = async move {
         tokio::select! {
@@ -125,7 +127,11 @@ pub async fn run(ctx: Context, caches_synced: oneshot::Sender<()>) {
             () = shutdown.cancelled() => {}
         }
     };
-    futures::join!(future::join_all(controllers), synced);
+    let runs = controllers
+        .into_iter()
+        .zip(&readers_for_stop)
+        .map(|(fut, reader)| run_until_stopped(fut, reader, &ctx.shutdown));
+    futures::join!(future::join_all(runs), synced);
 }
 
 /// One controller over one namespace (or all), and its connector cache.

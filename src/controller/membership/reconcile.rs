@@ -67,6 +67,7 @@ use super::status::{
 use crate::controller::connector::index::{self, ConnectorIndex};
 use crate::controller::runtime::Context;
 use crate::controller::runtime::clients::ConnectorKey;
+use crate::controller::runtime::controllers::run_until_stopped;
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::is_true;
 use crate::crd::membership::{
@@ -321,12 +322,16 @@ async fn run_term(
         signal_once(&caches_synced);
     };
     let runs = controllers.into_iter().map(|c| {
-        c.run(reconcile, error_policy, shared.clone())
+        let cache = c.store();
+        let run = c
+            .run(reconcile, error_policy, shared.clone())
             .for_each(|result| async move {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "membership controller event");
                 }
-            })
+            });
+        let term = term.clone();
+        async move { run_until_stopped(run, &cache, &term).await }
     });
     tokio::join!(ready, futures::future::join_all(runs));
 }

@@ -1,8 +1,13 @@
 //! The set of controllers `run` drives.
 
 use std::convert::Infallible;
+use std::hash::Hash;
+use std::time::Duration;
 
+use kube::Resource;
+use kube::runtime::reflector::Store;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use super::Context;
 
@@ -41,4 +46,36 @@ pub async fn run_controllers_with(
         ready,
     );
     Ok(())
+}
+
+/// Runs `controller` (a kube-runtime `Controller::run` stream driven to its end) until it
+/// ends, or until `stop` is cancelled while `cache` has not finished its first list.
+///
+/// kube-runtime holds every reconcile until the controller's cache is ready, and its graceful
+/// shutdown then waits for that readiness, which can never come once the watch has stopped:
+/// a SIGTERM during start-up would sit out the whole shutdown grace. With an unready cache
+/// nothing is in flight, so dropping the controller at once loses nothing; with a ready one
+/// the controller's own graceful shutdown lets in-flight reconciles finish.
+pub(crate) async fn run_until_stopped<K>(
+    controller: impl Future<Output = ()>,
+    cache: &Store<K>,
+    stop: &CancellationToken,
+) where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    let stopped_unready = async {
+        stop.cancelled().await;
+        // `timeout` polls the readiness once before looking at its zero deadline.
+        if tokio::time::timeout(Duration::ZERO, cache.wait_until_ready())
+            .await
+            .is_ok_and(|ready| ready.is_ok())
+        {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = controller => {}
+        () = stopped_unready => tracing::debug!("stopped before the first list; nothing in flight"),
+    }
 }
