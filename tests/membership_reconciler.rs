@@ -752,3 +752,42 @@ async fn deletion_completes_when_the_connector_is_gone_leaving_memberships_in_ok
     );
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_connector_without_a_client_yet_is_waited_for_quietly() {
+    let h = Harness::start().await;
+    h.connector_without_client("late", json!({})).await;
+    h.apply(
+        "waits",
+        json!({"connectorRef": {"name": "late"}, "group": {"name": "Eng Admins"},
+               "users": ["alice@example.com"]}),
+    )
+    .await;
+    // A whole round has run (the reconcile metric counts finished rounds) ...
+    wait_for("a finished round", || async {
+        let text = h.metrics.encode();
+        text.lines()
+            .any(|l| {
+                l.starts_with("okta_ciam_reconciles_total{")
+                    && l.contains("GroupMembership")
+                    && !l.ends_with(" 0")
+            })
+            .then_some(())
+    })
+    .await;
+    // ... and reported nothing: a restart or failover is not the connector failing.
+    let gm = h.get("waits").await.unwrap();
+    assert!(gm.status.is_none(), "{:?}", gm.status);
+    assert!(h.event_reasons("waits").await.is_empty());
+    assert_eq!(h.writes(), 0);
+    // The client appearing re-runs the round.
+    h.seed_client("late");
+    h.wait_condition("waits", "Ready", "True", "Granted").await;
+    assert!(
+        !h.event_reasons("waits")
+            .await
+            .iter()
+            .any(|(_, reason)| reason == "ConnectorNotReady")
+    );
+    h.shutdown().await;
+}

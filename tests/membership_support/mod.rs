@@ -173,6 +173,13 @@ impl Harness {
 
     /// Creates a Ready connector (spec overrides in `extra`) and seeds its shared client.
     pub async fn connector(&self, name: &str, extra: Value) {
+        self.connector_without_client(name, extra).await;
+        self.seed_client(name);
+    }
+
+    /// Creates a connector that the cluster reports Ready but whose shared client this
+    /// process has not built yet: what a restarted operator or a new leader first sees.
+    pub async fn connector_without_client(&self, name: &str, extra: Value) {
         assert!(extra.is_object(), "extra is an object");
         let spec = json!({
             "domain": self.okta.domain(),
@@ -184,6 +191,10 @@ impl Harness {
         let obj = serde_json::from_value(support::connector_json(name, spec, extra)).unwrap();
         api.create(&PostParams::default(), &obj).await.unwrap();
         self.connector_synced(name, "2026-01-01T00:00:00Z").await;
+    }
+
+    /// Builds the connector's shared client, as the connector reconciler's first pass does.
+    pub fn seed_client(&self, name: &str) {
         let domain = OrgDomain::parse(&self.okta.domain(), &policy()).unwrap();
         self.registry
             .okta_client(

@@ -79,6 +79,10 @@ use crate::okta::{OktaClient, OrgDomain};
 /// The finalizer on every `GroupMembership`.
 pub const FINALIZER: &str = "oktaciam.io/membership";
 
+/// How long a round waits for the connector's client before looking again, in case the
+/// registry's change signal is missed.
+const AWAIT_CLIENT: Duration = Duration::from_secs(5);
+
 /// How often a round re-plans when a write-ahead record write keeps conflicting.
 const RECORD_ATTEMPTS: usize = 5;
 
@@ -417,6 +421,9 @@ struct Connector {
     index: Option<Arc<ConnectorIndex>>,
     /// Identifies the connector's last sync: a member list read before it is stale.
     sync: String,
+    /// The connector is Ready in the cluster but this process has not built its client yet
+    /// (just started, or just became leader): the client appearing re-runs every round.
+    awaiting_client: bool,
 }
 
 /// The connector's facts. `provisioning` and `suspend` always come from the object itself
@@ -445,6 +452,7 @@ async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector
             client: None,
             index: None,
             sync: String::new(),
+            awaiting_client: false,
         });
     };
     let client = shared.ctx.clients.client(&key);
@@ -467,6 +475,7 @@ async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector
             client: Some(client.clone()),
             sync: ix.synced_at.to_string(),
             index: Some(ix),
+            awaiting_client: false,
         });
     }
     let domain = match &client {
@@ -497,6 +506,7 @@ async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector
     Ok(Connector {
         facts: Some(facts),
         domain,
+        awaiting_client: synced && client.is_none(),
         client,
         index: None,
         sync,
@@ -669,6 +679,11 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
     };
 
     let connector = connector_of(shared, &gm).await?;
+    if connector.awaiting_client {
+        // Not a refusal: reporting ConnectorNotReady here would flip every membership's
+        // status, and warn, on each restart and failover.
+        return Ok(Next::Done(Action::requeue(AWAIT_CLIENT)));
+    }
     let mut lookups_failed = false;
     let admitted = decide::check_operator(shared.settings.provisioning).is_ok()
         && decide::check_connector(connector.facts.as_ref()).is_ok();
