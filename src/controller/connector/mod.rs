@@ -9,8 +9,10 @@
 //! `nextSyncTime`. Every decision (reasons, conditions, due-ness, back-off, Events) is a pure
 //! function in [`decide`].
 //!
-//! The controller watches the Secrets connectors name (metadata only: the token never passes
-//! through a watch), so a rotated or deleted token is noticed within seconds. A deleted
+//! The controller watches the Secrets connectors name by metadata only (the `data` never
+//! passes through the watch; a Secret written by client-side `kubectl apply` does carry it in
+//! its last-applied annotation, which the operator never reads or logs), so a rotated or
+//! deleted token is noticed within seconds. A deleted
 //! connector's client and index are dropped from the registry when the watch reports the
 //! deletion (and, for deletions missed while the watch was down, at the next relist).
 //!

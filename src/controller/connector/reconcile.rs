@@ -143,7 +143,7 @@ fn controller(
     impl std::future::Future<Output = ()>,
 ) {
     let client = state.ctx.kube.clone();
-    // Secrets are watched by metadata only, so no token passes through the watch.
+    // Secrets are watched by metadata only: their `data` is read with a GET when needed.
     let (connectors, secrets): (Api<OktaCiamConnector>, Api<PartialObjectMeta<Secret>>) =
         match &scope {
             Some(ns) => (
