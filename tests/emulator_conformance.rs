@@ -202,15 +202,32 @@ impl Case {
     }
 }
 
-async fn check(client: &reqwest::Client, base: &str, token: &str, c: &Case) -> Value {
+/// Starts the emulator on `config`; returns it with its base URL (no trailing slash).
+async fn start(config: EmulatorConfig) -> (EmulatorHandle, String) {
+    let emu = emulator::start(config).await.unwrap();
+    let base = emu.url().as_str().trim_end_matches('/').to_string();
+    (emu, base)
+}
+
+/// The emulator configuration on [`FIXTURE`] with default rate limits.
+fn fixture_config() -> EmulatorConfig {
+    EmulatorConfig::new(Fixture::from_yaml(FIXTURE).unwrap())
+}
+
+/// Sends `c` with the API token `token`, an empty body and no other headers.
+async fn request(client: &reqwest::Client, base: &str, token: &str, c: &Case) -> reqwest::Response {
     let method = reqwest::Method::from_bytes(c.method.to_uppercase().as_bytes()).unwrap();
-    let resp = client
+    client
         .request(method, format!("{base}{}", c.url))
         .header("Authorization", format!("SSWS {token}"))
         .header("Content-Length", "0")
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn check(client: &reqwest::Client, base: &str, token: &str, c: &Case) -> Value {
+    let resp = request(client, base, token, c).await;
     assert_eq!(resp.status().as_u16(), c.status, "{} {}", c.method, c.url);
     for h in [
         "date",
@@ -484,10 +501,7 @@ fn cases(emu: &EmulatorHandle) -> Vec<Case> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_answers_as_the_spec_says() {
-    let emu = emulator::start(EmulatorConfig::new(Fixture::from_yaml(FIXTURE).unwrap()))
-        .await
-        .unwrap();
-    let base = emu.url().as_str().trim_end_matches('/').to_string();
+    let (emu, base) = start(fixture_config()).await;
     let alice = emu.user_id("alice@example.com").unwrap();
     let eng = emu.group_id("Engineering").unwrap();
     let client = reqwest::Client::new();
@@ -508,16 +522,7 @@ async fn every_operation_answers_as_the_spec_says() {
 
     // 401 on every operation, answered with the spec's Error shape.
     for c in &cases {
-        let resp = client
-            .request(
-                reqwest::Method::from_bytes(c.method.to_uppercase().as_bytes()).unwrap(),
-                format!("{base}{}", c.url),
-            )
-            .header("Authorization", "SSWS wrong")
-            .header("Content-Length", "0")
-            .send()
-            .await
-            .unwrap();
+        let resp = request(&client, &base, "wrong", c).await;
         assert_eq!(resp.status(), 401);
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["errorCode"], "E0000011");
@@ -533,14 +538,7 @@ async fn send(
     token: &str,
     c: &Case,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let method = reqwest::Method::from_bytes(c.method.to_uppercase().as_bytes()).unwrap();
-    let resp = client
-        .request(method, format!("{base}{}", c.url))
-        .header("Authorization", format!("SSWS {token}"))
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+    let resp = request(client, base, token, c).await;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.unwrap();
@@ -558,7 +556,7 @@ fn header_u64(headers: &reqwest::header::HeaderMap, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limited_answers_match_the_spec_429_on_every_operation() {
-    let mut config = EmulatorConfig::new(Fixture::from_yaml(FIXTURE).unwrap());
+    let mut config = fixture_config();
     // One request per bucket and window: the first call of a bucket passes, every later one
     // is refused until the (long) window ends.
     config.rate_limits = RateLimits {
@@ -570,8 +568,7 @@ async fn rate_limited_answers_match_the_spec_429_on_every_operation() {
         default: 1,
         ..RateLimits::default()
     };
-    let emu = emulator::start(config).await.unwrap();
-    let base = emu.url().as_str().trim_end_matches('/').to_string();
+    let (emu, base) = start(config).await;
     let client = reqwest::Client::new();
     let mut operations = std::collections::BTreeSet::new();
     for c in cases(&emu).into_iter().filter(|c| c.status < 400) {
@@ -606,13 +603,12 @@ async fn rate_limited_answers_match_the_spec_429_on_every_operation() {
 /// `Remaining: 0` (NOTES.md), a body the spec's 429 describes, without spending the bucket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_concurrency_429_matches_the_spec() {
-    let mut config = EmulatorConfig::new(Fixture::from_yaml(FIXTURE).unwrap());
+    let mut config = fixture_config();
     config.rate_limits = RateLimits {
         concurrency: 1,
         ..RateLimits::default()
     };
-    let emu = emulator::start(config).await.unwrap();
-    let base = emu.url().as_str().trim_end_matches('/').to_string();
+    let (emu, base) = start(config).await;
     let client = reqwest::Client::new();
     // The first request stalls (until shutdown), holding the one concurrency slot.
     emu.set_faults(Faults {
@@ -653,10 +649,7 @@ async fn the_concurrency_429_matches_the_spec() {
 /// spec declares no 405 responses, so the shared `Error` schema is the reference.
 #[tokio::test]
 async fn an_unsupported_method_gets_405_with_the_spec_error_shape() {
-    let emu = emulator::start(EmulatorConfig::new(Fixture::from_yaml(FIXTURE).unwrap()))
-        .await
-        .unwrap();
-    let base = emu.url().as_str().trim_end_matches('/').to_string();
+    let (emu, base) = start(fixture_config()).await;
     let eng = emu.group_id("Engineering").unwrap();
     let alice = emu.user_id("alice@example.com").unwrap();
     let client = reqwest::Client::new();
