@@ -14,7 +14,7 @@ use okta_ciam_operator::emulator::{
 };
 use okta_ciam_operator::okta::{
     ApiToken, ClientOptions, DomainPolicy, Error, GroupQuery, GroupType, OktaClient, OrgDomain,
-    SswsAuth, UserQuery,
+    RoleAssignee, SswsAuth, User, UserQuery,
 };
 use serde_json::Value;
 
@@ -37,13 +37,39 @@ async fn start(fixture: Fixture, rate_limits: RateLimits) -> EmulatorHandle {
 }
 
 fn client_for(emu: &EmulatorHandle, token: &str, options: ClientOptions) -> OktaClient {
+    client_at(&emu.domain(), token, options)
+}
+
+/// A client for the org at `domain` (a loopback `host:port`, over plain HTTP).
+fn client_at(domain: &str, token: &str, options: ClientOptions) -> OktaClient {
     let policy = DomainPolicy {
         insecure_loopback_http: true,
         ..DomainPolicy::default()
     };
-    let domain = OrgDomain::parse(&emu.domain(), &policy).unwrap();
+    let domain = OrgDomain::parse(domain, &policy).unwrap();
     let auth = Arc::new(SswsAuth::new(ApiToken::new(token.to_owned())));
     OktaClient::new(domain, auth, options).unwrap()
+}
+
+/// Every page of the plain user list, `limit` users a page.
+async fn user_pages(client: &OktaClient, limit: u32) -> Vec<Vec<User>> {
+    client
+        .list_users(&UserQuery {
+            limit: Some(limit),
+            ..UserQuery::default()
+        })
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// Every page of the role assignees, `limit` a page.
+async fn assignee_pages(client: &OktaClient, limit: u32) -> Vec<Vec<RoleAssignee>> {
+    client
+        .list_role_assignees(Some(limit))
+        .try_collect()
+        .await
+        .unwrap()
 }
 
 fn fast() -> ClientOptions {
@@ -75,14 +101,7 @@ async fn every_list_paginates_across_many_pages() {
     let state = emu.state_json();
 
     // Users: plain list omits DEPROVISIONED.
-    let pages: Vec<_> = client
-        .list_users(&UserQuery {
-            limit: Some(7),
-            ..UserQuery::default()
-        })
-        .try_collect()
-        .await
-        .unwrap();
+    let pages = user_pages(&client, 7).await;
     let listed: Vec<String> = pages.iter().flatten().map(|u| u.id.clone()).collect();
     let expected = ids(state["users"]
         .as_array()
@@ -153,13 +172,9 @@ async fn every_list_paginates_across_many_pages() {
     assert_eq!(user_groups, expected_groups);
 
     // Role assignees through the body cursor, then their roles.
-    let assignee_pages: Vec<_> = client
-        .list_role_assignees(Some(5))
-        .try_collect()
-        .await
-        .unwrap();
-    assert!(assignee_pages.len() >= 3, "{} pages", assignee_pages.len());
-    let assignees: Vec<_> = assignee_pages.into_iter().flatten().collect();
+    let role_pages = assignee_pages(&client, 5).await;
+    assert!(role_pages.len() >= 3, "{} pages", role_pages.len());
+    let assignees: Vec<_> = role_pages.into_iter().flatten().collect();
     let unique = ids(assignees.iter().map(|a| a.id.as_str()));
     assert_eq!(unique.len(), assignees.len());
     for a in assignees.iter().take(5) {
@@ -201,21 +216,9 @@ async fn every_list_paginates_across_many_pages() {
 #[tokio::test]
 async fn links_point_at_the_host_the_client_used() {
     let emu = start(generated(60), RateLimits::default()).await;
-    let policy = DomainPolicy {
-        insecure_loopback_http: true,
-        ..DomainPolicy::default()
-    };
-    let domain = OrgDomain::parse(&format!("localhost:{}", emu.addr().port()), &policy).unwrap();
-    let auth = Arc::new(SswsAuth::new(ApiToken::new(emu.token())));
-    let client = OktaClient::new(domain, auth, fast()).unwrap();
-    let users: Vec<_> = client
-        .list_users(&UserQuery {
-            limit: Some(7),
-            ..UserQuery::default()
-        })
-        .try_collect()
-        .await
-        .unwrap();
+    let domain = format!("localhost:{}", emu.addr().port());
+    let client = client_at(&domain, &emu.token(), fast());
+    let users = user_pages(&client, 7).await;
     assert!(users.len() > 3, "{} pages", users.len());
     let listed = users.iter().flatten().count();
     let active = state_users(&emu)
@@ -223,11 +226,7 @@ async fn links_point_at_the_host_the_client_used() {
         .filter(|u| s(u, "status") != "DEPROVISIONED")
         .count();
     assert_eq!(listed, active);
-    let assignees: Vec<_> = client
-        .list_role_assignees(Some(5))
-        .try_collect()
-        .await
-        .unwrap();
+    let assignees = assignee_pages(&client, 5).await;
     assert!(assignees.len() >= 3, "{} pages", assignees.len());
     emu.shutdown().await;
 }
@@ -248,7 +247,7 @@ async fn search_and_filter_rules() {
     };
     let expect =
         |pred: &dyn Fn(&Value) -> bool| ids(users.iter().filter(|u| pred(u)).map(|u| s(u, "id")));
-    let got = |list: Vec<okta_ciam_operator::okta::User>| ids(list.iter().map(|u| u.id.as_str()));
+    let got = |list: Vec<User>| ids(list.iter().map(|u| u.id.as_str()));
 
     // `co` on email matches look-alike domains too; the exact domain check is the caller's.
     let found = search(r#"profile.email co "@example.com""#).await.unwrap();
