@@ -59,6 +59,24 @@ fn token_file(dir: &std::path::Path, token: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// Runs `sync` against the org at `domain` over plain loopback HTTP, with the token in the file
+/// `token` and `example.com` as the email domain.
+fn run_sync_loopback(domain: &str, token: &str, dir: &std::path::Path) -> Output {
+    run(
+        &[
+            "sync",
+            "--domain",
+            domain,
+            "--insecure-loopback-http",
+            "--email-domains",
+            "example.com",
+            "--api-token-file",
+            token,
+        ],
+        dir,
+    )
+}
+
 const TOKEN: &str = "secret-token-value";
 
 #[test]
@@ -185,19 +203,7 @@ fn an_unreachable_org_fails_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path(), TOKEN);
     let domain = format!("127.0.0.1:{port}");
-    let out = run(
-        &[
-            "sync",
-            "--domain",
-            &domain,
-            "--insecure-loopback-http",
-            "--email-domains",
-            "example.com",
-            "--api-token-file",
-            &token,
-        ],
-        dir.path(),
-    );
+    let out = run_sync_loopback(&domain, &token, dir.path());
     assert_one_line_failure(&out, dir.path(), TOKEN);
 }
 
@@ -215,23 +221,9 @@ async fn a_rejected_token_fails_with_one_line() {
     let domain = handle.domain();
     let dir_path = dir.path().to_owned();
     // The binary runs on a blocking thread so the emulator keeps serving meanwhile.
-    let out = tokio::task::spawn_blocking(move || {
-        run(
-            &[
-                "sync",
-                "--domain",
-                &domain,
-                "--insecure-loopback-http",
-                "--email-domains",
-                "example.com",
-                "--api-token-file",
-                &token,
-            ],
-            &dir_path,
-        )
-    })
-    .await
-    .unwrap();
+    let out = tokio::task::spawn_blocking(move || run_sync_loopback(&domain, &token, &dir_path))
+        .await
+        .unwrap();
     let line = assert_one_line_failure(&out, dir.path(), &wrong);
     assert!(line.contains("rejected the credentials"), "{line}");
     let stats = handle.stats();
