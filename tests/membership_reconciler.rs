@@ -11,7 +11,7 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use membership_support::*;
 use okta_ciam_operator::controller::membership::FINALIZER;
-use okta_ciam_operator::crd::OktaCiamConnector;
+use okta_ciam_operator::crd::{ConditionType, OktaCiamConnector};
 use okta_ciam_operator::emulator;
 use serde_json::{Value, json};
 
@@ -167,14 +167,7 @@ async fn expiry_revokes_at_expiresat_and_keeps_the_object() {
         user_row(&gm, "alice@example.com").state,
         okta_ciam_operator::crd::UserMembershipState::Expired
     );
-    let ready = gm
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
+    let ready = condition(&gm, ConditionType::Ready);
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
         ("False", "Expired")
@@ -632,14 +625,7 @@ async fn an_invalid_spec_is_reported_once_without_okta_calls_and_can_be_deleted(
         let gm = h
             .wait_condition(name, "Ready", "False", "InvalidSpec")
             .await;
-        let ready = gm
-            .status
-            .as_ref()
-            .unwrap()
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
+        let ready = condition(&gm, ConditionType::Ready);
         assert!(ready.message.contains(why), "{name}: {}", ready.message);
         h.wait_event(name, "Warning", "InvalidSpec").await;
     }

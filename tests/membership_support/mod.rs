@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_test_server::TestServer;
@@ -17,7 +18,8 @@ use okta_ciam_operator::controller::runtime::clients::{ClientRegistry, Connector
 use okta_ciam_operator::controller::runtime::leader::Leadership;
 use okta_ciam_operator::controller::runtime::metrics::Metrics;
 use okta_ciam_operator::controller::runtime::server::Readiness;
-use okta_ciam_operator::crd::{GroupMembership, OktaCiamConnector};
+use okta_ciam_operator::crd::condition::find_condition;
+use okta_ciam_operator::crd::{ConditionType, GroupMembership, OktaCiamConnector};
 use okta_ciam_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Fixture};
 use okta_ciam_operator::okta::{ApiToken, DomainPolicy, OrgDomain};
 use serde_json::{Value, json};
@@ -375,6 +377,13 @@ pub fn user_row<'a>(
         .iter()
         .find(|u| u.user == user)
         .unwrap_or_else(|| panic!("no status row for {user}"))
+}
+
+/// The membership's condition of type `type_`; panics when it has no status or no such
+/// condition.
+pub fn condition(gm: &GroupMembership, type_: ConditionType) -> &Condition {
+    find_condition(&gm.status.as_ref().unwrap().conditions, type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"))
 }
 
 pub fn state_of(gm: &GroupMembership, user: &str) -> String {
