@@ -237,13 +237,7 @@ impl Harness {
 
     /// Requests the emulator answered on `route`, e.g. `GET /api/v1/org`.
     fn requests_on(&self, route: &str) -> u64 {
-        self.okta
-            .stats()
-            .requests
-            .by_route
-            .get(route)
-            .copied()
-            .unwrap_or(0)
+        support::okta_requests_on(&self.okta, route)
     }
 
     /// Connector reconciles finished without error, from the operator's metrics.

@@ -73,13 +73,7 @@ async fn start_scale() -> Harness {
 }
 
 fn count(h: &Harness, route: &str) -> u64 {
-    h.okta
-        .stats()
-        .requests
-        .by_route
-        .get(route)
-        .copied()
-        .unwrap_or(0)
+    support::okta_requests_on(&h.okta, route)
 }
 
 const PUT: &str = "PUT /api/v1/groups/{groupId}/users/{userId}";

@@ -166,6 +166,16 @@ pub fn okta_writes(okta: &EmulatorHandle) -> u64 {
         .sum()
 }
 
+/// Requests the emulator answered so far on `route`, e.g. `GET /api/v1/org`.
+pub fn okta_requests_on(okta: &EmulatorHandle, route: &str) -> u64 {
+    okta.stats()
+        .requests
+        .by_route
+        .get(route)
+        .copied()
+        .unwrap_or(0)
+}
+
 /// Okta client options with short delays, so retry tests finish quickly.
 pub fn fast_client_options() -> ClientOptions {
     ClientOptions {
