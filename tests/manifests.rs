@@ -675,14 +675,20 @@ fn kubectl_available() -> bool {
 }
 
 fn kustomize(dir: &str) -> Vec<Value> {
+    kustomize_path(&repo_path(dir))
+}
+
+/// The documents `kubectl kustomize` renders from the kustomization in `dir`.
+fn kustomize_path(dir: &std::path::Path) -> Vec<Value> {
     let out = Command::new("kubectl")
-        .args(["kustomize"])
-        .arg(repo_path(dir))
+        .arg("kustomize")
+        .arg(dir)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "kubectl kustomize {dir}: {}",
+        "kubectl kustomize {}: {}",
+        dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
@@ -830,20 +836,7 @@ fn sync_wave_patches_keep_existing_annotations() {
          metadata:\n  name: things.example.com\n  annotations: {controller-gen.kubebuilder.io/version: v0.16.0}\n",
     )
     .unwrap();
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let docs: Vec<Value> =
-        serde_yaml::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
-            .map(|d| serde::Deserialize::deserialize(d).unwrap())
-            .collect();
+    let docs = kustomize_path(dir.path());
     let annotations = |kind: &str| {
         docs.iter()
             .find(|d| d["kind"] == kind)
