@@ -46,6 +46,17 @@ async fn create_lease(client: Client, name: &str) {
         .unwrap();
 }
 
+/// A raw watch of the Secrets from resource version `rv`, with the default parameters.
+async fn watch_from(
+    api: &Api<Secret>,
+    rv: &str,
+) -> futures::stream::BoxStream<'static, kube::Result<WatchEvent<Secret>>> {
+    api.watch(&WatchParams::default(), rv)
+        .await
+        .unwrap()
+        .boxed()
+}
+
 /// Collects the `(type, name)` of raw watch events until `n` non-bookmark events arrived.
 async fn next_events(
     stream: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<Secret>>> + Unpin),
@@ -75,11 +86,7 @@ async fn raw_watch_replays_from_resource_version_and_follows_selectors() {
     let first = create_secret(&api, "a", "web").await;
     let from = first.resource_version().unwrap();
     create_secret(&api, "b", "db").await;
-    let mut stream = api
-        .watch(&WatchParams::default(), &from)
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = watch_from(&api, &from).await;
     assert_eq!(
         next_events(&mut stream, 1).await,
         [("ADDED".to_string(), "b".to_string())]
@@ -171,22 +178,14 @@ async fn too_old_resource_version_is_410_expired() {
     let old = create_secret(&api, "a", "web").await;
     create_secret(&api, "b", "web").await;
     server.compact_history();
-    let mut stream = api
-        .watch(&WatchParams::default(), &old.resource_version().unwrap())
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = watch_from(&api, &old.resource_version().unwrap()).await;
     assert_eq!(
         next_events(&mut stream, 1).await,
         [("ERROR".to_string(), "410 Expired".to_string())]
     );
     // The current version is still fine.
     let now = server.current_resource_version().to_string();
-    let mut ok = api
-        .watch(&WatchParams::default(), &now)
-        .await
-        .unwrap()
-        .boxed();
+    let mut ok = watch_from(&api, &now).await;
     create_secret(&api, "c", "web").await;
     assert_eq!(
         next_events(&mut ok, 1).await,
@@ -207,11 +206,7 @@ async fn history_limit_expires_old_versions() {
     for n in ["a", "b", "c", "d"] {
         create_secret(&api, n, "x").await;
     }
-    let mut stream = api
-        .watch(&WatchParams::default(), &from)
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = watch_from(&api, &from).await;
     assert_eq!(next_events(&mut stream, 1).await[0].0, "ERROR");
 }
 
@@ -411,11 +406,7 @@ async fn last_finalizer_removal_is_modified_then_deleted() {
     s.metadata.finalizers = Some(vec!["example.com/hold".into()]);
     api.create(&PostParams::default(), &s).await.unwrap();
     let from = server.current_resource_version().to_string();
-    let mut stream = api
-        .watch(&WatchParams::default(), &from)
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = watch_from(&api, &from).await;
     api.delete("f", &DeleteParams::default()).await.unwrap();
     common::clear_finalizers(&api, "f").await;
     let got = next_events(&mut stream, 3).await;
@@ -429,11 +420,7 @@ async fn shutdown_ends_open_watches_and_is_bounded_by_stalled_requests() {
     let server = start_with(Duration::from_secs(3600)).await;
     let api: Api<Secret> = Api::default_namespaced(server.client());
     let now = server.current_resource_version().to_string();
-    let mut open = api
-        .watch(&WatchParams::default(), &now)
-        .await
-        .unwrap()
-        .boxed();
+    let mut open = watch_from(&api, &now).await;
     // A client that sends the head of a request and stalls in its body: the handler waits
     // for the body, so a graceful shutdown without a bound would wait for ever.
     let mut stalled = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
@@ -469,11 +456,7 @@ async fn watch_from_a_future_resource_version_reports_only_what_comes_after_it()
     let server = start_with(Duration::from_secs(3600)).await;
     let api: Api<Secret> = Api::default_namespaced(server.client());
     let future = server.current_resource_version() + 2;
-    let mut stream = api
-        .watch(&WatchParams::default(), &future.to_string())
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = watch_from(&api, &future.to_string()).await;
     // Each create moves the global resourceVersion by one: a and b are at or below `future`.
     for name in ["a", "b", "c"] {
         create_secret(&api, name, "web").await;
