@@ -189,6 +189,16 @@ impl Harness {
         obj
     }
 
+    /// Revokes the connector's token (`token-1`) in the emulator and changes the spec, which
+    /// makes a sync due at once; returns the connector once that sync met the revoked token.
+    async fn revoke_token_and_resync(&self) -> OktaCiamConnector {
+        assert!(self.okta.revoke_token("token-1"));
+        self.patch_spec(serde_json::json!({"syncInterval": "2h"}))
+            .await;
+        self.wait_ready_with_credentials("False", "Unauthorized")
+            .await
+    }
+
     /// Waits until an Event with `reason` about the connector exists, and returns its type.
     async fn wait_event(&self, reason: &str) -> String {
         let kube = self.server.client();
@@ -468,11 +478,7 @@ async fn a_revoked_token_is_unauthorized_and_a_rotated_one_recovers() {
     let h = Harness::start().await;
     h.create_synced(serde_json::json!({})).await;
 
-    assert!(h.okta.revoke_token("token-1"));
-    // A spec change makes a sync due at once; it meets the revoked token.
-    h.patch_spec(serde_json::json!({"syncInterval": "2h"}))
-        .await;
-    h.wait_ready_with_credentials("False", "Unauthorized").await;
+    h.revoke_token_and_resync().await;
     assert_eq!(h.wait_event("Unauthorized").await, "Warning");
     assert!(
         !h.index().expect("the index survives").facts.ready,
@@ -613,10 +619,7 @@ async fn only_watched_namespaces_are_reconciled() {
 async fn a_revoked_token_is_rechecked_on_a_back_off_not_in_a_loop() {
     let h = Harness::start().await;
     h.create_synced(serde_json::json!({})).await;
-    assert!(h.okta.revoke_token("token-1"));
-    h.patch_spec(serde_json::json!({"syncInterval": "2h"}))
-        .await;
-    let failing = h.wait_ready_with_credentials("False", "Unauthorized").await;
+    let failing = h.revoke_token_and_resync().await;
     let (message, since) = message_and_since(&failing, ConditionType::CredentialsValid);
     assert!(message.contains("HTTP 401 E0000011"), "{message}");
     assert!(
