@@ -86,8 +86,33 @@ while IFS= read -r -d '' path; do
 done < <(git ls-files -z --cached --others --exclude-standard)
 echo "build context: $count files (from $repo, minus .dockerignore)"
 
-# The Dockerfile's build command, in the copied context.
+# The Dockerfile's build command, in the copied context, for the image's target: the build
+# stage is Alpine, whose host target is x86_64-unknown-linux-musl (static). Here that needs the
+# musl standard library (rustup) and a musl C compiler for ring (musl-gcc); without them the
+# host target is built instead, and the check says so.
+triple=x86_64-unknown-linux-musl
+if [[ $(uname -m) == x86_64 ]] && rustup target list --installed 2>/dev/null | grep -qx "$triple" \
+  && command -v musl-gcc >/dev/null 2>&1; then
+  target_args=(--target "$triple")
+  binary="$target/$triple/release/okta-ciam-operator"
+else
+  echo "no $triple toolchain (rustup target add $triple; apt-get install musl-tools):" \
+    "building the host target instead of the image's"
+  target_args=()
+  binary="$target/release/okta-ciam-operator"
+fi
 start=$SECONDS
-(cd "$context" && CARGO_TARGET_DIR="$target" cargo build --release --locked --offline --bin okta-ciam-operator)
-test -x "$target/release/okta-ciam-operator"
-echo "release build of the image's context: ok in $((SECONDS - start))s"
+(cd "$context" && CARGO_TARGET_DIR="$target" cargo build --release --locked --offline \
+  "${target_args[@]}" --bin okta-ciam-operator)
+test -x "$binary"
+if [[ ${#target_args[@]} -gt 0 ]]; then
+  # The image's runtime stage (distroless/static) has no C library: the binary must need none.
+  if ! command -v readelf >/dev/null 2>&1; then
+    echo "readelf not found: not checking that the binary is static"
+  elif readelf -l "$binary" | grep -q 'Requesting program interpreter'; then
+    echo "$binary is dynamically linked; distroless/static cannot run it" >&2
+    exit 1
+  fi
+  "$binary" --version
+fi
+echo "release build of the image's context for ${target_args[1]:-the host target}: ok in $((SECONDS - start))s"
