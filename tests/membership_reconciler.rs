@@ -784,3 +784,82 @@ async fn a_ready_connector_without_a_client_yet_is_waited_for_quietly() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_connector_keeps_group_and_origins_and_deletion_waits_to_revoke() {
+    let h = Harness::start().await;
+    let spec = |users: &[&str]| json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Admins"}, "users": users});
+    h.apply("paused", spec(&["alice@example.com"])).await;
+    h.wait_condition("paused", "Ready", "True", "Granted").await;
+    let group = h.group("Eng Admins");
+    let api: Api<OktaCiamConnector> = Api::namespaced(h.kube.clone(), NS);
+    let suspend = |on: bool| {
+        let api = api.clone();
+        async move {
+            api.patch(
+                "acme",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&json!({"spec": {"suspend": on}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    suspend(true).await;
+    h.wait_condition("paused", "Ready", "False", "ConnectorSuspended")
+        .await;
+    // A second round while suspended (a spec change) must still know the group and the
+    // operator's grant: neither is looked up, both come from the previous round.
+    h.apply("paused", spec(&["alice@example.com", "bob@example.com"]))
+        .await;
+    let gm = wait_for("the spec change reconciled", || async {
+        let gm = h.get("paused").await?;
+        let s = gm.status.as_ref()?;
+        s.users
+            .iter()
+            .any(|u| u.user == "bob@example.com")
+            .then_some(gm.clone())
+    })
+    .await;
+    assert_eq!(
+        gm.status.as_ref().unwrap().group_id.as_deref(),
+        Some(group.as_str()),
+        "groupId kept while the group is not looked up"
+    );
+    assert_eq!(
+        format!("{:?}", user_row(&gm, "alice@example.com").origin),
+        "Some(Granted)",
+        "the grant is still reported as the operator's"
+    );
+
+    // Deleting while suspended: no write, and the finalizer stays while the grant is held.
+    let writes = h.writes();
+    h.delete("paused").await;
+    let gm = h
+        .wait_condition("paused", "Ready", "False", "Deleting")
+        .await;
+    let message = gm
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("ConnectorSuspended"), "{message}");
+    assert!(
+        gm.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.contains(&FINALIZER.to_string()))
+    );
+    assert_eq!(h.writes(), writes, "no Okta write while suspended");
+    assert_eq!(h.members("Eng Admins"), h.ids(&["alice@example.com"]));
+
+    // Resuming lets the deletion revoke the operator's grant and finish.
+    suspend(false).await;
+    h.wait_gone("paused").await;
+    assert!(h.members("Eng Admins").is_empty(), "the grant was revoked");
+    h.shutdown().await;
+}

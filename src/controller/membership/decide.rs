@@ -266,6 +266,15 @@ pub struct Input {
     pub members: BTreeSet<String>,
     /// The ownership record of the group, read fresh.
     pub record: GroupRecord,
+    /// Whether [`Input::record`] was read from the cluster (a connector domain and a group
+    /// id were known). When it was not, each row keeps the origin the previous status
+    /// showed, so a later deletion still sees (and reports) the claim.
+    pub record_located: bool,
+    /// The group id the record was located by: this round's lookup, else the previous
+    /// `status.groupId`. While the group is not looked up ([`GroupLookup::NotLookedUp`]:
+    /// the operator or the connector refused, or a lookup failed) it stays
+    /// `status.groupId`, so the next round, and a deletion, still find the record.
+    pub group_id: Option<String>,
     /// Other *live* ([`is_live`]) `GroupMembership`s of the same group: owner key -> the
     /// user ids they declare (their `status.users[].userId`; claims they already hold are
     /// in the record anyway).
@@ -968,7 +977,9 @@ pub fn decide(input: &Input) -> Plan {
         GroupLookup::Found(g) | GroupLookup::Renamed { group: g, .. } => {
             (Some(g.id.clone()), format!("{} ({})", g.name, g.id))
         }
-        _ => (None, "the group".to_string()),
+        // Not looked up this round: what the group was resolved to stays known.
+        GroupLookup::NotLookedUp => (input.group_id.clone(), "the group".to_string()),
+        GroupLookup::NotFound => (None, "the group".to_string()),
     };
 
     let previous_by_entry: BTreeMap<&str, &UserStatus> = input
@@ -1203,16 +1214,17 @@ pub fn decide(input: &Input) -> Plan {
                 }
             },
             (None, Err(refusal), None) => {
-                // Without the connector the record cannot be read: keep what the previous
-                // status knew, so a later deletion still sees (and reports) the claim.
+                // Without the record (no connector, or no group id to locate it by) keep
+                // what the previous status knew, so a later deletion still sees (and
+                // reports) the claim.
+                let unlocated = !input.record_located || input.connector.is_none();
                 let origin =
                     r.id.and_then(|id| record.members.get(id))
                         .map(|o| o.origin)
                         .or_else(|| {
-                            input
-                                .connector
-                                .as_ref()
-                                .map_or(previous_by_entry.get(r.user), |_| None)
+                            previous_by_entry
+                                .get(r.user)
+                                .filter(|_| unlocated)
                                 .and_then(|p| p.origin)
                         });
                 let state = refused_state(refusal);

@@ -71,6 +71,8 @@ fn input(users: &[&str]) -> Input {
         users: users.iter().map(|u| declared(u)).collect(),
         members: BTreeSet::new(),
         record: GroupRecord::default(),
+        record_located: true,
+        group_id: None,
         others: BTreeMap::new(),
         lifecycle: Lifecycle::Live,
         expiry: Expiry::Never,
@@ -938,6 +940,74 @@ fn a_vanished_connector_keeps_the_reported_origins_for_the_deletion() {
     assert_eq!(user_row(&out, "bob").origin, Some(Origin::Preexisting));
     let events = finish_unlocated(DeletionPolicy::Revoke, None, "acme", &input.previous).unwrap();
     assert!(events[0].message.contains(" 1 "), "{}", events[0].message);
+}
+
+#[test]
+fn a_group_not_looked_up_keeps_its_id_and_an_unlocated_record_keeps_the_origins() {
+    let mut input = input(&["alice", "bob"]);
+    input.members = members(&["bob"]);
+    input.group_id = Some(GROUP_ID.into());
+    round(&mut input);
+    // The connector is suspended: the group is not looked up, its id comes from status.
+    input.connector = Some(ConnectorFacts {
+        suspended: true,
+        ..connector()
+    });
+    input.group = GroupLookup::NotLookedUp;
+    for u in &mut input.users {
+        u.lookup = UserLookup::NotLookedUp;
+    }
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes());
+    assert_eq!(plan.group_id.as_deref(), Some(GROUP_ID));
+    assert_eq!(
+        out.group_id.as_deref(),
+        Some(GROUP_ID),
+        "status.groupId kept"
+    );
+    assert_eq!(user_row(&out, "alice").origin, Some(Origin::Granted));
+    // Even when the record cannot be located, a present connector keeps the origins the
+    // previous status showed (a deletion must not read them as "nothing held").
+    input.record_located = false;
+    input.record = GroupRecord::default();
+    let (_, out) = round(&mut input);
+    assert_eq!(user_row(&out, "alice").origin, Some(Origin::Granted));
+    assert_eq!(user_row(&out, "bob").origin, Some(Origin::Preexisting));
+    // A vanished group is no longer known by its id.
+    input.record_located = true;
+    input.group = GroupLookup::NotFound;
+    assert_eq!(decide(&input).group_id, None);
+}
+
+#[test]
+fn deletion_while_suspended_keeps_the_claim_and_the_finalizer() {
+    let mut input = input(&["alice"]);
+    input.group_id = Some(GROUP_ID.into());
+    round(&mut input);
+    input.connector = Some(ConnectorFacts {
+        suspended: true,
+        ..connector()
+    });
+    input.group = GroupLookup::NotLookedUp;
+    input.users[0].lookup = UserLookup::NotLookedUp;
+    input.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes(), "no write while suspended");
+    assert!(!out.remove_finalizer, "the grant is still held");
+    assert!(out.record.claimed_by(ME));
+    assert_eq!(out.ready.reason, Reason::Deleting);
+    assert!(
+        out.ready.message.contains("ConnectorSuspended"),
+        "{}",
+        out.ready.message
+    );
+    // Resumed: the grant is revoked and the finalizer may go.
+    input.connector = Some(connector());
+    input.group = group();
+    input.users[0].lookup = UserLookup::Found(okta_user("alice"));
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.revokes, ids(&["alice"]));
+    assert!(out.remove_finalizer);
 }
 
 #[test]

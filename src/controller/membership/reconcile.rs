@@ -23,6 +23,12 @@
 //! for a change. Being deleted, it still lets go in the group its status recorded (or just
 //! drops the finalizer when it never resolved one).
 //!
+//! While the group is not looked up (the operator or the connector refuses: not ready,
+//! `provisioning: false`, suspended; or a lookup failed) `status.groupId` keeps the group it
+//! was resolved to, so the record stays locatable. A deletion then waits, with `Ready`
+//! False `Deleting` naming the refusal, until the operator's grants can be revoked (a
+//! suspended connector is a pause, not a reason to leak grants).
+//!
 //! Deletion finishes without the ownership record when it cannot be located and nothing
 //! could be revoked anyway: with `Retain`, or when the connector no longer exists (the
 //! memberships then stay in Okta, and a Warning Event says how many grants were left).
@@ -786,6 +792,8 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
                 .map(|g| others_of(shared, &owner, g, now))
                 .unwrap_or_default(),
             record: read.record.clone(),
+            record_located: location.is_some(),
+            group_id: group_id.clone(),
             lifecycle: lifecycle_of(&gm),
             expiry,
             effective_since: effective_since_of(&gm),

@@ -297,6 +297,8 @@ mod tests {
             users: vec![user("a@example.com", "00ua"), user("b@example.com", "00ub")],
             members: BTreeSet::from(["00ub".to_string()]),
             record: decide::GroupRecord::default(),
+            record_located: true,
+            group_id: None,
             others: BTreeMap::new(),
             lifecycle: lifecycle_of(gm),
             expiry: expiry_of(gm).unwrap(),
