@@ -1569,6 +1569,26 @@ pub fn retry_delay(base: Duration, cap: Duration, failures: u32) -> Duration {
     base.saturating_mul(1 << doublings).min(cap.max(base))
 }
 
+/// How long until the next round: the back-off delay when the round must retry, else the
+/// resync period; in both cases no later than the exact expiry `requeue_at` (a failing
+/// write of one user must not keep the others' access past expiry). Tokio timers may fire
+/// a hair early, so the expiry wait gets one millisecond more, landing at or past it.
+pub fn requeue_after(
+    backoff: Option<Duration>,
+    requeue_at: Option<Timestamp>,
+    now: Timestamp,
+    resync: Duration,
+) -> Duration {
+    let wait = backoff.unwrap_or(resync);
+    match requeue_at {
+        Some(at) => {
+            let ms = (at.as_millisecond() - now.as_millisecond()).max(0);
+            wait.min(Duration::from_millis(ms.unsigned_abs() + 1))
+        }
+        None => wait,
+    }
+}
+
 /// Whether a deletion whose ownership record cannot be located (no connector to name the
 /// org, or no group id) may finish, and the Events saying so. `Some`: remove the finalizer.
 ///

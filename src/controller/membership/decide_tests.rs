@@ -1794,3 +1794,58 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_retry_never_waits_past_the_exact_expiry() {
+    let t = now();
+    let resync = Duration::from_secs(600);
+    let backoff = Some(Duration::from_secs(300));
+    let at = |secs: i64| Some(t + SignedDuration::from_secs(secs));
+    // Expiry in 10 s: the 300 s back-off must not override it.
+    assert_eq!(
+        requeue_after(backoff, at(10), t, resync),
+        Duration::from_millis(10_001)
+    );
+    // Back-off sooner than the expiry: the back-off.
+    assert_eq!(
+        requeue_after(backoff, at(3600), t, resync),
+        Duration::from_secs(300)
+    );
+    assert_eq!(
+        requeue_after(backoff, None, t, resync),
+        Duration::from_secs(300)
+    );
+    // No retry: resync, or the expiry when sooner; an expiry already due is now.
+    assert_eq!(requeue_after(None, None, t, resync), resync);
+    assert_eq!(requeue_after(None, at(3600), t, resync), resync);
+    assert_eq!(
+        requeue_after(None, at(60), t, resync),
+        Duration::from_millis(60_001)
+    );
+    assert_eq!(
+        requeue_after(backoff, at(-5), t, resync),
+        Duration::from_millis(1)
+    );
+}
+
+#[test]
+fn a_failing_write_before_expiry_still_requeues_at_the_expiry() {
+    // One user's PUT is refused (403) while the grant expires in 10 minutes: the round
+    // retries, and the retry wait is bounded by the expiry however far back-off climbed.
+    let mut input = input(&["alice", "bob"]);
+    input.expiry = Expiry::At(now() + SignedDuration::from_mins(10));
+    let plan = decide(&input);
+    let refused = BTreeMap::from([(
+        id("bob"),
+        WriteError::Refused("HTTP 403 E0000006: You do not have permission".into()),
+    )]);
+    let out = plan.settle(&refused);
+    assert!(out.retry);
+    let wait = requeue_after(
+        Some(Duration::from_secs(300 * 4)),
+        out.requeue_at,
+        now(),
+        Duration::from_secs(3600),
+    );
+    assert_eq!(wait, Duration::from_millis(600_001));
+}

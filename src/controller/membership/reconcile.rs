@@ -12,7 +12,8 @@
 //!
 //! A round that fails or must retry (a failed lookup or write) is retried after
 //! [`Settings::retry_delay`], doubled for each further consecutive failure of the same
-//! object up to [`Settings::retry_max`]; any round that needs no retry resets it.
+//! object up to [`Settings::retry_max`], but never later than the exact expiry instant; any
+//! round that needs no retry resets it.
 //!
 //! The connector's `provisioning` and `suspend` are read from the connector object (its
 //! watch cache) every round, so turning either off stops membership writes at once, even
@@ -622,7 +623,12 @@ async fn apply_status(
 async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
     let key = owner_key(stale);
     match attempt_round(stale, shared).await? {
-        Next::Retry => Ok(Action::requeue(shared.backoff.failed(&key))),
+        Next::Retry(requeue_at) => Ok(Action::requeue(decide::requeue_after(
+            Some(shared.backoff.failed(&key)),
+            requeue_at,
+            Timestamp::now(),
+            shared.settings.resync,
+        ))),
         Next::Done(action) => {
             shared.backoff.reset(&key);
             Ok(action)
@@ -632,8 +638,9 @@ async fn round(stale: &GroupMembership, shared: &Shared) -> Result<Action> {
 
 /// How a round ended.
 enum Next {
-    /// Something failed or is pending: retry with back-off.
-    Retry,
+    /// Something failed or is pending: retry with back-off, but no later than the exact
+    /// expiry instant, if any.
+    Retry(Option<Timestamp>),
     /// Nothing to retry.
     Done(Action),
 }
@@ -877,17 +884,9 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         return Ok(Next::Done(Action::await_change()));
     }
     if out.retry || lookups_failed || record_pending {
-        return Ok(Next::Retry);
+        return Ok(Next::Retry(out.requeue_at));
     }
-    let resync = shared.settings.resync;
-    let wait = out
-        .requeue_at
-        .map(|at| {
-            let ms = (at.as_millisecond() - now.as_millisecond()).max(0);
-            // Tokio timers may fire a hair early; a millisecond more lands at or past expiry.
-            Duration::from_millis(ms.unsigned_abs() + 1).min(resync)
-        })
-        .unwrap_or(resync);
+    let wait = decide::requeue_after(None, out.requeue_at, now, shared.settings.resync);
     Ok(Next::Done(Action::requeue(wait)))
 }
 
