@@ -863,3 +863,54 @@ async fn a_suspended_connector_keeps_group_and_origins_and_deletion_waits_to_rev
     assert!(h.members("Eng Admins").is_empty(), "the grant was revoked");
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_holding_no_grant_does_not_wait_for_a_client() {
+    let h = Harness::start().await;
+    h.connector_without_client("late", json!({})).await;
+    h.apply(
+        "nothing-held",
+        json!({"connectorRef": {"name": "late"}, "group": {"name": "Eng Admins"},
+               "users": ["alice@example.com"]}),
+    )
+    .await;
+    wait_for("the finalizer", || async {
+        let gm = h.get("nothing-held").await?;
+        gm.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.contains(&FINALIZER.to_string()))
+            .then_some(())
+    })
+    .await;
+    // Nothing was granted, so the deletion has nothing to revoke: it finishes although the
+    // connector's client never appears.
+    h.delete("nothing-held").await;
+    h.wait_gone("nothing-held").await;
+    assert_eq!(h.writes(), 0);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_comes_is_reported_once_the_wait_is_over() {
+    let defaults = Options::default();
+    let h = Harness::start_with(Options {
+        settings: okta_ciam_operator::controller::membership::Settings {
+            await_client_max: std::time::Duration::ZERO,
+            ..defaults.settings
+        },
+        ..defaults
+    })
+    .await;
+    h.connector_without_client("late", json!({})).await;
+    h.apply(
+        "never",
+        json!({"connectorRef": {"name": "late"}, "group": {"name": "Eng Admins"},
+               "users": ["alice@example.com"]}),
+    )
+    .await;
+    h.wait_condition("never", "Ready", "False", "ConnectorNotReady")
+        .await;
+    assert_eq!(h.writes(), 0);
+    h.shutdown().await;
+}

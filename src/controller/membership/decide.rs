@@ -1589,6 +1589,24 @@ pub fn requeue_after(
     }
 }
 
+/// Whether a round waits quietly for the connector's client (the connector is Ready in the
+/// cluster but this process has not built its client yet: a restart or a new leadership
+/// term) rather than reporting `ConnectorNotReady`.
+///
+/// Only while the term is younger than `limit`: a client that never comes (the connector
+/// reconciler keeps failing without rewriting a stale `Ready`) must surface as a refusal,
+/// not freeze a deletion or hide an expiry forever. And never for a deletion whose status
+/// holds no grant of the operator: there is nothing to revoke, so it can finish at once.
+pub fn await_client(
+    term_age: Duration,
+    limit: Duration,
+    lifecycle: Lifecycle,
+    previous: &[UserStatus],
+) -> bool {
+    let holds_grants = previous.iter().any(|p| p.origin == Some(Origin::Granted));
+    term_age < limit && (lifecycle == Lifecycle::Live || holds_grants)
+}
+
 /// Whether a deletion whose ownership record cannot be located (no connector to name the
 /// org, or no group id) may finish, and the Events saying so. `Some`: remove the finalizer.
 ///

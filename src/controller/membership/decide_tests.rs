@@ -1849,3 +1849,32 @@ fn a_failing_write_before_expiry_still_requeues_at_the_expiry() {
     );
     assert_eq!(wait, Duration::from_millis(600_001));
 }
+
+#[test]
+fn the_wait_for_a_client_is_bounded_and_skipped_for_a_deletion_holding_no_grant() {
+    let limit = Duration::from_secs(60);
+    let young = Duration::from_secs(5);
+    let old = Duration::from_secs(61);
+    let deleting = Lifecycle::Deleting(DeletionPolicy::Revoke);
+    let mut input = input(&["alice", "bob"]);
+    input.members = members(&["bob"]);
+    round(&mut input);
+    let granted = input.previous.clone();
+    let preexisting_only: Vec<UserStatus> = granted
+        .iter()
+        .filter(|p| p.origin == Some(Origin::Preexisting))
+        .cloned()
+        .collect();
+    assert!(await_client(young, limit, Lifecycle::Live, &[]));
+    assert!(await_client(young, limit, deleting, &granted));
+    assert!(
+        !await_client(old, limit, Lifecycle::Live, &granted),
+        "bounded"
+    );
+    assert!(!await_client(old, limit, deleting, &granted), "bounded");
+    assert!(
+        !await_client(young, limit, deleting, &[]),
+        "nothing to revoke"
+    );
+    assert!(!await_client(young, limit, deleting, &preexisting_only));
+}

@@ -130,6 +130,9 @@ pub struct Settings {
     /// group (with this term's own writes applied). A connector sync always forces a fresh
     /// read; zero reads Okta every round.
     pub members_max_age: Duration,
+    /// How long into a leadership term a round waits quietly for a Ready connector's client
+    /// before reporting `ConnectorNotReady` ([`decide::await_client`]).
+    pub await_client_max: Duration,
 }
 
 impl Default for Settings {
@@ -141,6 +144,7 @@ impl Default for Settings {
             resync: Duration::from_secs(600),
             provisioning: true,
             members_max_age: Duration::from_secs(30),
+            await_client_max: Duration::from_secs(60),
         }
     }
 }
@@ -154,6 +158,8 @@ struct Shared {
     recorder: Recorder,
     settings: Settings,
     term: CancellationToken,
+    /// When this leadership term started (bounds the wait for a connector's client).
+    term_started: Instant,
     /// Member lists of this term (a new term reads Okta afresh).
     members: MemberCache,
     /// Every watched connector (one store per watched namespace).
@@ -315,6 +321,7 @@ async fn run_term(
         recorder: Recorder::new(ctx.kube.clone(), Reporter::from(FIELD_MANAGER)),
         settings: settings.clone(),
         term: term.clone(),
+        term_started: Instant::now(),
         members: MemberCache::new(settings.members_max_age),
         connectors: connector_stores,
         backoff: Backoff {
@@ -692,10 +699,16 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
     };
 
     let connector = connector_of(shared, &gm).await?;
-    if connector.awaiting_client {
+    let term_age = shared.term_started.elapsed();
+    let limit = shared.settings.await_client_max;
+    if connector.awaiting_client
+        && decide::await_client(term_age, limit, lifecycle_of(&gm), &previous)
+    {
         // Not a refusal: reporting ConnectorNotReady here would flip every membership's
-        // status, and warn, on each restart and failover.
-        return Ok(Next::Done(Action::requeue(AWAIT_CLIENT)));
+        // status, and warn, on each restart and failover. Bounded: past the limit the
+        // round goes on and reports the connector as not ready.
+        let wait = AWAIT_CLIENT.min(limit.saturating_sub(term_age));
+        return Ok(Next::Done(Action::requeue(wait)));
     }
     let mut lookups_failed = false;
     let admitted = decide::check_operator(shared.settings.provisioning).is_ok()
