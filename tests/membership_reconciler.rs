@@ -914,3 +914,45 @@ async fn a_client_that_never_comes_is_reported_once_the_wait_is_over() {
     assert_eq!(h.writes(), 0);
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_group_lets_go_in_the_old_one_before_acting_in_the_new() {
+    let h = Harness::start().await;
+    let spec = |group: &str| json!({"connectorRef": {"name": "acme"}, "group": {"name": group}, "users": ["alice@example.com", "dave@example.com"]});
+    h.apply("moves", spec("Eng On-Call")).await;
+    h.wait_condition("moves", "Ready", "True", "Granted").await;
+    let old = h.group("Eng On-Call");
+    let new = h.group("Eng Admins");
+    // alice granted by the operator, dave preexisting.
+    assert_eq!(
+        h.members("Eng On-Call"),
+        h.ids(&["alice@example.com", "dave@example.com"])
+    );
+
+    h.apply("moves", spec("Eng Admins")).await;
+    let gm = wait_for("granted in the new group", || async {
+        let gm = h.get("moves").await?;
+        let s = gm.status.as_ref()?;
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (s.group_id.as_deref() == Some(new.as_str()) && ready.reason == "Granted")
+            .then_some(gm.clone())
+    })
+    .await;
+    // The operator's grant in the old group is revoked; the preexisting one stays.
+    assert_eq!(h.okta.members_of(&old), vec![h.user("dave@example.com")]);
+    assert_eq!(
+        h.members("Eng Admins"),
+        h.ids(&["alice@example.com", "dave@example.com"])
+    );
+    assert_eq!(
+        state_of(&gm, "alice@example.com"),
+        "Granted/Some(Granted)/Granted"
+    );
+
+    // And the deletion now revokes in the new group.
+    h.delete("moves").await;
+    h.wait_gone("moves").await;
+    assert!(h.members("Eng Admins").is_empty());
+    assert_eq!(h.okta.members_of(&old), vec![h.user("dave@example.com")]);
+    h.shutdown().await;
+}

@@ -1607,6 +1607,40 @@ pub fn await_client(
     term_age < limit && (lifecycle == Lifecycle::Live || holds_grants)
 }
 
+/// The group to let go in first when the declared group now resolves to another group than
+/// the one `status.groupId` recorded (`spec.group` was changed to an existing group).
+///
+/// Acting in the new group at once would orphan the grants in the old one: its record would
+/// never be visited again. So the round lets go in the recorded group as a deletion with the
+/// object's `deletionPolicy` would (same ownership rules: preexisting memberships and those
+/// still held by others stay), and acts in the new group only once this object claims
+/// nothing there. A rename keeps the id ([`GroupLookup::Renamed`]) and is no move.
+pub fn moved_from<'a>(group: &GroupLookup, recorded: Option<&'a str>) -> Option<&'a str> {
+    match (group, recorded) {
+        (GroupLookup::Found(g), Some(old)) if g.id != old => Some(old),
+        _ => None,
+    }
+}
+
+/// The `Ready` condition of a round that lets go in the old group of a move
+/// ([`moved_from`]), from the condition the letting-go round produced.
+pub fn moving_condition(letting_go: &Condition, from: &str, to: &str, done: bool) -> Condition {
+    let message = if done {
+        format!("spec.group changed from {from} to {to}: let go in {from}")
+    } else {
+        let waiting = letting_go
+            .message
+            .strip_prefix("being deleted; ")
+            .unwrap_or("waiting to let go");
+        format!("spec.group changed from {from} to {to}: {waiting} in {from} first")
+    };
+    Condition {
+        status: false,
+        reason: Reason::Pending,
+        message,
+    }
+}
+
 /// Whether a deletion whose ownership record cannot be located (no connector to name the
 /// org, or no group id) may finish, and the Events saying so. `Some`: remove the finalizer.
 ///

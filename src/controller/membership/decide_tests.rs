@@ -1878,3 +1878,56 @@ fn the_wait_for_a_client_is_bounded_and_skipped_for_a_deletion_holding_no_grant(
     );
     assert!(!await_client(young, limit, deleting, &preexisting_only));
 }
+
+#[test]
+fn a_changed_group_is_let_go_of_first_but_a_rename_is_no_move() {
+    let other = GroupLookup::Found(OktaGroup {
+        id: "00gADM".into(),
+        name: "Engineering Admins".into(),
+        group_type: "OKTA_GROUP".into(),
+    });
+    assert_eq!(moved_from(&other, Some(GROUP_ID)), Some(GROUP_ID));
+    assert_eq!(moved_from(&group(), Some(GROUP_ID)), None);
+    assert_eq!(
+        moved_from(&other, None),
+        None,
+        "never resolved: nothing to let go"
+    );
+    let renamed = GroupLookup::Renamed {
+        group: OktaGroup {
+            id: GROUP_ID.into(),
+            name: "Platform".into(),
+            group_type: "OKTA_GROUP".into(),
+        },
+        declared: "Engineering On-Call".into(),
+    };
+    assert_eq!(moved_from(&renamed, Some(GROUP_ID)), None);
+    assert_eq!(moved_from(&GroupLookup::NotLookedUp, Some(GROUP_ID)), None);
+    assert_eq!(moved_from(&GroupLookup::NotFound, Some(GROUP_ID)), None);
+
+    // Letting go in the old group follows the deletion rules: the operator's grant is
+    // revoked, a preexisting membership stays.
+    let mut input = input(&["alice", "dave"]);
+    input.members = members(&["dave"]);
+    round(&mut input);
+    input.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
+    let (plan, out) = round(&mut input);
+    assert_eq!(plan.revokes, ids(&["alice"]));
+    assert!(out.remove_finalizer);
+    let ready = moving_condition(&out.ready, GROUP_ID, "00gADM", true);
+    assert_eq!(ready.reason, Reason::Pending);
+    assert!(!ready.status);
+    let waiting = Condition {
+        status: false,
+        reason: Reason::Deleting,
+        message: "being deleted; waiting to let go of RevokeFailed: alice".into(),
+    };
+    let ready = moving_condition(&waiting, GROUP_ID, "00gADM", false);
+    assert!(
+        ready
+            .message
+            .contains("waiting to let go of RevokeFailed: alice in 00gENG first"),
+        "{}",
+        ready.message
+    );
+}

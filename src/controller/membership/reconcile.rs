@@ -30,6 +30,11 @@
 //! False `Deleting` naming the refusal, until the operator's grants can be revoked (a
 //! suspended connector is a pause, not a reason to leak grants).
 //!
+//! When `spec.group` is changed to another existing group, the rounds first let go in the
+//! group `status.groupId` recorded, as a deletion with the object's `deletionPolicy` would
+//! (`Ready` False `Pending` meanwhile), and act in the new group once nothing is claimed in
+//! the old one ([`decide::moved_from`]); the old group's grants are never orphaned.
+//!
 //! Deletion finishes without the ownership record when it cannot be located and nothing
 //! could be revoked anyway: with `Retain`, or when the connector no longer exists (the
 //! memberships then stay in Okta, and a Warning Event says how many grants were left).
@@ -68,8 +73,8 @@ use super::lookup;
 use super::members::MemberCache;
 use super::record::{self, RecordStore, Versioned};
 use super::status::{
-    build_status, declared_ids, effective_since_of, is_live_at, lifecycle_of, owner_key,
-    previous_rows, refuse_spec, validate,
+    build_status, declared_ids, deletion_policy_of, effective_since_of, is_live_at, lifecycle_of,
+    owner_key, previous_rows, refuse_spec, validate,
 };
 use crate::controller::connector::index::{self, ConnectorIndex};
 use crate::controller::runtime::Context;
@@ -715,7 +720,7 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         && decide::check_connector(connector.facts.as_ref()).is_ok();
     let client = connector.client.as_ref().filter(|_| admitted);
     let index = connector.index.as_deref();
-    let group = match client {
+    let mut group = match client {
         None => GroupLookup::NotLookedUp,
         Some(client) => {
             match lookup::find_group(client, index, &declared_group, previous_group.as_deref())
@@ -729,6 +734,34 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
                 }
             }
         }
+    };
+    // spec.group now names another group: let go in the recorded one first, as a deletion
+    // would; the new group is acted on once that is done (see `decide::moved_from`).
+    let mut moving = None;
+    if let (Some(client), Some(old)) = (
+        client,
+        decide::moved_from(&group, previous_group.as_deref()),
+    ) {
+        let GroupLookup::Found(new) = &group else {
+            unreachable!("a move is to a found group")
+        };
+        moving = Some((old.to_owned(), new.id.clone()));
+        let by_id = GroupRef {
+            name: None,
+            id: Some(old.to_owned()),
+        };
+        group = match lookup::find_group(client, index, &by_id, None).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(membership = %owner, error = %e, "old group lookup failed");
+                lookups_failed = true;
+                GroupLookup::NotLookedUp
+            }
+        };
+    }
+    let lifecycle = match moving {
+        Some(_) => Lifecycle::Deleting(deletion_policy_of(&gm)),
+        None => lifecycle_of(&gm),
     };
     // Whether the group can be acted on at all (a renamed one can be let go of).
     let group_ok = connector
@@ -814,7 +847,7 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
             record: read.record.clone(),
             record_located: location.is_some(),
             group_id: group_id.clone(),
-            lifecycle: lifecycle_of(&gm),
+            lifecycle,
             expiry,
             effective_since: effective_since_of(&gm),
             previous: previous.clone(),
@@ -835,7 +868,6 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
             Err(e) => return Err(e.into()),
         }
     };
-    let lifecycle = lifecycle_of(&gm);
 
     // 4. Okta writes, only for a located group through the connector's shared client.
     let failures: BTreeMap<String, WriteError> = match (client, &plan.group_id) {
@@ -852,7 +884,7 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         _ => BTreeMap::new(),
     };
     // 5. Settle and store the confirmed record.
-    let out = plan.settle(&failures);
+    let mut out = plan.settle(&failures);
     let mut record_pending = false;
     if out.record != stored.record {
         let (domain, gid) = location
@@ -872,6 +904,27 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
 
     // 6. Status, Events, finalizer, requeue.
     let now = Timestamp::now();
+    let settled = !record_pending && stored.record == out.record;
+    if let Some((from, to)) = &moving {
+        let done = out.remove_finalizer && settled;
+        out.ready = decide::moving_condition(&out.ready, from, to, done);
+        let mut status = build_status(&gm, &out, now);
+        if done {
+            // Nothing is claimed in the old group any more: the next round acts in the new.
+            status.group_id = Some(to.clone());
+        }
+        apply_status(&api, &gm, &status).await?;
+        publish(shared, &gm, &out.events).await;
+        // Never the finalizer: the object still declares (or must still let go in) the new
+        // group.
+        return Ok(if done {
+            Next::Done(Action::requeue(Duration::ZERO))
+        } else if out.retry || lookups_failed || record_pending {
+            Next::Retry(None)
+        } else {
+            Next::Done(Action::requeue(shared.settings.resync))
+        });
+    }
     let status = build_status(&gm, &out, now);
     apply_status(&api, &gm, &status).await?;
     publish(shared, &gm, &out.events).await;
@@ -889,9 +942,7 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         ),
         Lifecycle::Live => None,
     };
-    if let Some(events) =
-        unlocated.filter(|_| out.remove_finalizer && !record_pending && stored.record == out.record)
-    {
+    if let Some(events) = unlocated.filter(|_| out.remove_finalizer && settled) {
         publish(shared, &gm, &events).await;
         remove_finalizer(&api, &gm).await?;
         return Ok(Next::Done(Action::await_change()));

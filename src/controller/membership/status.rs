@@ -106,10 +106,15 @@ pub fn lifecycle_of(gm: &GroupMembership) -> Lifecycle {
     if gm.metadata.deletion_timestamp.is_none() {
         return Lifecycle::Live;
     }
-    Lifecycle::Deleting(match gm.spec.deletion_policy {
+    Lifecycle::Deleting(deletion_policy_of(gm))
+}
+
+/// `spec.deletionPolicy`.
+pub fn deletion_policy_of(gm: &GroupMembership) -> decide::DeletionPolicy {
+    match gm.spec.deletion_policy {
         DeletionPolicy::Revoke => decide::DeletionPolicy::Revoke,
         DeletionPolicy::Retain => decide::DeletionPolicy::Retain,
-    })
+    }
 }
 
 /// `status.effectiveSince`, if recorded.
