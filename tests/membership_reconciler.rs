@@ -838,15 +838,7 @@ async fn a_suspended_connector_keeps_group_and_origins_and_deletion_waits_to_rev
     let gm = h
         .wait_condition("paused", "Ready", "False", "Deleting")
         .await;
-    let message = gm
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = &condition(&gm, ConditionType::Ready).message;
     assert!(message.contains("ConnectorSuspended"), "{message}");
     assert!(
         gm.metadata
