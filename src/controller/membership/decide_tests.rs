@@ -942,13 +942,8 @@ fn a_vanished_connector_keeps_the_reported_origins_for_the_deletion() {
     assert!(events[0].message.contains(" 1 "), "{}", events[0].message);
 }
 
-#[test]
-fn a_group_not_looked_up_keeps_its_id_and_an_unlocated_record_keeps_the_origins() {
-    let mut input = input(&["alice", "bob"]);
-    input.members = members(&["bob"]);
-    input.group_id = Some(GROUP_ID.into());
-    round(&mut input);
-    // The connector is suspended: the group is not looked up, its id comes from status.
+/// The connector turns suspended: nothing is looked up in Okta from then on.
+fn suspend_connector(input: &mut Input) {
     input.connector = Some(ConnectorFacts {
         suspended: true,
         ..connector()
@@ -957,6 +952,16 @@ fn a_group_not_looked_up_keeps_its_id_and_an_unlocated_record_keeps_the_origins(
     for u in &mut input.users {
         u.lookup = UserLookup::NotLookedUp;
     }
+}
+
+#[test]
+fn a_group_not_looked_up_keeps_its_id_and_an_unlocated_record_keeps_the_origins() {
+    let mut input = input(&["alice", "bob"]);
+    input.members = members(&["bob"]);
+    input.group_id = Some(GROUP_ID.into());
+    round(&mut input);
+    // The connector is suspended: the group is not looked up, its id comes from status.
+    suspend_connector(&mut input);
     let (plan, out) = round(&mut input);
     assert!(!plan.has_writes());
     assert_eq!(plan.group_id.as_deref(), Some(GROUP_ID));
@@ -984,12 +989,7 @@ fn deletion_while_suspended_keeps_the_claim_and_the_finalizer() {
     let mut input = input(&["alice"]);
     input.group_id = Some(GROUP_ID.into());
     round(&mut input);
-    input.connector = Some(ConnectorFacts {
-        suspended: true,
-        ..connector()
-    });
-    input.group = GroupLookup::NotLookedUp;
-    input.users[0].lookup = UserLookup::NotLookedUp;
+    suspend_connector(&mut input);
     input.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
     let (plan, out) = round(&mut input);
     assert!(!plan.has_writes(), "no write while suspended");
