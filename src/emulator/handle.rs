@@ -113,6 +113,14 @@ pub(crate) fn set_status(shared: &Shared, user_id: &str, status: &str) -> Result
     org.set_user_status(u, status, now_ms())
 }
 
+pub(crate) fn set_profile(shared: &Shared, user_id: &str, login: &str, email: &str) -> Result<()> {
+    let mut org = shared.org.write().unwrap_or_else(|e| e.into_inner());
+    let u = org
+        .user_index_by_id(user_id)
+        .ok_or_else(|| Error::UnknownUser(user_id.into()))?;
+    org.set_user_profile(u, login, email, now_ms())
+}
+
 pub(crate) fn rename(shared: &Shared, group_id: &str, name: &str) -> Result<()> {
     let mut org = shared.org.write().unwrap_or_else(|e| e.into_inner());
     let g = org
@@ -191,6 +199,11 @@ impl EmulatorHandle {
     /// Sets a user's status, e.g. `SUSPENDED`.
     pub fn set_user_status(&self, user_id: &str, status: &str) -> Result<()> {
         set_status(&self.shared, user_id, status)
+    }
+
+    /// Changes a user's `profile.login` and `profile.email`, e.g. out of the email domains.
+    pub fn set_user_profile(&self, user_id: &str, login: &str, email: &str) -> Result<()> {
+        set_profile(&self.shared, user_id, login, email)
     }
 
     /// Renames a group.

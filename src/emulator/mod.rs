@@ -49,6 +49,9 @@ pub enum Error {
     /// Not one of Okta's user statuses.
     #[error("invalid user status {0}")]
     InvalidStatus(String),
+    /// Another user already has this login.
+    #[error("login {0} is taken")]
+    LoginTaken(String),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -413,6 +413,27 @@ impl Org {
         Ok(())
     }
 
+    /// Changes a user's `profile.login` and `profile.email`, as an admin edit would.
+    pub fn set_user_profile(
+        &mut self,
+        user: u32,
+        login: &str,
+        email: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        let key = login.to_lowercase();
+        if self.by_login.get(key.as_str()).is_some_and(|u| *u != user) {
+            return Err(Error::LoginTaken(login.into()));
+        }
+        let u = &mut self.users[user as usize];
+        self.by_login.remove(u.login.to_lowercase().as_str());
+        self.by_login.insert(key.into_boxed_str(), user);
+        u.login = login.into();
+        u.email = email.into();
+        u.last_updated = now_ms;
+        Ok(())
+    }
+
     /// Renames a group.
     pub fn rename_group(&mut self, group: u32, name: &str, now_ms: i64) {
         let g = &mut self.groups[group as usize];
@@ -607,6 +628,11 @@ roleAssignments:
         assert!(!org.add_member(g, a, 0));
         assert_eq!(org.groups_of(a), vec![g]);
         assert!(org.set_user_status(a, "BOGUS", 0).is_err());
+        assert!(org.set_user_profile(a, "B@X.com", "a@y.org", 0).is_err());
+        org.set_user_profile(a, "a@y.org", "a@y.org", 0).unwrap();
+        assert_eq!(org.user_index("A@y.org"), Some(a));
+        assert_eq!(org.user_index("a@x.com"), None);
+        assert_eq!(&*org.users[a as usize].email, "a@y.org");
     }
 
     #[test]
