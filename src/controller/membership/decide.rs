@@ -15,6 +15,11 @@
 //! suspended or deprovisioned). A connector or group refusal stops every write for the
 //! group; a user refusal stops writes for that user only.
 //!
+//! A user looked up in the connector's index is as of its last sync, so before the
+//! write-ahead record the reconciler reads every such user the plan would PUT
+//! ([`unconfirmed_grants`]) again from Okta, and decides again with Okta's answer wherever
+//! [`check_user`] now answers differently ([`reconfirm`]).
+//!
 //! # Ownership record
 //! One [`GroupRecord`] per Okta group (shared by every `GroupMembership` that names the
 //! group through connectors of the same org) says, per user id, whether the membership
@@ -843,6 +848,53 @@ pub fn check_user<'a>(
         }
         UserLookup::Found(u) => Ok(u),
     }
+}
+
+/// The users `plan` would PUT whose lookup did not come from Okta this round (`fresh`: ids
+/// read from Okta by this round's searches or re-reads): they answered from the connector's
+/// index, i.e. as of its last sync, and must be read again before any write.
+pub fn unconfirmed_grants<'a>(plan: &'a Plan, fresh: &BTreeSet<String>) -> Vec<&'a str> {
+    plan.grants
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !fresh.contains(*id))
+        .collect()
+}
+
+/// The declared users with Okta's current answer (`reread`, by user id: what a read by id
+/// returned, [`UserLookup::NotLookedUp`] when it failed) in place of the index's, for every
+/// entry on which the user guard rails ([`check_user`]) now answer differently; `None` when
+/// no answer changed (the plan stands).
+pub fn reconfirm(
+    users: &[DeclaredUser],
+    reread: &BTreeMap<String, UserLookup>,
+    connector: &ConnectorFacts,
+) -> Option<Vec<DeclaredUser>> {
+    let verdict = |d: &DeclaredUser, lookup: &UserLookup| {
+        check_user(&d.user, lookup, connector)
+            .map(|_| ())
+            .map_err(|r| r.reason)
+    };
+    let mut changed = false;
+    let users = users
+        .iter()
+        .map(|d| {
+            let UserLookup::Found(u) = &d.lookup else {
+                return d.clone();
+            };
+            match reread.get(&u.id) {
+                Some(now) if verdict(d, now) != verdict(d, &d.lookup) => {
+                    changed = true;
+                    DeclaredUser {
+                        user: d.user.clone(),
+                        lookup: now.clone(),
+                    }
+                }
+                _ => d.clone(),
+            }
+        })
+        .collect();
+    changed.then_some(users)
 }
 
 // ---------------------------------------------------------------------------------------

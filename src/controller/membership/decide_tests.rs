@@ -513,6 +513,92 @@ fn transient_lookup_failure_keeps_the_claim() {
     assert_eq!(user_row(&out, "alice").user_id, Some(id("alice")));
 }
 
+// ---- users the index answered are read again before a PUT -----------------------------
+
+#[test]
+fn only_grants_the_index_answered_are_read_again() {
+    let mut input = input(&["alice", "bob", "carol"]);
+    // carol is a member already: nothing is written for her, so she is not re-read.
+    input.members = members(&["carol"]);
+    let plan = decide(&input);
+    assert_eq!(plan.grants, ids(&["alice", "bob"]));
+    // bob came from an Okta search this round.
+    let fresh = BTreeSet::from([id("bob")]);
+    assert_eq!(
+        unconfirmed_grants(&plan, &fresh),
+        vec![id("alice").as_str()]
+    );
+    let all = BTreeSet::from([id("alice"), id("bob")]);
+    assert!(unconfirmed_grants(&plan, &all).is_empty());
+}
+
+#[test]
+fn a_drift_regrant_is_read_again_too() {
+    let mut input = input(&["alice"]);
+    round(&mut input);
+    input.members.clear();
+    let plan = decide(&input);
+    assert_eq!(plan.grants, ids(&["alice"]));
+    assert_eq!(
+        unconfirmed_grants(&plan, &BTreeSet::new()),
+        vec![id("alice").as_str()]
+    );
+}
+
+#[test]
+fn okta_answers_that_change_the_guard_rails_replace_the_index_and_stop_the_put() {
+    let c = connector();
+    let mut input = input(&["alice", "bob", "dave", "erin", "frank"]);
+    let plan = decide(&input);
+    assert_eq!(plan.grants.len(), 5);
+    let mut moved = okta_user("alice");
+    moved.login = "alice@elsewhere.org".into();
+    moved.email = Some("alice@elsewhere.org".into());
+    let mut suspended = okta_user("bob");
+    suspended.status = "SUSPENDED".into();
+    // dave's login changed inside the domains: the guard rails answer the same.
+    let mut renamed = okta_user("dave");
+    renamed.login = "david@example.com".into();
+    let reread = BTreeMap::from([
+        (id("alice"), UserLookup::Found(moved.clone())),
+        (id("bob"), UserLookup::Found(suspended)),
+        (id("dave"), UserLookup::Found(renamed)),
+        (id("erin"), UserLookup::NotLookedUp),
+        (id("frank"), UserLookup::NotFound),
+    ]);
+    let users = reconfirm(&input.users, &reread, &c).expect("answers changed");
+    assert_eq!(users[0].lookup, UserLookup::Found(moved));
+    assert_eq!(
+        users[2], input.users[2],
+        "an unchanged answer keeps the index's"
+    );
+    input.users = users;
+    let plan = decide(&input);
+    assert_eq!(plan.grants, ids(&["dave"]));
+    assert_eq!(plan.record, record(&[("dave", Origin::Granted, &[ME])]));
+    let out = plan.settle(&no_failures());
+    let reason = |name: &str| {
+        let row = user_row(&out, name);
+        (row.state, row.reason)
+    };
+    assert_eq!(reason("alice"), (UserState::Failed, Reason::UserOutOfScope));
+    assert_eq!(reason("bob"), (UserState::Failed, Reason::UserInactive));
+    assert_eq!(reason("erin"), (UserState::Pending, Reason::Pending));
+    assert_eq!(reason("frank"), (UserState::Failed, Reason::UserNotFound));
+    assert_eq!(reason("dave"), (UserState::Granted, Reason::Granted));
+}
+
+#[test]
+fn okta_agreeing_with_the_index_keeps_the_plan() {
+    let input = input(&["alice"]);
+    let reread = BTreeMap::from([(id("alice"), UserLookup::Found(okta_user("alice")))]);
+    assert_eq!(reconfirm(&input.users, &reread, &connector()), None);
+    assert_eq!(
+        reconfirm(&input.users, &BTreeMap::new(), &connector()),
+        None
+    );
+}
+
 // ---- grant, preexisting, removal ------------------------------------------------------
 
 #[test]

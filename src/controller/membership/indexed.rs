@@ -10,8 +10,12 @@
 //! Anything else (`None`) is asked of Okta: a user or group created since the sync, a user
 //! outside the email domains (to be refused with the right reason), a group outside the
 //! filter. What the index cannot see is staleness of what it holds: a user suspended or
-//! renamed since the sync is seen as of the sync, and corrected by the next one (the
-//! connector's sync re-reconciles every membership naming it).
+//! moved out of the email domains since the sync is seen as of the sync. So before any PUT
+//! the round reads every user it would grant from an index answer again by id, and decides
+//! again if the guard rails now answer differently ([`decide::reconfirm`](super::decide::reconfirm)).
+//! Which user an address names is still taken from the index (an address that moved to
+//! another user since the sync is corrected by the next sync, which re-reconciles every
+//! membership naming the connector); memberships that exist are not re-read.
 
 use super::decide::{GroupLookup, OktaGroup, OktaUser, UserLookup};
 use crate::controller::connector::index::ConnectorIndex;

@@ -38,6 +38,15 @@ fn to_group(g: okta::Group) -> OktaGroup {
     }
 }
 
+fn to_user(u: okta::User) -> OktaUser {
+    OktaUser {
+        status: status_text(u.status),
+        id: u.id,
+        login: u.profile.login,
+        email: u.profile.email,
+    }
+}
+
 fn status_text(s: okta::UserStatus) -> String {
     // The enum serialises to Okta's SCREAMING_SNAKE_CASE names.
     serde_json::to_value(s)
@@ -131,32 +140,44 @@ pub async fn find_user(client: &OktaClient, entry: &str) -> okta::Result<UserLoo
         0 => UserLookup::NotFound,
         1 => {
             let (_, u) = by_id.pop_first().expect("one entry");
-            UserLookup::Found(OktaUser {
-                status: status_text(u.status),
-                id: u.id,
-                login: u.profile.login,
-                email: u.profile.email,
-            })
+            UserLookup::Found(to_user(u))
         }
         matches => UserLookup::Ambiguous { matches },
     })
 }
 
+/// The declared users of one round, resolved.
+#[derive(Debug, Default)]
+pub struct FoundUsers {
+    /// Every entry with its lookup; `NotLookedUp` where the lookup failed.
+    pub users: Vec<DeclaredUser>,
+    /// Ids of the users Okta itself returned this round for every entry naming them (the
+    /// others answered from the index, for at least one entry).
+    pub fresh: BTreeSet<String>,
+    /// Whether any lookup failed (the round then retries).
+    pub failed: bool,
+}
+
 /// Resolves every entry, from the index where it answers exactly, else with one Okta search
-/// each; an entry whose lookup failed is `NotLookedUp`. Returns whether any lookup failed
-/// (the round then retries).
+/// each; an entry whose lookup failed is `NotLookedUp`.
 pub async fn find_users(
     client: &OktaClient,
     index: Option<&ConnectorIndex>,
     entries: &[String],
-) -> (Vec<DeclaredUser>, bool) {
-    let mut failed = false;
+) -> FoundUsers {
+    let mut found = FoundUsers {
+        users: Vec::with_capacity(entries.len()),
+        ..FoundUsers::default()
+    };
+    let mut from_index = BTreeSet::new();
     // Sequential on purpose: the client paces on the shared bucket, and one membership must
     // not take the whole concurrency budget from the others.
-    let mut users = Vec::with_capacity(entries.len());
     for entry in entries {
         if let Some(lookup) = index.and_then(|ix| indexed::user_lookup(ix, entry)) {
-            users.push(DeclaredUser {
+            if let UserLookup::Found(u) = &lookup {
+                from_index.insert(u.id.clone());
+            }
+            found.users.push(DeclaredUser {
                 user: entry.clone(),
                 lookup,
             });
@@ -166,16 +187,45 @@ pub async fn find_users(
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(user = %entry, error = %e, "user lookup failed");
-                failed = true;
+                found.failed = true;
                 UserLookup::NotLookedUp
             }
         };
-        users.push(DeclaredUser {
+        if let UserLookup::Found(u) = &lookup {
+            found.fresh.insert(u.id.clone());
+        }
+        found.users.push(DeclaredUser {
             user: entry.clone(),
             lookup,
         });
     }
-    (users, failed)
+    found.fresh.retain(|id| !from_index.contains(id));
+    found
+}
+
+/// Reads each user by id (`GET /api/v1/users/{id}`, on Okta's user-by-id bucket, not the
+/// groups bucket): `Found` as Okta has it now, `NotFound` on a 404, `NotLookedUp` when the
+/// read failed. Returns whether any read failed (the round then retries).
+pub async fn reread_users(
+    client: &OktaClient,
+    ids: &[&str],
+) -> (BTreeMap<String, UserLookup>, bool) {
+    let mut failed = false;
+    let mut reread = BTreeMap::new();
+    // Sequential, as the lookups.
+    for id in ids {
+        let lookup = match client.get_user(id).await {
+            Ok(u) => UserLookup::Found(to_user(u)),
+            Err(okta::Error::NotFound(_)) => UserLookup::NotFound,
+            Err(e) => {
+                tracing::warn!(user = %id, error = %e, "re-reading a user failed");
+                failed = true;
+                UserLookup::NotLookedUp
+            }
+        };
+        reread.insert((*id).to_owned(), lookup);
+    }
+    (reread, failed)
 }
 
 /// The user ids currently in the group.

@@ -42,8 +42,12 @@
 //! Lookups read the connector's index (its last sync) first and Okta only where the index
 //! has no exact answer ([`indexed`](super::indexed)); the group's member list is read once
 //! and shared by the rounds of that group for [`Settings::members_max_age`]
-//! ([`members`](super::members)). So a burst of `GroupMembership`s costs about one PUT each
-//! on the groups bucket, which is the floor.
+//! ([`members`](super::members)). Before the write-ahead record, every user the plan would
+//! PUT whose lookup came from the index is read again by id (`GET /api/v1/users/{id}`, on
+//! Okta's user-by-id bucket) and the round decides again if the user guard rails now answer
+//! differently ([`decide::reconfirm`]): the email domains are the tenant boundary, and the
+//! index may be a sync interval old. So a burst of `GroupMembership`s costs about one PUT
+//! each on the groups bucket, which is the floor, plus one user read each on its own bucket.
 //!
 //! Writes happen only while this replica leads: each leadership term runs its own
 //! controller, and a round in flight is abandoned the moment the term ends (the protocol
@@ -768,22 +772,26 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         .facts
         .as_ref()
         .is_some_and(|c| decide::check_group_for(&group, c, true).is_ok());
-    let users = match client {
-        Some(client) if group_ok => {
-            let (users, failed) = lookup::find_users(client, index, &gm.spec.users).await;
-            lookups_failed |= failed;
-            users
-        }
-        _ => gm
-            .spec
-            .users
-            .iter()
-            .map(|u| decide::DeclaredUser {
-                user: u.clone(),
-                lookup: UserLookup::NotLookedUp,
-            })
-            .collect(),
+    let lookup::FoundUsers {
+        mut users,
+        mut fresh,
+        failed,
+    } = match client {
+        Some(client) if group_ok => lookup::find_users(client, index, &gm.spec.users).await,
+        _ => lookup::FoundUsers {
+            users: gm
+                .spec
+                .users
+                .iter()
+                .map(|u| decide::DeclaredUser {
+                    user: u.clone(),
+                    lookup: UserLookup::NotLookedUp,
+                })
+                .collect(),
+            ..lookup::FoundUsers::default()
+        },
     };
+    lookups_failed |= failed;
     let group_id = match &group {
         GroupLookup::Found(g) | GroupLookup::Renamed { group: g, .. } => Some(g.id.clone()),
         _ => previous_group,
@@ -833,7 +841,7 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
                 }
             }
         }
-        let input = Input {
+        let mut input = Input {
             provisioning: shared.settings.provisioning,
             owner: owner.clone(),
             connector: connector.facts.clone(),
@@ -854,7 +862,25 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
             now,
         };
         // 2. Decide.
-        let plan = decide::decide(&input);
+        let mut plan = decide::decide(&input);
+        // 2b. Users the plan would PUT as the index saw them (its last sync, maybe an hour
+        // old) are read again by id first, at most once a round; where the user guard rails
+        // now answer differently (out of the email domains, suspended, gone, or the read
+        // failed) the round decides again with Okta's answer, so that user gets no PUT.
+        if let (Some(client), Some(facts)) = (client, connector.facts.as_ref()) {
+            let unconfirmed = decide::unconfirmed_grants(&plan, &fresh);
+            if !unconfirmed.is_empty() {
+                let (reread, failed) = lookup::reread_users(client, &unconfirmed).await;
+                lookups_failed |= failed;
+                fresh.extend(reread.keys().cloned());
+                if let Some(now) = decide::reconfirm(&users, &reread, facts) {
+                    users = now;
+                    input.users = users.clone();
+                    plan = decide::decide(&input);
+                }
+                debug_assert!(decide::unconfirmed_grants(&plan, &fresh).is_empty());
+            }
+        }
         // 3. Write-ahead: the intent is stored before any Okta write.
         if plan.record == read.record {
             break (plan, read);
