@@ -948,3 +948,138 @@ async fn changing_the_group_lets_go_in_the_old_one_before_acting_in_the_new() {
     assert_eq!(h.okta.members_of(&old), vec![h.user("dave@example.com")]);
     h.shutdown().await;
 }
+
+/// `GET /api/v1/users/{id}`: the read that confirms a user the index answered.
+fn user_reads(h: &Harness) -> u64 {
+    h.requests_where(|route| route == "GET /api/v1/users/{idOrLogin}")
+}
+
+fn user_searches(h: &Harness) -> u64 {
+    h.requests_where(|route| route == "GET /api/v1/users")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_the_index_admits_but_okta_no_longer_does_gets_no_put() {
+    let h = Harness::start().await;
+    // The index is built while alice and bob are in scope and active; then, before any
+    // membership names them, alice leaves the email domains and bob is suspended in Okta.
+    h.sync_index("acme").await;
+    let alice = h.user("alice@example.com");
+    let bob = h.user("bob@example.com");
+    h.okta
+        .set_user_profile(&alice, "alice@elsewhere.org", "alice@elsewhere.org")
+        .unwrap();
+    h.okta.set_user_status(&bob, "SUSPENDED").unwrap();
+    let (searches, reads) = (user_searches(&h), user_reads(&h));
+
+    h.apply(
+        "moved",
+        json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Admins"},
+               "users": ["alice@example.com"]}),
+    )
+    .await;
+    let gm = h
+        .wait_condition("moved", "Ready", "False", "UserOutOfScope")
+        .await;
+    let row = user_row(&gm, "alice@example.com");
+    assert_eq!(row.reason.as_deref(), Some("UserOutOfScope"));
+    assert!(
+        row.message.as_deref().unwrap_or_default().contains(&alice),
+        "{row:?}"
+    );
+    h.apply(
+        "suspended",
+        json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Admins"},
+               "users": ["bob@example.com"]}),
+    )
+    .await;
+    let gm = h
+        .wait_condition("suspended", "Ready", "False", "UserInactive")
+        .await;
+    assert_eq!(
+        user_row(&gm, "bob@example.com").reason.as_deref(),
+        Some("UserInactive")
+    );
+
+    assert_eq!(h.writes(), 0, "no PUT for either");
+    assert!(h.members("Eng Admins").is_empty());
+    // The index named both users (no search); Okta's read by id refused them.
+    assert_eq!(user_searches(&h), searches);
+    assert!(user_reads(&h) >= reads + 2);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_from_the_index_cost_one_user_read_each() {
+    let h = Harness::start().await;
+    h.sync_index("acme").await;
+    let puts = |h: &Harness| h.requests_where(|route| route.starts_with("PUT "));
+    let (searches, reads, puts_before) = (user_searches(&h), user_reads(&h), puts(&h));
+
+    h.apply(
+        "admins",
+        json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Admins"},
+               "users": ["alice@example.com", "bob@example.com", "carol@example.com"]}),
+    )
+    .await;
+    // dave is a member already: nothing is written for him, so he is not read again.
+    h.apply(
+        "oncall",
+        json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng On-Call"},
+               "users": ["alice@example.com", "dave@example.com"]}),
+    )
+    .await;
+    h.wait_condition("admins", "Ready", "True", "Granted").await;
+    h.wait_condition("oncall", "Ready", "True", "Granted").await;
+    assert_eq!(
+        h.members("Eng Admins"),
+        h.ids(&["alice@example.com", "bob@example.com", "carol@example.com"])
+    );
+    assert_eq!(puts(&h) - puts_before, 4);
+    assert_eq!(user_reads(&h) - reads, 4, "one user read per grant");
+    assert_eq!(user_searches(&h), searches, "the index named every user");
+
+    // A drift re-grant is confirmed the same way. The connector's next sync (a new index)
+    // is what re-reads the member list; the sync itself reads no user by id.
+    let group = h.group("Eng Admins");
+    assert!(
+        h.okta
+            .remove_membership(&group, &h.user("bob@example.com"))
+            .unwrap()
+    );
+    h.sync_index("acme").await;
+    h.connector_synced("acme", "2026-01-01T01:00:00Z").await;
+    h.wait_event("admins", "Normal", "DriftCorrected").await;
+    assert!(h.members("Eng Admins").contains(&h.user("bob@example.com")));
+    assert_eq!(puts(&h) - puts_before, 5);
+    assert_eq!(user_reads(&h) - reads, 5, "one user read per grant");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_user_read_puts_nothing_and_retries() {
+    let h = Harness::start().await;
+    h.sync_index("acme").await;
+    let spec = |user: &str| json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Admins"}, "users": [user]});
+    h.apply("first", spec("alice@example.com")).await;
+    h.wait_condition("first", "Ready", "True", "Granted").await;
+    let (reads, writes) = (user_reads(&h), h.writes());
+    // The group's member list is shared from the first round, and the index names bob: the
+    // next Okta request is the read of bob, which Okta refuses (a 403 is not retried).
+    h.okta.set_faults(emulator::Faults {
+        fail_next: 1,
+        error_status: Some(403),
+        ..emulator::Faults::default()
+    });
+    h.apply("second", spec("bob@example.com")).await;
+    h.wait_condition("second", "Ready", "True", "Granted").await;
+    assert!(h.okta.stats().requests.by_status.contains_key("403"));
+    assert_eq!(h.writes() - writes, 1, "one PUT, after the read succeeded");
+    // Had the failed round PUT bob, the retry would have found him a member and not read him.
+    assert_eq!(
+        user_reads(&h) - reads,
+        2,
+        "the failed read, then the retry's"
+    );
+    h.shutdown().await;
+}
