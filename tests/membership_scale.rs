@@ -78,6 +78,8 @@ fn count(h: &Harness, route: &str) -> u64 {
 
 const PUT: &str = "PUT /api/v1/groups/{groupId}/users/{userId}";
 const MEMBERS: &str = "GET /api/v1/groups/{groupId}/users";
+/// The read by id that confirms a user the index answered, on Okta's user-by-id bucket.
+const USER: &str = "GET /api/v1/users/{idOrLogin}";
 
 async fn apply_one_user_each(h: &Harness, users: std::ops::Range<usize>) {
     for i in users {
@@ -153,12 +155,15 @@ async fn a_burst_of_memberships_converges_on_the_bucket_with_about_one_put_each(
     let requests = after.requests.total - before.requests.total;
     let puts = count(&h, PUT);
     let lists = count(&h, MEMBERS) - before.requests.by_route.get(MEMBERS).copied().unwrap_or(0);
-    // The floor is one PUT per (group, user); the index answers every user and group lookup,
-    // and each group's member list is read once and shared by its memberships.
+    let user_reads = count(&h, USER) - before.requests.by_route.get(USER).copied().unwrap_or(0);
+    // The floor is one PUT per (group, user) on the groups bucket; the index answers every
+    // user and group lookup, and each group's member list is read once and shared by its
+    // memberships. Each user about to be granted is read once by id, on its own bucket.
     assert_eq!(puts, USERS as u64, "{:?}", after.requests.by_route);
     assert!(lists <= GROUPS as u64, "{lists} member lists");
+    assert_eq!(user_reads, USERS as u64, "one user read per grant");
     assert!(
-        requests <= (USERS + GROUPS) as u64,
+        requests <= (2 * USERS + GROUPS) as u64,
         "{requests} requests: {:?}",
         after.requests.by_route
     );
