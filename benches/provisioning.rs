@@ -7,7 +7,8 @@
 //!   `PROVISIONING_BENCH_LATENCY_SAMPLES` (default 20) single-user `GroupMembership`s applied
 //!   one after another;
 //! - the time for 1,000 single-user `GroupMembership`s spread over 10 groups, applied at once,
-//!   to all become Ready; the Okta requests and 429s they cost; and the membership bucket's
+//!   to all become Ready; the Okta requests (PUTs, member lists, user reads by id, searches)
+//!   and 429s they cost; and the membership bucket's
 //!   floor: 1,000 PUTs at Okta's groups limit (500 per window) and the default 50% budget,
 //!   `(ceil(1000 / (0.5 * 500)) - 1) * window`, on shortened windows
 //!   (`PROVISIONING_BENCH_WINDOW_SECONDS`, default 5).
@@ -270,6 +271,8 @@ async fn main() {
     let requests = after.requests.total - before.requests.total;
     let puts = by_route("PUT /api/v1/groups/{groupId}/users/{userId}");
     let lists = by_route("GET /api/v1/groups/{groupId}/users");
+    // The read by id that confirms each user the index answered before its PUT.
+    let user_reads = by_route("GET /api/v1/users/{idOrLogin}");
     let searches = by_route("GET /api/v1/users") + by_route("GET /api/v1/groups");
     let per_window = u64::from(LIMIT_GROUPS) * u64::from(BUDGET_PERCENT) / 100;
     let windows = (BURST as u64).div_ceil(per_window);
@@ -287,7 +290,7 @@ async fn main() {
         applied.as_secs_f64()
     );
     println!(
-        "okta requests: {requests} ({puts} PUT, {lists} member lists, {searches} searches); 429s: {}",
+        "okta requests: {requests} ({puts} PUT, {lists} member lists, {user_reads} user reads, {searches} searches); 429s: {}",
         after.rate_limited - before.rate_limited
     );
     println!(
