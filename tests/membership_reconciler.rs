@@ -195,8 +195,7 @@ async fn drift_is_corrected_after_a_connector_sync_and_across_a_restart() {
     let mut h = Harness::start().await;
     h.apply(
         "oncall",
-        json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng On-Call"},
-               "users": ["alice@example.com"]}),
+        one_user("acme", "Eng On-Call", "alice@example.com"),
     )
     .await;
     h.wait_condition("oncall", "Ready", "True", "Granted").await;
@@ -213,12 +212,8 @@ async fn drift_is_corrected_after_a_connector_sync_and_across_a_restart() {
     // A restarted operator (new process state, same cluster) still owns the grant: removing
     // alice from the spec while it is down revokes her once it is back.
     h.stop_operator().await;
-    h.apply(
-        "oncall",
-        json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng On-Call"},
-               "users": ["bob@example.com"]}),
-    )
-    .await;
+    h.apply("oncall", one_user("acme", "Eng On-Call", "bob@example.com"))
+        .await;
     h.start_operator();
     wait_for("alice revoked by the restarted operator", || async {
         (h.members("Eng On-Call") == h.ids(&["bob@example.com", "dave@example.com"])).then_some(())
@@ -453,8 +448,7 @@ async fn a_refused_put_backs_off_without_rewriting_status_and_keeps_no_intent() 
     sync().await;
     h.apply(
         "refused",
-        json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Imported"},
-               "users": ["alice@example.com"]}),
+        one_user("acme", "Eng Imported", "alice@example.com"),
     )
     .await;
     let gm = h
@@ -557,8 +551,7 @@ async fn a_group_renamed_after_the_grant_is_still_revoked_on_deletion() {
     let h = Harness::start().await;
     h.apply(
         "renamed",
-        json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Admins"},
-               "users": ["alice@example.com"]}),
+        one_user("acme", "Eng Admins", "alice@example.com"),
     )
     .await;
     h.wait_condition("renamed", "Ready", "True", "Granted")
@@ -750,12 +743,8 @@ async fn deletion_completes_when_the_connector_is_gone_leaving_memberships_in_ok
 async fn a_ready_connector_without_a_client_yet_is_waited_for_quietly() {
     let h = Harness::start().await;
     h.connector_without_client("late", json!({})).await;
-    h.apply(
-        "waits",
-        json!({"connectorRef": {"name": "late"}, "group": {"name": "Eng Admins"},
-               "users": ["alice@example.com"]}),
-    )
-    .await;
+    h.apply("waits", one_user("late", "Eng Admins", "alice@example.com"))
+        .await;
     // A whole round has run (the reconcile metric counts finished rounds) ...
     wait_for("a finished round", || async {
         let text = h.metrics.encode();
@@ -862,8 +851,7 @@ async fn a_deletion_holding_no_grant_does_not_wait_for_a_client() {
     h.connector_without_client("late", json!({})).await;
     h.apply(
         "nothing-held",
-        json!({"connectorRef": {"name": "late"}, "group": {"name": "Eng Admins"},
-               "users": ["alice@example.com"]}),
+        one_user("late", "Eng Admins", "alice@example.com"),
     )
     .await;
     wait_for("the finalizer", || async {
@@ -895,12 +883,8 @@ async fn a_client_that_never_comes_is_reported_once_the_wait_is_over() {
     })
     .await;
     h.connector_without_client("late", json!({})).await;
-    h.apply(
-        "never",
-        json!({"connectorRef": {"name": "late"}, "group": {"name": "Eng Admins"},
-               "users": ["alice@example.com"]}),
-    )
-    .await;
+    h.apply("never", one_user("late", "Eng Admins", "alice@example.com"))
+        .await;
     h.wait_condition("never", "Ready", "False", "ConnectorNotReady")
         .await;
     assert_eq!(h.writes(), 0);
@@ -972,12 +956,8 @@ async fn a_user_the_index_admits_but_okta_no_longer_does_gets_no_put() {
     h.okta.set_user_status(&bob, "SUSPENDED").unwrap();
     let (searches, reads) = (user_searches(&h), user_reads(&h));
 
-    h.apply(
-        "moved",
-        json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Admins"},
-               "users": ["alice@example.com"]}),
-    )
-    .await;
+    h.apply("moved", one_user("acme", "Eng Admins", "alice@example.com"))
+        .await;
     let gm = h
         .wait_condition("moved", "Ready", "False", "UserOutOfScope")
         .await;
@@ -989,8 +969,7 @@ async fn a_user_the_index_admits_but_okta_no_longer_does_gets_no_put() {
     );
     h.apply(
         "suspended",
-        json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Admins"},
-               "users": ["bob@example.com"]}),
+        one_user("acme", "Eng Admins", "bob@example.com"),
     )
     .await;
     let gm = h

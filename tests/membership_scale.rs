@@ -317,8 +317,7 @@ async fn the_operator_switch_refuses_every_write_naming_the_flag() {
     let before = h.okta.stats().requests.total;
     h.apply(
         "switched-off",
-        json!({"connectorRef": {"name": "acme"}, "group": {"name": "Eng Admins"},
-               "users": ["alice@example.com"]}),
+        one_user("acme", "Eng Admins", "alice@example.com"),
     )
     .await;
     let gm = h

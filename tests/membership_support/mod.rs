@@ -366,6 +366,11 @@ pub fn policy() -> DomainPolicy {
     }
 }
 
+/// The spec of a `GroupMembership` declaring one user in a group (by name) via `connector`.
+pub fn one_user(connector: &str, group: &str, user: &str) -> Value {
+    json!({"connectorRef": {"name": connector}, "group": {"name": group}, "users": [user]})
+}
+
 pub fn user_row<'a>(
     gm: &'a GroupMembership,
     user: &str,
