@@ -214,10 +214,7 @@ pub fn sync_due(
 /// Delay before retry number `failures` (1-based) after transient failures, doubling up to
 /// [`BACKOFF_CAP`].
 pub fn backoff(failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
-    BACKOFF_BASE
-        .saturating_mul(1u32 << exponent)
-        .min(BACKOFF_CAP)
+    crate::controller::retry_delay(BACKOFF_BASE, BACKOFF_CAP, failures)
 }
 
 /// When the reconciler next acts on its own (`None`: only on a change of the connector or

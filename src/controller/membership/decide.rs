@@ -1614,12 +1614,9 @@ impl Plan {
 // Retries and deletions without a record
 // ---------------------------------------------------------------------------------------
 
-/// Delay before the next round of an object after `failures` consecutive rounds (1 for the
-/// first) that failed or left writes pending: `base`, doubled each time, at most `cap`.
-pub fn retry_delay(base: Duration, cap: Duration, failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(31);
-    base.saturating_mul(1 << doublings).min(cap.max(base))
-}
+/// The per-object back-off both reconcilers use, here after rounds that failed or left
+/// writes pending.
+pub use crate::controller::retry_delay;
 
 /// How long until the next round: the back-off delay when the round must retry, else the
 /// resync period; in both cases no later than the exact expiry `requeue_at` (a failing
