@@ -14,14 +14,16 @@ FROM rust:1.95-alpine AS build
 RUN apk add --no-cache musl-dev
 WORKDIR /src
 # The whole context, as .dockerignore trims it: cargo needs every workspace member
-# (tests/kube-test-server, also a path dev-dependency) and every declared [[bench]] target to
+# (emulator/ and tests/kube-test-server, also path dev-dependencies) and every declared [[bench]] target to
 # load the workspace, even to build one binary.
 COPY . .
+# Without default features: the shipped binary has no emulated org (`emulator`, `sync --demo`)
+# and so no `/__emulator/` test controls.
 # Cache mounts keep downloaded crates and compiled dependencies between builds; the binary is
 # copied out because the target cache is not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin okta-ciam-operator \
+    cargo build --release --locked --no-default-features --bin okta-ciam-operator \
     && cp target/release/okta-ciam-operator /okta-ciam-operator
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -103,7 +103,7 @@ else
 fi
 start=$SECONDS
 (cd "$context" && CARGO_TARGET_DIR="$target" cargo build --release --locked --offline \
-  "${target_args[@]}" --bin okta-ciam-operator)
+  "${target_args[@]}" --no-default-features --bin okta-ciam-operator)
 test -x "$binary"
 if [[ ${#target_args[@]} -gt 0 ]]; then
   # The image's runtime stage (distroless/static) has no C library: the binary must need none.
@@ -114,5 +114,14 @@ if [[ ${#target_args[@]} -gt 0 ]]; then
     exit 1
   fi
   "$binary" --version
+fi
+# The shipped binary carries no emulator: no `emulator` subcommand, no `/__emulator/` controls.
+if "$binary" emulator --help >/dev/null 2>&1; then
+  echo "$binary has the emulator subcommand; the image must be built without default features" >&2
+  exit 1
+fi
+if grep -q "__emulator" "$binary"; then
+  echo "$binary contains the emulator's /__emulator/ controls" >&2
+  exit 1
 fi
 echo "release build of the image's context for ${target_args[1]:-the host target}: ok in $((SECONDS - start))s"

@@ -25,7 +25,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kube_test_server::TestServer;
 use okta_ciam_operator::crd::{GroupMembership, OktaCiamConnector};
-use okta_ciam_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Fixture};
+use okta_emulator::{self as emulator, EmulatorConfig, EmulatorHandle, Fixture};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_okta-ciam-operator");

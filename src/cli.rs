@@ -32,7 +32,8 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve an emulated Okta org (Management API subset) for tests, benchmarks and demos.
-    Emulator(crate::emulator::cli::EmulatorArgs),
+    #[cfg(feature = "emulator")]
+    Emulator(okta_emulator::cli::EmulatorArgs),
     /// Generate the CustomResourceDefinitions (crds/*.yaml) from the Rust types.
     Crdgen(crate::crd::cli::CrdgenArgs),
     /// Run the operator: watch the cluster and reconcile connectors and group memberships.
@@ -51,7 +52,9 @@ impl Command {
     pub fn default_log_level(&self) -> &'static str {
         match self {
             Command::Sync(_) => "error",
-            Command::Emulator(_) | Command::Crdgen(_) | Command::Run(_) => "info",
+            #[cfg(feature = "emulator")]
+            Command::Emulator(_) => "info",
+            Command::Crdgen(_) | Command::Run(_) => "info",
         }
     }
 }
@@ -141,7 +144,8 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Emulator(args) => crate::emulator::cli::run(args).await,
+            #[cfg(feature = "emulator")]
+            Command::Emulator(args) => okta_emulator::cli::run(args).await,
             Command::Crdgen(args) => crate::crd::cli::run(args).map_err(Into::into),
             Command::Run(args) => Ok(crate::controller::runtime::run(*args).await?),
             Command::Sync(args) => crate::sync::cli::run(args).await,

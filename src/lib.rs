@@ -2,7 +2,6 @@
 //!
 //! Layers, each with one job:
 //! - [`okta`]: HTTP client for the Okta Management API (knows nothing of Kubernetes).
-//! - [`emulator`]: an emulated Okta org for tests, benchmarks and demos.
 //! - [`sync`]: reads an org's access state through a connector's filters into a snapshot.
 //! - [`crd`]: the custom resource types.
 //! - [`controller`]: one reconciler per kind, plus the operator runtime.
@@ -13,6 +12,5 @@
 pub mod cli;
 pub mod controller;
 pub mod crd;
-pub mod emulator;
 pub mod okta;
 pub mod sync;

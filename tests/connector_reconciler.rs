@@ -17,7 +17,7 @@ use okta_ciam_operator::controller::runtime::clients::ConnectorKey;
 use okta_ciam_operator::controller::runtime::{Context, Operator};
 use okta_ciam_operator::crd::condition::find_condition;
 use okta_ciam_operator::crd::{ConditionType, OktaCiamConnector};
-use okta_ciam_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Faults, Fixture};
+use okta_emulator::{self as emulator, EmulatorConfig, EmulatorHandle, Faults, Fixture};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 

@@ -6,7 +6,7 @@ mod support;
 
 use e2e_support::{E2e, fixture, logins, wait_for};
 use okta_ciam_operator::crd::MembershipOrigin;
-use okta_ciam_operator::emulator::Faults;
+use okta_emulator::Faults;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

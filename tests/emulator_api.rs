@@ -4,9 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use okta_ciam_operator::emulator::{
-    self, EmulatorConfig, EmulatorHandle, Faults, Fixture, GenerateSpec, RateLimits,
-};
+use okta_emulator as emulator;
+use okta_emulator::{EmulatorConfig, EmulatorHandle, Faults, Fixture, GenerateSpec, RateLimits};
 use reqwest::header::LINK;
 use serde_json::{Value, json};
 

@@ -12,7 +12,7 @@ use kube::api::{ListParams, PostParams};
 use membership_support::*;
 use okta_ciam_operator::controller::membership::FINALIZER;
 use okta_ciam_operator::crd::{ConditionType, OktaCiamConnector};
-use okta_ciam_operator::emulator;
+use okta_emulator as emulator;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,8 +14,8 @@ use membership_support::*;
 use okta_ciam_operator::controller::membership::Settings;
 use okta_ciam_operator::controller::membership::decide::{GroupRecord, Origin, Ownership};
 use okta_ciam_operator::controller::membership::record::RecordStore;
-use okta_ciam_operator::emulator::Faults;
 use okta_ciam_operator::okta::OrgDomain;
+use okta_emulator::Faults;
 use serde_json::json;
 
 const USERS: usize = 200;

@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use log_capture::CapturedLogs;
-use okta_ciam_operator::emulator::{
-    self, EmulatorConfig, EmulatorHandle, Faults, Fixture, GenerateSpec, RateLimits,
-};
 use okta_ciam_operator::okta::{
     ApiToken, ClientOptions, DomainPolicy, Error, GroupQuery, GroupType, OktaClient, OrgDomain,
     RoleAssignee, SswsAuth, User, UserQuery,
 };
+use okta_emulator as emulator;
+use okta_emulator::{EmulatorConfig, EmulatorHandle, Faults, Fixture, GenerateSpec, RateLimits};
 use serde_json::Value;
 
 fn generated(users: usize) -> Fixture {

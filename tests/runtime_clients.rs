@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use okta_ciam_operator::controller::runtime::clients::{ClientRegistry, ConnectorKey, Obtained};
 use okta_ciam_operator::controller::runtime::metrics::Metrics;
-use okta_ciam_operator::emulator::{self, EmulatorConfig, Faults, GenerateSpec, RateLimits};
 use okta_ciam_operator::okta::{ApiToken, ClientOptions, DomainPolicy, OrgDomain};
+use okta_emulator::{self as emulator, EmulatorConfig, Faults, GenerateSpec, RateLimits};
 
 #[tokio::test]
 async fn one_shared_client_per_connector_against_the_emulator() {

@@ -209,12 +209,11 @@ fn an_unreachable_org_fails_with_one_line() {
 
 #[tokio::test]
 async fn a_rejected_token_fails_with_one_line() {
-    let handle =
-        okta_ciam_operator::emulator::start(okta_ciam_operator::emulator::EmulatorConfig::new(
-            okta_ciam_operator::emulator::Fixture::demo(),
-        ))
-        .await
-        .unwrap();
+    let handle = okta_emulator::start(okta_emulator::EmulatorConfig::new(
+        okta_emulator::Fixture::demo(),
+    ))
+    .await
+    .unwrap();
     let wrong = format!("not-{}", handle.token());
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path(), &wrong);

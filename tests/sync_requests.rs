@@ -4,12 +4,12 @@ mod sync_support;
 
 use std::collections::BTreeSet;
 
-use okta_ciam_operator::emulator::{Fixture, GenerateSpec};
 use okta_ciam_operator::okta;
 use okta_ciam_operator::sync::engine;
 use okta_ciam_operator::sync::progress::NoProgress;
 use okta_ciam_operator::sync::snapshot::GrantKind;
 use okta_ciam_operator::sync::{self as sync_layer};
+use okta_emulator::{Fixture, GenerateSpec};
 use sync_support::{client, client_with_token, config, start, sync};
 
 fn generated() -> Fixture {

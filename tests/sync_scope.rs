@@ -7,10 +7,10 @@ mod sync_support;
 
 use std::collections::BTreeSet;
 
-use okta_ciam_operator::emulator::{EmulatorHandle, Fixture};
 use okta_ciam_operator::okta::OktaClient;
 use okta_ciam_operator::sync::plan::MembershipStrategy;
 use okta_ciam_operator::sync::snapshot::{Grant, GrantKind, PrincipalType, Snapshot};
+use okta_emulator::{EmulatorHandle, Fixture};
 use sync_support::{client, config, start, sync};
 
 const BULK: usize = 1100;

@@ -11,11 +11,12 @@ use anyhow::Context as _;
 use super::engine::{self, SyncConfig};
 use super::progress::{StderrProgress, summary_table};
 use super::scope::{EmailDomains, GroupNameFilter};
-use crate::emulator::{self, EmulatorConfig, Fixture};
 use crate::okta::{ApiToken, ClientOptions, DomainPolicy, OktaClient, OrgDomain, SswsAuth};
 
+#[cfg(feature = "emulator")]
 /// Email domains `sync --demo` scopes users by (the demo org also has look-alikes of these).
 const DEMO_EMAIL_DOMAINS: &[&str] = &["example.com", "example.org"];
+#[cfg(feature = "emulator")]
 /// Group-name filter `sync --demo` uses (matches "Engineering ..." groups mid-name too).
 const DEMO_GROUP_NAME_FILTER: &str = "eng";
 
@@ -65,12 +66,14 @@ pub struct SyncArgs {
 
     /// Start the built-in emulated org on a loopback port and sync it with sample filters
     /// (no Okta needed). --domain and the token are ignored.
+    #[cfg(feature = "emulator")]
     #[arg(long)]
     pub demo: bool,
 }
 
 /// Runs `sync` (or `sync --demo`).
 pub async fn run(args: SyncArgs) -> anyhow::Result<()> {
+    #[cfg(feature = "emulator")]
     if args.demo {
         return run_demo(args).await;
     }
@@ -92,10 +95,12 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<()> {
     execute(domain, token, email_domains, filter, &args).await
 }
 
+#[cfg(feature = "emulator")]
 async fn run_demo(args: SyncArgs) -> anyhow::Result<()> {
+    use okta_emulator::{EmulatorConfig, Fixture};
     let fixture = Fixture::demo();
     let rate_limits = fixture.rate_limits();
-    let handle = emulator::start(EmulatorConfig {
+    let handle = okta_emulator::start(EmulatorConfig {
         fixture,
         rate_limits,
     })

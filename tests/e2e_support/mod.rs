@@ -24,7 +24,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use kube_test_server::TestServer;
 use okta_ciam_operator::crd::{GroupMembership, OktaCiamConnector};
-use okta_ciam_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Fixture};
+use okta_emulator::{self as emulator, EmulatorConfig, EmulatorHandle, Fixture};
 use serde_json::{Value, json};
 
 use crate::support;

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use okta_ciam_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Fixture};
 use okta_ciam_operator::okta::{
     ApiToken, ClientOptions, DomainPolicy, OktaClient, OrgDomain, SswsAuth,
 };
@@ -11,6 +10,7 @@ use okta_ciam_operator::sync::engine::{self, SyncConfig};
 use okta_ciam_operator::sync::progress::NoProgress;
 use okta_ciam_operator::sync::scope::{EmailDomains, GroupNameFilter};
 use okta_ciam_operator::sync::snapshot::Snapshot;
+use okta_emulator::{self as emulator, EmulatorConfig, EmulatorHandle, Fixture};
 
 /// Starts the emulator on an ephemeral loopback port with `fixture` and its rate limits.
 pub async fn start(fixture: Fixture) -> EmulatorHandle {

@@ -643,7 +643,7 @@ fn assignment_json(org: &Org, base: &str, a: &Assignment) -> Json {
     let created = format_time(a.created);
     match &a.role {
         RoleRef::Standard(t) => json!({
-            "id": a.id, "label": crate::okta::standard_role_label(t), "type": t, "status": "ACTIVE",
+            "id": a.id, "label": crate::fixture::standard_role_label(t).unwrap_or(t), "type": t, "status": "ACTIVE",
             "created": created, "lastUpdated": created, "assignmentType": assignment_type,
             "_links": {"assignee": {"href": assignee}},
         }),

@@ -13,6 +13,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod search;
 pub mod server;
+pub mod spec;
 pub mod state;
 
 pub use fixture::{

@@ -308,7 +308,7 @@ impl Org {
                 (Some(t), None) => RoleRef::Standard(
                     STANDARD_ROLES
                         .iter()
-                        .copied()
+                        .map(|(role_type, _)| *role_type)
                         .find(|s| s == t)
                         .ok_or_else(|| Error::Fixture(format!("unknown role type {t}")))?,
                 ),

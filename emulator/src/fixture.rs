@@ -382,7 +382,7 @@ impl Fixture {
         for (a, u) in admins.into_iter().enumerate() {
             role_assignments.push(FixtureRoleAssignment {
                 user: Some(users[u].login.clone()),
-                role: Some(STANDARD_ROLES[a % STANDARD_ROLES.len()].into()),
+                role: Some(STANDARD_ROLES[a % STANDARD_ROLES.len()].0.into()),
                 ..Default::default()
             });
         }
@@ -393,7 +393,7 @@ impl Fixture {
                 let group = &groups[1 + rng.random_range(0..choosable)];
                 role_assignments.push(FixtureRoleAssignment {
                     group: Some(group.name.clone()),
-                    role: Some(STANDARD_ROLES[(a + 3) % STANDARD_ROLES.len()].into()),
+                    role: Some(STANDARD_ROLES[(a + 3) % STANDARD_ROLES.len()].0.into()),
                     ..Default::default()
                 });
                 if !custom_roles.is_empty() {
@@ -419,21 +419,38 @@ impl Fixture {
     }
 }
 
-/// The standard admin role types of the spec's `RoleType` enum (without `CUSTOM`).
-pub const STANDARD_ROLES: &[&str] = &[
-    "SUPER_ADMIN",
-    "ORG_ADMIN",
-    "APP_ADMIN",
-    "USER_ADMIN",
-    "HELP_DESK_ADMIN",
-    "READ_ONLY_ADMIN",
-    "API_ACCESS_MANAGEMENT_ADMIN",
-    "REPORT_ADMIN",
-    "GROUP_MEMBERSHIP_ADMIN",
-    "ACCESS_CERTIFICATIONS_ADMIN",
-    "ACCESS_REQUESTS_ADMIN",
-    "WORKFLOWS_ADMIN",
+/// The standard admin role types of the spec's `RoleType` enum (without `CUSTOM`) with the
+/// label Okta serves for each: the description column of the spec's `RoleType` table. The
+/// emulator keeps its own table rather than the operator's so that a wrong label on either
+/// side shows up as a difference; `tests/okta_spec.rs` checks both against the spec.
+pub const STANDARD_ROLES: &[(&str, &str)] = &[
+    ("SUPER_ADMIN", "Super Administrator"),
+    ("ORG_ADMIN", "Organizational Administrator"),
+    ("APP_ADMIN", "Application Administrator"),
+    ("USER_ADMIN", "User Administrator"),
+    ("HELP_DESK_ADMIN", "Help Desk Administrator"),
+    ("READ_ONLY_ADMIN", "Read-Only Administrator"),
+    (
+        "API_ACCESS_MANAGEMENT_ADMIN",
+        "Access Management Administrator",
+    ),
+    ("REPORT_ADMIN", "Report Administrator"),
+    ("GROUP_MEMBERSHIP_ADMIN", "Group Membership Administrator"),
+    (
+        "ACCESS_CERTIFICATIONS_ADMIN",
+        "Access Certifications Administrator",
+    ),
+    ("ACCESS_REQUESTS_ADMIN", "Access Requests Administrator"),
+    ("WORKFLOWS_ADMIN", "Workflows Administrator"),
 ];
+
+/// The label Okta serves for a standard role type, if the emulator knows the type.
+pub fn standard_role_label(role_type: &str) -> Option<&'static str> {
+    STANDARD_ROLES
+        .iter()
+        .find(|(t, _)| *t == role_type)
+        .map(|(_, label)| *label)
+}
 
 const FIRST_NAMES: &[&str] = &[
     "Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory",
