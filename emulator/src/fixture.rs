@@ -422,7 +422,8 @@ impl Fixture {
 /// The standard admin role types of the spec's `RoleType` enum (without `CUSTOM`) with the
 /// label Okta serves for each: the description column of the spec's `RoleType` table. The
 /// emulator keeps its own table rather than the operator's so that a wrong label on either
-/// side shows up as a difference; `tests/okta_spec.rs` checks both against the spec.
+/// side shows up as a difference; the tests of `okta::models` and `spec` check both
+/// against the spec.
 pub const STANDARD_ROLES: &[(&str, &str)] = &[
     ("SUPER_ADMIN", "Super Administrator"),
     ("ORG_ADMIN", "Organizational Administrator"),

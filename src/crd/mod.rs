@@ -1,7 +1,7 @@
 //! The custom resource types: `OktaCiamConnector` and `GroupMembership` (`oktaciam.io/v1alpha1`).
 //!
 //! Types only, plus pure spec validation and condition helpers. The YAML under `crds/` is
-//! generated from these types by `okta-ciam-operator crdgen` and checked by `tests/crd_drift.rs`.
+//! generated from these types by `okta-ciam-operator crdgen` and checked by `tests/integration/crd_drift.rs`.
 
 pub mod cli;
 pub mod condition;

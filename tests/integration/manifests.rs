@@ -2,7 +2,7 @@
 //! the committed CRDs, least-privilege RBAC, a hardened Deployment, a tight NetworkPolicy, and
 //! kustomize rendering.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! embedded Lua 5.1 (the dialect of Argo CD's gopher-lua) on status samples built from the
 //! Rust status types, each sample first checked against the committed CRD schema.
 
-mod common;
+use crate::common;
 
 use common::{CrdValidator, load_yaml_docs};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

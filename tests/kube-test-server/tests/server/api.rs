@@ -1,6 +1,6 @@
 //! Request/response conventions, exercised through `kube::Client` over HTTP.
 
-mod common;
+use crate::common;
 
 use common::{eventually, gadget_resource, start, status_of, widget, widget_resource};
 use k8s_openapi::api::coordination::v1::Lease;

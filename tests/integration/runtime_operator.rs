@@ -1,7 +1,7 @@
 //! The `run` wiring end to end: CRD check, probes and metrics over HTTP, controllers, graceful
 //! shutdown and Lease release, against a stand-in Kubernetes API on loopback.
 
-mod runtime_support;
+use crate::runtime_support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

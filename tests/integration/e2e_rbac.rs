@@ -9,8 +9,7 @@
 //! a Lease or ownership record written in the tenant namespace, or a namespaced Role grant
 //! needed elsewhere, fails the test.
 
-mod e2e_support;
-mod support;
+use crate::e2e_support;
 
 use std::collections::BTreeSet;
 

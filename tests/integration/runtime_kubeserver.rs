@@ -1,7 +1,7 @@
 //! The runtime against the in-process Kubernetes API test server: CRD discovery, and Lease
 //! leader election with injected write failures and conflicts.
 
-mod runtime_support;
+use crate::runtime_support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! a filter matching mid-name, more than 300 matching groups, a group over 1000 members,
 //! custom-role assignments and group-held roles.
 
-mod sync_support;
+use crate::sync_support;
 
 use std::collections::BTreeSet;
 

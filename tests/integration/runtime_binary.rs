@@ -1,7 +1,7 @@
 //! The `okta-ciam-operator run` binary: exit codes at start and on SIGTERM, against the
 //! Kubernetes API test server through a kubeconfig.
 
-mod runtime_support;
+use crate::runtime_support;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Watch semantics: raw watch events, bookmarks, 410 Expired, timeouts, and kube-runtime's watcher
 //! and reflector resuming over dropped streams and relisting after compaction.
 
-mod common;
+use crate::common;
 
 use common::{bounded, eventually};
 use futures::{StreamExt, TryStreamExt};

@@ -1,7 +1,7 @@
 //! Leader election over HTTP against a Lease stand-in that can cut off one replica: two
 //! electors, a partitioned leader, release.
 
-mod runtime_support;
+use crate::runtime_support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

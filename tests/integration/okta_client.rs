@@ -1,8 +1,8 @@
 //! Okta client against small scripted axum servers on 127.0.0.1:0: pagination, retries,
 //! pacing, error mapping and token redaction.
 
-mod log_capture;
-mod support;
+use crate::log_capture;
+use crate::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -3,8 +3,7 @@
 //! The connector's shared client is seeded in the registry and its status set Ready, as the
 //! connector reconciler would after a sync.
 
-mod membership_support;
-mod support;
+use crate::membership_support;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;

@@ -2,8 +2,7 @@
 //! picks up a rotated token without a restart, and never writes a spec (which Argo CD would see
 //! as drift from Git).
 
-mod e2e_support;
-mod support;
+use crate::e2e_support;
 
 use e2e_support::{E2e, fixture, logins, wait_for};
 use okta_ciam_operator::crd::{FIELD_MANAGER, OktaCiamConnector};

@@ -1,8 +1,7 @@
 //! End to end: the API server drops every watch stream; changes made right after the drop are
 //! still picked up by the running operator.
 
-mod e2e_support;
-mod support;
+use crate::e2e_support;
 
 use e2e_support::{E2e, fixture, logins, wait_for};
 use serde_json::json;

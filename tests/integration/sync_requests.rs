@@ -1,6 +1,6 @@
 //! Request economy and failure handling of a sync against a generated org.
 
-mod sync_support;
+use crate::sync_support;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! kube-runtime building blocks against the server: Controller with status apply, the finalizer
 //! helper, the event Recorder, and Lease-based leader election under resourceVersion conflicts.
 
-mod common;
+use crate::common;
 
 use common::{bounded, eventually, start, status_of};
 use futures::StreamExt;

@@ -21,7 +21,7 @@ use okta_emulator::{self as emulator, EmulatorConfig, EmulatorHandle, Faults, Fi
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-mod support;
+use crate::support;
 use support::okta_writes;
 
 /// Upper bound for any wait; generous for a loaded 2-core machine.

@@ -3,8 +3,8 @@
 //! tight groups bucket with a bounded number of Okta requests, dropped connections, a crash
 //! between the Okta write and the record write, and the operator-wide provisioning switch.
 
-mod membership_support;
-mod support;
+use crate::membership_support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -141,11 +141,6 @@ fn actual_members(h: &Harness) -> BTreeMap<String, BTreeSet<String>> {
 async fn a_burst_of_memberships_converges_on_the_bucket_with_about_one_put_each() {
     let h = start_scale().await;
     let before = h.okta.stats();
-    let client_before = h
-        .registry
-        .client(&okta_ciam_operator::controller::runtime::clients::ConnectorKey::new(NS, "acme"))
-        .unwrap()
-        .stats();
 
     apply_one_user_each(&h, 0..USERS).await;
     assert_eq!(wait_all_ready(&h, 0..USERS).await, USERS, "zero failures");
@@ -167,17 +162,10 @@ async fn a_burst_of_memberships_converges_on_the_bucket_with_about_one_put_each(
         "{requests} requests: {:?}",
         after.requests.by_route
     );
-    // The client paced on the bucket instead of running into it.
+    // The client stayed inside the bucket. Whether it had to pace to do so depends on how
+    // fast this machine issues the burst (a loaded one may never reach the budget), so that
+    // it paces when it must is shown deterministically in `okta_client_emulator`.
     assert_eq!(after.rate_limited, before.rate_limited, "no 429");
-    let client_after = h
-        .registry
-        .client(&okta_ciam_operator::controller::runtime::clients::ConnectorKey::new(NS, "acme"))
-        .unwrap()
-        .stats();
-    assert!(
-        client_after.rate_limit_wait > client_before.rate_limit_wait,
-        "pacing kicked in: {client_after:?}"
-    );
     h.shutdown().await;
 }
 

@@ -1,7 +1,7 @@
 //! The Okta client against the emulator over real HTTP: pagination of every list, search and
 //! filter rules, rate limits, fault retries and token redaction.
 
-mod log_capture;
+use crate::log_capture;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

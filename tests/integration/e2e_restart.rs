@@ -1,8 +1,7 @@
 //! End to end: the operator is killed in the middle of provisioning a large membership; a new
 //! process converges to exactly the declared set, owning every grant.
 
-mod e2e_support;
-mod support;
+use crate::e2e_support;
 
 use e2e_support::{E2e, fixture, logins, wait_for};
 use okta_ciam_operator::crd::MembershipOrigin;

@@ -1,8 +1,7 @@
 //! End to end: two `run --leader-elect` processes; only the leader writes, and killing it hands
 //! over to the standby, which converges work created after the kill.
 
-mod e2e_support;
-mod support;
+use crate::e2e_support;
 
 use e2e_support::{E2e, Operator, fixture, logins, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;

@@ -1,0 +1,8 @@
+//! The test server's own tests, in one binary (one link of kube and axum instead of three):
+//! the API surface, the controller runtime against it, and watch semantics.
+
+mod common;
+
+mod api;
+mod runtime;
+mod watch;
