@@ -23,6 +23,14 @@ use super::paging;
 use super::ratelimit::{self, Action, Family, RateLimitHeaders, WaitBudget};
 use super::stats::ClientStats;
 
+/// The largest response body the client reads: 32 MiB. The largest page it asks for (1000
+/// group members) is a few MiB; anything past this is refused as [`Error::ResponseTooLarge`].
+pub const MAX_RESPONSE_BYTES: usize = 32 << 20;
+
+/// The most pages one listing follows by default: 100,000, e.g. 20 million users at 200 a
+/// page. A server that keeps offering new next links past it gets [`Error::TooManyPages`].
+pub const MAX_PAGES: usize = 100_000;
+
 /// A stream of pages, fetched lazily: the next page is requested only when the stream is
 /// polled past the current one. Ends after the page without a next link.
 pub type Pages<T> = BoxStream<'static, Result<Vec<T>>>;
@@ -46,6 +54,8 @@ pub struct ClientOptions {
     pub retry_base_delay: Duration,
     /// Cap of the backoff delay.
     pub retry_max_delay: Duration,
+    /// Most pages one listing follows ([`MAX_PAGES`] by default).
+    pub max_pages: usize,
 }
 
 impl Default for ClientOptions {
@@ -58,6 +68,7 @@ impl Default for ClientOptions {
             max_rate_limit_wait: Duration::from_secs(180),
             retry_base_delay: Duration::from_millis(500),
             retry_max_delay: Duration::from_secs(30),
+            max_pages: MAX_PAGES,
         }
     }
 }
@@ -343,6 +354,10 @@ impl OktaClient {
             // (hundreds at most per stream), so holding their URLs is cheap.
             let mut visited: HashSet<Url> = HashSet::new();
             while let Some(url) = next.take() {
+                let max_pages = client.inner.options.max_pages;
+                if visited.len() >= max_pages {
+                    Err(Error::TooManyPages { path: url.path().to_owned(), limit: max_pages })?;
+                }
                 visited.insert(url.clone());
                 let reply = client.execute(Method::GET, &url).await?;
                 let header_next = paging::next_link(
@@ -450,6 +465,9 @@ impl OktaClient {
                         ),
                     }
                 }
+                // A refused body (too large) would be the same again: only transport
+                // failures are worth another attempt.
+                Err(error) if !error.is_transient() => return Err(error),
                 Err(error) => {
                     drop(ticket);
                     (self.backoff(retries), error, false)
@@ -501,13 +519,37 @@ impl OktaClient {
         let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport)?;
+        let body = read_capped(response, method, url).await?;
         Ok(Reply {
             status,
             headers,
             body,
         })
     }
+}
+
+/// Reads a response body of at most [`MAX_RESPONSE_BYTES`], refusing a larger one as soon as
+/// its `Content-Length` or the bytes received so far say so: a misbehaving server (or
+/// whatever answers in its place) cannot make the operator buffer without bound.
+async fn read_capped(mut response: reqwest::Response, method: &Method, url: &Url) -> Result<Bytes> {
+    let too_large = || Error::ResponseTooLarge {
+        request: format!("{method} {}", url.path()),
+        limit: MAX_RESPONSE_BYTES,
+    };
+    let declared = response.content_length().unwrap_or(0);
+    if declared > MAX_RESPONSE_BYTES as u64 {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::with_capacity(usize::try_from(declared).unwrap_or(0));
+    while let Some(chunk) = response.chunk().await.map_err(|e| Error::Transport {
+        message: describe(method, url, e),
+    })? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// A transport error's message with its causes, naming the request by method and path only

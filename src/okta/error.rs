@@ -110,6 +110,25 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// A response body larger than the client accepts ([`crate::okta::MAX_RESPONSE_BYTES`]):
+    /// no page the operator reads comes near it, so it is refused unread rather than buffered.
+    #[error("Okta's response to {request} is larger than {limit} bytes; refused")]
+    ResponseTooLarge {
+        /// Method and path (no query: it may hold personal data).
+        request: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A listing that kept offering next pages past the client's page limit
+    /// ([`crate::okta::MAX_PAGES`] by default): no org in reach needs that many, so the
+    /// stream stops instead of reading forever.
+    #[error("Okta's listing {path} went past {limit} pages; stopped")]
+    TooManyPages {
+        /// The listing's path.
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
     /// An argument that cannot name an Okta object (e.g. an empty id); nothing was sent.
     #[error("invalid argument: {message}")]
     InvalidArgument {

@@ -38,7 +38,7 @@ pub mod stats;
 
 pub use auth::{ApiToken, Auth, SswsAuth};
 pub use budget::OrgBudget;
-pub use client::{ClientOptions, OktaClient, Pages};
+pub use client::{ClientOptions, MAX_PAGES, MAX_RESPONSE_BYTES, OktaClient, Pages};
 pub use domain::{DomainError, DomainPolicy, OrgDomain};
 pub use error::{Error, OktaErrorInfo, Result};
 pub use models::*;

@@ -91,6 +91,10 @@ impl Family {
     }
 }
 
+/// The longest a window's reset is believed to be away. Okta's windows are about a minute;
+/// five of them leaves room for a slow clock without trusting a reset days away.
+pub(crate) const MAX_RESET_WAIT: Duration = Duration::from_secs(300);
+
 /// `X-Rate-Limit-*` and `Date` of one response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RateLimitHeaders {
@@ -133,12 +137,15 @@ impl RateLimitHeaders {
     }
 
     /// Time until the window resets by the server's clock (`Reset - Date`), falling back to
-    /// the local clock when `Date` is missing.
+    /// the local clock when `Date` is missing; never more than [`MAX_RESET_WAIT`], whatever
+    /// the headers claim (an absurd `Reset` such as `i64::MAX` must neither overflow nor park
+    /// the client for ever).
     pub(crate) fn until_reset(&self) -> Duration {
         let now = self
             .date
             .unwrap_or_else(|| jiff::Timestamp::now().as_second());
-        Duration::from_secs(u64::try_from(self.reset - now).unwrap_or(0))
+        let seconds = u64::try_from(self.reset.saturating_sub(now)).unwrap_or(0);
+        Duration::from_secs(seconds).min(MAX_RESET_WAIT)
     }
 }
 
@@ -465,6 +472,33 @@ mod tests {
         assert_eq!(classify(429, Some(&rl)), Action::RetryAtReset);
         h.remove("x-rate-limit-reset");
         assert_eq!(RateLimitHeaders::parse(&h), None);
+    }
+
+    #[test]
+    fn absurd_resets_and_dates_are_bounded_not_overflowed() {
+        let at = |reset: i64, date: Option<i64>| RateLimitHeaders {
+            limit: 10,
+            remaining: 0,
+            reset,
+            date,
+        };
+        assert_eq!(at(i64::MAX, Some(i64::MIN)).until_reset(), MAX_RESET_WAIT);
+        assert_eq!(at(i64::MAX, None).until_reset(), MAX_RESET_WAIT);
+        assert_eq!(at(i64::MIN, Some(i64::MAX)).until_reset(), Duration::ZERO);
+        // The window built from it is a valid instant (no `Instant + Duration` overflow).
+        let now = Instant::now();
+        let mut window = None;
+        observe(&mut window, &at(i64::MAX, Some(0)), false, now);
+        let w = window.unwrap();
+        assert_eq!(w.reset_at, now + MAX_RESET_WAIT + RESET_MARGIN);
+        // An RFC 2822 date far in the past parses and is bounded the same way.
+        let mut h = HeaderMap::new();
+        h.insert("x-rate-limit-limit", "10".parse().unwrap());
+        h.insert("x-rate-limit-remaining", "0".parse().unwrap());
+        h.insert("x-rate-limit-reset", i64::MAX.to_string().parse().unwrap());
+        h.insert("date", "Mon, 01 Jan 1900 00:00:00 GMT".parse().unwrap());
+        let parsed = RateLimitHeaders::parse(&h).unwrap();
+        assert_eq!(parsed.until_reset(), MAX_RESET_WAIT);
     }
 
     #[test]

@@ -16,8 +16,8 @@ use futures::{StreamExt, TryStreamExt};
 use http::{HeaderMap, Method};
 use log_capture::CapturedLogs;
 use okta_ciam_operator::okta::{
-    ApiToken, ClientOptions, DomainPolicy, Error, GroupQuery, OktaClient, OrgDomain, SswsAuth,
-    UserQuery,
+    ApiToken, ClientOptions, DomainPolicy, Error, GroupQuery, MAX_RESPONSE_BYTES, OktaClient,
+    OrgDomain, SswsAuth, UserQuery,
 };
 use serde_json::json;
 use support::fast_client_options as fast;
@@ -351,6 +351,110 @@ async fn a_pagination_cycle_is_refused() {
         other => panic!("{other:?}"),
     }
     assert_eq!(mock.hits(), 2, "page A was not requested again");
+}
+
+#[tokio::test]
+async fn a_listing_that_never_ends_stops_at_the_page_limit() {
+    // Every page offers a fresh cursor, so there is no cycle to notice: only the bound stops it.
+    let mock = Mock::start(handler(|s: Seen| async move {
+        let next = format!("/api/v1/users?after=p{}", s.n + 1);
+        respond(
+            200,
+            json!([user(&format!("u{}", s.n))]),
+            &[("link", format!(r#"<{next}>; rel="next""#))],
+        )
+    }))
+    .await;
+    let client = mock.client(ClientOptions {
+        max_pages: 3,
+        ..fast()
+    });
+    let results: Vec<_> = client
+        .list_users(&UserQuery::default())
+        .take(10)
+        .collect()
+        .await;
+    assert_eq!(results.len(), 4, "three pages, then the error: {results:?}");
+    assert!(results[..3].iter().all(Result::is_ok));
+    match &results[3] {
+        Err(Error::TooManyPages { path, limit: 3 }) => assert_eq!(path, "/api/v1/users"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(mock.hits(), 3, "the fourth page was never requested");
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_declared_or_streamed() {
+    // One body says its size up front, the other streams past the cap without a length.
+    let mock = Mock::start(handler(|s: Seen| async move {
+        let too_big = MAX_RESPONSE_BYTES + 1;
+        let builder = Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .header("x-rate-limit-limit", "1000")
+            .header("x-rate-limit-remaining", "999")
+            .header("x-rate-limit-reset", format!("{}", epoch_now() as i64 + 60));
+        if s.path.ends_with("/declared") {
+            builder.body(Body::from(vec![b' '; too_big])).unwrap()
+        } else {
+            let chunk = bytes::Bytes::from(vec![b' '; 1 << 20]);
+            let chunks = too_big.div_ceil(1 << 20);
+            let stream = futures::stream::iter(
+                (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+            );
+            builder.body(Body::from_stream(stream)).unwrap()
+        }
+    }))
+    .await;
+    let client = mock.client(fast());
+    for id in ["declared", "streamed"] {
+        let err = client.get_user(id).await.unwrap_err();
+        match &err {
+            Error::ResponseTooLarge { request, limit } => {
+                assert_eq!(request, &format!("GET /api/v1/users/{id}"));
+                assert_eq!(*limit, MAX_RESPONSE_BYTES);
+            }
+            other => panic!("{id}: {other:?}"),
+        }
+        assert!(
+            !err.is_transient(),
+            "not retried: the same answer would come again"
+        );
+    }
+    assert_eq!(mock.hits(), 2);
+}
+
+#[tokio::test]
+async fn absurd_rate_limit_headers_neither_panic_nor_park_the_client() {
+    // A reset at the end of time with a date at its start: the wait is bounded (and beyond
+    // the request's wait budget, so it fails fast) instead of overflowing.
+    let mock = Mock::start(handler(|_s: Seen| async move {
+        let mut r = okta_error(
+            429,
+            "E0000047",
+            "API call exceeded rate limit due to too many requests.",
+        );
+        for (k, v) in [
+            ("x-rate-limit-limit", "600".to_owned()),
+            ("x-rate-limit-remaining", "0".to_owned()),
+            ("x-rate-limit-reset", i64::MAX.to_string()),
+            ("date", "Mon, 01 Jan 1900 00:00:00 GMT".to_owned()),
+        ] {
+            r.headers_mut().insert(k, v.parse().unwrap());
+        }
+        r
+    }))
+    .await;
+    let client = mock.client(ClientOptions {
+        max_rate_limit_wait: Duration::from_secs(30),
+        ..fast()
+    });
+    let err = client.get_user("00u1").await.unwrap_err();
+    assert!(
+        matches!(err, Error::RateLimitBudgetExceeded { .. }),
+        "{err:?}"
+    );
+    assert_eq!(mock.hits(), 1);
 }
 
 #[tokio::test]
