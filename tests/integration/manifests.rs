@@ -631,7 +631,7 @@ fn deployment_is_hardened_and_leader_elected() {
 }
 
 #[test]
-fn network_policy_allows_only_dns_api_https_out_and_metrics_in() {
+fn network_policy_allows_only_dns_api_https_out_and_metrics_in_from_monitoring() {
     let docs = install_docs();
     let np = find(&docs, "NetworkPolicy", "okta-ciam-operator");
     assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
@@ -656,6 +656,16 @@ fn network_policy_allows_only_dns_api_https_out_and_metrics_in() {
     };
     let tcp = |p: u64| (p, "TCP".to_owned());
     assert_eq!(ports(&np["spec"]["ingress"]), BTreeSet::from([tcp(8080)]));
+    // Metrics only from the labelled monitoring namespace(s): every ingress rule names its
+    // sources, and each source is exactly that namespace selector (no `podSelector` or
+    // `ipBlock` that would open it to more).
+    for rule in np["spec"]["ingress"].as_array().unwrap() {
+        assert_eq!(
+            rule["from"],
+            json!([{"namespaceSelector": {"matchLabels": {"oktaciam.io/metrics-scraper": "true"}}}]),
+            "{rule}"
+        );
+    }
     assert_eq!(
         ports(&np["spec"]["egress"]),
         BTreeSet::from([(53, "UDP".to_owned()), tcp(53), tcp(443), tcp(6443)])
