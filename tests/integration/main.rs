@@ -26,6 +26,7 @@ mod emulator_cli;
 mod emulator_conformance;
 mod okta_client;
 mod okta_client_emulator;
+mod review_cli;
 mod sync_cli;
 mod sync_requests;
 mod sync_scope;

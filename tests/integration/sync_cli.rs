@@ -4,7 +4,7 @@ use std::process::{Command, Output};
 
 use okta_ciam_operator::sync::snapshot::{GrantKind, PrincipalType, Snapshot};
 
-fn run(args: &[&str], dir: &std::path::Path) -> Output {
+pub(crate) fn run(args: &[&str], dir: &std::path::Path) -> Output {
     run_with_env(args, dir, &[])
 }
 
@@ -53,7 +53,7 @@ fn assert_one_line_failure(out: &Output, dir: &std::path::Path, secret: &str) ->
 }
 
 /// A file holding `token`, in `dir`.
-fn token_file(dir: &std::path::Path, token: &str) -> String {
+pub(crate) fn token_file(dir: &std::path::Path, token: &str) -> String {
     let path = dir.join("token");
     std::fs::write(&path, format!("{token}\n")).unwrap();
     path.to_str().unwrap().to_owned()
@@ -61,7 +61,7 @@ fn token_file(dir: &std::path::Path, token: &str) -> String {
 
 /// Runs `sync` against the org at `domain` over plain loopback HTTP, with the token in the file
 /// `token` and `example.com` as the email domain.
-fn run_sync_loopback(domain: &str, token: &str, dir: &std::path::Path) -> Output {
+pub(crate) fn run_sync_loopback(domain: &str, token: &str, dir: &std::path::Path) -> Output {
     run(
         &[
             "sync",
