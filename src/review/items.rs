@@ -249,14 +249,7 @@ mod tests {
     };
 
     fn user(id: &str, login: &str) -> SnapshotUser {
-        SnapshotUser {
-            id: id.into(),
-            login: login.into(),
-            email: Some(login.into()),
-            status: "ACTIVE".into(),
-            disabled: false,
-            display_name: login.into(),
-        }
+        SnapshotUser::active_for_tests(id, login)
     }
 
     fn group(id: &str, name: &str, group_type: &str) -> SnapshotGroup {

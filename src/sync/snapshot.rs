@@ -263,6 +263,21 @@ impl Snapshot {
     }
 }
 
+impl SnapshotUser {
+    /// An active user whose login and email are `login`, for tests.
+    #[cfg(test)]
+    pub(crate) fn active_for_tests(id: &str, login: &str) -> Self {
+        Self {
+            id: id.into(),
+            login: login.into(),
+            email: Some(login.into()),
+            status: "ACTIVE".into(),
+            disabled: false,
+            display_name: login.into(),
+        }
+    }
+}
+
 /// Lookups over a [`Snapshot`] for controllers: users by id, login or email (case-insensitive),
 /// groups by id or name (case-insensitive), and the in-scope members of each group.
 #[derive(Debug)]
@@ -355,14 +370,7 @@ mod tests {
     use super::*;
 
     fn user(id: &str, login: &str) -> SnapshotUser {
-        SnapshotUser {
-            id: id.into(),
-            login: login.into(),
-            email: Some(login.into()),
-            status: "ACTIVE".into(),
-            disabled: false,
-            display_name: login.into(),
-        }
+        SnapshotUser::active_for_tests(id, login)
     }
 
     fn sample() -> Snapshot {
