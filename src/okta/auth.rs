@@ -1,9 +1,13 @@
-//! Request authentication. Only SSWS API tokens today; the [`Auth`] trait leaves room for
-//! OAuth 2.0 service-app auth later.
+//! Request authentication: SSWS API tokens here, OAuth 2.0 service apps in
+//! [`super::oauth`]. Both sit behind the [`Auth`] trait the client calls per request.
 
 use std::fmt;
 
-use http::HeaderValue;
+use futures::future::BoxFuture;
+use http::{HeaderMap, HeaderValue, Method, header};
+use url::Url;
+
+use super::error::Result;
 
 /// An Okta API token. Its `Debug` and `Display` print a redaction, so it cannot leak through
 /// logs or error messages by accident.
@@ -40,10 +44,28 @@ impl fmt::Display for ApiToken {
     }
 }
 
-/// Produces the `Authorization` header for every request.
+/// Credentials for one request: the headers to send (marked sensitive) and which
+/// credentials they came from, so a rejection can renew exactly those.
+#[derive(Debug)]
+pub struct RequestAuth {
+    /// `Authorization` and, for DPoP, `DPoP`.
+    pub headers: HeaderMap,
+    /// Opaque number of the credentials used (e.g. which access token), for [`Auth::rejected`].
+    pub generation: u64,
+}
+
+/// Produces the credentials of every request.
 pub trait Auth: Send + Sync + 'static {
-    /// The header value, marked sensitive so HTTP layers do not print it.
-    fn authorization(&self) -> HeaderValue;
+    /// The headers for `method url` (per request: a DPoP proof names both).
+    fn authorize<'a>(&'a self, method: &'a Method, url: &'a Url) -> BoxFuture<'a, Result<RequestAuth>>;
+
+    /// Told that Okta answered 401 to credentials of `generation`, with `headers`. True when
+    /// fresh credentials may succeed, so the request is sent once more right away (an access
+    /// token that expired or was revoked mid-sync); false when retrying cannot help.
+    fn rejected(&self, generation: u64, headers: &HeaderMap) -> bool {
+        let _ = (generation, headers);
+        false
+    }
 }
 
 /// `Authorization: SSWS <token>` auth with an API token.
@@ -78,8 +100,13 @@ impl fmt::Debug for SswsAuth {
 }
 
 impl Auth for SswsAuth {
-    fn authorization(&self) -> HeaderValue {
-        self.header.clone()
+    fn authorize<'a>(&'a self, _: &'a Method, _: &'a Url) -> BoxFuture<'a, Result<RequestAuth>> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, self.header.clone());
+        Box::pin(std::future::ready(Ok(RequestAuth {
+            headers,
+            generation: 0,
+        })))
     }
 }
 
@@ -97,10 +124,12 @@ mod tests {
         assert!(!format!("{auth:?}").contains("SECRET"));
     }
 
-    #[test]
-    fn header_is_sensitive_and_ssws() {
+    #[tokio::test]
+    async fn header_is_sensitive_and_ssws() {
         let auth = SswsAuth::new(ApiToken::new("tok\u{7}en".to_owned()));
-        let header = auth.authorization();
+        let url = Url::parse("https://acme.okta.com/api/v1/org").unwrap();
+        let request = auth.authorize(&Method::GET, &url).await.unwrap();
+        let header = &request.headers[header::AUTHORIZATION];
         assert!(header.is_sensitive());
         assert_eq!(header.as_bytes(), b"SSWS token");
         assert!(!format!("{header:?}").contains("token"));
