@@ -57,7 +57,11 @@ pub struct RequestAuth {
 /// Produces the credentials of every request.
 pub trait Auth: Send + Sync + 'static {
     /// The headers for `method url` (per request: a DPoP proof names both).
-    fn authorize<'a>(&'a self, method: &'a Method, url: &'a Url) -> BoxFuture<'a, Result<RequestAuth>>;
+    fn authorize<'a>(
+        &'a self,
+        method: &'a Method,
+        url: &'a Url,
+    ) -> BoxFuture<'a, Result<RequestAuth>>;
 
     /// Told that Okta answered 401 to credentials of `generation`, with `headers`. True when
     /// fresh credentials may succeed, so the request is sent once more right away (an access

@@ -15,11 +15,11 @@ use super::auth::Auth;
 use super::budget::OrgBudget;
 use super::domain::OrgDomain;
 use super::error::{Error, OktaErrorInfo, Result};
-use super::oauth;
 use super::models::{
     CustomRole, Group, GroupQuery, OrgSetting, Permission, RoleAssignee, RoleAssignment, User,
     UserQuery,
 };
+use super::oauth;
 use super::paging;
 use super::ratelimit::{self, Action, Family, RateLimitHeaders, WaitBudget};
 use super::stats::ClientStats;

@@ -129,15 +129,16 @@ impl PrivateKey {
         match jwk.get("kty").and_then(Value::as_str) {
             Some("EC") => {
                 if jwk.get("crv").and_then(Value::as_str) != Some("P-256") {
-                    return Err(KeyError::UnsupportedJwk("only the EC curve P-256 is supported"));
+                    return Err(KeyError::UnsupportedJwk(
+                        "only the EC curve P-256 is supported",
+                    ));
                 }
                 let mut public = vec![4u8];
                 public.extend(jwk_bytes(jwk, "x")?);
                 public.extend(jwk_bytes(jwk, "y")?);
-                let d = jwk
-                    .contains_key("d")
-                    .then(|| jwk_bytes(jwk, "d"))
-                    .ok_or(KeyError::UnsupportedJwk("a public key; the private member d is missing"))??;
+                let d = jwk.contains_key("d").then(|| jwk_bytes(jwk, "d")).ok_or(
+                    KeyError::UnsupportedJwk("a public key; the private member d is missing"),
+                )??;
                 let pair = EcdsaKeyPair::from_private_key_and_public_key(
                     &ECDSA_P256_SHA256_FIXED_SIGNING,
                     &d,
@@ -209,7 +210,11 @@ impl PrivateKey {
     }
 
     /// A compact JWS of `claims` with `alg` and the extra header members `header`.
-    pub fn sign_jwt(&self, mut header: Map<String, Value>, claims: &Value) -> Result<String, KeyError> {
+    pub fn sign_jwt(
+        &self,
+        mut header: Map<String, Value>,
+        claims: &Value,
+    ) -> Result<String, KeyError> {
         header.insert("alg".into(), self.alg().as_str().into());
         let input = format!(
             "{}.{}",
@@ -276,7 +281,10 @@ mod tests {
 
     #[test]
     fn bad_keys_name_the_problem_not_the_key() {
-        assert_eq!(PrivateKey::parse("hello").unwrap_err(), KeyError::NotPemOrJwk);
+        assert_eq!(
+            PrivateKey::parse("hello").unwrap_err(),
+            KeyError::NotPemOrJwk
+        );
         let sec1 = "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----";
         assert_eq!(
             PrivateKey::parse(sec1).unwrap_err(),
@@ -287,6 +295,9 @@ mod tests {
         assert!(matches!(err, KeyError::Rejected(_)), "{err:?}");
         assert!(!err.to_string().contains("U0VDUkVU"));
         let public = r#"{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}"#;
-        assert!(matches!(PrivateKey::parse(public), Err(KeyError::UnsupportedJwk(_))));
+        assert!(matches!(
+            PrivateKey::parse(public),
+            Err(KeyError::UnsupportedJwk(_))
+        ));
     }
 }

@@ -63,7 +63,10 @@ fn new_jti() -> String {
 
 /// `base64url(SHA-256(token))`, the `ath` claim binding a DPoP proof to an access token.
 pub fn access_token_hash(token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        token.as_bytes(),
+    ))
 }
 
 /// The claims of a `private_key_jwt` client assertion issued at `iat` (pure).
@@ -217,12 +220,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl OAuthAuth {
     /// Auth against the org authorization server of `domain` (`/oauth2/v1/token`).
     pub fn new(domain: &OrgDomain, config: OAuthConfig, timeout: Duration) -> Result<OAuthAuth> {
-        let token_url = domain
-            .base_url()
-            .join("oauth2/v1/token")
-            .map_err(|e| Error::InvalidArgument {
-                message: format!("cannot build the token URL: {e}"),
-            })?;
+        let token_url =
+            domain
+                .base_url()
+                .join("oauth2/v1/token")
+                .map_err(|e| Error::InvalidArgument {
+                    message: format!("cannot build the token URL: {e}"),
+                })?;
         let http = reqwest::Client::builder()
             .use_rustls_tls()
             .https_only(token_url.scheme() == "https")
@@ -251,7 +255,13 @@ impl OAuthAuth {
         self.token_requests.load(Ordering::Relaxed)
     }
 
-    fn proof(&self, method: &Method, url: &Url, ath: Option<&str>, nonce: Option<&str>) -> Result<String> {
+    fn proof(
+        &self,
+        method: &Method,
+        url: &Url,
+        ath: Option<&str>,
+        nonce: Option<&str>,
+    ) -> Result<String> {
         let mut header = Map::new();
         header.insert("typ".into(), "dpop+jwt".into());
         header.insert("jwk".into(), self.dpop.public_jwk());
@@ -264,7 +274,12 @@ impl OAuthAuth {
         if let Some(kid) = &self.config.key_id {
             header.insert("kid".into(), kid.as_str().into());
         }
-        let claims = assertion_claims(&self.config.client_id, &self.token_url, unix_now(), &new_jti());
+        let claims = assertion_claims(
+            &self.config.client_id,
+            &self.token_url,
+            unix_now(),
+            &new_jti(),
+        );
         Ok(self.config.key.sign_jwt(header, &claims)?)
     }
 
@@ -322,10 +337,11 @@ impl OAuthAuth {
                 message: format!("POST {}: {}", self.token_url.path(), e.without_url()),
             })?;
             if (200..300).contains(&status) {
-                let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Decode {
-                    message: format!("token response: {e}"),
-                    request_id: None,
-                })?;
+                let t: TokenResponse =
+                    serde_json::from_slice(&body).map_err(|e| Error::Decode {
+                        message: format!("token response: {e}"),
+                        request_id: None,
+                    })?;
                 let lifetime = Duration::from_secs(t.expires_in);
                 tracing::debug!(client_id = %self.config.client_id, expires_in = t.expires_in, "obtained an OAuth access token");
                 return Ok(AccessToken {
@@ -336,7 +352,10 @@ impl OAuthAuth {
                 });
             }
             let err: OAuthErrorBody = serde_json::from_slice(&body).unwrap_or_default();
-            if err.error.as_deref() == Some("use_dpop_nonce") && !nonce_retried && headers.contains_key("dpop-nonce") {
+            if err.error.as_deref() == Some("use_dpop_nonce")
+                && !nonce_retried
+                && headers.contains_key("dpop-nonce")
+            {
                 nonce_retried = true;
                 continue;
             }
@@ -367,18 +386,28 @@ fn token_error(status: u16, headers: &HeaderMap, body: OAuthErrorBody) -> Error 
 }
 
 impl Auth for OAuthAuth {
-    fn authorize<'a>(&'a self, method: &'a Method, url: &'a Url) -> BoxFuture<'a, Result<RequestAuth>> {
+    fn authorize<'a>(
+        &'a self,
+        method: &'a Method,
+        url: &'a Url,
+    ) -> BoxFuture<'a, Result<RequestAuth>> {
         Box::pin(async move {
             let (token, generation) = self.token().await?;
             let mut headers = HeaderMap::new();
             let scheme = if token.dpop { "DPoP" } else { "Bearer" };
-            headers.insert(header::AUTHORIZATION, sensitive(&format!("{scheme} {}", token.value))?);
+            headers.insert(
+                header::AUTHORIZATION,
+                sensitive(&format!("{scheme} {}", token.value))?,
+            );
             if token.dpop {
                 let nonce = lock(&self.resource_nonce).clone();
                 let proof = self.proof(method, url, Some(&token.ath), nonce.as_deref())?;
                 headers.insert("dpop", sensitive(&proof)?);
             }
-            Ok(RequestAuth { headers, generation })
+            Ok(RequestAuth {
+                headers,
+                generation,
+            })
         })
     }
 
@@ -408,7 +437,10 @@ mod tests {
         assert_eq!(p[2], ("scope".into(), "okta.users.read".into()));
         assert_eq!(p[3], ("algs".into(), "ES256 RS256".into()));
         assert_eq!(challenge_params("Bearer"), vec![]);
-        assert_eq!(challenge_params("Bearer realm=x"), vec![("realm".into(), "x".into())]);
+        assert_eq!(
+            challenge_params("Bearer realm=x"),
+            vec![("realm".into(), "x".into())]
+        );
     }
 
     #[test]
@@ -421,7 +453,10 @@ mod tests {
         assert!(c.get("nonce").is_none());
         let token_url = Url::parse("https://acme.okta.com/oauth2/v1/token").unwrap();
         let a = assertion_claims("0oa1", &token_url, 100, "j2");
-        assert_eq!((a["iss"].as_str(), a["sub"].as_str()), (Some("0oa1"), Some("0oa1")));
+        assert_eq!(
+            (a["iss"].as_str(), a["sub"].as_str()),
+            (Some("0oa1"), Some("0oa1"))
+        );
         assert_eq!(a["aud"], "https://acme.okta.com/oauth2/v1/token");
         assert_eq!(a["exp"], 400);
         assert_ne!(new_jti(), new_jti());

@@ -56,7 +56,10 @@ mod tests {
         assert_eq!(get("/api/v1/iam/roles/cr0/permissions"), Some(ROLES_READ));
         let put = required(&Method::PUT, "/api/v1/groups/00g1/users/00u1");
         assert_eq!(put, Some(GROUPS_MANAGE));
-        assert_eq!(required(&Method::DELETE, "/api/v1/groups/g/users/u"), Some(GROUPS_MANAGE));
+        assert_eq!(
+            required(&Method::DELETE, "/api/v1/groups/g/users/u"),
+            Some(GROUPS_MANAGE)
+        );
         assert_eq!(get("/oauth2/v1/token"), None);
         assert!(needed(true).contains(&GROUPS_MANAGE.to_owned()));
         assert!(!needed(false).contains(&GROUPS_MANAGE.to_owned()));
