@@ -2,12 +2,16 @@
 //! [`super::oauth`]. Both sit behind the [`Auth`] trait the client calls per request.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Method, header};
 use url::Url;
 
+use super::domain::OrgDomain;
 use super::error::Result;
+use super::oauth::{OAuthAuth, OAuthConfig};
 
 /// An Okta API token. Its `Debug` and `Display` print a redaction, so it cannot leak through
 /// logs or error messages by accident.
@@ -69,6 +73,42 @@ pub trait Auth: Send + Sync + 'static {
     fn rejected(&self, generation: u64, headers: &HeaderMap) -> bool {
         let _ = (generation, headers);
         false
+    }
+}
+
+/// What a client authenticates with. Consumed when the client is built (a private key is not
+/// copied around).
+#[derive(Debug)]
+pub enum Credentials {
+    /// An API token (SSWS).
+    ApiToken(ApiToken),
+    /// An OAuth 2.0 service app.
+    OAuth(OAuthConfig),
+}
+
+impl Credentials {
+    /// Text that differs whenever the credentials do: the token, or the OAuth settings with
+    /// the public half of the key. Secret for the token; hash it ([`std::hash::BuildHasher`]
+    /// with a per-process key), never log or store it.
+    pub fn identity(&self) -> String {
+        match self {
+            Credentials::ApiToken(t) => format!("ssws\0{}", t.expose()),
+            Credentials::OAuth(c) => format!(
+                "oauth\0{}\0{}\0{}\0{}",
+                c.client_id,
+                c.key_id.as_deref().unwrap_or(""),
+                c.scopes.join(" "),
+                c.key.public_jwk()
+            ),
+        }
+    }
+
+    /// The [`Auth`] for requests to `domain`; token requests time out after `timeout`.
+    pub fn into_auth(self, domain: &OrgDomain, timeout: Duration) -> Result<Arc<dyn Auth>> {
+        Ok(match self {
+            Credentials::ApiToken(t) => Arc::new(SswsAuth::new(t)),
+            Credentials::OAuth(c) => Arc::new(OAuthAuth::new(domain, c, timeout)?),
+        })
     }
 }
 

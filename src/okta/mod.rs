@@ -38,7 +38,7 @@ mod paging;
 mod ratelimit;
 pub mod stats;
 
-pub use auth::{ApiToken, Auth, RequestAuth, SswsAuth};
+pub use auth::{ApiToken, Auth, Credentials, RequestAuth, SswsAuth};
 pub use budget::OrgBudget;
 pub use client::{ClientOptions, OktaClient, Pages};
 pub use domain::{DomainError, DomainPolicy, OrgDomain};
