@@ -158,15 +158,12 @@ fn b64(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok()
 }
 
-fn member<'a>(jwk: &'a Json, name: &str) -> Option<Vec<u8>> {
+fn member(jwk: &Json, name: &str) -> Option<Vec<u8>> {
     jwk.get(name).and_then(Json::as_str).and_then(b64)
 }
 
-/// Verifies a compact JWS against `jwk` (ES256 or RS256), returning header and claims.
-pub fn verify_jws(
-    jwt: &str,
-    jwk: &Json,
-) -> Result<(Map<String, Json>, Map<String, Json>), &'static str> {
+/// Verifies a compact JWS against `jwk` (ES256 or RS256), returning its claims.
+pub fn verify_jws(jwt: &str, jwk: &Json) -> Result<Map<String, Json>, &'static str> {
     let parts: Vec<&str> = jwt.split('.').collect();
     let [h, c, s] = parts.as_slice() else {
         return Err("is not a compact JWS");
@@ -201,7 +198,7 @@ pub fn verify_jws(
         _ => return Err("uses an algorithm other than the key's ES256 or RS256"),
     };
     if ok {
-        Ok((header, claims))
+        Ok(claims)
     } else {
         Err("signature is invalid")
     }
@@ -298,7 +295,7 @@ impl OAuthState {
             .get("jwk")
             .filter(|k| k.get("d").is_none())
             .ok_or_else(|| OAuthError::proof("The DPoP proof JWT has no public jwk header."))?;
-        let (_, claims) = verify_jws(proof, jwk)
+        let claims = verify_jws(proof, jwk)
             .map_err(|why| OAuthError::proof(format!("The DPoP proof JWT {why}.")))?;
         if text(&claims, "htm") != Some(req.method.as_str())
             || text(&claims, "htu") != Some(req.url)
@@ -393,7 +390,6 @@ impl OAuthState {
             .iter()
             .filter(|k| kid.is_none() || k.get("kid").and_then(Json::as_str) == kid.as_deref())
             .find_map(|k| verify_jws(assertion, k).ok())
-            .map(|(_, c)| c)
             .ok_or_else(|| OAuthError::client("The client_assertion signature is invalid."))?;
         if text(&claims, "sub") != Some(client_id.as_str()) {
             return Err(OAuthError::client(

@@ -82,8 +82,8 @@ pub trait Auth: Send + Sync + 'static {
 pub enum Credentials {
     /// An API token (SSWS).
     ApiToken(ApiToken),
-    /// An OAuth 2.0 service app.
-    OAuth(OAuthConfig),
+    /// An OAuth 2.0 service app (boxed: it holds the key pair).
+    OAuth(Box<OAuthConfig>),
 }
 
 impl Credentials {
@@ -107,7 +107,7 @@ impl Credentials {
     pub fn into_auth(self, domain: &OrgDomain, timeout: Duration) -> Result<Arc<dyn Auth>> {
         Ok(match self {
             Credentials::ApiToken(t) => Arc::new(SswsAuth::new(t)),
-            Credentials::OAuth(c) => Arc::new(OAuthAuth::new(domain, c, timeout)?),
+            Credentials::OAuth(c) => Arc::new(OAuthAuth::new(domain, *c, timeout)?),
         })
     }
 }

@@ -544,7 +544,10 @@ fn final_error(method: &Method, url: &Url, reply: &Reply) -> Error {
         let scope = oauth::challenge_param(&reply.headers, "scope")
             .or_else(|| oauth::scopes::required(method, url.path()).map(str::to_owned))
             .unwrap_or_else(|| "(not named by Okta)".to_owned());
-        return Error::InsufficientScope { scope, info };
+        return Error::InsufficientScope {
+            scope,
+            info: Box::new(info),
+        };
     }
     Error::from_status(info)
 }

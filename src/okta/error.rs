@@ -69,8 +69,8 @@ pub enum Error {
         /// The missing scope, as Okta's challenge names it (else the one the operation needs
         /// by the spec).
         scope: String,
-        /// Okta's answer.
-        info: OktaErrorInfo,
+        /// Okta's answer (boxed: it keeps every `Result` of the client small).
+        info: Box<OktaErrorInfo>,
     },
     /// The token endpoint refused a requested scope (`invalid_scope`): it is not granted to
     /// the service app.
@@ -153,7 +153,7 @@ impl Error {
             Error::Forbidden(i) => Error::Forbidden(i.without_ids()).to_string(),
             Error::InsufficientScope { scope, info } => Error::InsufficientScope {
                 scope: scope.clone(),
-                info: info.without_ids(),
+                info: Box::new(info.without_ids()),
             }
             .to_string(),
             Error::ScopeNotGranted(i) => Error::ScopeNotGranted(i.without_ids()).to_string(),
@@ -185,9 +185,9 @@ impl Error {
     /// Okta's error details, when the error came from an Okta error response.
     pub fn okta_info(&self) -> Option<&OktaErrorInfo> {
         match self {
+            Error::InsufficientScope { info, .. } => Some(info),
             Error::Unauthorized(i)
             | Error::Forbidden(i)
-            | Error::InsufficientScope { info: i, .. }
             | Error::ScopeNotGranted(i)
             | Error::NotFound(i)
             | Error::InvalidRequest(i)

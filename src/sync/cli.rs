@@ -123,7 +123,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<()> {
         tracing::warn!("plain HTTP to a loopback address is allowed (--insecure-loopback-http)");
     }
     let credentials = match &args.oauth_client_id {
-        Some(client_id) => Credentials::OAuth(read_oauth(client_id, &args)?),
+        Some(client_id) => Credentials::OAuth(Box::new(read_oauth(client_id, &args)?)),
         None => Credentials::ApiToken(read_token(args.api_token_file.as_deref())?),
     };
     execute(domain, credentials, email_domains, filter, &args).await

@@ -355,7 +355,7 @@ async fn read_credentials(
     Ok(match credentials {
         CredentialsSpec::ApiToken(_) => Ok(Credentials::ApiToken(ApiToken::new(value.to_owned()))),
         CredentialsSpec::OAuth(oauth) => match PrivateKey::parse(value) {
-            Ok(private_key) => Ok(Credentials::OAuth(OAuthConfig {
+            Ok(private_key) => Ok(Credentials::OAuth(Box::new(OAuthConfig {
                 client_id: oauth.client_id.clone(),
                 key: private_key,
                 key_id: oauth.key_id.clone(),
@@ -364,7 +364,7 @@ async fn read_credentials(
                 } else {
                     oauth.scopes.clone()
                 },
-            })),
+            }))),
             Err(e) => Err(Outcome::InvalidKey {
                 secret: name.to_owned(),
                 key: key.to_owned(),

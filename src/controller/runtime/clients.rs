@@ -596,9 +596,14 @@ mod tests {
             scopes: vec!["okta.users.read".into()],
         };
         let get_oauth = |config| {
-            reg.okta_client_for(&key, &other, Credentials::OAuth(config), budget.clone())
-                .unwrap()
-                .1
+            reg.okta_client_for(
+                &key,
+                &other,
+                Credentials::OAuth(Box::new(config)),
+                budget.clone(),
+            )
+            .unwrap()
+            .1
         };
         assert_eq!(get_oauth(oauth()), change(false, true, false));
         assert_eq!(get_oauth(oauth()), change(false, true, false));
