@@ -168,6 +168,32 @@ mod tests {
         assert!(!format!("{auth:?}").contains("SECRET"));
     }
 
+    #[test]
+    fn oauth_credentials_debug_shows_no_key_and_identity_follows_the_key() {
+        let oauth = |key: super::super::oauth::PrivateKey| {
+            Credentials::OAuth(Box::new(OAuthConfig {
+                client_id: "0oa1".into(),
+                key,
+                key_id: None,
+                scopes: vec!["okta.users.read".into()],
+            }))
+        };
+        let (key, pem) = super::super::oauth::PrivateKey::generate_es256();
+        let same = super::super::oauth::PrivateKey::parse(&pem).unwrap();
+        let (a, b) = (oauth(key), oauth(same));
+        let text = format!("{a:?}");
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(
+            text.contains("<redacted>") && !text.contains(&body[..32]),
+            "{text}"
+        );
+        assert_eq!(a.identity(), b.identity());
+        let other = oauth(super::super::oauth::PrivateKey::generate_es256().0);
+        assert_ne!(a.identity(), other.identity());
+        let token = Credentials::ApiToken(ApiToken::new("SECRET".into()));
+        assert!(!format!("{token:?}").contains("SECRET"));
+    }
+
     #[tokio::test]
     async fn header_is_sensitive_and_ssws() {
         let auth = SswsAuth::new(ApiToken::new("tok\u{7}en".to_owned()));

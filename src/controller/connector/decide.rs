@@ -686,6 +686,21 @@ mod tests {
                 ConnectorReason::OktaUnreachable,
             ),
             (E::InvalidRequest(info()), ConnectorReason::SyncFailed),
+            (
+                E::InsufficientScope {
+                    scope: "okta.roles.read".into(),
+                    info: Box::new(info()),
+                },
+                ConnectorReason::InsufficientScope,
+            ),
+            (
+                E::ScopeNotGranted(info()),
+                ConnectorReason::InsufficientScope,
+            ),
+            (
+                E::InvalidKey(crate::okta::oauth::KeyError::Sign),
+                ConnectorReason::InvalidKey,
+            ),
         ];
         for (err, want) in cases {
             assert_eq!(classify_okta(&err), want, "{err}");
@@ -928,6 +943,11 @@ mod tests {
                 secret: "okta".into(),
                 key: "apiToken".into(),
             },
+            Outcome::InvalidKey {
+                secret: "okta".into(),
+                key: "privateKey".into(),
+                message: "the private key is neither PEM nor a JSON Web Key".into(),
+            },
         ] {
             let s = next_status(Some(&ok), &outcome, Some(1), None, at(2000));
             let reason = outcome.reason().as_str();
@@ -940,6 +960,29 @@ mod tests {
             assert_eq!(s.counts, ok.counts);
             assert_eq!(s.last_successful_sync_time, ok.last_successful_sync_time);
             assert_eq!(s.next_sync_time, None);
+        }
+    }
+
+    #[test]
+    fn a_missing_scope_mid_sync_marks_the_credentials_invalid() {
+        let ok = synced_status(1000, 1);
+        let s = next_status(
+            Some(&ok),
+            &failed(ConnectorReason::InsufficientScope, true),
+            Some(1),
+            None,
+            at(2000),
+        );
+        for type_ in [
+            ConditionType::CredentialsValid,
+            ConditionType::Synced,
+            ConditionType::Ready,
+        ] {
+            assert_eq!(
+                cond(&s, type_),
+                pair("False", "InsufficientScope"),
+                "{type_}"
+            );
         }
     }
 
