@@ -33,6 +33,12 @@ pub const ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
 /// An access token is renewed this long before it expires (at most half its lifetime), so a
 /// request never leaves with a token about to lapse.
 pub const RENEW_MARGIN: Duration = Duration::from_secs(60);
+/// How long after it was requested a token of `lifetime` is used before a new one is
+/// fetched: [`RENEW_MARGIN`] early, or halfway for tokens shorter than two margins (pure).
+pub fn renew_after(lifetime: Duration) -> Duration {
+    lifetime - RENEW_MARGIN.min(lifetime / 2)
+}
+
 /// The `client_assertion_type` of `private_key_jwt`.
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -342,13 +348,12 @@ impl OAuthAuth {
                         message: format!("token response: {e}"),
                         request_id: None,
                     })?;
-                let lifetime = Duration::from_secs(t.expires_in);
                 tracing::debug!(client_id = %self.config.client_id, expires_in = t.expires_in, "obtained an OAuth access token");
                 return Ok(AccessToken {
                     ath: access_token_hash(&t.access_token),
                     dpop: t.token_type.eq_ignore_ascii_case("DPoP"),
                     value: t.access_token,
-                    renew_at: started + lifetime - RENEW_MARGIN.min(lifetime / 2),
+                    renew_at: started + renew_after(Duration::from_secs(t.expires_in)),
                 });
             }
             let err: OAuthErrorBody = serde_json::from_slice(&body).unwrap_or_default();
@@ -441,6 +446,19 @@ mod tests {
             challenge_params("Bearer realm=x"),
             vec![("realm".into(), "x".into())]
         );
+    }
+
+    #[test]
+    fn tokens_are_renewed_a_minute_early_or_halfway_when_short() {
+        assert_eq!(
+            renew_after(Duration::from_secs(3600)),
+            Duration::from_secs(3540)
+        );
+        assert_eq!(
+            renew_after(Duration::from_secs(60)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(renew_after(Duration::ZERO), Duration::ZERO);
     }
 
     #[test]
