@@ -553,11 +553,12 @@ async fn oauth_refusals_on_every_operation_match_the_spec() {
     let mut fixture = Fixture::from_yaml(FIXTURE).unwrap();
     // A Bearer app (no DPoP) keeps the requests plain; it may only read the org.
     fixture.service_apps = vec![okta_emulator::FixtureServiceApp {
-        client_id: "0oaConformance".into(),
-        jwks: vec![key.public_jwk()],
-        scopes: vec!["okta.orgs.read".into()],
         dpop: false,
-        token_lifetime_seconds: 3600,
+        ..okta_emulator::FixtureServiceApp::new(
+            "0oaConformance",
+            vec![key.public_jwk()],
+            &["okta.orgs.read"],
+        )
     }];
     let (emu, base) = start(EmulatorConfig::new(fixture)).await;
     let token_url = emu.url().join("oauth2/v1/token").unwrap();

@@ -38,13 +38,8 @@ fn all_scopes() -> Vec<String> {
 fn app(client_id: &str, key: &PrivateKey, scopes: Vec<String>) -> FixtureServiceApp {
     let mut jwk = key.public_jwk();
     jwk["kid"] = KID.into();
-    FixtureServiceApp {
-        client_id: client_id.into(),
-        jwks: vec![jwk],
-        scopes,
-        dpop: true,
-        token_lifetime_seconds: 3600,
-    }
+    let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    FixtureServiceApp::new(client_id, vec![jwk], &scopes)
 }
 
 /// An emulator with two service apps sharing `key`: one granted every scope the operator

@@ -243,13 +243,11 @@ async fn oauth_org(
     scopes: &[&str],
 ) -> okta_emulator::EmulatorHandle {
     let mut fixture = okta_emulator::Fixture::demo();
-    fixture.service_apps = vec![okta_emulator::FixtureServiceApp {
-        client_id: "0oaSyncApp".into(),
-        jwks: vec![key.public_jwk()],
-        scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        dpop: true,
-        token_lifetime_seconds: 3600,
-    }];
+    fixture.service_apps = vec![okta_emulator::FixtureServiceApp::new(
+        "0oaSyncApp",
+        vec![key.public_jwk()],
+        scopes,
+    )];
     okta_emulator::start(okta_emulator::EmulatorConfig::new(fixture))
         .await
         .unwrap()

@@ -47,6 +47,19 @@ pub struct FixtureServiceApp {
     pub token_lifetime_seconds: u32,
 }
 
+impl FixtureServiceApp {
+    /// An app with Okta's defaults (DPoP required, one-hour tokens).
+    pub fn new(client_id: impl Into<String>, jwks: Vec<Json>, scopes: &[&str]) -> Self {
+        FixtureServiceApp {
+            client_id: client_id.into(),
+            jwks,
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            dpop: yes(),
+            token_lifetime_seconds: hour(),
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
