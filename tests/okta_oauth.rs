@@ -163,7 +163,8 @@ impl RawTokenRequest {
 }
 
 #[tokio::test]
-async fn good_assertion_answers_the_nonce_challenge_and_one_token_serves_concurrent_calls() {
+async fn good_assertion_answers_the_nonce_challenge_and_one_token_serves_concurrent_calls_and_renewals()
+ {
     let (key, _) = PrivateKey::generate_es256();
     let emu = start(&key).await;
     let (client, auth) = client(&emu, APP, key, all_scopes());
@@ -181,6 +182,11 @@ async fn good_assertion_answers_the_nonce_challenge_and_one_token_serves_concurr
         .unwrap();
     assert_eq!(users.len(), 3);
     assert_eq!(emu.oauth_counts(), (2, 1));
+    // When the token lapses under twelve calls at once, their 401s renew it once.
+    emu.expire_access_tokens();
+    let results = futures::future::join_all((0..12).map(|_| client.get_org())).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(emu.oauth_counts().1, 2);
     emu.shutdown().await;
 }
 
