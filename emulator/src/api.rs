@@ -31,6 +31,15 @@ impl ApiError {
         }
     }
 
+    /// 403 `E0000006`.
+    pub fn forbidden() -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "E0000006",
+            "You do not have permission to perform the requested action",
+        )
+    }
+
     /// 404 `E0000007`.
     pub fn not_found(what: &str, id: &str) -> ApiError {
         ApiError::new(
@@ -435,11 +444,7 @@ pub fn execute_mut(org: &mut Org, route: &Route, req: &Request<'_>) -> Result<Re
         .user_index_by_id(user_id)
         .ok_or_else(|| ApiError::not_found("User", user_id))?;
     if org.groups[g as usize].group_type != "OKTA_GROUP" {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "E0000006",
-            "You do not have permission to perform the requested action",
-        ));
+        return Err(ApiError::forbidden());
     }
     if add {
         org.add_member(g, u, req.now_ms);

@@ -37,6 +37,9 @@ pub struct Fixture {
     /// Overrides of Okta's default rate limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<FixtureRateLimits>,
+    /// OAuth 2.0 service apps allowed to get access tokens at `/oauth2/v1/token`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_apps: Vec<super::oauth::FixtureServiceApp>,
 }
 
 /// Org settings.
@@ -234,6 +237,7 @@ impl Fixture {
     pub fn extend(&mut self, other: Fixture) {
         let offset = u32::try_from(self.users.len()).unwrap_or(u32::MAX);
         self.tokens.extend(other.tokens);
+        self.service_apps.extend(other.service_apps);
         self.users.extend(other.users);
         self.groups.extend(other.groups.into_iter().map(|mut g| {
             for m in &mut g.members {
@@ -415,6 +419,7 @@ impl Fixture {
             custom_roles,
             role_assignments,
             rate_limits: None,
+            service_apps: Vec::new(),
         }
     }
 }

@@ -47,6 +47,7 @@ pub async fn serve(config: EmulatorConfig, listen: SocketAddr) -> Result<Emulato
         org,
         config.rate_limits,
         format!("http://{addr}"),
+        &config.fixture.service_apps,
     ));
     let app = router(shared.clone());
     let cancel = shared.cancel.clone();
@@ -173,6 +174,23 @@ impl EmulatorHandle {
     /// The injected faults now, with the `*_next` counts still unconsumed.
     pub fn faults(&self) -> Faults {
         lock(&self.shared.faults).clone()
+    }
+
+    /// Makes every OAuth access token issued so far expire now (clients must fetch new ones).
+    pub fn expire_access_tokens(&self) {
+        lock(&self.shared.oauth).expire_tokens(now_ms().div_euclid(1000));
+    }
+
+    /// Replaces the public keys registered for service app `client_id` (key rotation in
+    /// Okta). False when no such app exists.
+    pub fn set_service_app_keys(&self, client_id: &str, jwks: Vec<serde_json::Value>) -> bool {
+        lock(&self.shared.oauth).set_keys(client_id, jwks)
+    }
+
+    /// Token requests received at `/oauth2/v1/token` and access tokens issued.
+    pub fn oauth_counts(&self) -> (u64, u64) {
+        let oauth = lock(&self.shared.oauth);
+        (oauth.token_requests, oauth.tokens_issued)
     }
 
     /// Stops accepting `token`; returns whether it was accepted before.

@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod fixture;
 pub mod handle;
+pub mod oauth;
 pub mod ratelimit;
 pub mod routes;
 pub mod search;
@@ -21,6 +22,7 @@ pub use fixture::{
     FixtureUser, GenerateSpec, Member,
 };
 pub use handle::{EmulatorHandle, serve, start};
+pub use oauth::FixtureServiceApp;
 pub use ratelimit::RateLimits;
 pub use server::{EmulatorStats, Faults, RequestStats};
 

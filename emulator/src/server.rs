@@ -19,6 +19,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{self, ApiError, Reply};
+use super::oauth::{FixtureServiceApp, OAuthState, ProofRequest};
 use super::ratelimit::{Decision, Limiter, RateLimits};
 use super::routes::{NoRoute, Route};
 use super::state::{Org, okta_id};
@@ -118,6 +119,7 @@ pub(crate) struct Shared {
     pub(crate) base: String,
     pub(crate) cancel: CancellationToken,
     seq: AtomicU64,
+    pub(crate) oauth: Mutex<OAuthState>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -125,8 +127,14 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Shared {
-    pub(crate) fn new(org: Org, limits: RateLimits, base: String) -> Shared {
+    pub(crate) fn new(
+        org: Org,
+        limits: RateLimits,
+        base: String,
+        apps: &[FixtureServiceApp],
+    ) -> Shared {
         Shared {
+            oauth: Mutex::new(OAuthState::new(apps, rand::random())),
             org: RwLock::new(org),
             limits,
             limiter: Mutex::new(Limiter::default()),
@@ -178,6 +186,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
             "/__emulator/faults",
             post(control_faults).get(control_get_faults),
         )
+        .route("/oauth2/v1/token", post(token_endpoint))
         .route("/__emulator/tokens/revoke", post(control_revoke))
         .route("/__emulator/tokens/add", post(control_add_token))
         .route(
@@ -200,23 +209,86 @@ fn http_date(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
-    let Some(value) = headers
+/// Checks an `/api/v1` request's credentials: an SSWS API token, or an OAuth access token
+/// (`Bearer` or `DPoP` with its proof) holding the operation's scope. A refusal carries the
+/// error and, for OAuth, the `WWW-Authenticate` challenge.
+fn authorize(
+    shared: &Shared,
+    req: &Request,
+    route: Option<&Route>,
+    base: &str,
+) -> Result<(), (ApiError, Option<String>)> {
+    let headers = req.headers();
+    let (scheme, token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return false;
-    };
-    scheme.eq_ignore_ascii_case("SSWS")
-        && shared
+        .and_then(|v| v.split_once(' '))
+        .ok_or((ApiError::invalid_token(), None))?;
+    if scheme.eq_ignore_ascii_case("SSWS") {
+        let known = shared
             .org
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .tokens
-            .contains(token.trim())
+            .contains(token.trim());
+        return if known {
+            Ok(())
+        } else {
+            Err((ApiError::invalid_token(), None))
+        };
+    }
+    // Unknown paths answer 404 whatever the token's scopes.
+    let Some(route) = route else { return Ok(()) };
+    let url = format!("{base}{}", req.uri().path());
+    let proof = headers.get("dpop").and_then(|v| v.to_str().ok());
+    let check = ProofRequest {
+        method: req.method(),
+        url: &url,
+        access_token: None,
+        nonce: false,
+        now: now_ms().div_euclid(1000),
+    };
+    lock(&shared.oauth)
+        .authorize(scheme, token.trim(), proof, route, check)
+        .map_err(|e| {
+            let api = if e.status == StatusCode::FORBIDDEN {
+                ApiError::forbidden()
+            } else {
+                ApiError::invalid_token()
+            };
+            (api, Some(e.challenge(scheme)))
+        })
+}
+
+/// `POST /oauth2/v1/token`: the org authorization server's client-credentials grant.
+async fn token_endpoint(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(&body).into_owned().collect();
+    let token_url = format!("{}/oauth2/v1/token", request_base(&shared.base, &headers));
+    let proof = headers.get("dpop").and_then(|v| v.to_str().ok());
+    let answer = lock(&shared.oauth).token(&form, proof, &token_url, now_ms().div_euclid(1000));
+    let mut resp = match answer {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err(e) => {
+            let mut resp = (e.status, Json(e.body())).into_response();
+            if let Some(n) = e
+                .nonce
+                .as_deref()
+                .and_then(|n| HeaderValue::from_str(n).ok())
+            {
+                resp.headers_mut().insert("dpop-nonce", n);
+            }
+            resp
+        }
+    };
+    // Token responses must not be cached (RFC 6749 section 5.1).
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// What happened to one request, before headers are added.
@@ -238,6 +310,7 @@ async fn api_entry(State(shared): State<Arc<Shared>>, req: Request) -> Response 
     let _guard = InFlight(&shared.in_flight);
 
     let decision: Decision;
+    let mut challenge = None;
     let outcome = if in_flight > shared.limits.concurrency {
         decision = Decision {
             allowed: false,
@@ -246,9 +319,15 @@ async fn api_entry(State(shared): State<Arc<Shared>>, req: Request) -> Response 
             reset: start.div_euclid(1000) + 1,
         };
         Outcome::Done(Err(ApiError::rate_limited()))
-    } else if !authorized(&shared, req.headers()) {
+    } else if let Err((error, found)) = authorize(
+        &shared,
+        &req,
+        route.as_ref().ok(),
+        &request_base(&shared.base, req.headers()),
+    ) {
         decision = lock(&shared.limiter).check(bucket, &shared.limits, start, false);
-        Outcome::Done(Err(ApiError::invalid_token()))
+        challenge = found;
+        Outcome::Done(Err(error))
     } else {
         decision = lock(&shared.limiter).check(bucket, &shared.limits, start, true);
         if !decision.allowed {
@@ -291,6 +370,9 @@ async fn api_entry(State(shared): State<Arc<Shared>>, req: Request) -> Response 
                     h.insert(name, v);
                 }
             };
+            if let Some(c) = challenge {
+                set("www-authenticate", c);
+            }
             set("date", http_date(now_ms()));
             set("x-okta-request-id", request_id);
             set("x-rate-limit-limit", decision.limit.to_string());

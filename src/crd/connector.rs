@@ -24,6 +24,10 @@ pub const SECRET_NAME_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// Schema pattern for a key inside a Secret's `data`.
 pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+/// Schema pattern for an OAuth client ID.
+pub const CLIENT_ID_PATTERN: &str = r"^[A-Za-z0-9_-]+$";
+/// Schema pattern for an Okta API scope such as `okta.users.read`.
+pub const SCOPE_PATTERN: &str = r"^okta\.[A-Za-z0-9]+(\.[A-Za-z0-9]+)*$";
 /// The shortest accepted `syncInterval`, so one connector cannot drain an org's rate limits.
 pub const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -36,6 +40,9 @@ static SECRET_NAME_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(SECRET_NAME_PATTERN).expect("valid"));
 static SECRET_KEY_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(SECRET_KEY_PATTERN).expect("valid"));
+static CLIENT_ID_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(CLIENT_ID_PATTERN).expect("valid"));
+static SCOPE_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(SCOPE_PATTERN).expect("valid"));
 
 /// Desired state of an `OktaCiamConnector`: which Okta org to read, with which token, and
 /// which part of it (users by email domain, groups by name) belongs to this connector.
@@ -88,14 +95,22 @@ static SECRET_KEY_RE: LazyLock<Regex> =
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.tokenSecretRef) != has(self.auth)").message("set exactly one of tokenSecretRef and auth.oauth"))]
 pub struct OktaCiamConnectorSpec {
     /// Host name of the Okta org, such as `company.okta.com` (no scheme, no path). The API is
     /// reached at `https://<domain>`.
     #[schemars(length(max = 253), regex(pattern = DOMAIN_PATTERN))]
     pub domain: String,
 
-    /// The Secret in this connector's namespace that holds the Okta API token.
-    pub token_secret_ref: SecretKeyRef,
+    /// The Secret in this connector's namespace that holds the Okta API token (SSWS). Set
+    /// exactly one of `tokenSecretRef` and `auth.oauth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretKeyRef>,
+
+    /// Authentication other than an API token: an OAuth 2.0 service app. Set exactly one of
+    /// `tokenSecretRef` and `auth.oauth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
 
     /// Email domains whose users this connector manages, such as `example.com`. Users whose
     /// primary email is in another domain are neither synced nor provisioned. Matched without
@@ -152,6 +167,59 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+fn default_private_key_key() -> String {
+    "privateKey".to_owned()
+}
+
+/// Authentication without an API token.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// An Okta API service app: client credentials with a `private_key_jwt` client assertion
+    /// and DPoP-bound access tokens limited to the granted scopes.
+    pub oauth: OAuthSpec,
+}
+
+/// An OAuth 2.0 API service app in Okta.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthSpec {
+    /// The service app's client ID, such as `0oa1b2c3d4e5f6g7h8i9`.
+    #[schemars(length(min = 1, max = 100), regex(pattern = CLIENT_ID_PATTERN))]
+    pub client_id: String,
+
+    /// The Secret in this connector's namespace that holds the app's private key: PEM
+    /// (`PRIVATE KEY`, PKCS#8, RSA or P-256; or `RSA PRIVATE KEY`) or a private JSON Web Key
+    /// (RSA or EC P-256). Its public key must be registered with the app in Okta.
+    pub private_key_secret_ref: PrivateKeySecretRef,
+
+    /// The `kid` of the app's public key in Okta, sent in the client assertion. Needed when
+    /// the app has more than one key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub key_id: Option<String>,
+
+    /// Okta API scopes to request, each granted to the app in Okta. Unset: the scopes the
+    /// connector uses (`okta.orgs.read okta.users.read okta.groups.read okta.roles.read`,
+    /// plus `okta.groups.manage` when `provisioning` is true).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), inner(length(max = 100), regex(pattern = SCOPE_PATTERN)))]
+    pub scopes: Vec<String>,
+}
+
+/// A key in a Secret, in the connector's namespace, holding a private key.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PrivateKeySecretRef {
+    /// Name of the Secret. Secrets in other namespaces cannot be referenced.
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_NAME_PATTERN))]
+    pub name: String,
+
+    /// Key in the Secret's data that holds the private key.
+    #[serde(default = "default_private_key_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
+    pub key: String,
+}
+
 /// Limits on one connector's share of an org's API rate limits.
 #[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -177,8 +245,9 @@ pub struct ConnectorStatus {
     pub observed_generation: Option<i64>,
 
     /// Current state: `Ready`, `CredentialsValid` and `Synced`, with reasons such as
-    /// `Synced`, `InvalidSpec`, `SecretNotFound`, `SecretKeyMissing`, `Unauthorized`,
-    /// `Forbidden`, `OktaUnreachable`, `RateLimited`, `SyncFailed` or `Suspended`.
+    /// `Synced`, `InvalidSpec`, `SecretNotFound`, `SecretKeyMissing`, `InvalidKey`,
+    /// `Unauthorized`, `InsufficientScope`, `Forbidden`, `OktaUnreachable`, `RateLimited`,
+    /// `SyncFailed` or `Suspended`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -244,12 +313,19 @@ pub struct OktaRequestStats {
 pub enum ConnectorReason {
     /// The spec breaks a rule the schema cannot express; fix the spec.
     InvalidSpec,
-    /// The Secret named by `tokenSecretRef` does not exist in the namespace.
+    /// The Secret named by `tokenSecretRef` (or `auth.oauth.privateKeySecretRef`) does not
+    /// exist in the namespace.
     SecretNotFound,
-    /// The Secret exists but has no entry under `tokenSecretRef.key`.
+    /// The Secret exists but has no entry under the referenced key.
     SecretKeyMissing,
-    /// Okta rejected the token (HTTP 401).
+    /// The Secret's private key (`auth.oauth`) cannot be read as a PEM or JWK key.
+    InvalidKey,
+    /// Okta rejected the credentials: the API token, or the service app's client assertion
+    /// or DPoP proof (HTTP 401).
     Unauthorized,
+    /// The OAuth access token lacks a scope an operation needs, or the app was not granted
+    /// a requested scope; the message names the scope.
+    InsufficientScope,
     /// The token lacks a permission the sync needs (HTTP 403).
     Forbidden,
     /// Okta could not be reached (DNS, connection, TLS or 5xx); retried with back-off.
@@ -266,11 +342,13 @@ pub enum ConnectorReason {
 
 impl ConnectorReason {
     /// Every reason, for documentation and exhaustive tests.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::InvalidSpec,
         Self::SecretNotFound,
         Self::SecretKeyMissing,
+        Self::InvalidKey,
         Self::Unauthorized,
+        Self::InsufficientScope,
         Self::Forbidden,
         Self::OktaUnreachable,
         Self::RateLimited,
@@ -285,7 +363,9 @@ impl ConnectorReason {
             Self::InvalidSpec => "InvalidSpec",
             Self::SecretNotFound => "SecretNotFound",
             Self::SecretKeyMissing => "SecretKeyMissing",
+            Self::InvalidKey => "InvalidKey",
             Self::Unauthorized => "Unauthorized",
+            Self::InsufficientScope => "InsufficientScope",
             Self::Forbidden => "Forbidden",
             Self::OktaUnreachable => "OktaUnreachable",
             Self::RateLimited => "RateLimited",
@@ -324,9 +404,44 @@ pub struct ValidConnectorSpec {
     pub sync_interval: Duration,
     /// Rate-limit settings as given (ranges checked).
     pub rate_limit: RateLimitSpec,
+    /// How to authenticate.
+    pub credentials: CredentialsSpec,
+}
+
+/// Which credentials a valid spec names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialsSpec {
+    /// An API token in this Secret key.
+    ApiToken(SecretKeyRef),
+    /// An OAuth service app (names and key as given; `scopes` empty when unset).
+    OAuth(OAuthSpec),
+}
+
+impl CredentialsSpec {
+    /// The Secret holding the token or the private key, and the key in it.
+    pub fn secret(&self) -> (&str, &str) {
+        match self {
+            CredentialsSpec::ApiToken(r) => (&r.name, &r.key),
+            CredentialsSpec::OAuth(o) => (
+                &o.private_key_secret_ref.name,
+                &o.private_key_secret_ref.key,
+            ),
+        }
+    }
 }
 
 impl OktaCiamConnectorSpec {
+    /// The Secrets the connector reads: the token's, the private key's, or both while a spec
+    /// is invalid.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        let token = self.token_secret_ref.as_ref().map(|r| r.name.as_str());
+        let key = self
+            .auth
+            .as_ref()
+            .map(|a| a.oauth.private_key_secret_ref.name.as_str());
+        token.into_iter().chain(key)
+    }
+
     /// Checks the spec again in code (objects may reach the operator without the schema having
     /// been applied, e.g. an older CRD) and normalises it. Every problem is reported, each
     /// naming its field.
@@ -350,18 +465,45 @@ impl OktaCiamConnectorSpec {
             ));
         }
 
-        if !SECRET_NAME_RE.is_match(&self.token_secret_ref.name) {
-            problems.push(format!(
-                "tokenSecretRef.name {:?} is not a valid Secret name",
-                self.token_secret_ref.name
-            ));
-        }
-        if !SECRET_KEY_RE.is_match(&self.token_secret_ref.key) {
-            problems.push(format!(
-                "tokenSecretRef.key {:?} is not a valid Secret key",
-                self.token_secret_ref.key
-            ));
-        }
+        let mut secret_ref = |field: &str, name: &str, key: &str| {
+            if !SECRET_NAME_RE.is_match(name) {
+                problems.push(format!("{field}.name {name:?} is not a valid Secret name"));
+            }
+            if !SECRET_KEY_RE.is_match(key) {
+                problems.push(format!("{field}.key {key:?} is not a valid Secret key"));
+            }
+        };
+        let credentials = match (&self.token_secret_ref, &self.auth) {
+            (Some(r), None) => {
+                secret_ref("tokenSecretRef", &r.name, &r.key);
+                Some(CredentialsSpec::ApiToken(r.clone()))
+            }
+            (None, Some(AuthSpec { oauth })) => {
+                let r = &oauth.private_key_secret_ref;
+                secret_ref("auth.oauth.privateKeySecretRef", &r.name, &r.key);
+                if !CLIENT_ID_RE.is_match(&oauth.client_id) || oauth.client_id.len() > 100 {
+                    problems.push(format!(
+                        "auth.oauth.clientId {:?} is not an Okta client ID",
+                        oauth.client_id
+                    ));
+                }
+                if oauth.key_id.as_deref().is_some_and(|k| k.trim().is_empty()) {
+                    problems.push("auth.oauth.keyId must not be empty; leave it unset".to_owned());
+                }
+                for (i, scope) in oauth.scopes.iter().enumerate() {
+                    if !SCOPE_RE.is_match(scope) {
+                        problems.push(format!(
+                            "auth.oauth.scopes[{i}] {scope:?} is not an Okta API scope such as okta.users.read"
+                        ));
+                    }
+                }
+                Some(CredentialsSpec::OAuth(oauth.clone()))
+            }
+            _ => {
+                problems.push("set exactly one of tokenSecretRef and auth.oauth".to_owned());
+                None
+            }
+        };
 
         let mut email_domains: Vec<String> = Vec::new();
         if self.email_domains.is_empty() {
@@ -412,10 +554,11 @@ impl OktaCiamConnectorSpec {
             problems.push(format!("rateLimit.budgetPercent {n} is outside 1..100"));
         }
 
-        if !problems.is_empty() {
+        let Some(credentials) = credentials.filter(|_| problems.is_empty()) else {
             return Err(Error::InvalidSpec(problems));
-        }
+        };
         Ok(ValidConnectorSpec {
+            credentials,
             domain,
             email_domains,
             group_name_filter,
@@ -460,7 +603,7 @@ mod tests {
     #[test]
     fn defaults_apply_when_deserialising_a_minimal_spec() {
         let s = spec();
-        assert_eq!(s.token_secret_ref.key, "apiToken");
+        assert_eq!(s.token_secret_ref.unwrap().key, "apiToken");
         assert_eq!(s.sync_interval, "1h");
         assert!(!s.provisioning && !s.suspend);
         assert_eq!(s.rate_limit, None);
@@ -513,7 +656,7 @@ mod tests {
             budget_percent: Some(0),
         });
         s.group_name_filter = Some("  ".into());
-        s.token_secret_ref.key = "bad key".into();
+        s.token_secret_ref.as_mut().unwrap().key = "bad key".into();
         let p = problems(&s);
         assert_eq!(p.len(), 7, "{p:?}");
         assert!(p.iter().any(|m| m.starts_with("emailDomains[1]")));
@@ -525,6 +668,48 @@ mod tests {
         assert!(p.iter().any(|m| m.starts_with("tokenSecretRef.key")));
         let msg = Error::InvalidSpec(p).to_string();
         assert!(msg.starts_with("invalid spec: "));
+    }
+
+    #[test]
+    fn oauth_replaces_the_token_and_is_checked() {
+        let mut s = spec();
+        let oauth: OAuthSpec = serde_json::from_value(serde_json::json!({
+            "clientId": "0oa1service",
+            "privateKeySecretRef": {"name": "okta-key"},
+            "scopes": ["okta.users.read"],
+        }))
+        .unwrap();
+        assert_eq!(oauth.private_key_secret_ref.key, "privateKey");
+        s.auth = Some(AuthSpec {
+            oauth: oauth.clone(),
+        });
+        assert_eq!(
+            problems(&s),
+            ["set exactly one of tokenSecretRef and auth.oauth"]
+        );
+        s.token_secret_ref = None;
+        let v = s.validate().unwrap();
+        assert_eq!(v.credentials.secret(), ("okta-key", "privateKey"));
+        s.auth = None;
+        assert_eq!(
+            problems(&s),
+            ["set exactly one of tokenSecretRef and auth.oauth"]
+        );
+        let mut bad = oauth;
+        bad.client_id = "0oa 1".into();
+        bad.scopes = vec!["users.read".into()];
+        bad.key_id = Some(" ".into());
+        bad.private_key_secret_ref.key = "a key".into();
+        s.auth = Some(AuthSpec { oauth: bad });
+        let p = problems(&s);
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("auth.oauth.clientId")));
+        assert!(p.iter().any(|m| m.starts_with("auth.oauth.scopes[0]")));
+        assert!(p.iter().any(|m| m.starts_with("auth.oauth.keyId")));
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("auth.oauth.privateKeySecretRef.key"))
+        );
     }
 
     #[test]

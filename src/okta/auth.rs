@@ -1,9 +1,17 @@
-//! Request authentication. Only SSWS API tokens today; the [`Auth`] trait leaves room for
-//! OAuth 2.0 service-app auth later.
+//! Request authentication: SSWS API tokens here, OAuth 2.0 service apps in
+//! [`super::oauth`]. Both sit behind the [`Auth`] trait the client calls per request.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
-use http::HeaderValue;
+use futures::future::BoxFuture;
+use http::{HeaderMap, HeaderValue, Method, header};
+use url::Url;
+
+use super::domain::OrgDomain;
+use super::error::Result;
+use super::oauth::{OAuthAuth, OAuthConfig};
 
 /// An Okta API token. Its `Debug` and `Display` print a redaction, so it cannot leak through
 /// logs or error messages by accident.
@@ -40,10 +48,68 @@ impl fmt::Display for ApiToken {
     }
 }
 
-/// Produces the `Authorization` header for every request.
+/// Credentials for one request: the headers to send (marked sensitive) and which
+/// credentials they came from, so a rejection can renew exactly those.
+#[derive(Debug)]
+pub struct RequestAuth {
+    /// `Authorization` and, for DPoP, `DPoP`.
+    pub headers: HeaderMap,
+    /// Opaque number of the credentials used (e.g. which access token), for [`Auth::rejected`].
+    pub generation: u64,
+}
+
+/// Produces the credentials of every request.
 pub trait Auth: Send + Sync + 'static {
-    /// The header value, marked sensitive so HTTP layers do not print it.
-    fn authorization(&self) -> HeaderValue;
+    /// The headers for `method url` (per request: a DPoP proof names both).
+    fn authorize<'a>(
+        &'a self,
+        method: &'a Method,
+        url: &'a Url,
+    ) -> BoxFuture<'a, Result<RequestAuth>>;
+
+    /// Told that Okta answered 401 to credentials of `generation`, with `headers`. True when
+    /// fresh credentials may succeed, so the request is sent once more right away (an access
+    /// token that expired or was revoked mid-sync); false when retrying cannot help.
+    fn rejected(&self, generation: u64, headers: &HeaderMap) -> bool {
+        let _ = (generation, headers);
+        false
+    }
+}
+
+/// What a client authenticates with. Consumed when the client is built (a private key is not
+/// copied around).
+#[derive(Debug)]
+pub enum Credentials {
+    /// An API token (SSWS).
+    ApiToken(ApiToken),
+    /// An OAuth 2.0 service app (boxed: it holds the key pair).
+    OAuth(Box<OAuthConfig>),
+}
+
+impl Credentials {
+    /// Text that differs whenever the credentials do: the token, or the OAuth settings with
+    /// the public half of the key. Secret for the token; hash it ([`std::hash::BuildHasher`]
+    /// with a per-process key), never log or store it.
+    pub fn identity(&self) -> String {
+        match self {
+            Credentials::ApiToken(t) => format!("ssws\0{}", t.expose()),
+            Credentials::OAuth(c) => format!(
+                "oauth\0{}\0{}\0{}\0{}",
+                c.client_id,
+                c.key_id.as_deref().unwrap_or(""),
+                c.scopes.join(" "),
+                c.key.public_jwk()
+            ),
+        }
+    }
+
+    /// The [`Auth`] for requests to `domain`; token requests time out after `timeout`.
+    pub fn into_auth(self, domain: &OrgDomain, timeout: Duration) -> Result<Arc<dyn Auth>> {
+        Ok(match self {
+            Credentials::ApiToken(t) => Arc::new(SswsAuth::new(t)),
+            Credentials::OAuth(c) => Arc::new(OAuthAuth::new(domain, *c, timeout)?),
+        })
+    }
 }
 
 /// `Authorization: SSWS <token>` auth with an API token.
@@ -78,8 +144,13 @@ impl fmt::Debug for SswsAuth {
 }
 
 impl Auth for SswsAuth {
-    fn authorization(&self) -> HeaderValue {
-        self.header.clone()
+    fn authorize<'a>(&'a self, _: &'a Method, _: &'a Url) -> BoxFuture<'a, Result<RequestAuth>> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, self.header.clone());
+        Box::pin(std::future::ready(Ok(RequestAuth {
+            headers,
+            generation: 0,
+        })))
     }
 }
 
@@ -98,9 +169,37 @@ mod tests {
     }
 
     #[test]
-    fn header_is_sensitive_and_ssws() {
+    fn oauth_credentials_debug_shows_no_key_and_identity_follows_the_key() {
+        let oauth = |key: super::super::oauth::PrivateKey| {
+            Credentials::OAuth(Box::new(OAuthConfig {
+                client_id: "0oa1".into(),
+                key,
+                key_id: None,
+                scopes: vec!["okta.users.read".into()],
+            }))
+        };
+        let (key, pem) = super::super::oauth::PrivateKey::generate_es256();
+        let same = super::super::oauth::PrivateKey::parse(&pem).unwrap();
+        let (a, b) = (oauth(key), oauth(same));
+        let text = format!("{a:?}");
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(
+            text.contains("<redacted>") && !text.contains(&body[..32]),
+            "{text}"
+        );
+        assert_eq!(a.identity(), b.identity());
+        let other = oauth(super::super::oauth::PrivateKey::generate_es256().0);
+        assert_ne!(a.identity(), other.identity());
+        let token = Credentials::ApiToken(ApiToken::new("SECRET".into()));
+        assert!(!format!("{token:?}").contains("SECRET"));
+    }
+
+    #[tokio::test]
+    async fn header_is_sensitive_and_ssws() {
         let auth = SswsAuth::new(ApiToken::new("tok\u{7}en".to_owned()));
-        let header = auth.authorization();
+        let url = Url::parse("https://acme.okta.com/api/v1/org").unwrap();
+        let request = auth.authorize(&Method::GET, &url).await.unwrap();
+        let header = &request.headers[header::AUTHORIZATION];
         assert!(header.is_sensitive());
         assert_eq!(header.as_bytes(), b"SSWS token");
         assert!(!format!("{header:?}").contains("token"));

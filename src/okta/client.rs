@@ -19,6 +19,7 @@ use super::models::{
     CustomRole, Group, GroupQuery, OrgSetting, Permission, RoleAssignee, RoleAssignment, User,
     UserQuery,
 };
+use super::oauth;
 use super::paging;
 use super::ratelimit::{self, Action, Family, RateLimitHeaders, WaitBudget};
 use super::stats::ClientStats;
@@ -412,6 +413,8 @@ impl OktaClient {
             poll: opts.request_timeout,
         };
         let mut retries = 0u32;
+        // 401s answered by renewing the credentials (an expired access token, a DPoP nonce).
+        let mut renewals = 0u32;
         loop {
             let waited_before = budget.waited;
             let ticket = inner.budget.limiter().acquire(bucket, &mut budget).await;
@@ -436,7 +439,7 @@ impl OktaClient {
             let outcome = self.send_once(&method, url).await;
             drop(permit);
             let (delay, error, rate_limited) = match outcome {
-                Ok(reply) => {
+                Ok((reply, generation)) => {
                     let headers = RateLimitHeaders::parse(&reply.headers);
                     let is_429 = reply.status == 429;
                     if let Some(h) = &headers {
@@ -451,9 +454,18 @@ impl OktaClient {
                         }
                     }
                     tracing::debug!(%method, path = url.path(), status = reply.status, "okta response");
+                    if reply.status == 401
+                        && renewals < MAX_RENEWALS
+                        && inner.auth.rejected(generation, &reply.headers)
+                    {
+                        renewals += 1;
+                        self.lock_stats().retries += 1;
+                        tracing::info!(%method, path = url.path(), "credentials rejected; retrying with renewed ones");
+                        continue;
+                    }
                     match ratelimit::classify(reply.status, headers.as_ref()) {
                         Action::Done if (200..300).contains(&reply.status) => return Ok(reply),
-                        Action::Done => return Err(Error::from_status(reply.error_info())),
+                        Action::Done => return Err(final_error(&method, url, &reply)),
                         // The bucket's window now reads empty, so the next acquire waits for it.
                         Action::RetryAtReset => {
                             (Duration::ZERO, Error::from_status(reply.error_info()), true)
@@ -465,8 +477,9 @@ impl OktaClient {
                         ),
                     }
                 }
-                // A refused body (too large) would be the same again: only transport
-                // failures are worth another attempt.
+                // Refused credentials (a token request Okta turned down, a key that cannot
+                // sign) and a refused body (too large) would be the same again: only
+                // transient failures are retried.
                 Err(error) if !error.is_transient() => return Err(error),
                 Err(error) => {
                     drop(ticket);
@@ -500,12 +513,14 @@ impl OktaClient {
 
     /// One HTTP attempt, body read in full so a connection dropped mid-body counts as a
     /// transport failure (and is retried) rather than a decode error.
-    async fn send_once(&self, method: &Method, url: &Url) -> Result<Reply> {
+    /// Also returns the generation of the credentials used, for [`Auth::rejected`].
+    async fn send_once(&self, method: &Method, url: &Url) -> Result<(Reply, u64)> {
+        let auth = self.inner.auth.authorize(method, url).await?;
         let mut request = self
             .inner
             .http
             .request(method.clone(), url.clone())
-            .header(header::AUTHORIZATION, self.inner.auth.authorization())
+            .headers(auth.headers)
             .header(header::ACCEPT, "application/json");
         if *method == Method::PUT || *method == Method::POST {
             // Okta answers 411 to a body-less PUT/POST without Content-Length: 0.
@@ -520,12 +535,37 @@ impl OktaClient {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = read_capped(response, method, url).await?;
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        Ok((
+            Reply {
+                status,
+                headers,
+                body,
+            },
+            auth.generation,
+        ))
     }
+}
+
+/// Most 401s per request answered by renewed credentials: a DPoP nonce, then a new token.
+const MAX_RENEWALS: u32 = 2;
+
+/// The error for a final error response. A 403 carrying an OAuth `insufficient_scope`
+/// challenge names the missing scope: the challenge's own `scope`, else the one the spec
+/// requires for the operation.
+fn final_error(method: &Method, url: &Url, reply: &Reply) -> Error {
+    let info = reply.error_info();
+    if reply.status == 403
+        && oauth::challenge_param(&reply.headers, "error").as_deref() == Some("insufficient_scope")
+    {
+        let scope = oauth::challenge_param(&reply.headers, "scope")
+            .or_else(|| oauth::scopes::required(method, url.path()).map(str::to_owned))
+            .unwrap_or_else(|| "(not named by Okta)".to_owned());
+        return Error::InsufficientScope {
+            scope,
+            info: Box::new(info),
+        };
+    }
+    Error::from_status(info)
 }
 
 /// Reads a response body of at most [`MAX_RESPONSE_BYTES`], refusing a larger one as soon as

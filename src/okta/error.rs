@@ -1,5 +1,5 @@
-//! The client's error type. Never carries the API token: errors hold only what Okta
-//! answered (status, error body fields, request id) or a transport description.
+//! The client's error type. Never carries the API token, private key or access token:
+//! errors hold only what Okta answered (status, error body fields, request id) or a transport description.
 
 use std::fmt;
 use std::time::Duration;
@@ -63,6 +63,22 @@ pub enum Error {
     /// 403: the token's admin lacks permission, or the object cannot be changed.
     #[error("Okta refused the operation: {0}")]
     Forbidden(OktaErrorInfo),
+    /// 403 with an OAuth `insufficient_scope` challenge: the access token lacks `scope`.
+    #[error("the OAuth access token lacks scope {scope}: {info}")]
+    InsufficientScope {
+        /// The missing scope, as Okta's challenge names it (else the one the operation needs
+        /// by the spec).
+        scope: String,
+        /// Okta's answer (boxed: it keeps every `Result` of the client small).
+        info: Box<OktaErrorInfo>,
+    },
+    /// The token endpoint refused a requested scope (`invalid_scope`): it is not granted to
+    /// the service app.
+    #[error("Okta did not grant the requested OAuth scopes: {0}")]
+    ScopeNotGranted(OktaErrorInfo),
+    /// The service app's private key cannot sign.
+    #[error(transparent)]
+    InvalidKey(#[from] super::oauth::KeyError),
     /// 404: unknown id.
     #[error("not found in Okta: {0}")]
     NotFound(OktaErrorInfo),
@@ -154,6 +170,12 @@ impl Error {
         match self {
             Error::Unauthorized(i) => Error::Unauthorized(i.without_ids()).to_string(),
             Error::Forbidden(i) => Error::Forbidden(i.without_ids()).to_string(),
+            Error::InsufficientScope { scope, info } => Error::InsufficientScope {
+                scope: scope.clone(),
+                info: Box::new(info.without_ids()),
+            }
+            .to_string(),
+            Error::ScopeNotGranted(i) => Error::ScopeNotGranted(i.without_ids()).to_string(),
             Error::NotFound(i) => Error::NotFound(i.without_ids()).to_string(),
             Error::InvalidRequest(i) => Error::InvalidRequest(i.without_ids()).to_string(),
             Error::RateLimited(i) => Error::RateLimited(i.without_ids()).to_string(),
@@ -182,8 +204,10 @@ impl Error {
     /// Okta's error details, when the error came from an Okta error response.
     pub fn okta_info(&self) -> Option<&OktaErrorInfo> {
         match self {
+            Error::InsufficientScope { info, .. } => Some(info),
             Error::Unauthorized(i)
             | Error::Forbidden(i)
+            | Error::ScopeNotGranted(i)
             | Error::NotFound(i)
             | Error::InvalidRequest(i)
             | Error::RateLimited(i)

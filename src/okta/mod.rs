@@ -1,6 +1,7 @@
 //! Client for the Okta Management API. Knows nothing of Kubernetes.
 //!
-//! - [`auth`]: the API token and the `Authorization` header.
+//! - [`auth`]: the [`Auth`] trait and SSWS API tokens.
+//! - [`oauth`]: OAuth 2.0 service apps (`private_key_jwt`, DPoP).
 //! - [`domain`]: validation of the org domain.
 //! - [`client`]: typed operations, lazy pagination, pacing, retries.
 //! - [`budget`]: an org's rate-limit state and concurrency bound, shareable by its clients.
@@ -32,14 +33,16 @@ pub mod client;
 pub mod domain;
 pub mod error;
 pub mod models;
+pub mod oauth;
 mod paging;
 mod ratelimit;
 pub mod stats;
 
-pub use auth::{ApiToken, Auth, SswsAuth};
+pub use auth::{ApiToken, Auth, Credentials, RequestAuth, SswsAuth};
 pub use budget::OrgBudget;
 pub use client::{ClientOptions, MAX_PAGES, MAX_RESPONSE_BYTES, OktaClient, Pages};
 pub use domain::{DomainError, DomainPolicy, OrgDomain};
 pub use error::{Error, OktaErrorInfo, Result};
 pub use models::*;
+pub use oauth::{OAuthAuth, OAuthConfig, PrivateKey};
 pub use stats::ClientStats;

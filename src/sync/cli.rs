@@ -4,14 +4,14 @@
 //! (`BATON_*`), so an existing deployment's environment works unchanged.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context as _;
 
 use super::engine::{self, SyncConfig};
 use super::progress::{StderrProgress, summary_table};
 use super::scope::{EmailDomains, GroupNameFilter};
-use crate::okta::{ApiToken, ClientOptions, DomainPolicy, OktaClient, OrgDomain, SswsAuth};
+use crate::okta::oauth::{OAuthConfig, PrivateKey, scopes};
+use crate::okta::{ApiToken, ClientOptions, Credentials, DomainPolicy, OktaClient, OrgDomain};
 
 #[cfg(feature = "emulator")]
 /// Email domains `sync --demo` scopes users by (the demo org also has look-alikes of these).
@@ -39,6 +39,37 @@ pub struct SyncArgs {
     /// OKTA_API_TOKEN (never from a flag, so it stays out of process listings).
     #[arg(long, env = "OKTA_CIAM_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
+
+    /// OAuth 2.0 service app client ID: authenticate with the app's private key
+    /// (private_key_jwt, DPoP) instead of an API token.
+    #[arg(
+        long,
+        env = "OKTA_CIAM_OAUTH_CLIENT_ID",
+        requires = "oauth_private_key_file",
+        conflicts_with = "api_token_file"
+    )]
+    pub oauth_client_id: Option<String>,
+
+    /// File holding the service app's private key: PEM (PKCS#8 or RSA) or a private JWK.
+    #[arg(
+        long,
+        env = "OKTA_CIAM_OAUTH_PRIVATE_KEY_FILE",
+        requires = "oauth_client_id"
+    )]
+    pub oauth_private_key_file: Option<PathBuf>,
+
+    /// `kid` of the app's public key registered in Okta.
+    #[arg(long, env = "OKTA_CIAM_OAUTH_KEY_ID", requires = "oauth_client_id")]
+    pub oauth_key_id: Option<String>,
+
+    /// Scopes to request (comma separated); default: the read scopes a sync uses.
+    #[arg(
+        long,
+        env = "OKTA_CIAM_OAUTH_SCOPES",
+        value_delimiter = ',',
+        requires = "oauth_client_id"
+    )]
+    pub oauth_scopes: Vec<String>,
 
     /// Where to write the snapshot (atomically).
     #[arg(long, short, default_value = "snapshot.json")]
@@ -91,8 +122,11 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<()> {
     if args.insecure_loopback_http {
         tracing::warn!("plain HTTP to a loopback address is allowed (--insecure-loopback-http)");
     }
-    let token = read_token(args.api_token_file.as_deref())?;
-    execute(domain, token, email_domains, filter, &args).await
+    let credentials = match &args.oauth_client_id {
+        Some(client_id) => Credentials::OAuth(Box::new(read_oauth(client_id, &args)?)),
+        None => Credentials::ApiToken(read_token(args.api_token_file.as_deref())?),
+    };
+    execute(domain, credentials, email_domains, filter, &args).await
 }
 
 #[cfg(feature = "emulator")]
@@ -122,7 +156,7 @@ async fn run_demo(args: SyncArgs) -> anyhow::Result<()> {
             .as_deref()
             .unwrap_or(DEMO_GROUP_NAME_FILTER),
     )?;
-    let token = ApiToken::new(handle.token());
+    let token = Credentials::ApiToken(ApiToken::new(handle.token()));
     let result = execute(domain, token, email_domains, filter, &args).await;
     handle.shutdown().await;
     result
@@ -130,7 +164,7 @@ async fn run_demo(args: SyncArgs) -> anyhow::Result<()> {
 
 async fn execute(
     domain: OrgDomain,
-    token: ApiToken,
+    credentials: Credentials,
     email_domains: EmailDomains,
     group_name_filter: Option<GroupNameFilter>,
     args: &SyncArgs,
@@ -145,12 +179,43 @@ async fn execute(
         group_name_filter,
         concurrency: usize::from(args.max_concurrency),
     };
-    let client = OktaClient::new(domain, Arc::new(SswsAuth::new(token)), options)?;
+    let auth = credentials.into_auth(&domain, options.request_timeout)?;
+    let client = OktaClient::new(domain, auth, options)?;
     let snapshot = engine::sync(&client, &config, &StderrProgress::new()).await?;
     snapshot.write_atomic(&args.output)?;
     print!("{}", summary_table(&snapshot));
     println!("snapshot written to {}", args.output.display());
     Ok(())
+}
+
+/// The service app's settings, its private key read from `--oauth-private-key-file`.
+fn read_oauth(client_id: &str, args: &SyncArgs) -> anyhow::Result<OAuthConfig> {
+    let path = args
+        .oauth_private_key_file
+        .as_deref()
+        .context("--oauth-private-key-file is required with --oauth-client-id")?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the private key file {}", path.display()))?;
+    let key = PrivateKey::parse(&text)
+        .with_context(|| format!("the private key file {}", path.display()))?;
+    // An empty OKTA_CIAM_OAUTH_SCOPES means unset, as for the other variables.
+    let given: Vec<String> = args
+        .oauth_scopes
+        .iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let scopes = if given.is_empty() {
+        scopes::needed(false)
+    } else {
+        given
+    };
+    Ok(OAuthConfig {
+        client_id: client_id.to_owned(),
+        key,
+        key_id: args.oauth_key_id.clone(),
+        scopes,
+    })
 }
 
 /// The token from `--api-token-file`, else `BATON_API_TOKEN`, else `OKTA_API_TOKEN`.

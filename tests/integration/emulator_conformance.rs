@@ -540,6 +540,82 @@ async fn every_operation_answers_as_the_spec_says() {
     emu.shutdown().await;
 }
 
+/// OAuth refusals on `/api/v1`: a token without the operation's scope gets 403, an unknown
+/// token 401, both with the spec's error shape (the token endpoint itself is not in the spec).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_refusals_on_every_operation_match_the_spec() {
+    use okta_ciam_operator::okta::PrivateKey;
+    use okta_ciam_operator::okta::oauth::{ASSERTION_TYPE, assertion_claims};
+    if !spec_present("emulator_conformance::oauth_refusals_on_every_operation_match_the_spec") {
+        return;
+    }
+    let key = PrivateKey::generate_es256().0;
+    let mut fixture = Fixture::from_yaml(FIXTURE).unwrap();
+    // A Bearer app (no DPoP) keeps the requests plain; it may only read the org.
+    fixture.service_apps = vec![okta_emulator::FixtureServiceApp {
+        dpop: false,
+        ..okta_emulator::FixtureServiceApp::new(
+            "0oaConformance",
+            vec![key.public_jwk()],
+            &["okta.orgs.read"],
+        )
+    }];
+    let (emu, base) = start(EmulatorConfig::new(fixture)).await;
+    let token_url = emu.url().join("oauth2/v1/token").unwrap();
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = assertion_claims("0oaConformance", &token_url, iat, "conformance-1");
+    let assertion = key.sign_jwt(Map::new(), &claims).unwrap();
+    let client = reqwest::Client::new();
+    let answer: Value = client
+        .post(token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "okta.orgs.read"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["token_type"], "Bearer", "{answer}");
+    let token = answer["access_token"].as_str().unwrap();
+    for c in cases(&emu).iter().filter(|c| c.spec_path != "/api/v1/org") {
+        for (bearer, status) in [(token, 403u16), ("unknown-token", 401)] {
+            let method = reqwest::Method::from_bytes(c.method.to_uppercase().as_bytes()).unwrap();
+            let resp = client
+                .request(method, format!("{base}{}", c.url))
+                .header("Authorization", format!("Bearer {bearer}"))
+                .header("Content-Length", "0")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), status, "{} {}", c.method, c.url);
+            let challenge = resp.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let want = if status == 403 {
+                "insufficient_scope"
+            } else {
+                "invalid_token"
+            };
+            assert!(
+                challenge.starts_with("Bearer ") && challenge.contains(want),
+                "{challenge}"
+            );
+            let body: Value = resp.json().await.unwrap();
+            validate(c.method, c.spec_path, status, &body);
+        }
+    }
+    emu.shutdown().await;
+}
+
 /// Sends `c` and returns status, headers and the JSON body (null when empty).
 async fn send(
     client: &reqwest::Client,

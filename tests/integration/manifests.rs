@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 const EXAMPLES: &[&str] = &[
     "secret.yaml",
     "connector.yaml",
+    "connector-oauth.yaml",
     "groupmembership-plain.yaml",
     "groupmembership-expiring.yaml",
     "groupmembership-shared.yaml",
@@ -78,7 +79,7 @@ fn every_example_custom_resource_validates_against_the_committed_crd() {
         assert_eq!(doc["metadata"]["namespace"], "identity", "{file}");
         *checked.entry(kind.to_owned()).or_default() += 1;
     }
-    assert_eq!(checked.get("OktaCiamConnector"), Some(&2));
+    assert_eq!(checked.get("OktaCiamConnector"), Some(&3));
     assert_eq!(checked.get("GroupMembership"), Some(&5));
 }
 
@@ -237,8 +238,14 @@ fn examples_reference_each_other_consistently() {
     let secrets = of_kind(&docs, "Secret");
     let connectors = of_kind(&docs, "OktaCiamConnector");
     for c in &connectors {
-        let r = &c["spec"]["tokenSecretRef"];
-        let key = r["key"].as_str().unwrap_or("apiToken");
+        // Exactly one of the API token and the OAuth app's private key.
+        let oauth = &c["spec"]["auth"]["oauth"];
+        let (r, default_key) = match (c["spec"].get("tokenSecretRef"), oauth.is_object()) {
+            (Some(token), false) => (token, "apiToken"),
+            (None, true) => (&oauth["privateKeySecretRef"], "privateKey"),
+            _ => panic!("{} sets not exactly one credential", c["metadata"]["name"]),
+        };
+        let key = r["key"].as_str().unwrap_or(default_key);
         let secret = secrets
             .iter()
             .find(|s| s["metadata"]["name"] == r["name"])
@@ -935,6 +942,7 @@ async fn the_test_server_lists_exactly_these_crd_rules_as_unenforced() {
         (gm, "spec", "!(has(self.expiresAt) && has(self.duration))"),
         (gm, "spec.duration", "duration(self) > duration('0s')"),
         (gm, "spec.group", "has(self.name) != has(self.id)"),
+        (conn, "spec", "has(self.tokenSecretRef) != has(self.auth)"),
         (
             conn,
             "spec.syncInterval",

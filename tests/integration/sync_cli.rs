@@ -20,6 +20,10 @@ fn run_with_env(args: &[&str], dir: &std::path::Path, env: &[(&str, &str)]) -> O
         .env_remove("OKTA_API_TOKEN")
         .env_remove("OKTA_CIAM_ALLOW_DOMAINS")
         .env_remove("OKTA_CIAM_API_TOKEN_FILE")
+        .env_remove("OKTA_CIAM_OAUTH_CLIENT_ID")
+        .env_remove("OKTA_CIAM_OAUTH_PRIVATE_KEY_FILE")
+        .env_remove("OKTA_CIAM_OAUTH_KEY_ID")
+        .env_remove("OKTA_CIAM_OAUTH_SCOPES")
         // The default log level is under test: a developer's RUST_LOG must not change it.
         .env_remove("RUST_LOG")
         .env_remove("OKTA_CIAM_LOG_FORMAT")
@@ -231,4 +235,105 @@ async fn a_rejected_token_fails_with_one_line() {
         stats.requests.total > 0,
         "the binary never reached the emulator"
     );
+}
+
+/// An emulated org with one service app whose public key is `key`'s, granted `scopes`.
+async fn oauth_org(
+    key: &okta_ciam_operator::okta::PrivateKey,
+    scopes: &[&str],
+) -> okta_emulator::EmulatorHandle {
+    let mut fixture = okta_emulator::Fixture::demo();
+    fixture.service_apps = vec![okta_emulator::FixtureServiceApp::new(
+        "0oaSyncApp",
+        vec![key.public_jwk()],
+        scopes,
+    )];
+    okta_emulator::start(okta_emulator::EmulatorConfig::new(fixture))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn oauth_from_the_environment_syncs_and_a_missing_scope_fails_with_one_line() {
+    use okta_ciam_operator::okta::PrivateKey;
+    let (key, pem) = PrivateKey::generate_es256();
+    let handle = oauth_org(
+        &key,
+        &[
+            "okta.orgs.read",
+            "okta.users.read",
+            "okta.groups.read",
+            "okta.roles.read",
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&key_path, &pem).unwrap();
+    let key_path = key_path.to_str().unwrap().to_owned();
+    let sync = |scopes: &'static str| {
+        let (domain, key_path, dir) = (handle.domain(), key_path.clone(), dir.path().to_owned());
+        // The binary runs on a blocking thread so the emulator keeps serving meanwhile.
+        tokio::task::spawn_blocking(move || {
+            run_with_env(
+                &["sync", "--insecure-loopback-http", "--domain", &domain],
+                &dir,
+                &[
+                    ("BATON_EMAIL_DOMAINS", "example.com"),
+                    ("OKTA_CIAM_OAUTH_CLIENT_ID", "0oaSyncApp"),
+                    ("OKTA_CIAM_OAUTH_PRIVATE_KEY_FILE", &key_path),
+                    ("OKTA_CIAM_OAUTH_SCOPES", scopes),
+                ],
+            )
+        })
+    };
+    let out = sync("").await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let snapshot = Snapshot::read(&dir.path().join("snapshot.json")).unwrap();
+    assert!(!snapshot.users.is_empty());
+    let key_body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(!stderr.contains(&key_body[..40]));
+    std::fs::remove_file(dir.path().join("snapshot.json")).unwrap();
+    // Without okta.roles.read the sync stops at the first role read (after the progress
+    // lines of users and groups), naming the scope.
+    let out = sync("okta.orgs.read,okta.users.read,okta.groups.read")
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines = stderr_lines(&out);
+    let last = lines.last().unwrap();
+    assert!(last.starts_with("error: "), "{lines:?}");
+    assert!(last.contains("lacks scope okta.roles.read"), "{last}");
+    assert!(!lines.iter().any(|l| l.contains(&key_body[..40])));
+    assert!(!dir.path().join("snapshot.json").exists());
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_private_key_fails_with_one_line_without_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "U0VDUkVUS0VZTUFURVJJQUwxMjM0NTY3ODkw";
+    let path = dir.path().join("key.pem");
+    std::fs::write(
+        &path,
+        format!("-----BEGIN PRIVATE KEY-----\n{secret}\n-----END PRIVATE KEY-----\n"),
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "sync",
+            "--domain",
+            "acme.okta.com",
+            "--email-domains",
+            "example.com",
+            "--oauth-client-id",
+            "0oa1",
+            "--oauth-private-key-file",
+            path.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let line = assert_one_line_failure(&out, dir.path(), secret);
+    assert!(line.contains("private key was rejected"), "{line}");
 }

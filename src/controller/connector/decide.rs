@@ -42,6 +42,15 @@ pub enum Outcome {
         /// The missing key.
         key: String,
     },
+    /// The Secret's private key (`auth.oauth`) cannot be used.
+    InvalidKey {
+        /// The Secret's name.
+        secret: String,
+        /// The key in it.
+        key: String,
+        /// What is wrong with it (never the key).
+        message: String,
+    },
     /// An Okta call failed: the credential check (`sync_started` is `None`) or the sync.
     OktaFailed {
         /// One of `Unauthorized`, `Forbidden`, `OktaUnreachable`, `RateLimited`, `SyncFailed`.
@@ -89,6 +98,7 @@ impl Outcome {
             Outcome::Suspended => ConnectorReason::Suspended,
             Outcome::SecretNotFound { .. } => ConnectorReason::SecretNotFound,
             Outcome::SecretKeyMissing { .. } => ConnectorReason::SecretKeyMissing,
+            Outcome::InvalidKey { .. } => ConnectorReason::InvalidKey,
             Outcome::OktaFailed { reason, .. } | Outcome::RetryPending { reason, .. } => *reason,
             Outcome::Synced(_) | Outcome::UpToDate => ConnectorReason::Synced,
         }
@@ -108,8 +118,10 @@ impl Outcome {
 }
 
 /// The reasons of outcomes that back off ([`Outcome::backs_off`]).
-const BACKOFF_REASONS: [ConnectorReason; 5] = [
+const BACKOFF_REASONS: [ConnectorReason; 7] = [
     ConnectorReason::Unauthorized,
+    ConnectorReason::InsufficientScope,
+    ConnectorReason::InvalidKey,
     ConnectorReason::Forbidden,
     ConnectorReason::OktaUnreachable,
     ConnectorReason::RateLimited,
@@ -160,6 +172,8 @@ pub fn classify_okta(err: &crate::okta::Error) -> ConnectorReason {
     match err {
         E::Unauthorized(_) => ConnectorReason::Unauthorized,
         E::Forbidden(_) => ConnectorReason::Forbidden,
+        E::InsufficientScope { .. } | E::ScopeNotGranted(_) => ConnectorReason::InsufficientScope,
+        E::InvalidKey(_) => ConnectorReason::InvalidKey,
         E::RateLimited(_) | E::RateLimitBudgetExceeded { .. } => ConnectorReason::RateLimited,
         E::Server(_) | E::Transport { .. } => ConnectorReason::OktaUnreachable,
         _ => ConnectorReason::SyncFailed,
@@ -233,7 +247,8 @@ pub fn next_attempt(
         Outcome::InvalidSpec { .. }
         | Outcome::Suspended
         | Outcome::SecretNotFound { .. }
-        | Outcome::SecretKeyMissing { .. } => None,
+        | Outcome::SecretKeyMissing { .. }
+        | Outcome::InvalidKey { .. } => None,
         Outcome::OktaFailed { failed_at, .. } => Some(add(*failed_at, backoff(failures))),
         Outcome::RetryPending { retry_at, .. } => Some(*retry_at),
         Outcome::Synced(report) => Some(add(report.finished_at, interval)),
@@ -293,7 +308,7 @@ pub fn next_status(
                 ),
             );
         };
-    let credentials_ok = || "Okta accepted the API token".to_owned();
+    let credentials_ok = || "Okta accepted the credentials".to_owned();
     match outcome {
         Outcome::InvalidSpec { message } => {
             set(
@@ -321,6 +336,16 @@ pub fn next_status(
                 set(type_, ConditionStatus::False, reason, message.clone());
             }
         }
+        Outcome::InvalidKey {
+            secret,
+            key,
+            message,
+        } => {
+            let message = format!("Secret {secret:?} key {key:?}: {message}");
+            for type_ in [ConditionType::CredentialsValid, ConditionType::Ready] {
+                set(type_, ConditionStatus::False, reason, message.clone());
+            }
+        }
         Outcome::RetryPending { .. } => {}
         Outcome::OktaFailed {
             reason,
@@ -330,7 +355,9 @@ pub fn next_status(
         } => {
             let credential_problem = matches!(
                 reason,
-                ConnectorReason::Unauthorized | ConnectorReason::Forbidden
+                ConnectorReason::Unauthorized
+                    | ConnectorReason::Forbidden
+                    | ConnectorReason::InsufficientScope
             );
             if credential_problem {
                 set(
@@ -472,6 +499,14 @@ pub fn plan_events(
             "ReadSecret",
             format!("Secret {secret:?} has no non-empty key {key:?}"),
         )),
+        Outcome::InvalidKey {
+            secret,
+            key,
+            message,
+        } if changed_reason => events.push(warn(
+            "ReadSecret",
+            format!("Secret {secret:?} key {key:?}: {message}"),
+        )),
         Outcome::OktaFailed {
             message,
             sync_started,
@@ -495,7 +530,9 @@ pub fn plan_events(
     let credentials_failed = matches!(
         outcome,
         Outcome::OktaFailed {
-            reason: ConnectorReason::Unauthorized | ConnectorReason::Forbidden,
+            reason: ConnectorReason::Unauthorized
+                | ConnectorReason::Forbidden
+                | ConnectorReason::InsufficientScope,
             ..
         }
     );
@@ -503,8 +540,8 @@ pub fn plan_events(
     let credentials_changed = client_change.token || client_change.domain;
     if credentials_changed && !credentials_failed && !invalid {
         let what = match (client_change.token, client_change.domain) {
-            (true, true) => "The API token and the org domain changed",
-            (true, false) => "The API token changed",
+            (true, true) => "The credentials (API token or OAuth app) and the org domain changed",
+            (true, false) => "The credentials (API token or OAuth app) changed",
             _ => "The org domain changed",
         };
         let also = if client_change.rate_limits {
@@ -524,7 +561,7 @@ pub fn plan_events(
             reason: "RateLimitsChanged".to_owned(),
             action: "ConfigureClient",
             note: "spec.rateLimit changed: the Okta client was rebuilt with the new limits; \
-                   the API token and domain are unchanged"
+                   the credentials and domain are unchanged"
                 .to_owned(),
         });
     }
@@ -649,6 +686,21 @@ mod tests {
                 ConnectorReason::OktaUnreachable,
             ),
             (E::InvalidRequest(info()), ConnectorReason::SyncFailed),
+            (
+                E::InsufficientScope {
+                    scope: "okta.roles.read".into(),
+                    info: Box::new(info()),
+                },
+                ConnectorReason::InsufficientScope,
+            ),
+            (
+                E::ScopeNotGranted(info()),
+                ConnectorReason::InsufficientScope,
+            ),
+            (
+                E::InvalidKey(crate::okta::oauth::KeyError::Sign),
+                ConnectorReason::InvalidKey,
+            ),
         ];
         for (err, want) in cases {
             assert_eq!(classify_okta(&err), want, "{err}");
@@ -891,6 +943,11 @@ mod tests {
                 secret: "okta".into(),
                 key: "apiToken".into(),
             },
+            Outcome::InvalidKey {
+                secret: "okta".into(),
+                key: "privateKey".into(),
+                message: "the private key is neither PEM nor a JSON Web Key".into(),
+            },
         ] {
             let s = next_status(Some(&ok), &outcome, Some(1), None, at(2000));
             let reason = outcome.reason().as_str();
@@ -903,6 +960,29 @@ mod tests {
             assert_eq!(s.counts, ok.counts);
             assert_eq!(s.last_successful_sync_time, ok.last_successful_sync_time);
             assert_eq!(s.next_sync_time, None);
+        }
+    }
+
+    #[test]
+    fn a_missing_scope_mid_sync_marks_the_credentials_invalid() {
+        let ok = synced_status(1000, 1);
+        let s = next_status(
+            Some(&ok),
+            &failed(ConnectorReason::InsufficientScope, true),
+            Some(1),
+            None,
+            at(2000),
+        );
+        for type_ in [
+            ConditionType::CredentialsValid,
+            ConditionType::Synced,
+            ConditionType::Ready,
+        ] {
+            assert_eq!(
+                cond(&s, type_),
+                pair("False", "InsufficientScope"),
+                "{type_}"
+            );
         }
     }
 
@@ -1090,7 +1170,10 @@ mod tests {
         };
         let (reason, text) = note(TOKEN);
         assert_eq!(reason, "CredentialsChanged");
-        assert!(text.starts_with("The API token changed"), "{text}");
+        assert!(
+            text.starts_with("The credentials (API token or OAuth app) changed"),
+            "{text}"
+        );
         let (_, text) = note(SettingsChange {
             domain: true,
             ..UNCHANGED
@@ -1101,7 +1184,7 @@ mod tests {
             rate_limits: true,
             ..TOKEN
         });
-        assert!(text.contains("token and the org domain"), "{text}");
+        assert!(text.contains("OAuth app) and the org domain"), "{text}");
         assert!(text.contains("rate limits"), "{text}");
         // Only the rate limits: not a credential change.
         let rate_limits = SettingsChange {

@@ -25,8 +25,10 @@ use crate::controller::runtime::clients::{ConnectorKey, Obtained, SettingsChange
 use crate::controller::runtime::controllers::run_until_stopped;
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::is_true;
+use crate::crd::connector::CredentialsSpec;
 use crate::crd::{ConditionType, FIELD_MANAGER, OktaCiamConnector, ValidConnectorSpec};
-use crate::okta::{ApiToken, ClientStats, OktaClient, OrgDomain};
+use crate::okta::oauth::{OAuthConfig, PrivateKey};
+use crate::okta::{ApiToken, ClientStats, Credentials, OktaClient, OrgDomain};
 use crate::sync::engine::{SyncConfig, sync};
 use crate::sync::progress::NoProgress;
 use crate::sync::scope::{EmailDomains, GroupNameFilter};
@@ -212,7 +214,7 @@ fn controller(
             mapper_reader
                 .state()
                 .into_iter()
-                .filter(|c| c.namespace() == ns && c.spec.token_secret_ref.name == name)
+                .filter(|c| c.namespace() == ns && c.spec.secret_names().any(|n| n == name))
                 .map(|c| ObjectRef::from_obj(&*c))
                 .collect::<Vec<_>>()
         })
@@ -313,40 +315,63 @@ fn prepare(obj: &OktaCiamConnector, state: &State) -> std::result::Result<Prepar
     })
 }
 
-/// Reads the token from the Secret, or says why it cannot.
-async fn read_token(
+/// Reads the API token or the OAuth private key from its Secret, or says why it cannot.
+/// OAuth scopes default to what the connector uses.
+async fn read_credentials(
     state: &State,
     obj: &OktaCiamConnector,
+    credentials: &CredentialsSpec,
     namespace: &str,
-) -> Result<std::result::Result<ApiToken, Outcome>> {
-    let reference = &obj.spec.token_secret_ref;
+) -> Result<std::result::Result<Credentials, Outcome>> {
+    let (name, key) = credentials.secret();
     let secrets: Api<Secret> = Api::namespaced(state.ctx.kube.clone(), namespace);
     let secret = secrets
-        .get_opt(&reference.name)
+        .get_opt(name)
         .await
         .map_err(|source| Error::ReadSecret {
             namespace: namespace.to_owned(),
-            name: reference.name.clone(),
+            name: name.to_owned(),
             source,
         })?;
     let Some(secret) = secret else {
         return Ok(Err(Outcome::SecretNotFound {
-            secret: reference.name.clone(),
+            secret: name.to_owned(),
         }));
     };
-    // Tokens pasted with `echo` carry a newline; Okta tokens never contain whitespace.
-    let token = secret
+    // Values pasted with `echo` carry a newline; tokens and keys never end in whitespace.
+    let value = secret
         .data
         .as_ref()
-        .and_then(|d| d.get(&reference.key))
+        .and_then(|d| d.get(key))
         .and_then(|v| std::str::from_utf8(&v.0).ok())
         .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| ApiToken::new(t.to_owned()));
-    Ok(token.ok_or_else(|| Outcome::SecretKeyMissing {
-        secret: reference.name.clone(),
-        key: reference.key.clone(),
-    }))
+        .filter(|t| !t.is_empty());
+    let Some(value) = value else {
+        return Ok(Err(Outcome::SecretKeyMissing {
+            secret: name.to_owned(),
+            key: key.to_owned(),
+        }));
+    };
+    Ok(match credentials {
+        CredentialsSpec::ApiToken(_) => Ok(Credentials::ApiToken(ApiToken::new(value.to_owned()))),
+        CredentialsSpec::OAuth(oauth) => match PrivateKey::parse(value) {
+            Ok(private_key) => Ok(Credentials::OAuth(Box::new(OAuthConfig {
+                client_id: oauth.client_id.clone(),
+                key: private_key,
+                key_id: oauth.key_id.clone(),
+                scopes: if oauth.scopes.is_empty() {
+                    crate::okta::oauth::scopes::needed(obj.spec.provisioning)
+                } else {
+                    oauth.scopes.clone()
+                },
+            }))),
+            Err(e) => Err(Outcome::InvalidKey {
+                secret: name.to_owned(),
+                key: key.to_owned(),
+                message: e.to_string(),
+            }),
+        },
+    })
 }
 
 async fn evaluate(
@@ -396,17 +421,18 @@ async fn evaluate(
     if obj.spec.suspend {
         return Ok(done.with(Outcome::Suspended));
     }
-    let token = match read_token(state, obj, &key.namespace).await? {
-        Ok(token) => token,
-        Err(outcome) => return Ok(done.with(outcome)),
-    };
+    let credentials =
+        match read_credentials(state, obj, &prepared.valid.credentials, &key.namespace).await? {
+            Ok(credentials) => credentials,
+            Err(outcome) => return Ok(done.with(outcome)),
+        };
     let options = decide::client_options(&prepared.valid.rate_limit);
     let concurrency = options.max_concurrency;
     let (client, obtained) =
         match state
             .ctx
             .clients
-            .okta_client(key, &prepared.domain, &token, options)
+            .okta_client_for(key, &prepared.domain, credentials, options)
         {
             Ok(c) => c,
             Err(e) => {
@@ -419,7 +445,6 @@ async fn evaluate(
                 }));
             }
         };
-    drop(token);
     if obtained != Obtained::Reused {
         // A new client counts from zero.
         state

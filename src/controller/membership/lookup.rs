@@ -241,6 +241,10 @@ pub async fn members(client: &OktaClient, group_id: &str) -> okta::Result<BTreeS
 /// standing failure does not rewrite the status every round. Okta's per-response ids
 /// (`errorId`, `X-Okta-Request-Id`) are left out; the caller logs them.
 fn stable_message(e: &okta::Error) -> String {
+    if let okta::Error::InsufficientScope { .. } | okta::Error::ScopeNotGranted(_) = e {
+        // The text names the scope.
+        return e.stable_text();
+    }
     match e.okta_info() {
         Some(info) => {
             let mut text = format!("HTTP {}", info.status);
@@ -268,6 +272,8 @@ fn write_error(e: &okta::Error) -> WriteError {
         // decoding failure leaves the outcome unknown.
         okta::Error::Unauthorized(_)
         | okta::Error::Forbidden(_)
+        | okta::Error::InsufficientScope { .. }
+        | okta::Error::ScopeNotGranted(_)
         | okta::Error::InvalidRequest(_) => WriteError::Refused(message),
         _ => WriteError::Failed(message),
     }
@@ -326,6 +332,15 @@ mod tests {
             ..info(403)
         });
         assert_eq!(write_error(&again), WriteError::Refused(text));
+        let scope = okta::Error::InsufficientScope {
+            scope: "okta.groups.manage".into(),
+            info: Box::new(info(403)),
+        };
+        let WriteError::Refused(text) = write_error(&scope) else {
+            panic!("a missing scope is a refusal");
+        };
+        assert!(text.contains("lacks scope okta.groups.manage"), "{text}");
+        assert!(!text.contains("volatile"), "{text}");
         assert!(matches!(
             write_error(&okta::Error::NotFound(info(404))),
             WriteError::NotFound(t) if !t.contains("oae") && !t.contains("req-")

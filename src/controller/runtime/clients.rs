@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 
-use crate::okta::{ApiToken, ClientOptions, OktaClient, OrgBudget, OrgDomain, SswsAuth};
+use crate::okta::{ApiToken, ClientOptions, Credentials, OktaClient, OrgBudget, OrgDomain};
 
 /// Identifies a connector: `namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -345,11 +345,7 @@ impl<C: Clone> ClientRegistry<C> {
 }
 
 impl ClientRegistry<OktaClient> {
-    /// The connector's Okta client for `domain`, `token` and `options`, built (or rebuilt)
-    /// only when one of them changed. Only `max_concurrency` and `budget_percent` of
-    /// `options` are compared: the other options are the operator's own and do not change
-    /// while it runs. The client paces on the org's shared [`OrgBudget`], whose limits are
-    /// the smallest among the org's connectors.
+    /// [`ClientRegistry::okta_client_for`] with an API token.
     pub fn okta_client(
         &self,
         key: &ConnectorKey,
@@ -357,19 +353,30 @@ impl ClientRegistry<OktaClient> {
         token: &ApiToken,
         options: ClientOptions,
     ) -> crate::okta::Result<(OktaClient, Obtained)> {
+        self.okta_client_for(key, domain, Credentials::ApiToken(token.clone()), options)
+    }
+
+    /// The connector's Okta client for `domain`, `credentials` and `options`, built (or
+    /// rebuilt) only when one of them changed (a new token, or OAuth settings or key). Only `max_concurrency` and `budget_percent` of
+    /// `options` are compared: the other options are the operator's own and do not change
+    /// while it runs. The client paces on the org's shared [`OrgBudget`], whose limits are
+    /// the smallest among the org's connectors.
+    pub fn okta_client_for(
+        &self,
+        key: &ConnectorKey,
+        domain: &OrgDomain,
+        credentials: Credentials,
+        options: ClientOptions,
+    ) -> crate::okta::Result<(OktaClient, Obtained)> {
         let settings = ClientSettings {
             domain: domain.to_string(),
-            token: self.fingerprint(token.expose()),
+            token: self.fingerprint(&credentials.identity()),
             max_concurrency: options.max_concurrency,
             budget_percent: options.budget_percent,
         };
         self.get_or_build_in_org(key, settings, |budget| {
-            OktaClient::with_budget(
-                domain.clone(),
-                Arc::new(SswsAuth::new(token.clone())),
-                options,
-                budget.clone(),
-            )
+            let auth = credentials.into_auth(domain, options.request_timeout)?;
+            OktaClient::with_budget(domain.clone(), auth, options, budget.clone())
         })
     }
 }
@@ -577,7 +584,29 @@ mod tests {
             get(&domain, &rotated, budget.clone()),
             change(false, true, false)
         );
-        assert_eq!(get(&other, &rotated, budget), change(true, false, false));
+        assert_eq!(
+            get(&other, &rotated, budget.clone()),
+            change(true, false, false)
+        );
+        // Moving to OAuth is a change of credentials, like a new token; so is a new key.
+        let oauth = || crate::okta::OAuthConfig {
+            client_id: "0oa1".into(),
+            key: crate::okta::PrivateKey::generate_es256().0,
+            key_id: None,
+            scopes: vec!["okta.users.read".into()],
+        };
+        let get_oauth = |config| {
+            reg.okta_client_for(
+                &key,
+                &other,
+                Credentials::OAuth(Box::new(config)),
+                budget.clone(),
+            )
+            .unwrap()
+            .1
+        };
+        assert_eq!(get_oauth(oauth()), change(false, true, false));
+        assert_eq!(get_oauth(oauth()), change(false, true, false));
     }
 
     fn with(
