@@ -60,8 +60,6 @@ pub mod reason {
 /// One `AccessApproval` naming the request, as the reconciler found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vote {
-    /// The approval's name.
-    pub name: String,
     /// `spec.request.uid`.
     pub request_uid: String,
     /// `spec.policy`.
@@ -729,5 +727,506 @@ fn humantime(d: Duration) -> String {
         (h, 0, 0) if h > 0 => format!("{h}h"),
         (0, m, 0) if m > 0 => format!("{m}m"),
         _ => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::access::Identity;
+    use crate::crd::membership::ConnectorRef;
+
+    const UID: &str = "uid-1";
+
+    fn rules() -> RequestRules {
+        RequestRules {
+            connector_ref: ConnectorRef {
+                name: "acme".into(),
+            },
+            namespaces: vec!["identity".into()],
+            groups: vec!["Eng On-Call".into()],
+            requesters: None,
+            allow_requests_for_others: false,
+            max_duration: "8h".into(),
+            default_duration: Some("1h".into()),
+            approvals: 2,
+            approvers: None,
+            require_reason: true,
+            auto_approve: false,
+            pending_timeout: None,
+        }
+    }
+
+    fn spec() -> AccessRequestSpec {
+        AccessRequestSpec {
+            policy: "oncall".into(),
+            requester: Identity {
+                username: "alice@example.com".into(),
+                groups: vec!["engineers".into()],
+            },
+            user: None,
+            group: "Eng On-Call".into(),
+            duration: Some("2h".into()),
+            reason: Some("INC-1 paging".into()),
+            ticket: None,
+        }
+    }
+
+    fn vote(approver: &str, decision: Decision) -> Vote {
+        Vote {
+            request_uid: UID.into(),
+            policy: "oncall".into(),
+            decision,
+            approver: approver.into(),
+            approver_groups: vec!["leads".into()],
+        }
+    }
+
+    fn t0() -> Timestamp {
+        "2026-12-04T10:00:00Z".parse().unwrap()
+    }
+
+    struct Case {
+        spec: AccessRequestSpec,
+        rules: Option<RequestRules>,
+        previous: AccessRequestStatus,
+        admission: Result<(), String>,
+        votes: Vec<Vote>,
+        authorized: BTreeMap<String, bool>,
+        membership: Membership,
+        deleting: bool,
+        now: Timestamp,
+    }
+
+    impl Case {
+        fn new() -> Self {
+            Case {
+                spec: spec(),
+                rules: Some(rules()),
+                previous: AccessRequestStatus::default(),
+                admission: Ok(()),
+                votes: Vec::new(),
+                authorized: BTreeMap::new(),
+                membership: Membership::Absent,
+                deleting: false,
+                now: t0() + SignedDuration::from_mins(5),
+            }
+        }
+
+        fn votes(mut self, votes: &[(&str, Decision, bool)]) -> Self {
+            for (who, decision, allowed) in votes {
+                self.votes.push(vote(who, *decision));
+                self.authorized.insert((*who).to_owned(), *allowed);
+            }
+            self
+        }
+
+        fn decide(&self) -> Outcome {
+            decide(&Input {
+                name: "alice-oncall",
+                namespace: "identity",
+                uid: UID,
+                spec: &self.spec,
+                created: t0(),
+                previous: &self.previous,
+                policy: self.rules.as_ref(),
+                email_domains: Some(&["example.com".to_owned()][..]),
+                admission: self.admission.clone(),
+                votes: &self.votes,
+                authorized: &self.authorized,
+                membership: self.membership.clone(),
+                deleting: self.deleting,
+                now: self.now,
+            })
+        }
+    }
+
+    fn approved_reason(out: &Outcome) -> (&str, &str) {
+        let c = out
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Approved")
+            .expect("Approved condition");
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn two_distinct_approvers_reach_the_threshold_and_grant_the_requested_duration() {
+        let out = Case::new()
+            .votes(&[
+                ("bob@example.com", Decision::Approve, true),
+                ("carol@example.com", Decision::Approve, true),
+            ])
+            .decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Approved));
+        assert_eq!(approved_reason(&out), ("True", reason::APPROVED));
+        assert_eq!(out.status.approvals.as_deref(), Some("2/2"));
+        assert_eq!(
+            out.status.approved_by,
+            ["bob@example.com", "carol@example.com"]
+        );
+        assert_eq!(
+            out.grant,
+            Some(Grant {
+                connector: "acme".into(),
+                group: "Eng On-Call".into(),
+                user: "alice@example.com".into(),
+                duration: "2h".into(),
+            })
+        );
+        assert_eq!(
+            out.status.membership.as_deref(),
+            Some("access-alice-oncall")
+        );
+        let reasons: Vec<&str> = out.events.iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, [reason::REQUESTED, reason::APPROVED]);
+        assert!(
+            out.events[1]
+                .message
+                .contains("bob@example.com, carol@example.com")
+        );
+        assert!(out.events[1].message.contains("alice@example.com"));
+    }
+
+    #[test]
+    fn one_approver_twice_counts_once() {
+        let mut case = Case::new().votes(&[("bob@example.com", Decision::Approve, true)]);
+        case.votes.push(vote("bob@example.com", Decision::Approve));
+        let out = case.decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Pending));
+        assert_eq!(out.status.approvals.as_deref(), Some("1/2"));
+        assert_eq!(approved_reason(&out), ("False", reason::PENDING));
+        assert_eq!(out.grant, None);
+    }
+
+    #[test]
+    fn self_approval_never_counts() {
+        let mut case = Case::new().votes(&[
+            ("alice@example.com", Decision::Approve, true),
+            ("bob@example.com", Decision::Approve, true),
+        ]);
+        assert_eq!(case.decide().status.approvals.as_deref(), Some("1/2"));
+        assert_eq!(
+            approvers_to_check(&case.votes, UID, &case.spec),
+            ["bob@example.com"]
+        );
+        // Even with a threshold of one, and even a self-denial.
+        let mut one = rules();
+        one.approvals = 1;
+        case.rules = Some(one);
+        case.votes = vec![vote("alice@example.com", Decision::Approve)];
+        let out = case.decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Pending));
+        case.votes = vec![vote("alice@example.com", Decision::Deny)];
+        assert_eq!(case.decide().status.phase, Some(AccessPhase::Pending));
+    }
+
+    #[test]
+    fn a_counted_deny_wins_over_any_number_of_approvals() {
+        let out = Case::new()
+            .votes(&[
+                ("bob@example.com", Decision::Approve, true),
+                ("carol@example.com", Decision::Approve, true),
+                ("dave@example.com", Decision::Deny, true),
+            ])
+            .decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Denied));
+        assert_eq!(out.status.denied_by.as_deref(), Some("dave@example.com"));
+        assert_eq!(approved_reason(&out), ("False", reason::DENIED));
+        assert_eq!(out.grant, None);
+        assert!(out.events.iter().any(|e| e.reason == reason::DENIED
+            && e.message.contains("dave@example.com")
+            && e.message.contains("alice@example.com")));
+    }
+
+    #[test]
+    fn approvers_who_lost_rights_or_are_outside_the_policy_do_not_count() {
+        // carol's RBAC was revoked since she approved; dave's deny no longer counts either.
+        let out = Case::new()
+            .votes(&[
+                ("bob@example.com", Decision::Approve, true),
+                ("carol@example.com", Decision::Approve, false),
+                ("dave@example.com", Decision::Deny, false),
+            ])
+            .decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Pending));
+        assert_eq!(out.status.approvals.as_deref(), Some("1/2"));
+        // An approver never asked about does not count.
+        let mut case = Case::new();
+        case.votes = vec![
+            vote("bob@example.com", Decision::Approve),
+            vote("carol@example.com", Decision::Approve),
+        ];
+        assert_eq!(case.decide().status.approvals.as_deref(), Some("0/2"));
+        // The policy narrows approvers to group `leads-emea`: bob's `leads` is not enough.
+        let mut case = Case::new().votes(&[
+            ("bob@example.com", Decision::Approve, true),
+            ("carol@example.com", Decision::Approve, true),
+        ]);
+        let mut narrowed = rules();
+        narrowed.approvers = Some(Subjects {
+            users: vec!["carol@example.com".into()],
+            groups: vec!["leads-emea".into()],
+        });
+        case.rules = Some(narrowed);
+        assert_eq!(case.decide().status.approvals.as_deref(), Some("1/2"));
+    }
+
+    #[test]
+    fn approvals_of_another_incarnation_or_policy_do_not_count() {
+        let mut case = Case::new().votes(&[
+            ("bob@example.com", Decision::Approve, true),
+            ("carol@example.com", Decision::Approve, true),
+        ]);
+        case.votes[0].request_uid = "an-older-request".into();
+        case.votes[1].policy = "lenient".into();
+        assert_eq!(case.decide().status.approvals.as_deref(), Some("0/2"));
+        assert!(approvers_to_check(&case.votes, UID, &case.spec).is_empty());
+    }
+
+    #[test]
+    fn durations_are_capped_by_the_policy_and_default_to_its_default() {
+        let mut s = spec();
+        s.duration = Some("24h".into());
+        assert_eq!(granted_duration(&s, &rules()).unwrap(), "8h");
+        s.duration = None;
+        assert_eq!(granted_duration(&s, &rules()).unwrap(), "1h");
+        let mut r = rules();
+        r.default_duration = None;
+        assert_eq!(granted_duration(&s, &r).unwrap(), "8h");
+        s.duration = Some("90m".into());
+        assert_eq!(granted_duration(&s, &r).unwrap(), "90m");
+    }
+
+    #[test]
+    fn requests_outside_the_policy_fail_with_every_problem_and_no_grant() {
+        let mut case = Case::new().votes(&[
+            ("bob@example.com", Decision::Approve, true),
+            ("carol@example.com", Decision::Approve, true),
+        ]);
+        case.spec.group = "Eng Admins".into();
+        case.spec.user = Some("mallory@evil.example.org".into());
+        case.spec.reason = None;
+        let out = case.decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Failed));
+        assert_eq!(out.grant, None);
+        let (status, why) = approved_reason(&out);
+        assert_eq!((status, why), ("False", reason::INVALID_REQUEST));
+        let message = &out.status.conditions[0].message;
+        for part in [
+            "\"Eng Admins\" is not requestable",
+            "may only request access for their own user",
+            "not in the connector's email domains",
+            "requires a reason",
+        ] {
+            assert!(message.contains(part), "{part} in {message}");
+        }
+        assert_eq!(out.events[0].event_type, EventType::Warning);
+    }
+
+    #[test]
+    fn requests_for_others_need_the_policy_and_requesters_are_checked() {
+        let mut r = rules();
+        r.allow_requests_for_others = true;
+        r.requesters = Some(Subjects {
+            users: vec![],
+            groups: vec!["engineers".into()],
+        });
+        let mut s = spec();
+        s.user = Some("bob@example.com".into());
+        assert_eq!(allowed(&s, "identity", &r, None), Ok("2h".into()));
+        s.requester.groups.clear();
+        let e = allowed(&s, "identity", &r, None).unwrap_err();
+        assert!(e.contains("alice@example.com may not request"), "{e}");
+        let e = allowed(&spec(), "sales", &rules(), None).unwrap_err();
+        assert!(e.contains("namespace sales may not use this policy"), "{e}");
+    }
+
+    #[test]
+    fn without_verified_admission_nothing_is_approved_even_break_glass() {
+        let mut case = Case::new().votes(&[
+            ("bob@example.com", Decision::Approve, true),
+            ("carol@example.com", Decision::Approve, true),
+        ]);
+        case.admission = Err("ValidatingAdmissionPolicy x is not installed".into());
+        let out = case.decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Pending));
+        assert_eq!(
+            approved_reason(&out),
+            ("False", reason::APPROVALS_UNVERIFIABLE)
+        );
+        assert!(
+            out.status.conditions[0]
+                .message
+                .contains("is not installed")
+        );
+        assert_eq!(out.grant, None);
+        assert!(
+            out.events
+                .iter()
+                .any(|e| e.reason == reason::APPROVALS_UNVERIFIABLE
+                    && e.event_type == EventType::Warning)
+        );
+        // The Warning is published once, not every round.
+        case.previous = out.status;
+        let again = case.decide();
+        assert_eq!(again.grant, None);
+        assert!(again.events.is_empty(), "{:?}", again.events);
+        let mut auto = rules();
+        auto.auto_approve = true;
+        case.rules = Some(auto);
+        assert_eq!(case.decide().grant, None);
+    }
+
+    #[test]
+    fn break_glass_approves_with_a_warning() {
+        let mut case = Case::new();
+        let mut auto = rules();
+        auto.auto_approve = true;
+        case.rules = Some(auto);
+        let out = case.decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Approved));
+        assert_eq!(approved_reason(&out), ("True", reason::AUTO_APPROVED));
+        assert!(out.grant.is_some());
+        assert!(
+            out.events
+                .iter()
+                .any(|e| e.reason == reason::AUTO_APPROVED && e.event_type == EventType::Warning)
+        );
+    }
+
+    #[test]
+    fn pending_requests_expire_after_the_pending_timeout() {
+        let mut case = Case::new();
+        let out = case.decide();
+        assert_eq!(out.requeue_at, Some(t0() + SignedDuration::from_hours(24)));
+        case.now = t0() + SignedDuration::from_hours(24);
+        let out = case.decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Expired));
+        assert_eq!(approved_reason(&out), ("False", reason::PENDING_TIMEOUT));
+        assert!(out.status.conditions[0].message.contains("24h"));
+        let mut r = rules();
+        r.pending_timeout = Some("10m".into());
+        case.rules = Some(r);
+        case.now = t0() + SignedDuration::from_mins(10);
+        assert_eq!(case.decide().status.phase, Some(AccessPhase::Expired));
+    }
+
+    #[test]
+    fn a_missing_policy_waits() {
+        let mut case = Case::new();
+        case.rules = None;
+        let out = case.decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Pending));
+        assert_eq!(approved_reason(&out), ("False", reason::POLICY_NOT_FOUND));
+    }
+
+    fn approved_status() -> AccessRequestStatus {
+        let case = Case::new().votes(&[
+            ("bob@example.com", Decision::Approve, true),
+            ("carol@example.com", Decision::Approve, true),
+        ]);
+        case.decide().status
+    }
+
+    #[test]
+    fn the_grant_follows_the_group_membership_to_active_and_expired() {
+        let mut case = Case::new();
+        case.previous = approved_status();
+        let until = t0() + SignedDuration::from_hours(2);
+        case.membership = Membership::Owned {
+            ready: false,
+            expired: false,
+            expires_at: None,
+            message: "0/1 users are members".into(),
+        };
+        let out = case.decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Approved));
+        assert_eq!(out.grant, None);
+        case.membership = Membership::Owned {
+            ready: true,
+            expired: false,
+            expires_at: Some(until),
+            message: String::new(),
+        };
+        let out = case.decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Active));
+        assert_eq!(out.status.expires_at, Some(Time(until)));
+        assert!(out.events.iter().any(|e| {
+            e.reason == reason::GRANTED
+                && e.message
+                    .contains("approved by bob@example.com, carol@example.com")
+        }));
+        // Approvals appearing or vanishing later change nothing once decided.
+        case.previous = out.status;
+        case.votes = vec![vote("dave@example.com", Decision::Deny)];
+        case.authorized.insert("dave@example.com".into(), true);
+        let out = case.decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Active));
+        assert!(out.events.is_empty());
+        case.membership = Membership::Owned {
+            ready: false,
+            expired: true,
+            expires_at: Some(until),
+            message: String::new(),
+        };
+        let out = case.decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Expired));
+        assert!(out.events.iter().any(|e| e.reason == reason::EXPIRED));
+        // Final: nothing more happens.
+        case.previous = out.status.clone();
+        let again = case.decide();
+        assert_eq!(again.status, out.status);
+        assert!(again.events.is_empty() && again.grant.is_none());
+    }
+
+    #[test]
+    fn a_deleted_grant_is_not_granted_again() {
+        let mut case = Case::new();
+        let mut active = approved_status();
+        active.phase = Some(AccessPhase::Active);
+        case.previous = active;
+        let out = case.decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Revoked));
+        assert_eq!(out.grant, None);
+    }
+
+    #[test]
+    fn a_foreign_membership_of_the_same_name_fails_the_request() {
+        let mut case = Case::new();
+        case.previous = approved_status();
+        case.membership = Membership::Foreign;
+        let out = case.decide();
+        assert_eq!(out.status.phase, Some(AccessPhase::Failed));
+        assert_eq!(out.grant, None);
+    }
+
+    #[test]
+    fn deleting_revokes_first_then_lets_go_as_revoked() {
+        let mut case = Case::new();
+        let mut active = approved_status();
+        active.phase = Some(AccessPhase::Active);
+        case.previous = active;
+        case.deleting = true;
+        case.membership = Membership::Owned {
+            ready: true,
+            expired: false,
+            expires_at: None,
+            message: String::new(),
+        };
+        let out = case.decide();
+        assert!(out.revoke && !out.release);
+        case.membership = Membership::Absent;
+        let out = case.decide();
+        assert!(!out.revoke && out.release);
+        assert_eq!(out.status.phase, Some(AccessPhase::Revoked));
+        assert!(out.events.iter().any(|e| e.reason == reason::REVOKED));
+        // A pending request goes without a Revoked phase.
+        let mut case = Case::new();
+        case.deleting = true;
+        let out = case.decide();
+        assert!(out.release);
+        assert_eq!(out.status.phase, Some(AccessPhase::Pending));
     }
 }

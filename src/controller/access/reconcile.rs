@@ -385,7 +385,6 @@ async fn votes_for(kube: &kube::Client, ns: &str, request: &str) -> Result<Vec<V
         .into_iter()
         .filter(|a| a.spec.request.name == request && a.metadata.deletion_timestamp.is_none())
         .map(|a| Vote {
-            name: a.name_any(),
             request_uid: a.spec.request.uid,
             policy: a.spec.policy,
             decision: a.spec.decision,
