@@ -58,7 +58,7 @@ pub struct AccessPolicySpec {
 /// Who may request which groups, for how long, and how requests are approved.
 #[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.defaultDuration) || duration(self.defaultDuration) <= duration(self.maxDuration)").message("defaultDuration must not exceed maxDuration"))]
+#[x_kube(validation = Rule::new("has(self.defaultDuration) ? duration(self.defaultDuration) <= duration(self.maxDuration) : true").message("defaultDuration must not exceed maxDuration"))]
 pub struct RequestRules {
     /// The `OktaCiamConnector` that grants, looked up in the namespace of each request.
     pub connector_ref: ConnectorRef,
