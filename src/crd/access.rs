@@ -17,6 +17,8 @@ use super::membership::ConnectorRef;
 
 /// Cluster-wide rules for just-in-time access. One policy may later also carry guard rails for
 /// standing `GroupMembership`s; today it has the `requests` section only.
+// Each printcolumn(...) repeats the same keys, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[kube(
     group = "oktaciam.io",
