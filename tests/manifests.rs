@@ -504,12 +504,8 @@ const CRD_GRANTS: &[(&str, &str, &[&str])] = &[
         &["get", "list", "watch", "patch", "create", "delete"],
     ),
     ("oktaciam.io", "accesspolicies", &["get"]),
-    (
-        "oktaciam.io",
-        "accessrequests",
-        &["get", "list", "watch", "patch"],
-    ),
-    ("oktaciam.io", "accessapprovals", &["get", "list", "watch"]),
+    ("oktaciam.io", "accessrequests", &["list", "watch", "patch"]),
+    ("oktaciam.io", "accessapprovals", &["list", "watch"]),
     ("oktaciam.io", "accessrequests/status", &["patch"]),
     ("oktaciam.io", "accessrequests/finalizers", &["update"]),
     (

@@ -179,14 +179,30 @@ async fn route(app: &AppState, req: Request) -> Result<Response> {
         ["apis", g, v] => {
             get_only(resources::resource_list(&app.types, g, v).ok_or(ApiError::NoRoute)?)
         }
-        ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] => {
-            let body = review_body(req).await?;
-            created(app.authorizer.review(body)?)
-        }
-        ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => {
+        [
+            "apis",
+            group @ ("authorization.k8s.io" | "authentication.k8s.io"),
+            "v1",
+            resource @ ("subjectaccessreviews" | "selfsubjectreviews"),
+        ] => {
+            // Counted (and open to injected faults) like any other request.
+            let access = Access {
+                client: bearer_token(&req),
+                namespace: String::new(),
+                group: (*group).to_owned(),
+                resource: (*resource).to_owned(),
+                verb: "create".to_owned(),
+            };
+            if let Some(err) = app.faults.on_request(access, "") {
+                return Err(err);
+            }
             let token = bearer_token(&req);
             let body = review_body(req).await?;
-            created(app.authorizer.self_review(&token, body)?)
+            if *resource == "subjectaccessreviews" {
+                created(app.authorizer.review(body)?)
+            } else {
+                created(app.authorizer.self_review(&token, body)?)
+            }
         }
         ["api", "v1", rest @ ..] => {
             let target = resolve(app, "", "v1", rest)?;
