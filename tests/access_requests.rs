@@ -269,6 +269,8 @@ async fn approved_request_is_granted_through_an_owned_membership_and_expires() {
     );
     let token = a.h.okta.token();
     assert!(notes.iter().all(|n| !n.contains(&token)), "{notes:?}");
+    let status = serde_json::to_string(&a.requests().get("alice-oncall").await.unwrap()).unwrap();
+    assert!(!status.contains(&token), "{status}");
     a.shutdown().await;
 }
 
