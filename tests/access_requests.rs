@@ -422,3 +422,60 @@ async fn deleting_an_active_request_revokes_the_grant_first() {
     a.h.wait_event("alice-oncall", "Normal", "Revoked").await;
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecided_request_expires_after_the_pending_timeout() {
+    let a = Access::start().await;
+    a.policy("oncall", json!({"pendingTimeout": "2s"})).await;
+    a.install_admission(|_| {}).await;
+    a.request("alice-oncall", "30m").await;
+    let r = a
+        .wait_phase("alice-oncall", AccessPhase::Expired, "PendingTimeout")
+        .await;
+    assert!(r.status.unwrap().decided_at.is_some());
+    a.h.wait_event("alice-oncall", "Normal", "Expired").await;
+    assert!(a.memberships().await.is_empty());
+    assert_eq!(a.h.writes(), 0);
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_outside_the_policy_or_the_email_domains_fail_before_any_write() {
+    let a = Access::start().await;
+    a.policy("oncall", json!({"allowRequestsForOthers": true}))
+        .await;
+    a.install_admission(|_| {}).await;
+    a.may_approve("bob@example.com", "oncall");
+    let obj: AccessRequest = serde_json::from_value(json!({
+        "metadata": {"name": "for-mallory"},
+        "spec": {"policy": "oncall", "requester": {"username": "alice@example.com"},
+                 "user": "mallory@evil.example.org", "group": "Eng Admins"},
+    }))
+    .unwrap();
+    let uid = a
+        .requests()
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    a.decide("for-mallory", &uid, "bob@example.com", "Approve")
+        .await;
+    let r = a
+        .wait_phase("for-mallory", AccessPhase::Failed, "InvalidRequest")
+        .await;
+    let message = r.status.unwrap().conditions[0].message.clone();
+    assert!(
+        message.contains("\"Eng Admins\" is not requestable"),
+        "{message}"
+    );
+    assert!(
+        message.contains("mallory@evil.example.org is not in the connector's email domains"),
+        "{message}"
+    );
+    a.h.wait_event("for-mallory", "Warning", "InvalidRequest")
+        .await;
+    assert!(a.memberships().await.is_empty());
+    assert_eq!(a.h.writes(), 0);
+    a.shutdown().await;
+}
