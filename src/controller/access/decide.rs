@@ -253,7 +253,7 @@ pub fn granted_duration(spec: &AccessRequestSpec, policy: &RequestRules) -> Resu
 }
 
 /// The approvers whose RBAC must be re-checked: approvals of this request (by uid) under its
-/// policy, by anyone but the requester. Distinct, sorted.
+/// policy, by anyone but the requester and the beneficiary. Distinct, sorted.
 pub fn approvers_to_check(votes: &[Vote], uid: &str, spec: &AccessRequestSpec) -> Vec<String> {
     votes
         .iter()
@@ -264,8 +264,13 @@ pub fn approvers_to_check(votes: &[Vote], uid: &str, spec: &AccessRequestSpec) -
         .collect()
 }
 
+/// An approval of this request under its policy, by neither the requester nor the Okta user
+/// who would get the access (a request made for someone else is not theirs to approve).
 fn counts_at_all(v: &Vote, uid: &str, spec: &AccessRequestSpec) -> bool {
-    v.request_uid == uid && v.policy == spec.policy && v.approver != spec.requester.username
+    v.request_uid == uid
+        && v.policy == spec.policy
+        && v.approver != spec.requester.username
+        && !v.approver.eq_ignore_ascii_case(okta_user(spec))
 }
 
 /// The counted decision over the votes.
@@ -280,7 +285,8 @@ pub enum Tally {
     Approvals(BTreeSet<String>),
 }
 
-/// Counts the votes: only this request's (uid, policy), never the requester's, only approvers
+/// Counts the votes: only this request's (uid, policy), never the requester's or the
+/// beneficiary's, only approvers
 /// still `authorized` and within the policy's `approvers`; a counted `Deny` wins.
 pub fn tally(
     votes: &[Vote],
@@ -920,6 +926,23 @@ mod tests {
         assert_eq!(out.status.phase, Some(AccessPhase::Pending));
         case.votes = vec![vote("alice@example.com", Decision::Deny)];
         assert_eq!(case.decide().status.phase, Some(AccessPhase::Pending));
+    }
+
+    #[test]
+    fn the_beneficiary_of_a_request_for_someone_else_cannot_approve_it() {
+        let mut case = Case::new().votes(&[
+            ("Bob@example.com", Decision::Approve, true),
+            ("carol@example.com", Decision::Approve, true),
+        ]);
+        case.spec.user = Some("bob@example.com".into());
+        let mut others = rules();
+        others.allow_requests_for_others = true;
+        case.rules = Some(others);
+        assert_eq!(case.decide().status.approvals.as_deref(), Some("1/2"));
+        assert_eq!(
+            approvers_to_check(&case.votes, UID, &case.spec),
+            ["carol@example.com"]
+        );
     }
 
     #[test]
