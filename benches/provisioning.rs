@@ -13,6 +13,11 @@
 //!   `(ceil(1000 / (0.5 * 500)) - 1) * window`, on shortened windows
 //!   (`PROVISIONING_BENCH_WINDOW_SECONDS`, default 5).
 //!
+//! With `PROVISIONING_BENCH_MODE=access`, the just-in-time access section instead (on an
+//! unthrottled emulator): approval -> member in Okta p50/p95 over the same number of samples,
+//! one AccessRequest approved at a time, and `ACCESS_BURST` (200) pending requests approved at
+//! once until every user is a member.
+//!
 //! `cargo bench --bench provisioning` (see docs/provisioning.md for recorded figures).
 
 use std::collections::BTreeSet;
@@ -29,6 +34,14 @@ use okta_emulator::{self as emulator, EmulatorConfig, EmulatorHandle, Fixture};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_okta-ciam-operator");
+/// Every CRD the operator requires.
+const CRDS: [&str; 5] = [
+    concat!(env!("CARGO_MANIFEST_DIR"), "/crds/oktaciamconnectors.yaml"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/crds/groupmemberships.yaml"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accesspolicies.yaml"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessrequests.yaml"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessapprovals.yaml"),
+];
 const NS: &str = "bench";
 const BURST: usize = 1000;
 const GROUPS: usize = 10;
@@ -100,6 +113,31 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 struct Operator(Child);
+
+/// Starts `okta-ciam-operator run` against the cluster of `kubeconfig`, logging to `log`.
+fn spawn_operator(kubeconfig: &std::path::Path, log: &std::path::Path) -> Operator {
+    Operator(
+        Command::new(BIN)
+            .args([
+                "run",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--insecure-loopback-http",
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "warn")
+            .env("OKTA_CIAM_LOG_FORMAT", "text")
+            .env_remove("OKTA_CIAM_LEADER_ELECT")
+            .env_remove("OKTA_CIAM_PROVISIONING")
+            .env_remove("BATON_PROVISIONING")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("start the operator"),
+    )
+}
 
 impl Drop for Operator {
     fn drop(&mut self) {
@@ -177,11 +215,10 @@ async fn main() {
     let window: u64 = env_or("PROVISIONING_BENCH_WINDOW_SECONDS", 5);
     let samples: usize = env_or("PROVISIONING_BENCH_LATENCY_SAMPLES", 20).max(1);
 
-    let crds = [
-        concat!(env!("CARGO_MANIFEST_DIR"), "/crds/oktaciamconnectors.yaml"),
-        concat!(env!("CARGO_MANIFEST_DIR"), "/crds/groupmemberships.yaml"),
-    ];
-    let server = TestServer::start(crds).await.expect("kube test server");
+    if std::env::var("PROVISIONING_BENCH_MODE").as_deref() == Ok("access") {
+        return access_benchmark(samples).await;
+    }
+    let server = TestServer::start(CRDS).await.expect("kube test server");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
@@ -193,27 +230,7 @@ async fn main() {
     .expect("emulator");
     setup(&kube, &okta).await;
 
-    let _operator = Operator(
-        Command::new(BIN)
-            .args([
-                "run",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--insecure-loopback-http",
-            ])
-            .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "warn")
-            .env("OKTA_CIAM_LOG_FORMAT", "text")
-            .env_remove("OKTA_CIAM_LEADER_ELECT")
-            .env_remove("OKTA_CIAM_PROVISIONING")
-            .env_remove("BATON_PROVISIONING")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("operator.log")).unwrap())
-            .spawn()
-            .expect("start the operator"),
-    );
+    let _operator = spawn_operator(&kubeconfig, &dir.path().join("operator.log"));
     wait_until(
         "the connector's first sync",
         Duration::from_millis(100),
@@ -297,6 +314,172 @@ async fn main() {
         "membership bucket floor: {BURST} PUTs at {per_window} per {window} s window ({LIMIT_GROUPS} x {BUDGET_PERCENT}%) = {:.1} s; ratio {:.2}x",
         floor.as_secs_f64(),
         elapsed.as_secs_f64() / floor.as_secs_f64().max(f64::EPSILON)
+    );
+    okta.shutdown().await;
+    server.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Just-in-time access (`PROVISIONING_BENCH_MODE=access`): approval -> member in Okta.
+// ---------------------------------------------------------------------------------------
+
+/// Requests approved at once in the access burst.
+const ACCESS_BURST: usize = 200;
+/// The one approver of every access request.
+const APPROVER: &str = "approver@example.com";
+
+/// Users `access000..` (samples, then the burst) and group `Access`, with limits far above
+/// what the run uses, so the figures are the operator's and not Okta's rate limits.
+fn access_fixture(samples: usize) -> String {
+    let mut f = String::from(
+        "tokens: [bench-token]\nrateLimits: {windowSeconds: 60, users: 100000, userById: 100000, \
+         groups: 100000, groupById: 100000, default: 100000, concurrency: 1000}\nusers:\n",
+    );
+    for i in 0..samples + ACCESS_BURST {
+        let _ = writeln!(f, "  - {{login: access{i:03}@example.com}}");
+    }
+    f.push_str("groups:\n  - {name: Access}\n");
+    f
+}
+
+/// Creates alice-style request `i` for `access{i}` and returns its (name, uid) once the
+/// operator has seen it (phase Pending), as a real request waits for its approver.
+async fn pending_request(kube: &Client, i: usize) -> (String, String) {
+    use okta_ciam_operator::crd::{AccessPhase, AccessRequest};
+    let api: Api<AccessRequest> = Api::namespaced(kube.clone(), NS);
+    let name = format!("access-{i:03}");
+    let obj = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"policy": "bench", "requester": {"username": format!("access{i:03}@example.com")},
+                 "group": "Access", "duration": "1h", "reason": "benchmark"},
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &obj).await.unwrap();
+    wait_until("a Pending request", Duration::from_millis(5), || async {
+        api.get(&name)
+            .await
+            .ok()
+            .and_then(|r| r.status)
+            .and_then(|s| s.phase)
+            == Some(AccessPhase::Pending)
+    })
+    .await;
+    (name, created.metadata.uid.unwrap())
+}
+
+async fn approve(kube: &Client, name: &str, uid: &str) {
+    let api: Api<okta_ciam_operator::crd::AccessApproval> = Api::namespaced(kube.clone(), NS);
+    let obj = serde_json::from_value(json!({
+        "metadata": {"name": format!("{name}-ok")},
+        "spec": {"request": {"name": name, "uid": uid}, "policy": "bench", "decision": "Approve",
+                 "approver": {"username": APPROVER}},
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+}
+
+async fn access_benchmark(samples: usize) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    use okta_ciam_operator::controller::access::admission::SHIPPED;
+    let server = TestServer::start(CRDS).await.expect("kube test server");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let kube = server.client();
+    let okta = emulator::start(EmulatorConfig::new(
+        Fixture::from_yaml(&access_fixture(samples)).unwrap(),
+    ))
+    .await
+    .expect("emulator");
+    setup(&kube, &okta).await;
+    // The admission policy the operator requires (its CEL is not run here), the policy, and
+    // the approver's RBAC, answered by the test server's SubjectAccessReviews.
+    let (vap, binding) = SHIPPED.clone();
+    Api::<ValidatingAdmissionPolicy>::all(kube.clone())
+        .create(&PostParams::default(), &vap)
+        .await
+        .unwrap();
+    Api::<ValidatingAdmissionPolicyBinding>::all(kube.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let policy: okta_ciam_operator::crd::AccessPolicy = serde_json::from_value(json!({
+        "metadata": {"name": "bench"},
+        "spec": {"requests": {"connectorRef": {"name": "acme"}, "namespaces": [NS],
+                 "groups": ["Access"], "maxDuration": "8h"}},
+    }))
+    .unwrap();
+    Api::<okta_ciam_operator::crd::AccessPolicy>::all(kube.clone())
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    server.authorizer().allow(kube_test_server::AuthzRule {
+        subject: kube_test_server::AuthzSubject::User(APPROVER.into()),
+        verb: "approve".into(),
+        group: "oktaciam.io".into(),
+        resource: "accesspolicies".into(),
+        name: "bench".into(),
+    });
+    let _operator = spawn_operator(&kubeconfig, &dir.path().join("operator.log"));
+    wait_until(
+        "the connector's first sync",
+        Duration::from_millis(100),
+        || connector_ready(&kube),
+    )
+    .await;
+    let group = okta.group_id("Access").unwrap();
+    let member = |i: usize| okta.user_id(&format!("access{i:03}@example.com")).unwrap();
+
+    // Latency: one request at a time, approval created -> member in the emulator.
+    let mut latencies = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let (name, uid) = pending_request(&kube, i).await;
+        let user = member(i);
+        let started = Instant::now();
+        approve(&kube, &name, &uid).await;
+        wait_until("a member", Duration::from_millis(2), || async {
+            okta.members_of(&group).contains(&user)
+        })
+        .await;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+
+    // Burst: ACCESS_BURST pending requests, then every approval at once.
+    let burst: Vec<usize> = (samples..samples + ACCESS_BURST).collect();
+    let pending = futures::future::join_all(burst.iter().map(|i| pending_request(&kube, *i))).await;
+    let before = okta.stats();
+    let started = Instant::now();
+    futures::future::join_all(pending.iter().map(|(name, uid)| approve(&kube, name, uid))).await;
+    let approved = started.elapsed();
+    let users: BTreeSet<String> = burst.iter().map(|i| member(*i)).collect();
+    wait_until(
+        "every burst user a member",
+        Duration::from_millis(20),
+        || async {
+            let members: BTreeSet<String> = okta.members_of(&group).into_iter().collect();
+            users.is_subset(&members)
+        },
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let after = okta.stats();
+
+    println!("access request benchmark (operator binary: {BIN}, unthrottled emulator)");
+    println!(
+        "approval -> member in Okta over {samples} AccessRequests: p50 {:.0} ms, p95 {:.0} ms",
+        percentile(&latencies, 50.0).as_secs_f64() * 1000.0,
+        percentile(&latencies, 95.0).as_secs_f64() * 1000.0
+    );
+    println!(
+        "{ACCESS_BURST} pending AccessRequests approved at once: every user a member in {:.1} s \
+         (approvals created in {:.1} s); okta requests {}, 429s {}",
+        elapsed.as_secs_f64(),
+        approved.as_secs_f64(),
+        after.requests.total - before.requests.total,
+        after.rate_limited - before.rate_limited
     );
     okta.shutdown().await;
     server.shutdown().await;

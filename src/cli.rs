@@ -38,6 +38,9 @@ pub enum Command {
     Crdgen(crate::crd::cli::CrdgenArgs),
     /// Run the operator: watch the cluster and reconcile connectors and group memberships.
     Run(Box<crate::controller::runtime::cli::RunArgs>),
+    /// Just-in-time access: request, approve, deny and list AccessRequests as the current
+    /// user (also installed as the kubectl plugin `kubectl-okta`).
+    Access(crate::controller::access::cli::AccessArgs),
     /// Sync an org's users, groups and roles in scope into a snapshot file (`--demo`: against
     /// a built-in emulated org).
     Sync(crate::sync::cli::SyncArgs),
@@ -53,7 +56,7 @@ impl Command {
     /// unless asked for (`RUST_LOG=warn`). The long-running subcommands log at `info`.
     pub fn default_log_level(&self) -> &'static str {
         match self {
-            Command::Sync(_) | Command::Review(_) => "error",
+            Command::Sync(_) | Command::Access(_) | Command::Review(_) => "error",
             #[cfg(feature = "emulator")]
             Command::Emulator(_) => "info",
             Command::Crdgen(_) | Command::Run(_) => "info",
@@ -86,12 +89,14 @@ pub fn init_logging(format: Option<LogFormat>, default_level: &str) {
 /// one line, `error: ...`, on stderr and exits 1, the same as a failed run, so scripts see one
 /// failure shape whatever went wrong. The exception is a bare invocation with no subcommand,
 /// which prints the usage on stderr (still exit 1): there is no single error to name.
+/// Invoked as `kubectl-okta` (the kubectl plugin), the arguments are those of `access`.
 pub fn main_from_args<I, T>(args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    match Cli::try_parse_from(args) {
+    let args = args.into_iter().map(Into::into).collect();
+    match Cli::try_parse_from(crate::controller::access::cli::plugin_args(args)) {
         Ok(cli) => main(cli),
         Err(e) => report_parse_error(&e),
     }
@@ -152,6 +157,7 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Run(args) => Ok(crate::controller::runtime::run(*args).await?),
             Command::Sync(args) => crate::sync::cli::run(args).await,
             Command::Review(args) => crate::review::cli::run(args),
+            Command::Access(args) => Ok(crate::controller::access::cli::run(args).await?),
         }
     });
     match result {

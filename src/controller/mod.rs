@@ -1,6 +1,7 @@
 //! Kubernetes controllers: one reconciler per kind, the decisions they drive, and the operator
 //! runtime around them.
 
+pub mod access;
 pub mod connector;
 pub mod membership;
 pub mod runtime;

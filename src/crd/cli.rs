@@ -4,12 +4,14 @@ use std::path::PathBuf;
 
 use kube::CustomResourceExt;
 
-use super::{Error, GroupMembership, OktaCiamConnector, Result};
+use super::{
+    AccessApproval, AccessPolicy, AccessRequest, Error, GroupMembership, OktaCiamConnector, Result,
+};
 
 /// Arguments of `crdgen`.
 #[derive(Debug, clap::Args)]
 pub struct CrdgenArgs {
-    /// Print both CRDs to stdout as one multi-document YAML stream instead of writing files.
+    /// Print every CRD to stdout as one multi-document YAML stream instead of writing files.
     #[arg(long)]
     pub stdout: bool,
 
@@ -29,6 +31,9 @@ pub fn render_crds() -> Result<Vec<(&'static str, String)>> {
             render(&OktaCiamConnector::crd())?,
         ),
         ("groupmemberships.yaml", render(&GroupMembership::crd())?),
+        ("accesspolicies.yaml", render(&AccessPolicy::crd())?),
+        ("accessrequests.yaml", render(&AccessRequest::crd())?),
+        ("accessapprovals.yaml", render(&AccessApproval::crd())?),
     ])
 }
 

@@ -15,6 +15,8 @@ pub enum ConditionType {
     Synced,
     /// Membership: the grant expired and has been revoked.
     Expired,
+    /// AccessRequest: the request is approved (False with the reason it is not, yet or ever).
+    Approved,
 }
 
 impl ConditionType {
@@ -25,6 +27,7 @@ impl ConditionType {
             Self::CredentialsValid => "CredentialsValid",
             Self::Synced => "Synced",
             Self::Expired => "Expired",
+            Self::Approved => "Approved",
         }
     }
 }

@@ -1,8 +1,10 @@
-//! The custom resource types: `OktaCiamConnector` and `GroupMembership` (`oktaciam.io/v1alpha1`).
+//! The custom resource types (`oktaciam.io/v1alpha1`): `OktaCiamConnector`, `GroupMembership`,
+//! and for just-in-time access `AccessPolicy`, `AccessRequest` and `AccessApproval`.
 //!
 //! Types only, plus pure spec validation and condition helpers. The YAML under `crds/` is
 //! generated from these types by `okta-ciam-operator crdgen` and checked by `tests/integration/crd_drift.rs`.
 
+pub mod access;
 pub mod cli;
 pub mod condition;
 pub mod connector;
@@ -10,6 +12,10 @@ pub mod membership;
 
 use std::path::PathBuf;
 
+pub use access::{
+    AccessApproval, AccessApprovalSpec, AccessPhase, AccessPolicy, AccessPolicySpec, AccessRequest,
+    AccessRequestSpec, AccessRequestStatus, Decision, Identity, RequestRef, RequestRules, Subjects,
+};
 pub use condition::{ConditionStatus, ConditionType};
 pub use connector::{
     ConnectorReason, ConnectorStatus, OktaCiamConnector, OktaCiamConnectorSpec, OktaRequestStats,
@@ -20,9 +26,9 @@ pub use membership::{
     MembershipStatus, UserMembershipState, UserMembershipStatus,
 };
 
-/// The API group of both kinds.
+/// The API group of every kind.
 pub const GROUP: &str = "oktaciam.io";
-/// The served and stored API version of both kinds.
+/// The served and stored API version of every kind.
 pub const VERSION: &str = "v1alpha1";
 /// The field manager the operator uses for every server-side apply.
 pub const FIELD_MANAGER: &str = "okta-ciam-operator";

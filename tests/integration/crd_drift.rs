@@ -24,27 +24,49 @@ fn committed_crds_match_the_rust_types() {
 fn crds_have_the_names_kubectl_users_rely_on() {
     let crds = render_crds().unwrap();
     let names: Vec<&str> = crds.iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, ["oktaciamconnectors.yaml", "groupmemberships.yaml"]);
+    assert_eq!(
+        names,
+        [
+            "oktaciamconnectors.yaml",
+            "groupmemberships.yaml",
+            "accesspolicies.yaml",
+            "accessrequests.yaml",
+            "accessapprovals.yaml"
+        ]
+    );
     for (_, yaml) in &crds {
         let crd: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap();
         assert_eq!(crd["spec"]["group"], "oktaciam.io");
-        assert_eq!(crd["spec"]["scope"], "Namespaced");
+        // Policies are cluster-wide; everything else lives with its connector.
+        let scope = if kind == "AccessPolicy" {
+            "Cluster"
+        } else {
+            "Namespaced"
+        };
+        assert_eq!(crd["spec"]["scope"], scope, "{kind}");
         assert_eq!(
             crd["spec"]["names"]["categories"],
             serde_json::json!(["okta"])
         );
         let version = &crd["spec"]["versions"][0];
         assert_eq!(version["name"], "v1alpha1");
-        assert_eq!(version["subresources"]["status"], serde_json::json!({}));
+        // Policies and approvals are written by people only; they have no status.
+        if !matches!(kind, "AccessPolicy" | "AccessApproval") {
+            assert_eq!(version["subresources"]["status"], serde_json::json!({}));
+        }
         let columns: Vec<&str> = version["additionalPrinterColumns"]
             .as_array()
             .unwrap()
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        let expected: &[&str] = match crd["spec"]["names"]["kind"].as_str().unwrap() {
+        let expected: &[&str] = match kind {
             "OktaCiamConnector" => &["Domain", "Ready", "Users", "Groups", "Last Sync", "Age"],
             "GroupMembership" => &["Group", "Users", "Ready", "Expires", "Age"],
+            "AccessPolicy" => &["Connector", "Approvals", "Max", "Age"],
+            "AccessRequest" => &["Phase", "Group", "User", "Approvals", "Expires", "Age"],
+            "AccessApproval" => &["Request", "Decision", "Approver", "Age"],
             other => panic!("unexpected kind {other}"),
         };
         assert_eq!(columns, expected);

@@ -39,6 +39,22 @@ const ALLOWED_UNUSED: &[(&str, &str, &str, &str)] = &[
         "update",
         "admission-time check only",
     ),
+    // Server-side apply that creates an object is authorized by kube-apiserver as `create`;
+    // the test server records it as the `patch` it is.
+    (
+        "oktaciam.io",
+        "groupmemberships",
+        "create",
+        "server-side apply creating the grant",
+    ),
+    // The grant's GroupMembership is owned by its AccessRequest with blockOwnerDeletion,
+    // which OwnerReferencesPermissionEnforcement checks against the owner's /finalizers.
+    (
+        "oktaciam.io",
+        "accessrequests/finalizers",
+        "update",
+        "admission-time check only",
+    ),
     // The membership reconciler reads its connector only while the connector has no index
     // (before its first sync, or after a scope change); once the index exists the facts come
     // from it. Whether a run needs the read depends on which reconcile comes first.
@@ -148,6 +164,11 @@ async fn e2e_every_api_call_is_granted_and_every_grant_is_used() {
     })
     .await;
     assert!(e.members("Team").is_empty());
+
+    // Access request life cycle: approve (admission objects read, approver re-checked,
+    // GroupMembership created), then delete the request (grant revoked first).
+    access_life_cycle(&e, server, &users[0]).await;
+
     // The leader renews its Lease at least once.
     wait_for("a Lease renewal", || async {
         server
@@ -208,4 +229,86 @@ async fn e2e_every_api_call_is_granted_and_every_grant_is_used() {
         "granted but never used (remove from rbac.yaml or allow-list with a reason): {unexplained:?}"
     );
     e.finish().await;
+}
+
+/// One AccessRequest through approval to an active grant, then deleted.
+async fn access_life_cycle(e: &E2e, server: &kube_test_server::TestServer, login: &str) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    use kube::Api;
+    use kube::api::PostParams;
+    use okta_ciam_operator::controller::access::admission::SHIPPED;
+    use okta_ciam_operator::crd::{AccessApproval, AccessPhase, AccessPolicy, AccessRequest};
+    let (vap, binding) = SHIPPED.clone();
+    let post = PostParams::default();
+    Api::<ValidatingAdmissionPolicy>::all(e.kube.clone())
+        .create(&post, &vap)
+        .await
+        .unwrap();
+    Api::<ValidatingAdmissionPolicyBinding>::all(e.kube.clone())
+        .create(&post, &binding)
+        .await
+        .unwrap();
+    let policy: AccessPolicy = serde_json::from_value(json!({
+        "metadata": {"name": "team"},
+        "spec": {"requests": {"connectorRef": {"name": "corp"}, "namespaces": [e.ns],
+                 "groups": ["Team"], "maxDuration": "1h"}},
+    }))
+    .unwrap();
+    Api::<AccessPolicy>::all(e.kube.clone())
+        .create(&post, &policy)
+        .await
+        .unwrap();
+    server.authorizer().allow(kube_test_server::AuthzRule {
+        subject: kube_test_server::AuthzSubject::User("lead@example.com".into()),
+        verb: "approve".into(),
+        group: "oktaciam.io".into(),
+        resource: "accesspolicies".into(),
+        name: "team".into(),
+    });
+    let requests: Api<AccessRequest> = Api::namespaced(e.kube.clone(), &e.ns);
+    let request: AccessRequest = serde_json::from_value(json!({
+        "metadata": {"name": "jit"},
+        "spec": {"policy": "team", "requester": {"username": e2e_support::address(login)},
+                 "group": "Team", "duration": "30m"},
+    }))
+    .unwrap();
+    let uid = requests
+        .create(&post, &request)
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    let approval: AccessApproval = serde_json::from_value(json!({
+        "metadata": {"name": "jit-lead"},
+        "spec": {"request": {"name": "jit", "uid": uid}, "policy": "team",
+                 "decision": "Approve", "approver": {"username": "lead@example.com"}},
+    }))
+    .unwrap();
+    Api::<AccessApproval>::namespaced(e.kube.clone(), &e.ns)
+        .create(&post, &approval)
+        .await
+        .unwrap();
+    wait_for("the access request Active", || async {
+        let r = requests.get_opt("jit").await.unwrap()?;
+        (r.status?.phase == Some(AccessPhase::Active)).then_some(())
+    })
+    .await;
+    assert_eq!(e.members("Team"), e.user_ids(&[login.to_owned()]));
+    requests
+        .delete("jit", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the access request deleted", || async {
+        requests
+            .get_opt("jit")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(e.members("Team").is_empty());
 }

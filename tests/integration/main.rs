@@ -43,6 +43,11 @@ mod runtime_leader;
 mod runtime_metrics_server;
 mod runtime_operator;
 
+// Just-in-time access requests: admission manifest, reconciler, and the `access` command.
+mod access_admission;
+mod access_cli;
+mod access_requests;
+
 // The real operator binary, end to end.
 mod e2e_connector;
 mod e2e_leader;

@@ -508,8 +508,24 @@ const CRD_GRANTS: &[(&str, &str, &[&str])] = &[
     (
         "oktaciam.io",
         "groupmemberships",
-        &["get", "list", "watch", "patch"],
+        &["get", "list", "watch", "patch", "create", "delete"],
     ),
+    ("oktaciam.io", "accesspolicies", &["get"]),
+    ("oktaciam.io", "accessrequests", &["list", "watch", "patch"]),
+    ("oktaciam.io", "accessapprovals", &["list", "watch"]),
+    ("oktaciam.io", "accessrequests/status", &["patch"]),
+    ("oktaciam.io", "accessrequests/finalizers", &["update"]),
+    (
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+        &["get"],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+        &["get"],
+    ),
+    ("authorization.k8s.io", "subjectaccessreviews", &["create"]),
     ("oktaciam.io", "oktaciamconnectors/status", &["patch"]),
     ("oktaciam.io", "groupmemberships/status", &["patch"]),
     ("oktaciam.io", "oktaciamconnectors/finalizers", &["update"]),
@@ -756,6 +772,8 @@ fn kustomize_renders_the_install_and_the_namespaced_variant() {
         "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ];
     assert_eq!(kinds, BTreeSet::from(expected));
     let cluster_scoped = [
@@ -763,6 +781,8 @@ fn kustomize_renders_the_install_and_the_namespaced_variant() {
         "ClusterRoleBinding",
         "CustomResourceDefinition",
         "Namespace",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ];
     for d in &docs {
         if !cluster_scoped.contains(&d["kind"].as_str().unwrap()) {
@@ -780,7 +800,13 @@ fn kustomize_renders_the_install_and_the_namespaced_variant() {
         "-2"
     );
     // The rendered CRDs are the committed ones, byte for byte in meaning.
-    for file in ["oktaciamconnectors.yaml", "groupmemberships.yaml"] {
+    for file in [
+        "oktaciamconnectors.yaml",
+        "groupmemberships.yaml",
+        "accesspolicies.yaml",
+        "accessrequests.yaml",
+        "accessapprovals.yaml",
+    ] {
         let committed = load_yaml_docs(&format!("crds/{file}")).remove(0);
         let rendered = docs
             .iter()
@@ -921,7 +947,7 @@ async fn test_server_with_the_crds() -> kube_test_server::TestServer {
         .iter()
         .map(|f| repo_path(&format!("crds/{}", f.as_str().unwrap())))
         .collect();
-    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files.len(), 5, "{files:?}");
     kube_test_server::TestServer::start(files)
         .await
         .expect("the test server loads the CRDs")
@@ -938,7 +964,19 @@ async fn the_test_server_lists_exactly_these_crd_rules_as_unenforced() {
     got.sort();
     let gm = "oktaciam.io/v1alpha1/GroupMembership";
     let conn = "oktaciam.io/v1alpha1/OktaCiamConnector";
+    let policy = "oktaciam.io/v1alpha1/AccessPolicy";
+    let request = "oktaciam.io/v1alpha1/AccessRequest";
+    let positive = "duration(self) > duration('0s')";
     let mut want: Vec<(String, String, String)> = [
+        (
+            policy,
+            "spec.requests",
+            "has(self.defaultDuration) ? duration(self.defaultDuration) <= duration(self.maxDuration) : true",
+        ),
+        (policy, "spec.requests.maxDuration", positive),
+        (policy, "spec.requests.defaultDuration", positive),
+        (policy, "spec.requests.pendingTimeout", positive),
+        (request, "spec.duration", positive),
         (gm, "spec", "!(has(self.expiresAt) && has(self.duration))"),
         (gm, "spec.duration", "duration(self) > duration('0s')"),
         (gm, "spec.group", "has(self.name) != has(self.id)"),

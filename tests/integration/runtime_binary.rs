@@ -6,7 +6,7 @@ use crate::runtime_support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use runtime_support::{BOTH_CRDS, kube_server};
+use runtime_support::{OPERATOR_CRDS, kube_server};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -52,7 +52,7 @@ async fn exits_non_zero_with_a_clear_message_without_the_crds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exits_zero_on_sigterm() {
-    let (server, dir) = kube_server(BOTH_CRDS).await;
+    let (server, dir) = kube_server(OPERATOR_CRDS).await;
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
     let mut child = operator(&kubeconfig).spawn().unwrap();

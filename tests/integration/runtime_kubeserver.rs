@@ -11,7 +11,7 @@ use okta_ciam_operator::controller::runtime::crds::check_crds;
 use okta_ciam_operator::controller::runtime::leader::{
     ElectionHandle, LeaderElector, LeaseSettings,
 };
-use runtime_support::{BOTH_CRDS, kube_server};
+use runtime_support::{OPERATOR_CRDS, kube_server};
 use tokio_util::sync::CancellationToken;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -26,11 +26,15 @@ async fn crd_check_uses_discovery() {
 
     let (one, _d) = kube_server(&[("oktaciamconnectors", "OktaCiamConnector")]).await;
     match check_crds(&one.client()).await.unwrap_err() {
-        Error::CrdsMissing { missing } => assert_eq!(missing, "groupmemberships.oktaciam.io"),
+        Error::CrdsMissing { missing } => assert_eq!(
+            missing,
+            "groupmemberships.oktaciam.io, accesspolicies.oktaciam.io, \
+             accessrequests.oktaciam.io, accessapprovals.oktaciam.io"
+        ),
         other => panic!("{other:?}"),
     }
 
-    let (both, _d) = kube_server(BOTH_CRDS).await;
+    let (both, _d) = kube_server(OPERATOR_CRDS).await;
     check_crds(&both.client()).await.unwrap();
 }
 

@@ -11,7 +11,7 @@ use clap::Parser;
 use okta_ciam_operator::controller::runtime::cli::RunArgs;
 use okta_ciam_operator::controller::runtime::{Context, Error, Operator};
 use okta_ciam_operator::okta::OktaClient;
-use runtime_support::{BOTH_CRDS, kube_server};
+use runtime_support::{OPERATOR_CRDS, kube_server};
 use tokio::sync::oneshot;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -94,7 +94,7 @@ async fn start_fails_with_a_clear_message_when_the_crds_are_missing() {
     );
     assert!(msg.contains("kubectl apply -k manifests/"), "{msg}");
 
-    let (kube, _crds) = kube_server(&BOTH_CRDS[..1]).await;
+    let (kube, _crds) = kube_server(&OPERATOR_CRDS[..1]).await;
     let err = Operator::<()>::start(args(&[]), kube.client())
         .await
         .err()
@@ -109,7 +109,7 @@ async fn start_fails_with_a_clear_message_when_the_crds_are_missing() {
 
 #[tokio::test]
 async fn the_empty_controller_set_serves_probes_and_exits_cleanly_on_signal() {
-    let (kube, _crds) = kube_server(BOTH_CRDS).await;
+    let (kube, _crds) = kube_server(OPERATOR_CRDS).await;
     let op = Operator::<OktaClient>::start(args(&[]), kube.client())
         .await
         .unwrap();
@@ -166,7 +166,7 @@ async fn the_empty_controller_set_serves_probes_and_exits_cleanly_on_signal() {
 
 #[tokio::test]
 async fn readiness_follows_the_controllers_flag_and_metrics_reach_the_endpoint() {
-    let (kube, _crds) = kube_server(BOTH_CRDS).await;
+    let (kube, _crds) = kube_server(OPERATOR_CRDS).await;
     let op = Operator::<()>::start(args(&[]), kube.client())
         .await
         .unwrap();
@@ -206,7 +206,7 @@ async fn readiness_follows_the_controllers_flag_and_metrics_reach_the_endpoint()
 
 #[tokio::test]
 async fn controllers_that_ignore_shutdown_are_abandoned_after_the_grace() {
-    let (kube, _crds) = kube_server(BOTH_CRDS).await;
+    let (kube, _crds) = kube_server(OPERATOR_CRDS).await;
     let op = Operator::<()>::start(args(&["--shutdown-grace", "50ms"]), kube.client())
         .await
         .unwrap();
@@ -237,7 +237,7 @@ async fn controllers_that_ignore_shutdown_are_abandoned_after_the_grace() {
 
 #[tokio::test]
 async fn failing_or_vanishing_controllers_fail_the_run() {
-    let (kube, _crds) = kube_server(BOTH_CRDS).await;
+    let (kube, _crds) = kube_server(OPERATOR_CRDS).await;
     let op = Operator::<()>::start(args(&[]), kube.client())
         .await
         .unwrap();
@@ -266,7 +266,7 @@ async fn failing_or_vanishing_controllers_fail_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_leader_election_controllers_write_only_in_a_term_and_the_lease_is_released() {
-    let (kube, _crds) = kube_server(BOTH_CRDS).await;
+    let (kube, _crds) = kube_server(OPERATOR_CRDS).await;
     let op = Operator::<()>::start(args(&["--leader-elect"]), kube.client())
         .await
         .unwrap();

@@ -25,10 +25,12 @@ pub async fn run_controllers_with(
 ) -> Result<(), Infallible> {
     let (connector_synced, connector_synced_rx) = oneshot::channel();
     let (membership_synced, membership_synced_rx) = oneshot::channel();
+    let (access_synced, access_synced_rx) = oneshot::channel();
     let readiness = ctx.readiness.clone();
     let ready = async move {
-        let (connector, membership) = tokio::join!(connector_synced_rx, membership_synced_rx);
-        if connector.is_ok() && membership.is_ok() {
+        let (connector, membership, access) =
+            tokio::join!(connector_synced_rx, membership_synced_rx, access_synced_rx);
+        if connector.is_ok() && membership.is_ok() && access.is_ok() {
             readiness.set_ready();
         }
     };
@@ -40,9 +42,15 @@ pub async fn run_controllers_with(
             tracing::error!(error = %e, "the GroupMembership controller stopped");
         }
     };
+    let access = async {
+        if let Err(e) = crate::controller::access::run(ctx.clone(), access_synced).await {
+            tracing::error!(error = %e, "the AccessRequest controller stopped");
+        }
+    };
     tokio::join!(
         crate::controller::connector::run(ctx.clone(), connector_synced),
         memberships,
+        access,
         ready,
     );
     Ok(())

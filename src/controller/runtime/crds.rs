@@ -12,9 +12,12 @@ use super::{Error, Result};
 pub const API_VERSION: &str = "oktaciam.io/v1alpha1";
 
 /// The plural resource names that must be served, with their CRD names for messages.
-pub const REQUIRED_RESOURCES: [(&str, &str); 2] = [
+pub const REQUIRED_RESOURCES: [(&str, &str); 5] = [
     ("oktaciamconnectors", "oktaciamconnectors.oktaciam.io"),
     ("groupmemberships", "groupmemberships.oktaciam.io"),
+    ("accesspolicies", "accesspolicies.oktaciam.io"),
+    ("accessrequests", "accessrequests.oktaciam.io"),
+    ("accessapprovals", "accessapprovals.oktaciam.io"),
 ];
 
 /// The CRD names whose resources are absent from a discovery answer (`None`: the whole group
@@ -29,7 +32,7 @@ pub fn missing_crds(resources: Option<&APIResourceList>) -> Vec<&'static str> {
         .collect()
 }
 
-/// Asks the API server whether both CRDs are installed; fails with
+/// Asks the API server whether every CRD is installed; fails with
 /// [`Error::CrdsMissing`] naming the missing ones.
 pub async fn check_crds(client: &kube::Client) -> Result<()> {
     let resources = match client.list_api_group_resources(API_VERSION).await {
@@ -76,13 +79,23 @@ mod tests {
             "oktaciamconnectors",
             "oktaciamconnectors/status",
             "groupmemberships",
+            "accesspolicies",
+            "accessrequests",
+            "accessrequests/status",
+            "accessapprovals",
         ]);
         assert!(missing_crds(Some(&l)).is_empty());
     }
 
     #[test]
     fn one_missing() {
-        let l = list(&["oktaciamconnectors", "oktaciamconnectors/status"]);
+        let l = list(&[
+            "oktaciamconnectors",
+            "oktaciamconnectors/status",
+            "accesspolicies",
+            "accessrequests",
+            "accessapprovals",
+        ]);
         assert_eq!(missing_crds(Some(&l)), vec!["groupmemberships.oktaciam.io"]);
     }
 
@@ -92,7 +105,10 @@ mod tests {
             missing_crds(None),
             vec![
                 "oktaciamconnectors.oktaciam.io",
-                "groupmemberships.oktaciam.io"
+                "groupmemberships.oktaciam.io",
+                "accesspolicies.oktaciam.io",
+                "accessrequests.oktaciam.io",
+                "accessapprovals.oktaciam.io",
             ]
         );
     }

@@ -193,10 +193,13 @@ spec:
     )
 }
 
-/// The operator's two kinds, as (plural, kind).
-pub const BOTH_CRDS: &[(&str, &str)] = &[
+/// The operator's kinds, as (plural, kind).
+pub const OPERATOR_CRDS: &[(&str, &str)] = &[
     ("oktaciamconnectors", "OktaCiamConnector"),
     ("groupmemberships", "GroupMembership"),
+    ("accesspolicies", "AccessPolicy"),
+    ("accessrequests", "AccessRequest"),
+    ("accessapprovals", "AccessApproval"),
 ];
 
 /// A Kubernetes API test server serving CRDs for `kinds` (plural, kind). Keep the directory

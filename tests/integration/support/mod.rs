@@ -61,6 +61,9 @@ pub async fn start_test_server() -> TestServer {
     TestServer::start([
         format!("{crds}/oktaciamconnectors.yaml"),
         format!("{crds}/groupmemberships.yaml"),
+        format!("{crds}/accesspolicies.yaml"),
+        format!("{crds}/accessrequests.yaml"),
+        format!("{crds}/accessapprovals.yaml"),
     ])
     .await
     .expect("test server starts")

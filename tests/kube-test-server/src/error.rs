@@ -94,6 +94,9 @@ pub enum ApiError {
     /// 403 `Forbidden` (e.g. new content in a terminating namespace).
     #[error("{0}")]
     Forbidden(String),
+    /// 401 `Unauthorized`: the bearer token authenticates no one.
+    #[error("Unauthorized")]
+    Unauthorized,
     /// 405 `MethodNotAllowed`.
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
@@ -143,6 +146,7 @@ impl ApiError {
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => 422,
             ApiError::Expired(_) => 410,
             ApiError::Forbidden(_) => 403,
+            ApiError::Unauthorized => 401,
             ApiError::MethodNotAllowed => 405,
             ApiError::BadRequest(_) => 400,
             ApiError::UnsupportedMediaType(_) => 415,
@@ -160,6 +164,7 @@ impl ApiError {
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
             ApiError::Expired(_) => "Expired",
             ApiError::Forbidden(_) => "Forbidden",
+            ApiError::Unauthorized => "Unauthorized",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",

@@ -1,5 +1,6 @@
 //! HTTP edge: parses Kubernetes API paths and query parameters, calls the store, streams watches.
 
+use crate::authz::Authorizer;
 use crate::error::{ApiError, Result};
 use crate::faults::{Access, Faults};
 use crate::patch;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub bookmark_interval: Duration,
     /// Longest a watch stays open when the client gives no `timeoutSeconds`.
     pub max_watch: Duration,
+    /// Answers SubjectAccessReviews and SelfSubjectReviews.
+    pub authorizer: Authorizer,
 }
 
 /// Largest request body accepted.
@@ -176,6 +179,31 @@ async fn route(app: &AppState, req: Request) -> Result<Response> {
         ["apis", g, v] => {
             get_only(resources::resource_list(&app.types, g, v).ok_or(ApiError::NoRoute)?)
         }
+        [
+            "apis",
+            group @ ("authorization.k8s.io" | "authentication.k8s.io"),
+            "v1",
+            resource @ ("subjectaccessreviews" | "selfsubjectreviews"),
+        ] => {
+            // Counted (and open to injected faults) like any other request.
+            let access = Access {
+                client: bearer_token(&req),
+                namespace: String::new(),
+                group: (*group).to_owned(),
+                resource: (*resource).to_owned(),
+                verb: "create".to_owned(),
+            };
+            if let Some(err) = app.faults.on_request(access, "") {
+                return Err(err);
+            }
+            let token = bearer_token(&req);
+            let body = review_body(req).await?;
+            if *resource == "subjectaccessreviews" {
+                created(app.authorizer.review(body)?)
+            } else {
+                created(app.authorizer.self_review(&token, body)?)
+            }
+        }
         ["api", "v1", rest @ ..] => {
             let target = resolve(app, "", "v1", rest)?;
             serve(app, target, req).await
@@ -187,6 +215,21 @@ async fn route(app: &AppState, req: Request) -> Result<Response> {
         }
         _ => Err(ApiError::NoRoute),
     }
+}
+
+/// The body of a POSTed review (nothing else is served on review paths).
+async fn review_body(req: Request) -> Result<Value> {
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let body = axum::body::to_bytes(req.into_body(), BODY_LIMIT)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("reading body: {e}")))?;
+    parse_body(&body, false)
+}
+
+fn created(v: Value) -> Result<Response> {
+    Ok(json_response(StatusCode::CREATED, &v))
 }
 
 fn verb(method: &Method, target: &Target<'_>, q: &HashMap<String, String>) -> Result<&'static str> {

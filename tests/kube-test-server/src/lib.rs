@@ -17,7 +17,10 @@
 //!
 //! # Served
 //! CRDs loaded from YAML (files or directories, multi-document), core v1 `Namespace`, `Secret`, `ConfigMap`, `Event`,
-//! `events.k8s.io/v1` `Event`, `coordination.k8s.io/v1` `Lease`; discovery (`/api`, `/api/v1`, `/apis`,
+//! `events.k8s.io/v1` `Event`, `coordination.k8s.io/v1` `Lease`, `admissionregistration.k8s.io/v1`
+//! `ValidatingAdmissionPolicy` and `ValidatingAdmissionPolicyBinding` (stored, never evaluated);
+//! `authorization.k8s.io/v1` `SubjectAccessReview` and `authentication.k8s.io/v1` `SelfSubjectReview`
+//! (create only, answered from the test's [`TestServer::authorizer`] rules, not in discovery); discovery (`/api`, `/api/v1`, `/apis`,
 //! `/apis/{group}/{version}`) and `/version`. Namespaces `default`, `kube-system` and `kube-public` exist
 //! at start.
 //!
@@ -44,7 +47,8 @@
 //!   version used for the write.
 //! - `events.k8s.io/v1` Events are a renamed view of the core v1 Event store, as upstream, but only the
 //!   field renames are converted (no `series.state`, no defaulting of the deprecated fields).
-//! - No authentication/authorization, admission webhooks, graceful deletion periods, or aggregated
+//! - No authentication/authorization (reviews answer from test-set rules), admission webhooks or
+//!   admission policies, graceful deletion periods, or aggregated
 //!   discovery. Garbage collection is synchronous and background-style: dependents whose owners are
 //!   all gone are deleted at once; `Foreground` behaves like `Background` (no `foregroundDeletion`
 //!   finalizer, `blockOwnerDeletion` ignored); `Orphan` strips the owner reference from dependents.
@@ -60,6 +64,7 @@
 //! - Custom resources refuse unconditional PUT (no resourceVersion) like upstream; the built-ins here
 //!   allow it.
 
+mod authz;
 mod convert;
 mod error;
 mod faults;
@@ -71,6 +76,7 @@ mod schema;
 mod selector;
 mod store;
 
+pub use authz::{Authorizer, Rule as AuthzRule, Subject as AuthzSubject, UserInfo};
 pub use error::{ApiError, Cause, Subject};
 pub use faults::{Access, Counters, FailWith, Faults};
 pub use resources::LoadError;
@@ -178,6 +184,7 @@ impl TestServer {
             addr: addr.to_string(),
             bookmark_interval: opts.bookmark_interval,
             max_watch: opts.max_watch,
+            authorizer: Authorizer::default(),
         });
         let app = axum::Router::new()
             .fallback(http::handle)
@@ -244,6 +251,12 @@ impl TestServer {
         );
         std::fs::write(path, text)?;
         Ok(())
+    }
+
+    /// The rules `SubjectAccessReview`s are answered from, and the identities
+    /// `SelfSubjectReview`s report.
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.state.authorizer
     }
 
     /// Fault injection and counters.

@@ -148,6 +148,20 @@ pub fn builtins() -> Vec<ResourceType> {
             ..builtin("events.k8s.io", "Event", "events", true, META_LABELS)
         },
         builtin("coordination.k8s.io", "Lease", "leases", true, META_LABELS),
+        builtin(
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicy",
+            "validatingadmissionpolicies",
+            false,
+            META_LABELS,
+        ),
+        builtin(
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicyBinding",
+            "validatingadmissionpolicybindings",
+            false,
+            META_LABELS,
+        ),
     ]
 }
 

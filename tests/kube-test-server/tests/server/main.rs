@@ -1,8 +1,10 @@
 //! The test server's own tests, in one binary (one link of kube and axum instead of three):
-//! the API surface, the controller runtime against it, and watch semantics.
+//! the API surface, the controller runtime against it, authorization reviews, and watch
+//! semantics.
 
 mod common;
 
 mod api;
 mod runtime;
+mod reviews;
 mod watch;
