@@ -59,6 +59,7 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
     if let Some(secs) = args.rate_limit_window_seconds {
         config.rate_limits.window = Duration::from_secs(secs.max(1));
     }
+    let signal = shutdown_signal()?;
     let handle = super::serve(config, args.listen)
         .await
         .context("starting the emulator")?;
@@ -78,31 +79,33 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        _ = shutdown_signal() => tracing::info!("signal received, stopping"),
+        () = signal => tracing::info!("signal received, stopping"),
         _ = stdin_closed => tracing::info!("stdin closed, stopping"),
     }
     handle.shutdown().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGTERM or SIGINT (Ctrl-C elsewhere). The handlers are installed when this is
+/// called, before the URL line announces the emulator: a signal sent right after it is read
+/// must stop the process cleanly, not kill it by the default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

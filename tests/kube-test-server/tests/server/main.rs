@@ -5,6 +5,6 @@
 mod common;
 
 mod api;
-mod runtime;
 mod reviews;
+mod runtime;
 mod watch;
