@@ -137,7 +137,7 @@ impl Emulator {
 /// The floor's inputs worked out from the emulator's whole org, independently of the sync
 /// under test: in-scope users by the exact domain rule, every group (no name filter), member
 /// pages of the non-empty groups or one call per in-scope user if fewer, the users holding a
-/// role directly or through a group, and the custom roles.
+/// role directly or through a group, the cheaper role plan, and the custom roles.
 fn floor_inputs_from_org(org: &serde_json::Value) -> plan::FloorInputs {
     let in_scope = |address: &str| {
         address
@@ -145,17 +145,25 @@ fn floor_inputs_from_org(org: &serde_json::Value) -> plan::FloorInputs {
             .is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(IN_SCOPE))
     };
     let users = org["users"].as_array().expect("users");
-    let in_scope_users = users
+    let in_scope_ids: std::collections::BTreeSet<&str> = users
         .iter()
         .filter(|u| {
             let login = u["login"].as_str().unwrap_or_default();
             u["email"].as_str().is_some_and(in_scope) || (login.contains('@') && in_scope(login))
         })
-        .count() as u64;
+        .filter_map(|u| u["id"].as_str())
+        .collect();
+    let in_scope_users = in_scope_ids.len() as u64;
     let groups = org["groups"].as_array().expect("groups");
-    let member_counts = groups
-        .iter()
-        .map(|g| g["members"].as_array().map_or(0, Vec::len) as u64);
+    let members = |g: &serde_json::Value| -> Vec<String> {
+        g["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str().map(str::to_owned))
+            .collect()
+    };
+    let member_counts = groups.iter().map(|g| members(g).len() as u64);
     let choice = plan::choose_membership_plan(member_counts, in_scope_users);
     let mut admins = std::collections::BTreeSet::new();
     for a in org["roleAssignments"].as_array().expect("roleAssignments") {
@@ -166,17 +174,28 @@ fn floor_inputs_from_org(org: &serde_json::Value) -> plan::FloorInputs {
                 .iter()
                 .find(|g| g["id"] == group)
                 .expect("assigned group");
-            for member in held["members"].as_array().into_iter().flatten() {
-                admins.insert(member.as_str().unwrap_or_default().to_owned());
-            }
+            admins.extend(members(held));
         }
     }
+    let role_plan = plan::choose_role_plan(&plan::RoleCounts {
+        admins: admins.len() as u64,
+        admins_in_scope: admins
+            .iter()
+            .filter(|a| in_scope_ids.contains(a.as_str()))
+            .count() as u64,
+        groups_without_in_scope_members: groups
+            .iter()
+            .filter(|g| !members(g).iter().any(|m| in_scope_ids.contains(m.as_str())))
+            .count() as u64,
+        groups_without_members: groups.iter().filter(|g| members(g).is_empty()).count() as u64,
+    });
     plan::FloorInputs {
         users: in_scope_users,
         groups: groups.len() as u64,
         membership_requests: choice.requests(),
         membership_strategy: choice.strategy,
         admins: admins.len() as u64,
+        role_requests: role_plan.requests(),
         custom_roles: org["customRoles"].as_array().map_or(0, Vec::len) as u64,
     }
 }
@@ -294,6 +313,15 @@ fn run(size: &Size, window_secs: u64, dir: &Path) {
         memberships,
         st.membership_plan.map(|p| p.strategy)
     );
+    if let Some(p) = st.role_plan {
+        println!(
+            "   role reads:   {:?}, {} requests ({} via in-scope admins + group lists, {} via every admin)",
+            p.strategy,
+            p.requests(),
+            p.group_lists_requests,
+            p.assignee_lists_requests
+        );
+    }
     println!(
         "   requests:     {} (floor {floor}, {ratio:.3}x; by bucket users/groups/default {}/{}/{})",
         st.requests, by.users, by.groups, by.default

@@ -37,10 +37,6 @@ pub struct SyncConfig {
     pub concurrency: usize,
 }
 
-/// Why group-held roles of member-less groups are missing (there is no bulk endpoint).
-const GROUP_ROLE_NOTE: &str = "Group-held roles are learned from the role lists of admin users \
-     (/iam/assignees/users); a group that holds a role but has no members is not reported.";
-
 /// Runs one sync: reads users, groups, memberships, roles and custom roles in scope and returns
 /// the canonical snapshot. The client's counters are reported as the difference over this
 /// sync (requests of other work sharing the client at the same time are included).
@@ -61,12 +57,13 @@ pub async fn sync(
     };
     let concurrency = config.concurrency.max(1);
 
-    // Memberships need users and groups but not roles: start them as soon as both are known,
-    // while the role and custom-role reads (other buckets) go on.
+    // Users, groups and the admin list first (mostly different buckets); memberships next;
+    // role lists last, because the role plan counts groups without in-scope members.
     let principals = async {
-        let (users, groups) = futures::try_join!(
+        let (users, groups, admins) = futures::try_join!(
             read_users(client, &config.email_domains, &reporter),
             read_groups(client, config.group_name_filter.as_ref(), &reporter),
+            read_admins(client),
         )?;
         let membership_plan = plan::choose_membership_plan(
             groups.iter().map(|g| g.member_count_hint()),
@@ -81,12 +78,20 @@ pub async fn sync(
             &reporter,
         )
         .await?;
-        Ok::<_, Error>((users, groups, membership_plan, pairs))
+        let role_reads = plan_role_reads(&users, &groups, &admins, &pairs);
+        let role_lists = read_role_lists(client, &role_reads, concurrency, &reporter).await?;
+        Ok::<_, Error>((
+            users,
+            groups,
+            membership_plan,
+            pairs,
+            role_reads,
+            role_lists,
+        ))
     };
-    let ((users, groups, membership_plan, pairs), admin_roles, custom_roles) = futures::try_join!(
+    let ((users, groups, membership_plan, pairs, role_reads, role_lists), custom_roles) = futures::try_join!(
         principals,
-        read_admin_roles(client, concurrency, &reporter),
-        read_custom_roles(client, concurrency, &reporter),
+        read_custom_roles(client, concurrency, &reporter)
     )?;
 
     let user_index: HashMap<&str, u32> = index_by_id(users.iter().map(|u| u.id.as_str()));
@@ -94,11 +99,16 @@ pub async fn sync(
 
     let mut role_grants = BTreeSet::new();
     let mut unusable = 0;
-    for (user_id, facts) in &admin_roles {
+    for (holder, facts) in &role_lists {
+        let (user_id, user_in_scope) = match holder {
+            RoleHolder::User(id) => (id.as_str(), user_index.contains_key(id.as_str())),
+            // A group's own list: its items are all `Holder::Group`, no user is involved.
+            RoleHolder::Group(_) => ("", false),
+        };
         unusable += roles::derive_role_grants(
             user_id,
             facts,
-            user_index.contains_key(user_id.as_str()),
+            user_in_scope,
             |g| group_index.contains_key(g),
             &mut role_grants,
         );
@@ -113,7 +123,7 @@ pub async fn sync(
     drop(pairs);
     grants.extend(role_grants);
 
-    let mut notes = vec![GROUP_ROLE_NOTE.to_string()];
+    let mut notes = Vec::new();
     if unusable > 0 {
         notes.push(format!(
             "{unusable} custom-role assignments without a role id were skipped."
@@ -124,7 +134,8 @@ pub async fn sync(
         groups: groups.len() as u64,
         membership_requests: membership_plan.requests(),
         membership_strategy: membership_plan.strategy,
-        admins: admin_roles.len() as u64,
+        admins: role_reads.counts.admins,
+        role_requests: role_reads.plan.requests(),
         custom_roles: custom_roles.len() as u64,
     };
     let spent = client.stats().since(&before);
@@ -156,6 +167,7 @@ pub async fn sync(
             rate_limit_wait_seconds: spent.rate_limit_wait.as_secs_f64(),
             duration_seconds: started.elapsed().as_secs_f64(),
             membership_plan: Some(membership_plan),
+            role_plan: Some(role_reads.plan),
             request_floor: plan::request_floor(&floor_inputs),
             floor_inputs,
         },
@@ -331,12 +343,9 @@ fn group_row(g: Group) -> GroupRow {
     }
 }
 
-/// Admin users (from `/iam/assignees/users`) with their role lists, reduced to facts.
-async fn read_admin_roles(
-    client: &OktaClient,
-    concurrency: usize,
-    reporter: &Reporter<'_>,
-) -> Result<Vec<(String, Vec<RoleFact>)>> {
+/// Ids of the users `/iam/assignees/users` lists (every user holding an admin role, directly
+/// or through a group), sorted.
+async fn read_admins(client: &OktaClient) -> Result<Vec<String>> {
     let mut ids = Vec::new();
     let mut pages = client.list_role_assignees(Some(plan::ASSIGNEES_PAGE));
     while let Some(page) = pages.try_next().await? {
@@ -344,15 +353,113 @@ async fn read_admin_roles(
     }
     ids.sort_unstable();
     ids.dedup();
+    Ok(ids)
+}
+
+/// Whose role list is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RoleHolder {
+    /// `GET /users/{id}/roles`.
+    User(String),
+    /// `GET /groups/{id}/roles`.
+    Group(String),
+}
+
+/// The role plan with the lists it reads.
+struct RoleReads {
+    counts: plan::RoleCounts,
+    plan: plan::RolePlan,
+    lists: Vec<RoleHolder>,
+}
+
+/// Decides which role lists to read (see [`plan::RoleStrategy`]) from the in-scope users and
+/// groups, the admin ids and the in-scope membership pairs.
+fn plan_role_reads(
+    users: &[SnapshotUser],
+    groups: &[GroupRow],
+    admins: &[String],
+    pairs: &[(u32, u32)],
+) -> RoleReads {
+    let user_ids: std::collections::HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    let mut with_in_scope_members = vec![false; groups.len()];
+    for &(_, g) in pairs {
+        with_in_scope_members[g as usize] = true;
+    }
+    let without_in_scope_members: Vec<&GroupRow> = groups
+        .iter()
+        .zip(&with_in_scope_members)
+        .filter(|(_, has)| !**has)
+        .map(|(g, _)| g)
+        .collect();
+    // An unknown count may hide an empty group, so it is read too.
+    let without_members: Vec<&GroupRow> = groups
+        .iter()
+        .filter(|g| !g.count_known || g.group.member_count == 0)
+        .collect();
+    let admins_in_scope: Vec<&String> = admins
+        .iter()
+        .filter(|a| user_ids.contains(a.as_str()))
+        .collect();
+    let counts = plan::RoleCounts {
+        admins: admins.len() as u64,
+        admins_in_scope: admins_in_scope.len() as u64,
+        groups_without_in_scope_members: without_in_scope_members.len() as u64,
+        groups_without_members: without_members.len() as u64,
+    };
+    let plan = plan::choose_role_plan(&counts);
+    let (admin_lists, group_lists): (Vec<&String>, Vec<&GroupRow>) = match plan.strategy {
+        plan::RoleStrategy::GroupLists => (admins_in_scope, without_in_scope_members),
+        plan::RoleStrategy::AssigneeLists => (admins.iter().collect(), without_members),
+    };
+    let lists = admin_lists
+        .into_iter()
+        .map(|id| RoleHolder::User(id.clone()))
+        .chain(
+            group_lists
+                .into_iter()
+                .map(|g| RoleHolder::Group(g.group.id.clone())),
+        )
+        .collect();
+    RoleReads {
+        counts,
+        plan,
+        lists,
+    }
+}
+
+/// Reads the planned role lists, reduced to facts; a group's own list makes every item a
+/// grant of that group.
+async fn read_role_lists(
+    client: &OktaClient,
+    reads: &RoleReads,
+    concurrency: usize,
+    reporter: &Reporter<'_>,
+) -> Result<Vec<(RoleHolder, Vec<RoleFact>)>> {
     let done = AtomicU64::new(0);
-    let out: Vec<(String, Vec<RoleFact>)> = stream::iter(ids)
-        .map(|id| {
+    let out: Vec<(RoleHolder, Vec<RoleFact>)> = stream::iter(reads.lists.iter().cloned())
+        .map(|holder| {
             let done = &done;
             async move {
-                let assignments = client.list_user_roles(&id).await?;
+                let facts = match &holder {
+                    RoleHolder::User(id) => client
+                        .list_user_roles(id)
+                        .await?
+                        .into_iter()
+                        .map(role_fact)
+                        .collect(),
+                    RoleHolder::Group(id) => client
+                        .list_group_roles(id)
+                        .await?
+                        .into_iter()
+                        .map(|a| RoleFact {
+                            holder: roles::Holder::Group(id.clone()),
+                            ..role_fact(a)
+                        })
+                        .collect(),
+                };
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 reporter.report(Phase::Roles, n, false);
-                Ok::<_, Error>((id, assignments.into_iter().map(role_fact).collect()))
+                Ok::<_, Error>((holder, facts))
             }
         })
         .buffer_unordered(concurrency)

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::plan::MembershipStrategy;
+use super::plan::{MembershipStrategy, RoleStrategy};
 use super::snapshot::{GrantKind, PrincipalType, Snapshot};
 
 /// A stage of a sync.
@@ -201,6 +201,20 @@ pub fn summary_table(s: &Snapshot) -> String {
                 },
                 plan.per_group_requests,
                 plan.per_user_requests
+            ),
+        ));
+    }
+    if let Some(plan) = &st.role_plan {
+        rows.push((
+            "role reads",
+            format!(
+                "{} ({} requests via in-scope admins and group lists vs {} via every admin)",
+                match plan.strategy {
+                    RoleStrategy::GroupLists => "group lists",
+                    RoleStrategy::AssigneeLists => "every admin",
+                },
+                plan.group_lists_requests,
+                plan.assignee_lists_requests
             ),
         ));
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{FloorInputs, MembershipPlan};
+use super::plan::{FloorInputs, MembershipPlan, RolePlan};
 use super::{Error, Result};
 
 /// An org's access state as seen through a connector's filters.
@@ -165,6 +165,9 @@ pub struct SyncStats {
     pub duration_seconds: f64,
     /// How memberships were read and what each way would have cost.
     pub membership_plan: Option<MembershipPlan>,
+    /// How role lists were read and what each way would have cost.
+    #[serde(default)]
+    pub role_plan: Option<RolePlan>,
     /// What the request floor was computed from.
     #[serde(default)]
     pub floor_inputs: FloorInputs,
