@@ -41,6 +41,9 @@ pub enum Command {
     /// Sync an org's users, groups and roles in scope into a snapshot file (`--demo`: against
     /// a built-in emulated org).
     Sync(crate::sync::cli::SyncArgs),
+    /// Show what changed between two snapshot files: users in or out of scope, groups,
+    /// memberships and role grants added or removed.
+    Diff(crate::sync::diff::DiffArgs),
 }
 
 impl Command {
@@ -51,7 +54,7 @@ impl Command {
     /// unless asked for (`RUST_LOG=warn`). The long-running subcommands log at `info`.
     pub fn default_log_level(&self) -> &'static str {
         match self {
-            Command::Sync(_) => "error",
+            Command::Sync(_) | Command::Diff(_) => "error",
             #[cfg(feature = "emulator")]
             Command::Emulator(_) => "info",
             Command::Crdgen(_) | Command::Run(_) => "info",
@@ -149,6 +152,7 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Crdgen(args) => crate::crd::cli::run(args).map_err(Into::into),
             Command::Run(args) => Ok(crate::controller::runtime::run(*args).await?),
             Command::Sync(args) => crate::sync::cli::run(args).await,
+            Command::Diff(args) => crate::sync::diff::run(&args),
         }
     });
     match result {

@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use super::changes;
 use super::engine::{self, SyncConfig};
 use super::progress::{StderrProgress, summary_table};
 use super::scope::{EmailDomains, GroupNameFilter};
+use super::snapshot::Snapshot;
 use crate::okta::{ApiToken, ClientOptions, DomainPolicy, OktaClient, OrgDomain, SswsAuth};
 
 #[cfg(feature = "emulator")]
@@ -146,7 +148,16 @@ async fn execute(
         concurrency: usize::from(args.max_concurrency),
     };
     let client = OktaClient::new(domain, Arc::new(SswsAuth::new(token)), options)?;
-    let snapshot = engine::sync(&client, &config, &StderrProgress::new()).await?;
+    let mut snapshot = engine::sync(&client, &config, &StderrProgress::new()).await?;
+    // The change log is against the file being replaced, when it is of the same org and scope
+    // (an unreadable or foreign file is simply replaced).
+    if let Ok(previous) = Snapshot::read(&args.output)
+        && previous.same_scope(&snapshot)
+    {
+        snapshot.changes = Some(changes::diff(previous.access(), snapshot.access(), &|_| {
+            None
+        }));
+    }
     snapshot.write_atomic(&args.output)?;
     print!("{}", summary_table(&snapshot));
     println!("snapshot written to {}", args.output.display());

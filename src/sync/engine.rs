@@ -159,6 +159,7 @@ pub async fn sync(
         custom_roles,
         grants,
         notes,
+        changes: None,
         stats: SyncStats {
             requests: spent.requests,
             requests_by_endpoint: spent.requests_by_endpoint.clone(),

@@ -218,6 +218,24 @@ pub fn summary_table(s: &Snapshot) -> String {
             ),
         ));
     }
+    if let Some(changes) = &s.changes {
+        let c = changes.counts();
+        rows.push((
+            "changes",
+            format!(
+                "since {}: users +{} -{}, groups +{} -{}, memberships +{} -{}, role grants +{} -{}",
+                changes.since,
+                c.users_added,
+                c.users_removed,
+                c.groups_added,
+                c.groups_removed,
+                c.memberships_added,
+                c.memberships_removed,
+                c.roles_added,
+                c.roles_removed
+            ),
+        ));
+    }
     rows.push(("rate-limited (429)", st.rate_limited.to_string()));
     rows.push(("retries", st.retries.to_string()));
     rows.push((
@@ -277,6 +295,7 @@ mod tests {
                 },
             ],
             notes: vec![],
+            changes: None,
             stats: SyncStats {
                 requests: 12,
                 request_floor: 10,

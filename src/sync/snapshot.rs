@@ -35,6 +35,9 @@ pub struct Snapshot {
     /// Caveats of this snapshot (what the API did not let it see).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// What changed since the previous snapshot of the same scope, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<super::changes::Changes>,
     /// Request counters and timing.
     pub stats: SyncStats,
 }
@@ -241,6 +244,14 @@ impl Snapshot {
         Ok(serde_json::from_reader(std::io::BufReader::new(file))?)
     }
 
+    /// Whether `other` was read from the same org through the same filters, so that a diff of
+    /// the two is a change log rather than a change of scope.
+    pub fn same_scope(&self, other: &Snapshot) -> bool {
+        self.domain == other.domain
+            && self.email_domains == other.email_domains
+            && self.group_name_filter == other.group_name_filter
+    }
+
     /// Builds lookup maps over this snapshot.
     pub fn index(&self) -> SnapshotIndex<'_> {
         SnapshotIndex::new(self)
@@ -261,6 +272,7 @@ impl Snapshot {
             custom_roles: Vec::new(),
             grants: Vec::new(),
             notes: Vec::new(),
+            changes: None,
             stats: SyncStats::default(),
         }
     }
@@ -403,6 +415,7 @@ mod tests {
                 Grant::membership("00u1", "00g1"),
             ],
             notes: vec![],
+            changes: None,
             stats: SyncStats::default(),
         }
     }
