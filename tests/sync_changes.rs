@@ -102,7 +102,7 @@ async fn sync_records_changes_and_diff_prints_them() {
     let ids = |l: &[okta_ciam_operator::sync::changes::PrincipalChange]| {
         l.iter().map(|p| p.id.clone()).collect::<Vec<_>>()
     };
-    assert_eq!(ids(&changes.users_removed), [bob.clone()]);
+    assert_eq!(ids(&changes.users_removed), std::slice::from_ref(&bob));
     assert!(changes.users_added.is_empty() && changes.groups_added.is_empty());
     let grants = |l: &[okta_ciam_operator::sync::changes::GrantChange]| {
         l.iter().map(|g| g.grant.clone()).collect::<Vec<_>>()
