@@ -128,7 +128,43 @@ pub struct OktaCiamConnectorSpec {
     /// Stops syncing and provisioning without deleting anything, until set back to false.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Refuses a sync that suddenly sees far fewer users or groups than the last good one (a
+    /// token scoped down, an API client without an admin role answered with empty lists):
+    /// the last good snapshot stays in use and `Synced` turns False with reason
+    /// `SnapshotShrank`. Unset fields take their defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrink_guard: Option<ShrinkGuardSpec>,
 }
+
+/// Thresholds of the shrink guard. To accept a real drop, raise the threshold (100 turns the
+/// check off); the changed spec syncs again at once.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ShrinkGuardSpec {
+    /// Largest accepted drop of in-scope users, in percent of the last good sync (default 50;
+    /// 100 accepts any drop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_user_drop_percent: Option<i32>,
+
+    /// Largest accepted drop of in-scope groups, in percent of the last good sync (default
+    /// 50; 100 accepts any drop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_group_drop_percent: Option<i32>,
+
+    /// Counts below this in the last good sync are never guarded, so small orgs can change
+    /// freely (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_previous_count: Option<i64>,
+}
+
+/// Default of `shrinkGuard.maxUserDropPercent` and `.maxGroupDropPercent`.
+pub const DEFAULT_MAX_DROP_PERCENT: u8 = 50;
+/// Default of `shrinkGuard.minPreviousCount`.
+pub const DEFAULT_MIN_PREVIOUS_COUNT: u64 = 10;
 
 fn default_sync_interval() -> String {
     "1h".to_owned()
@@ -260,13 +296,15 @@ pub enum ConnectorReason {
     SyncFailed,
     /// `spec.suspend` is true: nothing is synced or provisioned.
     Suspended,
+    /// The last sync saw far fewer users or groups than the last good one; that one is kept.
+    SnapshotShrank,
     /// The last sync succeeded.
     Synced,
 }
 
 impl ConnectorReason {
     /// Every reason, for documentation and exhaustive tests.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::InvalidSpec,
         Self::SecretNotFound,
         Self::SecretKeyMissing,
@@ -276,6 +314,7 @@ impl ConnectorReason {
         Self::RateLimited,
         Self::SyncFailed,
         Self::Suspended,
+        Self::SnapshotShrank,
         Self::Synced,
     ];
 
@@ -291,6 +330,7 @@ impl ConnectorReason {
             Self::RateLimited => "RateLimited",
             Self::SyncFailed => "SyncFailed",
             Self::Suspended => "Suspended",
+            Self::SnapshotShrank => "SnapshotShrank",
             Self::Synced => "Synced",
         }
     }
@@ -324,6 +364,8 @@ pub struct ValidConnectorSpec {
     pub sync_interval: Duration,
     /// Rate-limit settings as given (ranges checked).
     pub rate_limit: RateLimitSpec,
+    /// Shrink-guard thresholds with defaults applied.
+    pub shrink_guard: crate::sync::shrink::ShrinkThresholds,
 }
 
 impl OktaCiamConnectorSpec {
@@ -412,6 +454,37 @@ impl OktaCiamConnectorSpec {
             problems.push(format!("rateLimit.budgetPercent {n} is outside 1..100"));
         }
 
+        let guard = self.shrink_guard.unwrap_or_default();
+        let percent = |field: &str, v: Option<i32>, problems: &mut Vec<String>| match v {
+            None => DEFAULT_MAX_DROP_PERCENT,
+            Some(n) => u8::try_from(n)
+                .ok()
+                .filter(|n| *n <= 100)
+                .unwrap_or_else(|| {
+                    problems.push(format!("shrinkGuard.{field} {n} is outside 0..100"));
+                    100
+                }),
+        };
+        let shrink_guard = crate::sync::shrink::ShrinkThresholds {
+            max_user_drop_percent: percent(
+                "maxUserDropPercent",
+                guard.max_user_drop_percent,
+                &mut problems,
+            ),
+            max_group_drop_percent: percent(
+                "maxGroupDropPercent",
+                guard.max_group_drop_percent,
+                &mut problems,
+            ),
+            min_previous_count: match guard.min_previous_count {
+                None => DEFAULT_MIN_PREVIOUS_COUNT,
+                Some(n) => u64::try_from(n).unwrap_or_else(|_| {
+                    problems.push(format!("shrinkGuard.minPreviousCount {n} is negative"));
+                    0
+                }),
+            },
+        };
+
         if !problems.is_empty() {
             return Err(Error::InvalidSpec(problems));
         }
@@ -421,6 +494,7 @@ impl OktaCiamConnectorSpec {
             group_name_filter,
             sync_interval,
             rate_limit,
+            shrink_guard,
         })
     }
 }
@@ -473,6 +547,14 @@ mod tests {
         assert_eq!(v.email_domains, ["example.com", "corp.example.org"]);
         assert_eq!(v.sync_interval, Duration::from_secs(3600));
         assert_eq!(v.group_name_filter, None);
+        assert_eq!(
+            v.shrink_guard,
+            crate::sync::shrink::ShrinkThresholds {
+                max_user_drop_percent: 50,
+                max_group_drop_percent: 50,
+                min_previous_count: 10,
+            }
+        );
     }
 
     #[test]
@@ -514,8 +596,16 @@ mod tests {
         });
         s.group_name_filter = Some("  ".into());
         s.token_secret_ref.key = "bad key".into();
+        s.shrink_guard = Some(ShrinkGuardSpec {
+            max_user_drop_percent: Some(101),
+            max_group_drop_percent: Some(-1),
+            min_previous_count: Some(-5),
+        });
         let p = problems(&s);
-        assert_eq!(p.len(), 7, "{p:?}");
+        assert_eq!(p.len(), 10, "{p:?}");
+        assert!(p.iter().any(|m| m.contains("maxUserDropPercent 101")));
+        assert!(p.iter().any(|m| m.contains("maxGroupDropPercent -1")));
+        assert!(p.iter().any(|m| m.contains("minPreviousCount -5")));
         assert!(p.iter().any(|m| m.starts_with("emailDomains[1]")));
         assert!(p.iter().any(|m| m.starts_with("emailDomains[2]")));
         assert!(p.iter().any(|m| m.contains("shorter than 1m")));

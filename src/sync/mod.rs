@@ -12,6 +12,7 @@ pub mod plan;
 pub mod progress;
 pub mod roles;
 pub mod scope;
+pub mod shrink;
 pub mod snapshot;
 
 use std::path::PathBuf;

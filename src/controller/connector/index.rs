@@ -26,8 +26,9 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::controller::runtime::clients::{ClientRegistry, ConnectorKey};
+use crate::sync::changes::AccessState;
 use crate::sync::scope::{EmailDomains, GroupNameFilter};
-use crate::sync::snapshot::{GrantKind, Snapshot, SnapshotGroup, SnapshotUser};
+use crate::sync::snapshot::{Grant, GrantKind, Snapshot, SnapshotGroup, SnapshotUser};
 
 /// What the membership reconciler needs to know about the connector itself, as of its last
 /// reconcile.
@@ -59,6 +60,10 @@ struct Tables {
     groups_by_id: HashMap<String, usize>,
     groups_by_name: HashMap<String, Vec<usize>>,
     members: HashMap<String, Vec<String>>,
+    /// Every grant of the snapshot, sorted, for the next sync's change log.
+    grants: Vec<Grant>,
+    /// The snapshot's `syncedAt`, as written.
+    synced_at: String,
 }
 
 /// A connector's last successful snapshot as lookup tables, plus its [`ConnectorFacts`].
@@ -118,6 +123,8 @@ impl ConnectorIndex {
         }
         t.users = snapshot.users;
         t.groups = snapshot.groups;
+        t.grants = snapshot.grants;
+        t.synced_at = snapshot.synced_at;
         ConnectorIndex {
             facts,
             domain: snapshot.domain,
@@ -196,6 +203,16 @@ impl ConnectorIndex {
             .is_ok()
     }
 
+    /// The indexed snapshot as the change log's diff sees it.
+    pub fn access(&self) -> AccessState<'_> {
+        AccessState {
+            synced_at: &self.tables.synced_at,
+            users: &self.tables.users,
+            groups: &self.tables.groups,
+            grants: &self.tables.grants,
+        }
+    }
+
     /// Number of in-scope users.
     pub fn user_count(&self) -> usize {
         self.tables.users.len()
@@ -219,7 +236,6 @@ pub fn lookup<C: Clone>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::snapshot::Grant;
 
     fn user(id: &str, login: &str, email: Option<&str>) -> SnapshotUser {
         SnapshotUser {

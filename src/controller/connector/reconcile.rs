@@ -30,11 +30,14 @@ use crate::okta::{ApiToken, ClientStats, OktaClient, OrgDomain};
 use crate::sync::engine::{SyncConfig, sync};
 use crate::sync::progress::NoProgress;
 use crate::sync::scope::{EmailDomains, GroupNameFilter};
+use crate::sync::{changes, shrink};
 
 /// Shared by every reconcile of one operator process.
 struct State {
     ctx: Context,
     recorder: Recorder,
+    /// Who publishes Events (also for those written without the recorder).
+    reporter: Reporter,
     /// Consecutive failed attempts per connector, for back-off.
     failures: Mutex<HashMap<ConnectorKey, u32>>,
     /// Client counters already exported as metrics, per connector.
@@ -97,7 +100,8 @@ pub async fn run(ctx: Context, caches_synced: oneshot::Sender<()>) {
         instance: std::env::var("POD_NAME").ok(),
     };
     let state = Arc::new(State {
-        recorder: Recorder::new(ctx.kube.clone(), reporter),
+        recorder: Recorder::new(ctx.kube.clone(), reporter.clone()),
+        reporter,
         ctx: ctx.clone(),
         failures: Mutex::default(),
         exported: Mutex::default(),
@@ -489,11 +493,44 @@ async fn evaluate(
     match sync(&client, &config, &NoProgress).await {
         Ok(snapshot) => {
             let finished_at = Timestamp::now();
+            let counts = decide::counts(&snapshot);
+            // The baseline is the last good sync's counts in the status, so the guard holds
+            // across restarts; it speaks for this scope when the status describes this
+            // generation or the index in memory survived (a change of scope drops it).
+            let same_scope = status.and_then(|s| s.observed_generation) == obj.metadata.generation
+                || index::lookup(&state.ctx.clients, key).is_some();
+            let baseline = status
+                .filter(|s| same_scope && s.last_successful_sync_time.is_some())
+                .and_then(|s| s.counts.as_ref())
+                .map(decide::scope_size);
+            if let Some(shrank) = shrink::check(
+                baseline,
+                decide::scope_size(&counts),
+                &prepared.valid.shrink_guard,
+            ) {
+                tracing::warn!(connector = %key, what = shrank.what, before = shrank.before, after = shrank.after, "snapshot shrank: the last good index stays in use");
+                return Ok(done.with(Outcome::SnapshotShrank {
+                    message: shrank.message(),
+                    finished_at,
+                    duration_seconds: clock.elapsed().as_secs_f64(),
+                }));
+            }
+            // The change log is against the index in memory when it has the same scope (a
+            // scope change dropped it above).
+            let changes = index::lookup(&state.ctx.clients, key)
+                .map(|previous| changes::diff(previous.access(), snapshot.access(), &|_| None));
+            if let Some(c) = &changes {
+                state
+                    .ctx
+                    .metrics
+                    .record_access_changes(&key.namespace, &key.name, &c.counts());
+            }
             let report = SyncReport {
                 finished_at,
                 duration_seconds: clock.elapsed().as_secs_f64(),
-                counts: decide::counts(&snapshot),
+                counts,
                 okta: decide::okta_stats(&snapshot),
+                changes,
             };
             let ready = ConnectorFacts {
                 ready: true,
@@ -555,7 +592,7 @@ async fn reconcile_as_leader(
     if let Some(client) = &eval.client {
         state.export_stats(&key, client);
     }
-    refresh_facts(state, &key, eval.facts.clone(), outcome.is_ready());
+    refresh_facts(state, &key, eval.facts.clone(), outcome.serves_index());
     let failures = state.update_failures(&key, |n| {
         decide::failures_after(n, outcome, eval.inputs_changed)
     });
@@ -600,6 +637,18 @@ async fn reconcile_as_leader(
         }
         publish(state, obj, event).await;
     }
+    if let Outcome::Synced(SyncReport {
+        changes: Some(changes),
+        ..
+    }) = outcome
+    {
+        for event in decide::change_events(changes, decide::CHANGE_EVENT_LIMIT) {
+            if term.is_cancelled() {
+                break;
+            }
+            publish_unaggregated(state, obj, &event).await;
+        }
+    }
     Ok(match next {
         Some(at) => Action::requeue(decide::delay_until(at, Timestamp::now())),
         None => Action::await_change(),
@@ -619,6 +668,50 @@ async fn publish(state: &State, obj: &OktaCiamConnector, event: &PlannedEvent) {
     };
     if let Err(e) = state.recorder.publish(&ev, &obj.object_ref(&())).await {
         // An Event is best effort: the status already says the same.
+        tracing::warn!(connector = %obj.name_any(), reason = %event.reason, error = %e, "cannot publish Event");
+    }
+}
+
+/// Publishes an Event as a new object. The recorder folds Events of the same reason into one
+/// series for minutes and keeps the first note, which would hide every change but the first.
+async fn publish_unaggregated(state: &State, obj: &OktaCiamConnector, event: &PlannedEvent) {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let now = Timestamp::now();
+    let regarding = obj.object_ref(&());
+    let namespace = regarding.namespace.clone().unwrap_or_default();
+    let ev = K8sEvent {
+        action: Some(event.action.to_owned()),
+        reason: Some(event.reason.clone()),
+        note: Some(event.note.clone()),
+        event_time: Some(MicroTime(now)),
+        type_: Some(
+            match event.kind {
+                EventKind::Normal => "Normal",
+                EventKind::Warning => "Warning",
+            }
+            .to_owned(),
+        ),
+        reporting_controller: Some(state.reporter.controller.clone()),
+        reporting_instance: Some(
+            state
+                .reporter
+                .instance
+                .clone()
+                .unwrap_or_else(|| state.reporter.controller.clone()),
+        ),
+        metadata: kube::api::ObjectMeta {
+            namespace: Some(namespace.clone()),
+            // Unique per Event: the name and a random suffix (several per reconcile).
+            generate_name: Some(format!("{}.", obj.name_any())),
+            ..Default::default()
+        },
+        regarding: Some(regarding),
+        ..Default::default()
+    };
+    let api: Api<K8sEvent> = Api::namespaced(state.ctx.kube.clone(), &namespace);
+    if let Err(e) = api.create(&kube::api::PostParams::default(), &ev).await {
+        // Best effort, like every Event: the metrics count the same changes.
         tracing::warn!(connector = %obj.name_any(), reason = %event.reason, error = %e, "cannot publish Event");
     }
 }
