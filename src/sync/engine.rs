@@ -17,7 +17,8 @@ use super::progress::{Phase, Progress, ProgressUpdate};
 use super::roles::{self, RoleFact};
 use super::scope::{EmailDomains, GroupNameFilter};
 use super::snapshot::{
-    Grant, Snapshot, SnapshotCustomRole, SnapshotGroup, SnapshotRole, SnapshotUser, SyncStats,
+    Grant, LogCursor, Snapshot, SnapshotCustomRole, SnapshotGroup, SnapshotRole, SnapshotUser,
+    SyncMode, SyncStats,
 };
 use super::{Error, Result};
 use crate::okta::{
@@ -49,6 +50,7 @@ pub async fn sync(
     progress: &dyn Progress,
 ) -> Result<Snapshot> {
     let started = Instant::now();
+    let started_at = jiff::Timestamp::now();
     let before = client.stats();
     let reporter = Reporter {
         client,
@@ -160,6 +162,12 @@ pub async fn sync(
         grants,
         notes,
         changes: None,
+        // Events from the sync's start on may or may not be in what it read; the next
+        // incremental sync applies them again, which is harmless (see `incremental`).
+        log_cursor: Some(LogCursor {
+            through: started_at.to_string(),
+            applied: Vec::new(),
+        }),
         stats: SyncStats {
             requests: spent.requests,
             requests_by_endpoint: spent.requests_by_endpoint.clone(),
@@ -169,6 +177,9 @@ pub async fn sync(
             duration_seconds: started.elapsed().as_secs_f64(),
             membership_plan: Some(membership_plan),
             role_plan: Some(role_reads.plan),
+            mode: SyncMode::Full,
+            full_sync_reason: None,
+            log_events: 0,
             request_floor: plan::request_floor(&floor_inputs),
             floor_inputs,
         },
@@ -178,14 +189,14 @@ pub async fn sync(
 }
 
 /// Sends progress with the client's counters since the sync began.
-struct Reporter<'a> {
-    client: &'a OktaClient,
-    before: &'a ClientStats,
-    progress: &'a dyn Progress,
+pub(super) struct Reporter<'a> {
+    pub(super) client: &'a OktaClient,
+    pub(super) before: &'a ClientStats,
+    pub(super) progress: &'a dyn Progress,
 }
 
 impl Reporter<'_> {
-    fn report(&self, phase: Phase, items: u64, done: bool) {
+    pub(super) fn report(&self, phase: Phase, items: u64, done: bool) {
         let spent = self.client.stats().since(self.before);
         self.progress.report(&ProgressUpdate {
             phase,
@@ -210,9 +221,9 @@ fn table_index(i: usize) -> u32 {
 }
 
 /// An in-scope group in the sorted table, with Okta's member count if it sent one.
-struct GroupRow {
-    group: SnapshotGroup,
-    count_known: bool,
+pub(super) struct GroupRow {
+    pub(super) group: SnapshotGroup,
+    pub(super) count_known: bool,
 }
 
 impl GroupRow {
@@ -255,7 +266,7 @@ async fn read_users(
     Ok(rows)
 }
 
-fn snapshot_user(u: User) -> SnapshotUser {
+pub(super) fn snapshot_user(u: User) -> SnapshotUser {
     let p = u.profile;
     let display_name = p
         .display_name
@@ -331,7 +342,7 @@ async fn read_groups(
     Ok(rows)
 }
 
-fn group_row(g: Group) -> GroupRow {
+pub(super) fn group_row(g: Group) -> GroupRow {
     let count = g.users_count();
     GroupRow {
         group: SnapshotGroup {
@@ -470,7 +481,7 @@ async fn read_role_lists(
     Ok(out)
 }
 
-fn role_fact(a: RoleAssignment) -> RoleFact {
+pub(super) fn role_fact(a: RoleAssignment) -> RoleFact {
     let holder = RoleFact::holder_from(a.assignment_type.as_deref(), a.assignee_group_id());
     RoleFact {
         role_type: a.role_type,
@@ -480,7 +491,7 @@ fn role_fact(a: RoleAssignment) -> RoleFact {
     }
 }
 
-async fn read_custom_roles(
+pub(super) async fn read_custom_roles(
     client: &OktaClient,
     concurrency: usize,
     reporter: &Reporter<'_>,

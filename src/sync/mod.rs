@@ -8,6 +8,7 @@ pub mod changes;
 pub mod cli;
 pub mod diff;
 pub mod engine;
+pub mod incremental;
 pub mod plan;
 pub mod progress;
 pub mod roles;

@@ -24,6 +24,8 @@ pub enum Phase {
     CustomRoles,
     /// Reading group memberships.
     Memberships,
+    /// Reading the System Log (incremental sync).
+    Log,
 }
 
 impl Phase {
@@ -35,6 +37,7 @@ impl Phase {
             Phase::Roles => "role assignments",
             Phase::CustomRoles => "custom roles",
             Phase::Memberships => "memberships",
+            Phase::Log => "system log events",
         }
     }
 }
@@ -296,6 +299,7 @@ mod tests {
             ],
             notes: vec![],
             changes: None,
+            log_cursor: None,
             stats: SyncStats {
                 requests: 12,
                 request_floor: 10,

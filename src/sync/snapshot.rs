@@ -38,8 +38,23 @@ pub struct Snapshot {
     /// What changed since the previous snapshot of the same scope, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<super::changes::Changes>,
+    /// Where the next incremental sync starts reading the System Log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_cursor: Option<LogCursor>,
     /// Request counters and timing.
     pub stats: SyncStats,
+}
+
+/// How far the System Log has been applied to a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogCursor {
+    /// Events published before this time (RFC 3339) are reflected.
+    pub through: String,
+    /// Events already applied from the overlap window before `through`, which the next read
+    /// covers again because Okta's log can show an event a few seconds late.
+    #[serde(default)]
+    pub applied: Vec<String>,
 }
 
 /// A user in scope.
@@ -150,6 +165,17 @@ impl Grant {
     }
 }
 
+/// How a snapshot was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SyncMode {
+    /// Everything was read.
+    #[default]
+    Full,
+    /// The previous snapshot with the System Log's changes applied.
+    Incremental,
+}
+
 /// Request counters and timing of one sync.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -174,6 +200,15 @@ pub struct SyncStats {
     /// What the request floor was computed from.
     #[serde(default)]
     pub floor_inputs: FloorInputs,
+    /// `full`, or `incremental` (changes applied from the System Log).
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// Why a sync that could have been incremental read everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_sync_reason: Option<String>,
+    /// System Log events an incremental sync read (including ones seen before).
+    #[serde(default)]
+    pub log_events: u64,
     /// The fewest requests any client could make for this snapshot (see `plan::request_floor`).
     pub request_floor: u64,
 }
@@ -273,6 +308,7 @@ impl Snapshot {
             grants: Vec::new(),
             notes: Vec::new(),
             changes: None,
+            log_cursor: None,
             stats: SyncStats::default(),
         }
     }
@@ -416,6 +452,7 @@ mod tests {
             ],
             notes: vec![],
             changes: None,
+            log_cursor: None,
             stats: SyncStats::default(),
         }
     }
