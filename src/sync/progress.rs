@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::plan::{MembershipStrategy, RoleStrategy};
-use super::snapshot::{GrantKind, PrincipalType, Snapshot};
+use super::snapshot::{GrantKind, PrincipalType, Snapshot, SyncMode};
 
 /// A stage of a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +193,14 @@ pub fn summary_table(s: &Snapshot) -> String {
         String::new()
     };
     rows.push(("requests", format!("{}{floor}", st.requests)));
+    rows.push((
+        "mode",
+        match (st.mode, &st.full_sync_reason) {
+            (SyncMode::Incremental, _) => format!("incremental ({} log events)", st.log_events),
+            (SyncMode::Full, Some(why)) => format!("full ({why})"),
+            (SyncMode::Full, None) => "full".to_owned(),
+        },
+    ));
     if let Some(plan) = &st.membership_plan {
         rows.push((
             "membership reads",
