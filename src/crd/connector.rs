@@ -120,6 +120,14 @@ pub struct OktaCiamConnectorSpec {
     #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("syncInterval must be at least 1m"))]
     pub sync_interval: String,
 
+    /// How often a sync reads everything, as a duration such as `24h`. Syncs in between apply
+    /// the changes the System Log names to the last snapshot (falling back to a full read when
+    /// the log cannot be trusted). At least `1m`; at most `syncInterval` makes every sync full.
+    #[serde(default = "default_full_sync_interval")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("fullSyncInterval must be at least 1m"))]
+    pub full_sync_interval: String,
+
     /// Limits on this connector's use of the org's API rate limits. Unset fields take the
     /// client's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,6 +176,10 @@ pub const DEFAULT_MIN_PREVIOUS_COUNT: u64 = 10;
 
 fn default_sync_interval() -> String {
     "1h".to_owned()
+}
+
+fn default_full_sync_interval() -> String {
+    "24h".to_owned()
 }
 
 fn default_token_key() -> String {
@@ -362,6 +374,8 @@ pub struct ValidConnectorSpec {
     pub group_name_filter: Option<String>,
     /// Time between syncs, at least [`MIN_SYNC_INTERVAL`].
     pub sync_interval: Duration,
+    /// Time between full syncs, at least [`MIN_SYNC_INTERVAL`].
+    pub full_sync_interval: Duration,
     /// Rate-limit settings as given (ranges checked).
     pub rate_limit: RateLimitSpec,
     /// Shrink-guard thresholds with defaults applied.
@@ -446,6 +460,24 @@ impl OktaCiamConnectorSpec {
             }
         };
 
+        let full_sync_interval = match parse_duration(&self.full_sync_interval) {
+            Ok(d) if d < MIN_SYNC_INTERVAL => {
+                problems.push(format!(
+                    "fullSyncInterval {:?} is shorter than 1m",
+                    self.full_sync_interval
+                ));
+                d
+            }
+            Ok(d) => d,
+            Err(why) => {
+                problems.push(format!(
+                    "fullSyncInterval {:?} {why}",
+                    self.full_sync_interval
+                ));
+                MIN_SYNC_INTERVAL
+            }
+        };
+
         let rate_limit = self.rate_limit.unwrap_or_default();
         if let Some(n) = rate_limit.max_concurrency.filter(|n| !(1..=75).contains(n)) {
             problems.push(format!("rateLimit.maxConcurrency {n} is outside 1..75"));
@@ -493,6 +525,7 @@ impl OktaCiamConnectorSpec {
             email_domains,
             group_name_filter,
             sync_interval,
+            full_sync_interval,
             rate_limit,
             shrink_guard,
         })
@@ -546,6 +579,7 @@ mod tests {
         assert_eq!(v.domain, "acme.okta.com");
         assert_eq!(v.email_domains, ["example.com", "corp.example.org"]);
         assert_eq!(v.sync_interval, Duration::from_secs(3600));
+        assert_eq!(v.full_sync_interval, Duration::from_secs(24 * 3600));
         assert_eq!(v.group_name_filter, None);
         assert_eq!(
             v.shrink_guard,

@@ -540,3 +540,136 @@ pub async fn sync_auto(
     }
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::okta::{LogOutcome, LogParty};
+
+    fn party(kind: &str, id: &str) -> LogParty {
+        LogParty {
+            id: id.into(),
+            party_type: kind.into(),
+            alternate_id: Some(format!("{id}@example.com")),
+            display_name: None,
+        }
+    }
+
+    fn event(uuid: &str, event_type: &str, targets: Vec<LogParty>) -> LogEvent {
+        LogEvent {
+            uuid: uuid.into(),
+            published: "2026-12-01T00:00:00.000Z".into(),
+            event_type: event_type.into(),
+            actor: Some(party("User", "00uadmin")),
+            target: targets,
+            outcome: Some(LogOutcome {
+                result: Some("SUCCESS".into()),
+            }),
+        }
+    }
+
+    #[test]
+    fn events_become_ordered_memberships_and_reads_of_what_changed() {
+        let events = vec![
+            event(
+                "e1",
+                "group.user_membership.add",
+                vec![party("User", "u1"), party("UserGroup", "g1")],
+            ),
+            event(
+                "e2",
+                "group.user_membership.remove",
+                vec![party("User", "u1"), party("UserGroup", "g1")],
+            ),
+            event("e3", "user.lifecycle.suspend", vec![party("User", "u2")]),
+            event(
+                "e4",
+                "user.account.update_profile",
+                vec![party("User", "u3")],
+            ),
+            event("e5", "user.session.start", vec![party("User", "u4")]),
+            event(
+                "e6",
+                "user.lifecycle.delete.completed",
+                vec![party("User", "u5")],
+            ),
+            event(
+                "e7",
+                "group.privilege.grant",
+                vec![party("UserGroup", "g2")],
+            ),
+            event(
+                "e8",
+                "user.account.privilege.revoke",
+                vec![party("User", "u6")],
+            ),
+            event(
+                "e9",
+                "group.lifecycle.delete",
+                vec![party("UserGroup", "g3")],
+            ),
+            event("e10", "app.oauth2.token.grant", vec![]),
+        ];
+        let seen: HashSet<&str> = ["e1"].into_iter().collect();
+        let plan = plan_from_log(&events, &seen, 100).unwrap();
+        // e1 was applied by the previous read: only the removal is left.
+        assert_eq!(plan.memberships, [(false, "u1".into(), "g1".into())]);
+        assert_eq!(
+            plan.users.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["u2", "u3"]
+        );
+        assert!(plan.deleted_users.contains("u5"));
+        assert!(plan.group_roles.contains("g2") && plan.user_roles.contains("u6"));
+        assert!(plan.deleted_groups.contains("g3") && plan.groups_changed);
+        let by = &plan.attribution[&("u1".to_string(), Some("g1".to_string()))];
+        assert_eq!(by.actor, "00uadmin@example.com");
+    }
+
+    #[test]
+    fn an_untrusted_log_asks_for_a_full_sync() {
+        let seen = HashSet::new();
+        let unknown = [event(
+            "e1",
+            "group.user_membership.rule.evaluated",
+            vec![party("UserGroup", "g1")],
+        )];
+        assert_eq!(
+            plan_from_log(&unknown, &seen, 10),
+            Err(Fallback::UnknownEvent(
+                "group.user_membership.rule.evaluated".into()
+            ))
+        );
+        let custom = [event("e1", "iam.role.create", vec![])];
+        assert!(matches!(
+            plan_from_log(&custom, &seen, 10),
+            Err(Fallback::CustomRolesChanged(_))
+        ));
+        let many = vec![event("e", "user.session.start", vec![]); 11];
+        assert_eq!(
+            plan_from_log(&many, &seen, 10),
+            Err(Fallback::TooManyEvents(10))
+        );
+        // A membership event without its user cannot be applied.
+        let partial = [event(
+            "e1",
+            "group.user_membership.add",
+            vec![party("UserGroup", "g1")],
+        )];
+        assert!(plan_from_log(&partial, &seen, 10).is_err());
+        // Failed attempts change nothing.
+        let mut failed = event(
+            "e1",
+            "group.user_membership.add",
+            vec![party("User", "u1"), party("UserGroup", "g1")],
+        );
+        failed.outcome = Some(LogOutcome {
+            result: Some("FAILURE".into()),
+        });
+        assert!(
+            plan_from_log(&[failed], &seen, 10)
+                .unwrap()
+                .memberships
+                .is_empty()
+        );
+    }
+}

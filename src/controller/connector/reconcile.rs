@@ -27,10 +27,19 @@ use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::is_true;
 use crate::crd::{ConditionType, FIELD_MANAGER, OktaCiamConnector, ValidConnectorSpec};
 use crate::okta::{ApiToken, ClientStats, OktaClient, OrgDomain};
-use crate::sync::engine::{SyncConfig, sync};
+use crate::sync::engine::SyncConfig;
+use crate::sync::incremental;
 use crate::sync::progress::NoProgress;
 use crate::sync::scope::{EmailDomains, GroupNameFilter};
-use crate::sync::{changes, shrink};
+use crate::sync::shrink;
+use crate::sync::snapshot::SyncMode;
+
+/// Most System Log events one incremental sync applies before it reads everything instead.
+const MAX_LOG_EVENTS: usize = 10_000;
+
+fn jiff_span(d: std::time::Duration) -> k8s_openapi::jiff::SignedDuration {
+    k8s_openapi::jiff::SignedDuration::try_from(d).unwrap_or(k8s_openapi::jiff::SignedDuration::MAX)
+}
 
 /// Shared by every reconcile of one operator process.
 struct State {
@@ -488,10 +497,33 @@ async fn evaluate(
     let started_at = Timestamp::now();
     let clock = Instant::now();
     tracing::info!(connector = %key, "sync started");
+    // Between full syncs the last snapshot is brought up to date from the System Log.
+    let previous = index::lookup(&state.ctx.clients, key);
+    let full_due = match &previous {
+        Some(ix)
+            if Timestamp::now().duration_since(ix.last_full_sync)
+                < jiff_span(prepared.valid.full_sync_interval) =>
+        {
+            None
+        }
+        Some(_) => Some("fullSyncInterval elapsed"),
+        None => Some("no snapshot in memory (first sync, restart or new scope)"),
+    };
+    let base = previous.as_ref().map(|ix| ix.snapshot());
     // Inline in the reconcile future: dropping the reconcile (leadership lost, shutdown)
     // drops the sync and its requests in flight.
-    match sync(&client, &config, &NoProgress).await {
-        Ok(snapshot) => {
+    let result = incremental::sync_auto(
+        &client,
+        &config,
+        base.as_ref(),
+        full_due,
+        MAX_LOG_EVENTS,
+        &NoProgress,
+    )
+    .await;
+    drop(base);
+    match result {
+        Ok(mut snapshot) => {
             let finished_at = Timestamp::now();
             let counts = decide::counts(&snapshot);
             // The baseline is the last good sync's counts in the status, so the guard holds
@@ -515,10 +547,11 @@ async fn evaluate(
                     duration_seconds: clock.elapsed().as_secs_f64(),
                 }));
             }
-            // The change log is against the index in memory when it has the same scope (a
-            // scope change dropped it above).
-            let changes = index::lookup(&state.ctx.clients, key)
-                .map(|previous| changes::diff(previous.access(), snapshot.access(), &|_| None));
+            // The change log is against the index in memory (a scope change dropped it above),
+            // with who and when where the System Log said.
+            let changes = snapshot.changes.take();
+            let full = snapshot.stats.mode == SyncMode::Full;
+            tracing::info!(connector = %key, mode = ?snapshot.stats.mode, reason = ?snapshot.stats.full_sync_reason, requests = snapshot.stats.requests, "sync mode");
             if let Some(c) = &changes {
                 state
                     .ctx
@@ -536,7 +569,12 @@ async fn evaluate(
                 ready: true,
                 ..facts.clone()
             };
-            let ix = ConnectorIndex::build(snapshot, ready, finished_at);
+            let last_full = match &previous {
+                Some(p) if !full => p.last_full_sync,
+                _ => finished_at,
+            };
+            let ix =
+                ConnectorIndex::build(snapshot, ready, finished_at).with_last_full_sync(last_full);
             state.ctx.clients.set_index(key, Arc::new(ix));
             state.ctx.metrics.set_last_successful_sync(
                 &key.namespace,
