@@ -65,8 +65,8 @@ async fn applying_the_log_reaches_the_full_snapshot_with_few_requests() {
         .await
         .unwrap();
     // Outside the API: Dave moves into scope (with his membership and admin role), Bob out of
-    // it, Alice is suspended, Marketing is renamed into the filter (with its member and role),
-    // Platform Eng out of it, and a change to an out-of-scope group.
+    // it, Alice is suspended, Carol locked out, Marketing is renamed into the filter (with its
+    // member and role), Platform Eng out of it, and a change to an out-of-scope group.
     h.set_user_profile(
         &id("dave@other.org"),
         "dave@example.com",
@@ -76,6 +76,8 @@ async fn applying_the_log_reaches_the_full_snapshot_with_few_requests() {
     h.set_user_profile(&id("bob@example.com"), "bob@other.org", "bob@other.org")
         .unwrap();
     h.set_user_status(&id("alice@example.com"), "SUSPENDED")
+        .unwrap();
+    h.set_user_status(&id("carol@example.com"), "LOCKED_OUT")
         .unwrap();
     h.rename_group(&marketing, "Marketing Eng").unwrap();
     h.rename_group(&platform, "Platform").unwrap();
@@ -91,7 +93,7 @@ async fn applying_the_log_reaches_the_full_snapshot_with_few_requests() {
     assert_eq!(access(&inc), access(&full));
     assert_eq!(inc.stats.mode, SyncMode::Incremental);
     assert_eq!(inc.stats.requests, inc_requests);
-    assert_eq!(inc.stats.log_events, 8);
+    assert_eq!(inc.stats.log_events, 9);
     // One log page, one search of changed users, one of changed groups; Dave's groups and
     // roles; Marketing Eng's members and roles.
     assert_eq!(

@@ -4,7 +4,7 @@
 //! What each event leads to ([`plan_from_log`], pure):
 //! - `group.user_membership.add` / `.remove`: the pair is added or removed, in log order
 //!   (replaying an event already reflected is a no-op, so overlapping reads are safe).
-//! - `user.lifecycle.*`, `user.account.update_profile` and other user changes: the user is
+//! - `user.lifecycle.*`, `user.account.update_profile`, lock and password events: the user is
 //!   read again (one `search=lastUpdated gt` list for all of them); a user entering scope gets
 //!   their groups and roles read, one leaving it loses every grant; `user.lifecycle.delete.*`
 //!   removes the user.
@@ -91,16 +91,18 @@ pub struct LogPlan {
 }
 
 /// Event types that never change users, groups, memberships or roles (sessions, sign-ins,
-/// factors, policy evaluations, app sign-ons). Other `user.`/`group.`/`iam.` types that are not
-/// handled below make the sync fall back to a full one.
-const IGNORED_PREFIXES: [&str; 8] = [
-    "user.session.",
-    "user.authentication.",
-    "user.mfa.",
-    "user.account.unlock",
+/// factors). Other `user.`/`group.`/`iam.` types that are not handled below make the sync
+/// fall back to a full one.
+const IGNORED_PREFIXES: [&str; 3] = ["user.session.", "user.authentication.", "user.mfa."];
+
+/// `user.account.*` types that can change a user's row (profile, or a status such as
+/// `LOCKED_OUT`, `PASSWORD_EXPIRED`, `RECOVERY`): the user is read again.
+const USER_ACCOUNT_CHANGES: [&str; 6] = [
+    "user.account.update_profile",
     "user.account.lock",
-    "user.account.reset_password",
+    "user.account.unlock",
     "user.account.expire_password",
+    "user.account.reset_password",
     "user.account.update_password",
 ];
 
@@ -170,7 +172,9 @@ pub fn plan_from_log(
                 plan.deleted_users.insert(u);
             }
             _ if IGNORED_PREFIXES.iter().any(|p| t.starts_with(p)) => {}
-            _ if t.starts_with("user.lifecycle.") || t == "user.account.update_profile" => {
+            _ if t.starts_with("user.lifecycle.")
+                || USER_ACCOUNT_CHANGES.iter().any(|p| t.starts_with(p)) =>
+            {
                 let Some(u) = user else { return unknown() };
                 plan.attribution.insert((u.clone(), None), by);
                 plan.users.insert(u);
@@ -588,6 +592,7 @@ mod tests {
                 vec![party("User", "u3")],
             ),
             event("e5", "user.session.start", vec![party("User", "u4")]),
+            event("e5b", "user.account.lock", vec![party("User", "u7")]),
             event(
                 "e6",
                 "user.lifecycle.delete.completed",
@@ -616,7 +621,7 @@ mod tests {
         assert_eq!(plan.memberships, [(false, "u1".into(), "g1".into())]);
         assert_eq!(
             plan.users.iter().map(String::as_str).collect::<Vec<_>>(),
-            ["u2", "u3"]
+            ["u2", "u3", "u7"]
         );
         assert!(plan.deleted_users.contains("u5"));
         assert!(plan.group_roles.contains("g2") && plan.user_roles.contains("u6"));
