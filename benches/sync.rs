@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use okta_ciam_operator::sync::plan::{self, FloorByBucket};
 use okta_ciam_operator::sync::snapshot::Snapshot;
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_okta-ciam-operator");
 /// Five domains assigned round-robin: one of them in scope gives 20% of users.
@@ -113,15 +114,33 @@ impl Emulator {
 
     /// `GET /__emulator/{what}` over a plain socket (the bench needs no HTTP client).
     fn control(&self, what: &str) -> serde_json::Value {
+        self.control_request("GET", what, None)
+    }
+
+    /// `POST /__emulator/{what}` with a JSON body: a change outside the API, which the
+    /// emulator writes to its System Log.
+    fn change(&self, what: &str, body: serde_json::Value) -> serde_json::Value {
+        self.control_request("POST", what, Some(body))
+    }
+
+    fn control_request(
+        &self,
+        method: &str,
+        what: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
         let authority = self.url.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(authority).expect("connect to emulator");
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .expect("set timeout");
         use std::io::Write;
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
         write!(
             stream,
-            "GET /__emulator/{what} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+            "{method} /__emulator/{what} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
         )
         .expect("send control request");
         let mut reply = Vec::new();
@@ -137,7 +156,7 @@ impl Emulator {
 /// The floor's inputs worked out from the emulator's whole org, independently of the sync
 /// under test: in-scope users by the exact domain rule, every group (no name filter), member
 /// pages of the non-empty groups or one call per in-scope user if fewer, the users holding a
-/// role directly or through a group, and the custom roles.
+/// role directly or through a group, the cheaper role plan, and the custom roles.
 fn floor_inputs_from_org(org: &serde_json::Value) -> plan::FloorInputs {
     let in_scope = |address: &str| {
         address
@@ -145,17 +164,25 @@ fn floor_inputs_from_org(org: &serde_json::Value) -> plan::FloorInputs {
             .is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(IN_SCOPE))
     };
     let users = org["users"].as_array().expect("users");
-    let in_scope_users = users
+    let in_scope_ids: std::collections::BTreeSet<&str> = users
         .iter()
         .filter(|u| {
             let login = u["login"].as_str().unwrap_or_default();
             u["email"].as_str().is_some_and(in_scope) || (login.contains('@') && in_scope(login))
         })
-        .count() as u64;
+        .filter_map(|u| u["id"].as_str())
+        .collect();
+    let in_scope_users = in_scope_ids.len() as u64;
     let groups = org["groups"].as_array().expect("groups");
-    let member_counts = groups
-        .iter()
-        .map(|g| g["members"].as_array().map_or(0, Vec::len) as u64);
+    let members = |g: &serde_json::Value| -> Vec<String> {
+        g["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str().map(str::to_owned))
+            .collect()
+    };
+    let member_counts = groups.iter().map(|g| members(g).len() as u64);
     let choice = plan::choose_membership_plan(member_counts, in_scope_users);
     let mut admins = std::collections::BTreeSet::new();
     for a in org["roleAssignments"].as_array().expect("roleAssignments") {
@@ -166,17 +193,28 @@ fn floor_inputs_from_org(org: &serde_json::Value) -> plan::FloorInputs {
                 .iter()
                 .find(|g| g["id"] == group)
                 .expect("assigned group");
-            for member in held["members"].as_array().into_iter().flatten() {
-                admins.insert(member.as_str().unwrap_or_default().to_owned());
-            }
+            admins.extend(members(held));
         }
     }
+    let role_plan = plan::choose_role_plan(&plan::RoleCounts {
+        admins: admins.len() as u64,
+        admins_in_scope: admins
+            .iter()
+            .filter(|a| in_scope_ids.contains(a.as_str()))
+            .count() as u64,
+        groups_without_in_scope_members: groups
+            .iter()
+            .filter(|g| !members(g).iter().any(|m| in_scope_ids.contains(m.as_str())))
+            .count() as u64,
+        groups_without_members: groups.iter().filter(|g| members(g).is_empty()).count() as u64,
+    });
     plan::FloorInputs {
         users: in_scope_users,
         groups: groups.len() as u64,
         membership_requests: choice.requests(),
         membership_strategy: choice.strategy,
         admins: admins.len() as u64,
+        role_requests: role_plan.requests(),
         custom_roles: org["customRoles"].as_array().map_or(0, Vec::len) as u64,
     }
 }
@@ -239,29 +277,7 @@ fn run(size: &Size, window_secs: u64, dir: &Path) {
     let emulator = Emulator::start(size, window_secs);
     let output = dir.join(format!("snapshot-{}.json", size.name));
     let log = dir.join(format!("sync-{}.log", size.name));
-    let domain = emulator.url.trim_start_matches("http://").to_string();
-    let started = Instant::now();
-    // Reaped by `wait_with_rusage` (wait4), which std's `Child::wait` cannot replace because
-    // it does not return the child's resource usage.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(BIN)
-        .args(["sync", "--domain", &domain, "--insecure-loopback-http"])
-        .args(["--email-domains", IN_SCOPE, "--output"])
-        .arg(&output)
-        .args(["--budget-percent", &DEFAULT_SHARE.to_string()])
-        .env("BATON_API_TOKEN", "test-token")
-        .env_remove("BATON_GROUP_NAME_FILTER")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn sync");
-    let (code, peak_kib) = wait_with_rusage(&child);
-    let wall = started.elapsed();
-    if code != 0 {
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
-        panic!("sync exited with {code}:\n{log}");
-    }
+    let (wall, peak_kib) = run_sync(&emulator, &output, &log, &[]);
     let snapshot = Snapshot::read(&output).expect("read snapshot");
     let st = &snapshot.stats;
     let inputs = floor_inputs_from_org(&emulator.control("state"));
@@ -294,6 +310,15 @@ fn run(size: &Size, window_secs: u64, dir: &Path) {
         memberships,
         st.membership_plan.map(|p| p.strategy)
     );
+    if let Some(p) = st.role_plan {
+        println!(
+            "   role reads:   {:?}, {} requests ({} via in-scope admins + group lists, {} via every admin)",
+            p.strategy,
+            p.requests(),
+            p.group_lists_requests,
+            p.assignee_lists_requests
+        );
+    }
     println!(
         "   requests:     {} (floor {floor}, {ratio:.3}x; by bucket users/groups/default {}/{}/{})",
         st.requests, by.users, by.groups, by.default
@@ -324,4 +349,129 @@ fn run(size: &Size, window_secs: u64, dir: &Path) {
         verdict(emulator_429 <= 1),
         verdict(peak_mib <= 150.0)
     );
+    run_incremental(&emulator, &output, dir, size.name);
+}
+
+/// Runs `okta-ciam-operator sync` (plus `extra` flags) against the emulator into `output` and
+/// returns its wall time and peak RSS in KiB.
+fn run_sync(emulator: &Emulator, output: &Path, log: &Path, extra: &[&str]) -> (Duration, u64) {
+    let domain = emulator.url.trim_start_matches("http://").to_string();
+    let started = Instant::now();
+    // Reaped by `wait_with_rusage` (wait4), which std's `Child::wait` cannot replace because
+    // it does not return the child's resource usage.
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(BIN)
+        .args(["sync", "--domain", &domain, "--insecure-loopback-http"])
+        .args(["--email-domains", IN_SCOPE, "--output"])
+        .arg(output)
+        .args(["--budget-percent", &DEFAULT_SHARE.to_string()])
+        .args(extra)
+        .env("BATON_API_TOKEN", "test-token")
+        .env_remove("BATON_GROUP_NAME_FILTER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("spawn sync");
+    let (code, peak_kib) = wait_with_rusage(&child);
+    let wall = started.elapsed();
+    if code != 0 {
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        panic!("sync exited with {code}:\n{log}");
+    }
+    (wall, peak_kib)
+}
+
+/// Changes made between the full and the incremental sync.
+const CHANGES: usize = 100;
+
+/// Makes [`CHANGES`] changes outside the API (memberships added and removed, users suspended,
+/// groups renamed), runs `sync --incremental` from `base` and a full sync, and prints both
+/// side by side; the two snapshots must agree.
+fn run_incremental(emulator: &Emulator, base: &Path, dir: &Path, name: &str) {
+    let state = emulator.control("state");
+    let users = state["users"].as_array().expect("users");
+    let groups = state["groups"].as_array().expect("groups");
+    let in_scope: Vec<&str> = users
+        .iter()
+        .filter(|u| {
+            u["email"]
+                .as_str()
+                .is_some_and(|e| e.ends_with("@example.com"))
+        })
+        .filter_map(|u| u["id"].as_str())
+        .collect();
+    let okta_groups: Vec<(&str, Vec<&str>)> = groups
+        .iter()
+        .filter(|g| g["type"] == "OKTA_GROUP")
+        .map(|g| {
+            let members = g["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.as_str())
+                .collect();
+            (g["id"].as_str().unwrap_or_default(), members)
+        })
+        .collect();
+    for i in 0..CHANGES {
+        let (group, members) = &okta_groups[(i * 7) % okta_groups.len()];
+        let user = in_scope[(i * 7919) % in_scope.len()];
+        let reply = match i % 10 {
+            // 4 in 10: a membership removed; 4: added; 1: a user suspended; 1: a rename.
+            0..=3 => emulator.change(
+                "memberships/remove",
+                json!({"groupId": group, "userId": members.first().copied().unwrap_or(user)}),
+            ),
+            4..=7 => emulator.change("memberships/add", json!({"groupId": group, "userId": user})),
+            8 => emulator.change(
+                "users/status",
+                json!({"userId": user, "status": "SUSPENDED"}),
+            ),
+            _ => emulator.change(
+                "groups/rename",
+                json!({"groupId": group, "name": format!("Renamed {i}")}),
+            ),
+        };
+        assert!(reply.get("error").is_none(), "{reply}");
+    }
+    let incremental = dir.join(format!("incremental-{name}.json"));
+    std::fs::copy(base, &incremental).expect("copy the base snapshot");
+    let (inc_wall, _) = run_sync(
+        emulator,
+        &incremental,
+        &dir.join(format!("incremental-{name}.log")),
+        &["--incremental"],
+    );
+    let full = dir.join(format!("full-again-{name}.json"));
+    let (full_wall, _) = run_sync(emulator, &full, &dir.join(format!("full-{name}.log")), &[]);
+    let (inc, full) = (
+        Snapshot::read(&incremental).expect("incremental snapshot"),
+        Snapshot::read(&full).expect("full snapshot"),
+    );
+    let same = inc.users == full.users
+        && inc.groups == full.groups
+        && inc.grants == full.grants
+        && inc.custom_roles == full.custom_roles;
+    println!(
+        "   after {CHANGES} changes: full {} requests in {:.1}s; incremental {} requests in {:.1}s \
+         ({} log events, mode {:?}{}); same snapshot {}; target <= 30 requests {}",
+        full.stats.requests,
+        full_wall.as_secs_f64(),
+        inc.stats.requests,
+        inc_wall.as_secs_f64(),
+        inc.stats.log_events,
+        inc.stats.mode,
+        inc.stats
+            .full_sync_reason
+            .as_ref()
+            .map_or(String::new(), |r| format!(": {r}")),
+        same,
+        inc.stats.requests <= 30
+    );
+    println!(
+        "   incremental requests by endpoint: {:?}",
+        inc.stats.requests_by_endpoint
+    );
+    assert!(same, "the incremental snapshot differs from the full one");
 }

@@ -46,6 +46,9 @@ pub enum Command {
     Sync(crate::sync::cli::SyncArgs),
     /// User access reviews from snapshot files: export a workbook, plan its Revoke decisions.
     Review(crate::review::cli::ReviewArgs),
+    /// Show what changed between two snapshot files: users in or out of scope, groups,
+    /// memberships and role grants added or removed.
+    Diff(crate::sync::diff::DiffArgs),
 }
 
 impl Command {
@@ -56,7 +59,9 @@ impl Command {
     /// unless asked for (`RUST_LOG=warn`). The long-running subcommands log at `info`.
     pub fn default_log_level(&self) -> &'static str {
         match self {
-            Command::Sync(_) | Command::Access(_) | Command::Review(_) => "error",
+            Command::Sync(_) | Command::Access(_) | Command::Review(_) | Command::Diff(_) => {
+                "error"
+            }
             #[cfg(feature = "emulator")]
             Command::Emulator(_) => "info",
             Command::Crdgen(_) | Command::Run(_) => "info",
@@ -158,6 +163,7 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Sync(args) => crate::sync::cli::run(args).await,
             Command::Review(args) => crate::review::cli::run(args),
             Command::Access(args) => Ok(crate::controller::access::cli::run(args).await?),
+            Command::Diff(args) => crate::sync::diff::run(&args),
         }
     });
     match result {

@@ -7,6 +7,7 @@ use serde_json::{Value as Json, json};
 use super::routes::Route;
 use super::search::{self, Dialect, Expr};
 use super::state::{Assignee, Assignment, Group, Org, RoleRef, USER_TYPE_ID, User, format_time};
+use super::syslog::Actor;
 
 /// An Okta error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,6 +284,7 @@ pub fn execute(org: &Org, route: &Route, req: &Request<'_>) -> Result<Reply, Api
     match route {
         Route::Org => Ok(Reply::json(org_json(org, base))),
         Route::Users => list_users(org, req),
+        Route::Logs => list_logs(org, req),
         Route::User(id) => {
             let u = find_user(org, id)?;
             Ok(Reply::json(user_json(base, &org.users[u as usize])))
@@ -432,6 +434,39 @@ pub fn execute(org: &Org, route: &Route, req: &Request<'_>) -> Result<Reply, Api
     }
 }
 
+/// `GET /api/v1/logs`: see [`crate::syslog`] for what is emulated.
+fn list_logs(org: &Org, req: &Request<'_>) -> Result<Reply, ApiError> {
+    let invalid = |name: &str, raw: &str| {
+        ApiError::bad_request(
+            "E0000001",
+            "Api validation failed: systemLogQuery",
+            format!("{name}: '{raw}' is not supported by the emulator or not valid"),
+        )
+    };
+    let time = |name: &str| -> Result<Option<i64>, ApiError> {
+        req.param(name)
+            .map(|raw| search::parse_time(raw).ok_or_else(|| invalid(name, raw)))
+            .transpose()
+    };
+    for unsupported in ["filter", "q"] {
+        if let Some(raw) = req.param(unsupported) {
+            return Err(invalid(unsupported, raw));
+        }
+    }
+    if let Some(raw) = req.param("sortOrder").filter(|o| *o != "ASCENDING") {
+        return Err(invalid("sortOrder", raw));
+    }
+    let until = time("until")?;
+    // Okta's default lower bound: 7 days before `until` (or now).
+    let since =
+        time("since")?.unwrap_or_else(|| until.unwrap_or(req.now_ms) - 7 * 24 * 3600 * 1000);
+    let limit = req.limit(100, 1000)?;
+    let (events, next) = org.log.page(since, until, req.param("after"), limit);
+    let mut reply = Reply::json(Json::Array(events));
+    reply.links = req.page_links(next.as_deref(), limit);
+    Ok(reply)
+}
+
 /// Runs a mutating operation (membership changes).
 pub fn execute_mut(org: &mut Org, route: &Route, req: &Request<'_>) -> Result<Reply, ApiError> {
     let (group_id, user_id, add) = match route {
@@ -447,9 +482,9 @@ pub fn execute_mut(org: &mut Org, route: &Route, req: &Request<'_>) -> Result<Re
         return Err(ApiError::forbidden());
     }
     if add {
-        org.add_member(g, u, req.now_ms);
+        org.add_member(g, u, &Actor::api_admin(), req.now_ms);
     } else {
-        org.remove_member(g, u, req.now_ms);
+        org.remove_member(g, u, &Actor::api_admin(), req.now_ms);
     }
     Ok(Reply::no_content())
 }

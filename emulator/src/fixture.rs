@@ -183,6 +183,9 @@ pub struct FixtureRateLimits {
     /// Group by id per window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_by_id: Option<u32>,
+    /// System Log reads per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<u32>,
     /// Other calls per window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<u32>,
@@ -203,6 +206,7 @@ impl FixtureRateLimits {
             user_by_id: self.user_by_id.unwrap_or(base.user_by_id),
             groups: self.groups.unwrap_or(base.groups),
             group_by_id: self.group_by_id.unwrap_or(base.group_by_id),
+            logs: self.logs.unwrap_or(base.logs),
             default: self.default.unwrap_or(base.default),
             concurrency: self.concurrency.unwrap_or(base.concurrency),
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::server::{EmulatorStats, Faults, Shared, lock, now_ms, router};
 use super::state::Org;
+use super::syslog::Actor;
 use super::{EmulatorConfig, Error, Result};
 
 /// A running emulator. Dropping it without [`EmulatorHandle::shutdown`] stops serving too.
@@ -100,9 +101,9 @@ pub(crate) fn change_membership(
         .user_index_by_id(user_id)
         .ok_or_else(|| Error::UnknownUser(user_id.into()))?;
     Ok(if add {
-        org.add_member(g, u, now_ms())
+        org.add_member(g, u, &Actor::control(), now_ms())
     } else {
-        org.remove_member(g, u, now_ms())
+        org.remove_member(g, u, &Actor::control(), now_ms())
     })
 }
 
@@ -111,7 +112,7 @@ pub(crate) fn set_status(shared: &Shared, user_id: &str, status: &str) -> Result
     let u = org
         .user_index_by_id(user_id)
         .ok_or_else(|| Error::UnknownUser(user_id.into()))?;
-    org.set_user_status(u, status, now_ms())
+    org.set_user_status(u, status, &Actor::control(), now_ms())
 }
 
 pub(crate) fn set_profile(shared: &Shared, user_id: &str, login: &str, email: &str) -> Result<()> {
@@ -119,7 +120,7 @@ pub(crate) fn set_profile(shared: &Shared, user_id: &str, login: &str, email: &s
     let u = org
         .user_index_by_id(user_id)
         .ok_or_else(|| Error::UnknownUser(user_id.into()))?;
-    org.set_user_profile(u, login, email, now_ms())
+    org.set_user_profile(u, login, email, &Actor::control(), now_ms())
 }
 
 pub(crate) fn rename(shared: &Shared, group_id: &str, name: &str) -> Result<()> {
@@ -127,7 +128,7 @@ pub(crate) fn rename(shared: &Shared, group_id: &str, name: &str) -> Result<()> 
     let g = org
         .group_index(group_id)
         .ok_or_else(|| Error::UnknownGroup(group_id.into()))?;
-    org.rename_group(g, name, now_ms());
+    org.rename_group(g, name, &Actor::control(), now_ms());
     Ok(())
 }
 

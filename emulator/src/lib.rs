@@ -16,6 +16,7 @@ pub mod search;
 pub mod server;
 pub mod spec;
 pub mod state;
+pub mod syslog;
 
 pub use fixture::{
     Fixture, FixtureCustomRole, FixtureGroup, FixtureOrg, FixtureRateLimits, FixtureRoleAssignment,

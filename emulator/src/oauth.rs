@@ -148,6 +148,7 @@ impl OAuthError {
 pub fn required_scope(route: &Route) -> &'static str {
     match route {
         Route::Org => "okta.orgs.read",
+        Route::Logs => "okta.logs.read",
         Route::Users | Route::User(_) | Route::UserGroups(_) => "okta.users.read",
         Route::Groups | Route::Group(_) | Route::GroupMembers(_) => "okta.groups.read",
         Route::AddMember(..) | Route::RemoveMember(..) => "okta.groups.manage",

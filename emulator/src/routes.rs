@@ -35,6 +35,8 @@ pub enum Route {
     CustomRoles,
     /// `GET /api/v1/iam/roles/{roleIdOrLabel}/permissions`.
     RolePermissions(String),
+    /// `GET /api/v1/logs`.
+    Logs,
 }
 
 /// Why a request matched no operation.
@@ -79,6 +81,7 @@ impl Route {
                     _ => Err(NoRoute::MethodNotAllowed),
                 };
             }
+            ["logs"] => (Route::Logs, &[Method::GET]),
             ["iam", "assignees", "users"] => (Route::RoleAssignees, &[Method::GET]),
             ["iam", "roles"] => (Route::CustomRoles, &[Method::GET]),
             ["iam", "roles", id, "permissions"] => {
@@ -110,6 +113,7 @@ impl Route {
             Route::RoleAssignees => "GET /api/v1/iam/assignees/users",
             Route::CustomRoles => "GET /api/v1/iam/roles",
             Route::RolePermissions(_) => "GET /api/v1/iam/roles/{roleIdOrLabel}/permissions",
+            Route::Logs => "GET /api/v1/logs",
         }
     }
 
@@ -123,6 +127,7 @@ impl Route {
             | Route::AddMember(..)
             | Route::RemoveMember(..) => Bucket::Groups,
             Route::Group(_) => Bucket::GroupById,
+            Route::Logs => Bucket::Logs,
             _ => Bucket::Default,
         }
     }

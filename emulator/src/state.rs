@@ -7,6 +7,7 @@ use serde_json::{Value as Json, json};
 
 use super::fixture::{Fixture, Member, STANDARD_ROLES};
 use super::search::{self, Record, Value};
+use super::syslog::{Actor, Entry, SystemLog, Target};
 use super::{Error, Result};
 
 /// Okta's user statuses.
@@ -105,6 +106,8 @@ pub struct Org {
     pub(crate) groups: Vec<Group>,
     pub(crate) roles: Vec<CustomRole>,
     pub(crate) assignments: Vec<Assignment>,
+    /// Every change since the emulator started, as Okta's System Log has it.
+    pub(crate) log: SystemLog,
 }
 
 /// FNV-1a: a stable hash (unlike std's, guaranteed not to change between releases), used to
@@ -130,6 +133,22 @@ pub(crate) fn okta_id(prefix: &str, key: &str) -> String {
         *src /= 62;
     }
     out
+}
+
+/// The System Log event type and message of a status change. Okta's catalogue names these
+/// for the lifecycle transitions; where a status is reached some other way (a lock-out, an
+/// expired password) the closest documented `user.account.*` type is used.
+fn lifecycle_event(before: &str, after: &str) -> (&'static str, &'static str) {
+    match (before, after) {
+        ("SUSPENDED", "ACTIVE") => ("user.lifecycle.unsuspend", "Unsuspend Okta user"),
+        (_, "ACTIVE") => ("user.lifecycle.activate", "Activate Okta user"),
+        (_, "SUSPENDED") => ("user.lifecycle.suspend", "Suspend Okta user"),
+        (_, "DEPROVISIONED") => ("user.lifecycle.deactivate", "Deactivate Okta user"),
+        (_, "LOCKED_OUT") => ("user.account.lock", "Max sign in attempts exceeded"),
+        (_, "PASSWORD_EXPIRED") => ("user.account.expire_password", "Expire user password"),
+        (_, "RECOVERY") => ("user.account.reset_password", "Reset user password"),
+        _ => ("user.lifecycle.create", "Create Okta user"),
+    }
 }
 
 const BASE_TIME_MS: i64 = 1_577_836_800_000; // 2020-01-01T00:00:00Z
@@ -286,6 +305,7 @@ impl Org {
             groups,
             roles,
             assignments: Vec::new(),
+            log: SystemLog::default(),
         };
         org.org_id = okta_id("00o", &org.subdomain);
         for (n, a) in fixture.role_assignments.iter().enumerate() {
@@ -377,39 +397,119 @@ impl Org {
             .map(|i| i as u32)
     }
 
+    /// The System Log target of a user.
+    fn user_target(&self, user: u32) -> Target {
+        let u = &self.users[user as usize];
+        let name = [u.first_name.as_deref(), u.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        Target {
+            id: u.id.to_string(),
+            target_type: "User",
+            alternate_id: u.login.to_string(),
+            display_name: if name.is_empty() {
+                u.login.to_string()
+            } else {
+                name
+            },
+        }
+    }
+
+    /// The System Log target of a group (Okta's `UserGroup`; its `alternateId` is often
+    /// `unknown` in real events, the name is used here).
+    fn group_target(&self, group: u32) -> Target {
+        let g = &self.groups[group as usize];
+        Target {
+            id: g.id.to_string(),
+            target_type: "UserGroup",
+            alternate_id: g.name.clone(),
+            display_name: g.name.clone(),
+        }
+    }
+
     /// Adds a member; returns whether anything changed.
-    pub fn add_member(&mut self, group: u32, user: u32, now_ms: i64) -> bool {
+    pub fn add_member(&mut self, group: u32, user: u32, actor: &Actor, now_ms: i64) -> bool {
         let g = &mut self.groups[group as usize];
         match g.members.binary_search(&user) {
             Ok(_) => false,
             Err(at) => {
                 g.members.insert(at, user);
                 g.last_membership_updated = now_ms;
+                self.write_membership_event(group, user, true, actor, now_ms);
                 true
             }
         }
     }
 
     /// Removes a member; returns whether anything changed.
-    pub fn remove_member(&mut self, group: u32, user: u32, now_ms: i64) -> bool {
+    pub fn remove_member(&mut self, group: u32, user: u32, actor: &Actor, now_ms: i64) -> bool {
         let g = &mut self.groups[group as usize];
         match g.members.binary_search(&user) {
             Ok(at) => {
                 g.members.remove(at);
                 g.last_membership_updated = now_ms;
+                self.write_membership_event(group, user, false, actor, now_ms);
                 true
             }
             Err(_) => false,
         }
     }
 
+    fn write_membership_event(
+        &mut self,
+        group: u32,
+        user: u32,
+        added: bool,
+        actor: &Actor,
+        now_ms: i64,
+    ) {
+        let (event_type, display_message) = if added {
+            ("group.user_membership.add", "Add user to group membership")
+        } else {
+            (
+                "group.user_membership.remove",
+                "Remove user from group membership",
+            )
+        };
+        let targets = vec![self.user_target(user), self.group_target(group)];
+        self.log.write(
+            Entry {
+                event_type,
+                display_message,
+                actor: actor.clone(),
+                targets,
+            },
+            now_ms,
+        );
+    }
+
     /// Sets a user's status (validated against Okta's statuses).
-    pub fn set_user_status(&mut self, user: u32, status: &str, now_ms: i64) -> Result<()> {
+    pub fn set_user_status(
+        &mut self,
+        user: u32,
+        status: &str,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<()> {
         let status = status_of(status)?;
         let u = &mut self.users[user as usize];
+        let before = u.status;
         u.status = status;
         u.status_changed = now_ms;
         u.last_updated = now_ms;
+        let (event_type, display_message) = lifecycle_event(before, status);
+        let targets = vec![self.user_target(user)];
+        self.log.write(
+            Entry {
+                event_type,
+                display_message,
+                actor: actor.clone(),
+                targets,
+            },
+            now_ms,
+        );
         Ok(())
     }
 
@@ -419,6 +519,7 @@ impl Org {
         user: u32,
         login: &str,
         email: &str,
+        actor: &Actor,
         now_ms: i64,
     ) -> Result<()> {
         let key = login.to_lowercase();
@@ -431,14 +532,34 @@ impl Org {
         u.login = login.into();
         u.email = email.into();
         u.last_updated = now_ms;
+        let targets = vec![self.user_target(user)];
+        self.log.write(
+            Entry {
+                event_type: "user.account.update_profile",
+                display_message: "Update user profile for Okta",
+                actor: actor.clone(),
+                targets,
+            },
+            now_ms,
+        );
         Ok(())
     }
 
     /// Renames a group.
-    pub fn rename_group(&mut self, group: u32, name: &str, now_ms: i64) {
+    pub fn rename_group(&mut self, group: u32, name: &str, actor: &Actor, now_ms: i64) {
         let g = &mut self.groups[group as usize];
         g.name = name.to_string();
         g.last_updated = now_ms;
+        let targets = vec![self.group_target(group)];
+        self.log.write(
+            Entry {
+                event_type: "group.profile.update",
+                display_message: "Update group profile",
+                actor: actor.clone(),
+                targets,
+            },
+            now_ms,
+        );
     }
 
     /// Indices of the groups `user` belongs to, in group-id order.
@@ -621,15 +742,22 @@ roleAssignments:
         assert_eq!(org.groups[g as usize].members.len(), 2);
         assert_eq!(org.role_assignees().len(), 2);
         assert_eq!(org.roles_of_user(a).len(), 1);
-        assert!(org.remove_member(g, a, 0));
-        assert!(!org.remove_member(g, a, 0));
+        assert!(org.remove_member(g, a, &Actor::control(), 0));
+        assert!(!org.remove_member(g, a, &Actor::control(), 0));
         assert!(org.roles_of_user(a).is_empty());
-        assert!(org.add_member(g, a, 0));
-        assert!(!org.add_member(g, a, 0));
+        assert!(org.add_member(g, a, &Actor::control(), 0));
+        assert!(!org.add_member(g, a, &Actor::control(), 0));
         assert_eq!(org.groups_of(a), vec![g]);
-        assert!(org.set_user_status(a, "BOGUS", 0).is_err());
-        assert!(org.set_user_profile(a, "B@X.com", "a@y.org", 0).is_err());
-        org.set_user_profile(a, "a@y.org", "a@y.org", 0).unwrap();
+        assert!(
+            org.set_user_status(a, "BOGUS", &Actor::control(), 0)
+                .is_err()
+        );
+        assert!(
+            org.set_user_profile(a, "B@X.com", "a@y.org", &Actor::control(), 0)
+                .is_err()
+        );
+        org.set_user_profile(a, "a@y.org", "a@y.org", &Actor::control(), 0)
+            .unwrap();
         assert_eq!(org.user_index("A@y.org"), Some(a));
         assert_eq!(org.user_index("a@x.com"), None);
         assert_eq!(&*org.users[a as usize].email, "a@y.org");

@@ -135,6 +135,14 @@ pub struct OktaCiamConnectorSpec {
     #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("syncInterval must be at least 1m"))]
     pub sync_interval: String,
 
+    /// How often a sync reads everything, as a duration such as `24h`. Syncs in between apply
+    /// the changes the System Log names to the last snapshot (falling back to a full read when
+    /// the log cannot be trusted). At least `1m`; at most `syncInterval` makes every sync full.
+    #[serde(default = "default_full_sync_interval")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("fullSyncInterval must be at least 1m"))]
+    pub full_sync_interval: String,
+
     /// Limits on this connector's use of the org's API rate limits. Unset fields take the
     /// client's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,10 +151,50 @@ pub struct OktaCiamConnectorSpec {
     /// Stops syncing and provisioning without deleting anything, until set back to false.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Refuses a sync that suddenly sees far fewer users or groups than the last good one (a
+    /// token scoped down, an API client without an admin role answered with empty lists):
+    /// the last good snapshot stays in use and `Synced` turns False with reason
+    /// `SnapshotShrank`. Unset fields take their defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrink_guard: Option<ShrinkGuardSpec>,
 }
+
+/// Thresholds of the shrink guard. To accept a real drop, raise the threshold (100 turns the
+/// check off); the changed spec syncs again at once.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ShrinkGuardSpec {
+    /// Largest accepted drop of in-scope users, in percent of the last good sync (default 50;
+    /// 100 accepts any drop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_user_drop_percent: Option<i32>,
+
+    /// Largest accepted drop of in-scope groups, in percent of the last good sync (default
+    /// 50; 100 accepts any drop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_group_drop_percent: Option<i32>,
+
+    /// Counts below this in the last good sync are never guarded, so small orgs can change
+    /// freely (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_previous_count: Option<i64>,
+}
+
+/// Default of `shrinkGuard.maxUserDropPercent` and `.maxGroupDropPercent`.
+pub const DEFAULT_MAX_DROP_PERCENT: u8 = 50;
+/// Default of `shrinkGuard.minPreviousCount`.
+pub const DEFAULT_MIN_PREVIOUS_COUNT: u64 = 10;
 
 fn default_sync_interval() -> String {
     "1h".to_owned()
+}
+
+fn default_full_sync_interval() -> String {
+    "24h".to_owned()
 }
 
 fn default_token_key() -> String {
@@ -336,13 +384,15 @@ pub enum ConnectorReason {
     SyncFailed,
     /// `spec.suspend` is true: nothing is synced or provisioned.
     Suspended,
+    /// The last sync saw far fewer users or groups than the last good one; that one is kept.
+    SnapshotShrank,
     /// The last sync succeeded.
     Synced,
 }
 
 impl ConnectorReason {
     /// Every reason, for documentation and exhaustive tests.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::InvalidSpec,
         Self::SecretNotFound,
         Self::SecretKeyMissing,
@@ -354,6 +404,7 @@ impl ConnectorReason {
         Self::RateLimited,
         Self::SyncFailed,
         Self::Suspended,
+        Self::SnapshotShrank,
         Self::Synced,
     ];
 
@@ -371,6 +422,7 @@ impl ConnectorReason {
             Self::RateLimited => "RateLimited",
             Self::SyncFailed => "SyncFailed",
             Self::Suspended => "Suspended",
+            Self::SnapshotShrank => "SnapshotShrank",
             Self::Synced => "Synced",
         }
     }
@@ -402,10 +454,22 @@ pub struct ValidConnectorSpec {
     pub group_name_filter: Option<String>,
     /// Time between syncs, at least [`MIN_SYNC_INTERVAL`].
     pub sync_interval: Duration,
+    /// Time between full syncs, at least [`MIN_SYNC_INTERVAL`].
+    pub full_sync_interval: Duration,
     /// Rate-limit settings as given (ranges checked).
     pub rate_limit: RateLimitSpec,
     /// How to authenticate.
     pub credentials: CredentialsSpec,
+    /// Shrink-guard thresholds with defaults applied.
+    pub shrink_guard: crate::sync::shrink::ShrinkThresholds,
+}
+
+impl ValidConnectorSpec {
+    /// Whether syncs between full ones read the System Log (`fullSyncInterval` longer than
+    /// `syncInterval`), so OAuth apps need `okta.logs.read` too.
+    pub fn syncs_incrementally(&self) -> bool {
+        self.full_sync_interval > self.sync_interval
+    }
 }
 
 /// Which credentials a valid spec names.
@@ -546,6 +610,24 @@ impl OktaCiamConnectorSpec {
             }
         };
 
+        let full_sync_interval = match parse_duration(&self.full_sync_interval) {
+            Ok(d) if d < MIN_SYNC_INTERVAL => {
+                problems.push(format!(
+                    "fullSyncInterval {:?} is shorter than 1m",
+                    self.full_sync_interval
+                ));
+                d
+            }
+            Ok(d) => d,
+            Err(why) => {
+                problems.push(format!(
+                    "fullSyncInterval {:?} {why}",
+                    self.full_sync_interval
+                ));
+                MIN_SYNC_INTERVAL
+            }
+        };
+
         let rate_limit = self.rate_limit.unwrap_or_default();
         if let Some(n) = rate_limit.max_concurrency.filter(|n| !(1..=75).contains(n)) {
             problems.push(format!("rateLimit.maxConcurrency {n} is outside 1..75"));
@@ -553,6 +635,37 @@ impl OktaCiamConnectorSpec {
         if let Some(n) = rate_limit.budget_percent.filter(|n| !(1..=100).contains(n)) {
             problems.push(format!("rateLimit.budgetPercent {n} is outside 1..100"));
         }
+
+        let guard = self.shrink_guard.unwrap_or_default();
+        let percent = |field: &str, v: Option<i32>, problems: &mut Vec<String>| match v {
+            None => DEFAULT_MAX_DROP_PERCENT,
+            Some(n) => u8::try_from(n)
+                .ok()
+                .filter(|n| *n <= 100)
+                .unwrap_or_else(|| {
+                    problems.push(format!("shrinkGuard.{field} {n} is outside 0..100"));
+                    100
+                }),
+        };
+        let shrink_guard = crate::sync::shrink::ShrinkThresholds {
+            max_user_drop_percent: percent(
+                "maxUserDropPercent",
+                guard.max_user_drop_percent,
+                &mut problems,
+            ),
+            max_group_drop_percent: percent(
+                "maxGroupDropPercent",
+                guard.max_group_drop_percent,
+                &mut problems,
+            ),
+            min_previous_count: match guard.min_previous_count {
+                None => DEFAULT_MIN_PREVIOUS_COUNT,
+                Some(n) => u64::try_from(n).unwrap_or_else(|_| {
+                    problems.push(format!("shrinkGuard.minPreviousCount {n} is negative"));
+                    0
+                }),
+            },
+        };
 
         let Some(credentials) = credentials.filter(|_| problems.is_empty()) else {
             return Err(Error::InvalidSpec(problems));
@@ -563,7 +676,9 @@ impl OktaCiamConnectorSpec {
             email_domains,
             group_name_filter,
             sync_interval,
+            full_sync_interval,
             rate_limit,
+            shrink_guard,
         })
     }
 }
@@ -615,7 +730,16 @@ mod tests {
         assert_eq!(v.domain, "acme.okta.com");
         assert_eq!(v.email_domains, ["example.com", "corp.example.org"]);
         assert_eq!(v.sync_interval, Duration::from_secs(3600));
+        assert_eq!(v.full_sync_interval, Duration::from_secs(24 * 3600));
         assert_eq!(v.group_name_filter, None);
+        assert_eq!(
+            v.shrink_guard,
+            crate::sync::shrink::ShrinkThresholds {
+                max_user_drop_percent: 50,
+                max_group_drop_percent: 50,
+                min_previous_count: 10,
+            }
+        );
     }
 
     #[test]
@@ -657,8 +781,16 @@ mod tests {
         });
         s.group_name_filter = Some("  ".into());
         s.token_secret_ref.as_mut().unwrap().key = "bad key".into();
+        s.shrink_guard = Some(ShrinkGuardSpec {
+            max_user_drop_percent: Some(101),
+            max_group_drop_percent: Some(-1),
+            min_previous_count: Some(-5),
+        });
         let p = problems(&s);
-        assert_eq!(p.len(), 7, "{p:?}");
+        assert_eq!(p.len(), 10, "{p:?}");
+        assert!(p.iter().any(|m| m.contains("maxUserDropPercent 101")));
+        assert!(p.iter().any(|m| m.contains("maxGroupDropPercent -1")));
+        assert!(p.iter().any(|m| m.contains("minPreviousCount -5")));
         assert!(p.iter().any(|m| m.starts_with("emailDomains[1]")));
         assert!(p.iter().any(|m| m.starts_with("emailDomains[2]")));
         assert!(p.iter().any(|m| m.contains("shorter than 1m")));

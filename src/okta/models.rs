@@ -321,6 +321,66 @@ pub struct UserQuery {
     pub limit: Option<u32>,
 }
 
+/// Parameters of `GET /api/v1/logs`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Lower bound of `published` (RFC 3339, inclusive).
+    pub since: Option<String>,
+    /// Upper bound of `published` (RFC 3339); set it for a bounded query.
+    pub until: Option<String>,
+    /// SCIM filter expression.
+    pub filter: Option<String>,
+    /// Page size (Okta's maximum is 1000).
+    pub limit: Option<u32>,
+}
+
+/// One System Log event, reduced to what a sync needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEvent {
+    /// Unique id of the event (the same event can appear in overlapping reads).
+    pub uuid: String,
+    /// When it was published (RFC 3339).
+    pub published: String,
+    /// Event type, e.g. `group.user_membership.add`.
+    pub event_type: String,
+    /// Who acted.
+    #[serde(default)]
+    pub actor: Option<LogParty>,
+    /// What was acted on.
+    #[serde(default)]
+    pub target: Vec<LogParty>,
+    /// `SUCCESS`, `FAILURE`, ...
+    #[serde(default)]
+    pub outcome: Option<LogOutcome>,
+}
+
+/// An actor or target of a System Log event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogParty {
+    /// Okta id.
+    #[serde(default)]
+    pub id: String,
+    /// `User`, `UserGroup`, `AppInstance`, ...
+    #[serde(rename = "type", default)]
+    pub party_type: String,
+    /// A login, address or name.
+    #[serde(default)]
+    pub alternate_id: Option<String>,
+    /// Display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// The outcome of a System Log event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOutcome {
+    /// `SUCCESS`, `FAILURE`, `SKIPPED`, `ALLOW`, `DENY`, `CHALLENGE`, `UNKNOWN`.
+    #[serde(default)]
+    pub result: Option<String>,
+}
+
 /// Parameters of `GET /api/v1/groups`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GroupQuery {

@@ -31,6 +31,7 @@ pub(crate) enum Family {
     GroupMembers,
     GroupRoles,
     Iam,
+    Logs,
     Other,
 }
 
@@ -54,6 +55,7 @@ impl Family {
                 ["groups", _, "users", ..] => Family::GroupMembers,
                 ["groups", _, "roles", ..] => Family::GroupRoles,
                 ["iam", ..] => Family::Iam,
+                ["logs"] => Family::Logs,
                 _ => Family::Other,
             },
             _ => Family::Other,
@@ -73,19 +75,22 @@ impl Family {
             Family::GroupMembers => "group_members",
             Family::GroupRoles => "group_roles",
             Family::Iam => "iam",
+            Family::Logs => "logs",
             Family::Other => "other",
         }
     }
 
     /// The rate-limit bucket, after Okta's published Workforce table: users list, user by
     /// id or login, groups list and membership calls, group by id, everything else.
-    /// Sub-resources such as `/users/{id}/roles` are assumed to count as "other".
+    /// Sub-resources such as `/users/{id}/roles` are assumed to count as "other"; the System
+    /// Log has its own bucket.
     pub(crate) fn bucket(self) -> &'static str {
         match self {
             Family::Users => "users",
             Family::User => "user_by_id",
             Family::Groups | Family::GroupMembers => "groups",
             Family::Group => "group_by_id",
+            Family::Logs => "logs",
             _ => "default",
         }
     }

@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+use super::changes;
 use super::engine::{self, SyncConfig};
+use super::incremental;
 use super::progress::{StderrProgress, summary_table};
 use super::scope::{EmailDomains, GroupNameFilter};
+use super::snapshot::Snapshot;
 use crate::okta::oauth::{OAuthConfig, PrivateKey, scopes};
 use crate::okta::{ApiToken, ClientOptions, Credentials, DomainPolicy, OktaClient, OrgDomain};
 
@@ -94,6 +97,15 @@ pub struct SyncArgs {
     /// Use at most this percentage of each rate-limit bucket, leaving the rest to others.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub budget_percent: u8,
+
+    /// Apply the System Log's changes to the snapshot already at --output instead of reading
+    /// everything (falls back to a full sync, saying why, when the log cannot be trusted).
+    #[arg(long)]
+    pub incremental: bool,
+
+    /// Most System Log events an incremental sync applies before it reads everything instead.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_log_events: usize,
 
     /// Start the built-in emulated org on a loopback port and sync it with sample filters
     /// (no Okta needed). --domain and the token are ignored.
@@ -181,7 +193,27 @@ async fn execute(
     };
     let auth = credentials.into_auth(&domain, options.request_timeout)?;
     let client = OktaClient::new(domain, auth, options)?;
-    let snapshot = engine::sync(&client, &config, &StderrProgress::new()).await?;
+    // The change log is against the file being replaced, when it is of the same org and scope
+    // (an unreadable or foreign file is simply replaced).
+    let previous = Snapshot::read(&args.output).ok();
+    let progress = StderrProgress::new();
+    let snapshot = if args.incremental {
+        incremental::sync_auto(
+            &client,
+            &config,
+            previous.as_ref(),
+            None,
+            args.max_log_events,
+            &progress,
+        )
+        .await?
+    } else {
+        let mut s = engine::sync(&client, &config, &progress).await?;
+        if let Some(previous) = previous.filter(|p| p.same_scope(&s)) {
+            s.changes = Some(changes::diff(previous.access(), s.access(), &|_| None));
+        }
+        s
+    };
     snapshot.write_atomic(&args.output)?;
     print!("{}", summary_table(&snapshot));
     println!("snapshot written to {}", args.output.display());
@@ -206,7 +238,7 @@ fn read_oauth(client_id: &str, args: &SyncArgs) -> anyhow::Result<OAuthConfig> {
         .filter(|s| !s.is_empty())
         .collect();
     let scopes = if given.is_empty() {
-        scopes::needed(false)
+        scopes::needed(false, args.incremental)
     } else {
         given
     };

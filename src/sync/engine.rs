@@ -17,7 +17,8 @@ use super::progress::{Phase, Progress, ProgressUpdate};
 use super::roles::{self, RoleFact};
 use super::scope::{EmailDomains, GroupNameFilter};
 use super::snapshot::{
-    Grant, Snapshot, SnapshotCustomRole, SnapshotGroup, SnapshotRole, SnapshotUser, SyncStats,
+    Grant, LogCursor, Snapshot, SnapshotCustomRole, SnapshotGroup, SnapshotRole, SnapshotUser,
+    SyncMode, SyncStats,
 };
 use super::{Error, Result};
 use crate::okta::{
@@ -37,10 +38,6 @@ pub struct SyncConfig {
     pub concurrency: usize,
 }
 
-/// Why group-held roles of member-less groups are missing (there is no bulk endpoint).
-const GROUP_ROLE_NOTE: &str = "Group-held roles are learned from the role lists of admin users \
-     (/iam/assignees/users); a group that holds a role but has no members is not reported.";
-
 /// Runs one sync: reads users, groups, memberships, roles and custom roles in scope and returns
 /// the canonical snapshot. The client's counters are reported as the difference over this
 /// sync (requests of other work sharing the client at the same time are included).
@@ -53,6 +50,7 @@ pub async fn sync(
     progress: &dyn Progress,
 ) -> Result<Snapshot> {
     let started = Instant::now();
+    let started_at = jiff::Timestamp::now();
     let before = client.stats();
     let reporter = Reporter {
         client,
@@ -61,12 +59,13 @@ pub async fn sync(
     };
     let concurrency = config.concurrency.max(1);
 
-    // Memberships need users and groups but not roles: start them as soon as both are known,
-    // while the role and custom-role reads (other buckets) go on.
+    // Users, groups and the admin list first (mostly different buckets); memberships next;
+    // role lists last, because the role plan counts groups without in-scope members.
     let principals = async {
-        let (users, groups) = futures::try_join!(
+        let (users, groups, admins) = futures::try_join!(
             read_users(client, &config.email_domains, &reporter),
             read_groups(client, config.group_name_filter.as_ref(), &reporter),
+            read_admins(client),
         )?;
         let membership_plan = plan::choose_membership_plan(
             groups.iter().map(|g| g.member_count_hint()),
@@ -81,12 +80,20 @@ pub async fn sync(
             &reporter,
         )
         .await?;
-        Ok::<_, Error>((users, groups, membership_plan, pairs))
+        let role_reads = plan_role_reads(&users, &groups, &admins, &pairs);
+        let role_lists = read_role_lists(client, &role_reads, concurrency, &reporter).await?;
+        Ok::<_, Error>((
+            users,
+            groups,
+            membership_plan,
+            pairs,
+            role_reads,
+            role_lists,
+        ))
     };
-    let ((users, groups, membership_plan, pairs), admin_roles, custom_roles) = futures::try_join!(
+    let ((users, groups, membership_plan, pairs, role_reads, role_lists), custom_roles) = futures::try_join!(
         principals,
-        read_admin_roles(client, concurrency, &reporter),
-        read_custom_roles(client, concurrency, &reporter),
+        read_custom_roles(client, concurrency, &reporter)
     )?;
 
     let user_index: HashMap<&str, u32> = index_by_id(users.iter().map(|u| u.id.as_str()));
@@ -94,11 +101,16 @@ pub async fn sync(
 
     let mut role_grants = BTreeSet::new();
     let mut unusable = 0;
-    for (user_id, facts) in &admin_roles {
+    for (holder, facts) in &role_lists {
+        let (user_id, user_in_scope) = match holder {
+            RoleHolder::User(id) => (id.as_str(), user_index.contains_key(id.as_str())),
+            // A group's own list: its items are all `Holder::Group`, no user is involved.
+            RoleHolder::Group(_) => ("", false),
+        };
         unusable += roles::derive_role_grants(
             user_id,
             facts,
-            user_index.contains_key(user_id.as_str()),
+            user_in_scope,
             |g| group_index.contains_key(g),
             &mut role_grants,
         );
@@ -113,7 +125,7 @@ pub async fn sync(
     drop(pairs);
     grants.extend(role_grants);
 
-    let mut notes = vec![GROUP_ROLE_NOTE.to_string()];
+    let mut notes = Vec::new();
     if unusable > 0 {
         notes.push(format!(
             "{unusable} custom-role assignments without a role id were skipped."
@@ -124,7 +136,8 @@ pub async fn sync(
         groups: groups.len() as u64,
         membership_requests: membership_plan.requests(),
         membership_strategy: membership_plan.strategy,
-        admins: admin_roles.len() as u64,
+        admins: role_reads.counts.admins,
+        role_requests: role_reads.plan.requests(),
         custom_roles: custom_roles.len() as u64,
     };
     let spent = client.stats().since(&before);
@@ -148,6 +161,13 @@ pub async fn sync(
         custom_roles,
         grants,
         notes,
+        changes: None,
+        // Events from the sync's start on may or may not be in what it read; the next
+        // incremental sync applies them again, which is harmless (see `incremental`).
+        log_cursor: Some(LogCursor {
+            through: started_at.to_string(),
+            applied: Vec::new(),
+        }),
         stats: SyncStats {
             requests: spent.requests,
             requests_by_endpoint: spent.requests_by_endpoint.clone(),
@@ -156,6 +176,10 @@ pub async fn sync(
             rate_limit_wait_seconds: spent.rate_limit_wait.as_secs_f64(),
             duration_seconds: started.elapsed().as_secs_f64(),
             membership_plan: Some(membership_plan),
+            role_plan: Some(role_reads.plan),
+            mode: SyncMode::Full,
+            full_sync_reason: None,
+            log_events: 0,
             request_floor: plan::request_floor(&floor_inputs),
             floor_inputs,
         },
@@ -165,14 +189,14 @@ pub async fn sync(
 }
 
 /// Sends progress with the client's counters since the sync began.
-struct Reporter<'a> {
-    client: &'a OktaClient,
-    before: &'a ClientStats,
-    progress: &'a dyn Progress,
+pub(super) struct Reporter<'a> {
+    pub(super) client: &'a OktaClient,
+    pub(super) before: &'a ClientStats,
+    pub(super) progress: &'a dyn Progress,
 }
 
 impl Reporter<'_> {
-    fn report(&self, phase: Phase, items: u64, done: bool) {
+    pub(super) fn report(&self, phase: Phase, items: u64, done: bool) {
         let spent = self.client.stats().since(self.before);
         self.progress.report(&ProgressUpdate {
             phase,
@@ -197,9 +221,9 @@ fn table_index(i: usize) -> u32 {
 }
 
 /// An in-scope group in the sorted table, with Okta's member count if it sent one.
-struct GroupRow {
-    group: SnapshotGroup,
-    count_known: bool,
+pub(super) struct GroupRow {
+    pub(super) group: SnapshotGroup,
+    pub(super) count_known: bool,
 }
 
 impl GroupRow {
@@ -242,7 +266,7 @@ async fn read_users(
     Ok(rows)
 }
 
-fn snapshot_user(u: User) -> SnapshotUser {
+pub(super) fn snapshot_user(u: User) -> SnapshotUser {
     let p = u.profile;
     let display_name = p
         .display_name
@@ -318,7 +342,7 @@ async fn read_groups(
     Ok(rows)
 }
 
-fn group_row(g: Group) -> GroupRow {
+pub(super) fn group_row(g: Group) -> GroupRow {
     let count = g.users_count();
     GroupRow {
         group: SnapshotGroup {
@@ -331,12 +355,9 @@ fn group_row(g: Group) -> GroupRow {
     }
 }
 
-/// Admin users (from `/iam/assignees/users`) with their role lists, reduced to facts.
-async fn read_admin_roles(
-    client: &OktaClient,
-    concurrency: usize,
-    reporter: &Reporter<'_>,
-) -> Result<Vec<(String, Vec<RoleFact>)>> {
+/// Ids of the users `/iam/assignees/users` lists (every user holding an admin role, directly
+/// or through a group), sorted.
+async fn read_admins(client: &OktaClient) -> Result<Vec<String>> {
     let mut ids = Vec::new();
     let mut pages = client.list_role_assignees(Some(plan::ASSIGNEES_PAGE));
     while let Some(page) = pages.try_next().await? {
@@ -344,15 +365,113 @@ async fn read_admin_roles(
     }
     ids.sort_unstable();
     ids.dedup();
+    Ok(ids)
+}
+
+/// Whose role list is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RoleHolder {
+    /// `GET /users/{id}/roles`.
+    User(String),
+    /// `GET /groups/{id}/roles`.
+    Group(String),
+}
+
+/// The role plan with the lists it reads.
+struct RoleReads {
+    counts: plan::RoleCounts,
+    plan: plan::RolePlan,
+    lists: Vec<RoleHolder>,
+}
+
+/// Decides which role lists to read (see [`plan::RoleStrategy`]) from the in-scope users and
+/// groups, the admin ids and the in-scope membership pairs.
+fn plan_role_reads(
+    users: &[SnapshotUser],
+    groups: &[GroupRow],
+    admins: &[String],
+    pairs: &[(u32, u32)],
+) -> RoleReads {
+    let user_ids: std::collections::HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    let mut with_in_scope_members = vec![false; groups.len()];
+    for &(_, g) in pairs {
+        with_in_scope_members[g as usize] = true;
+    }
+    let without_in_scope_members: Vec<&GroupRow> = groups
+        .iter()
+        .zip(&with_in_scope_members)
+        .filter(|(_, has)| !**has)
+        .map(|(g, _)| g)
+        .collect();
+    // An unknown count may hide an empty group, so it is read too.
+    let without_members: Vec<&GroupRow> = groups
+        .iter()
+        .filter(|g| !g.count_known || g.group.member_count == 0)
+        .collect();
+    let admins_in_scope: Vec<&String> = admins
+        .iter()
+        .filter(|a| user_ids.contains(a.as_str()))
+        .collect();
+    let counts = plan::RoleCounts {
+        admins: admins.len() as u64,
+        admins_in_scope: admins_in_scope.len() as u64,
+        groups_without_in_scope_members: without_in_scope_members.len() as u64,
+        groups_without_members: without_members.len() as u64,
+    };
+    let plan = plan::choose_role_plan(&counts);
+    let (admin_lists, group_lists): (Vec<&String>, Vec<&GroupRow>) = match plan.strategy {
+        plan::RoleStrategy::GroupLists => (admins_in_scope, without_in_scope_members),
+        plan::RoleStrategy::AssigneeLists => (admins.iter().collect(), without_members),
+    };
+    let lists = admin_lists
+        .into_iter()
+        .map(|id| RoleHolder::User(id.clone()))
+        .chain(
+            group_lists
+                .into_iter()
+                .map(|g| RoleHolder::Group(g.group.id.clone())),
+        )
+        .collect();
+    RoleReads {
+        counts,
+        plan,
+        lists,
+    }
+}
+
+/// Reads the planned role lists, reduced to facts; a group's own list makes every item a
+/// grant of that group.
+async fn read_role_lists(
+    client: &OktaClient,
+    reads: &RoleReads,
+    concurrency: usize,
+    reporter: &Reporter<'_>,
+) -> Result<Vec<(RoleHolder, Vec<RoleFact>)>> {
     let done = AtomicU64::new(0);
-    let out: Vec<(String, Vec<RoleFact>)> = stream::iter(ids)
-        .map(|id| {
+    let out: Vec<(RoleHolder, Vec<RoleFact>)> = stream::iter(reads.lists.iter().cloned())
+        .map(|holder| {
             let done = &done;
             async move {
-                let assignments = client.list_user_roles(&id).await?;
+                let facts = match &holder {
+                    RoleHolder::User(id) => client
+                        .list_user_roles(id)
+                        .await?
+                        .into_iter()
+                        .map(role_fact)
+                        .collect(),
+                    RoleHolder::Group(id) => client
+                        .list_group_roles(id)
+                        .await?
+                        .into_iter()
+                        .map(|a| RoleFact {
+                            holder: roles::Holder::Group(id.clone()),
+                            ..role_fact(a)
+                        })
+                        .collect(),
+                };
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 reporter.report(Phase::Roles, n, false);
-                Ok::<_, Error>((id, assignments.into_iter().map(role_fact).collect()))
+                Ok::<_, Error>((holder, facts))
             }
         })
         .buffer_unordered(concurrency)
@@ -362,7 +481,7 @@ async fn read_admin_roles(
     Ok(out)
 }
 
-fn role_fact(a: RoleAssignment) -> RoleFact {
+pub(super) fn role_fact(a: RoleAssignment) -> RoleFact {
     let holder = RoleFact::holder_from(a.assignment_type.as_deref(), a.assignee_group_id());
     RoleFact {
         role_type: a.role_type,
@@ -372,7 +491,7 @@ fn role_fact(a: RoleAssignment) -> RoleFact {
     }
 }
 
-async fn read_custom_roles(
+pub(super) async fn read_custom_roles(
     client: &OktaClient,
     concurrency: usize,
     reporter: &Reporter<'_>,

@@ -4,12 +4,16 @@
 //! Decisions live in pure modules ([`scope`], [`plan`], [`roles`], [`snapshot`]) that are unit
 //! tested without servers; the I/O is in [`engine`] (Okta reads) and [`snapshot::Snapshot::write_atomic`].
 
+pub mod changes;
 pub mod cli;
+pub mod diff;
 pub mod engine;
+pub mod incremental;
 pub mod plan;
 pub mod progress;
 pub mod roles;
 pub mod scope;
+pub mod shrink;
 pub mod snapshot;
 
 use std::path::PathBuf;

@@ -81,6 +81,75 @@ pub fn choose_membership_plan(
     }
 }
 
+/// Where group-held roles are learned from. Both ways are exact; user role lists are read
+/// for in-scope admins either way, and an out-of-scope user's own roles are never reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RoleStrategy {
+    /// Role lists of the in-scope admins, plus `GET /groups/{id}/roles` for each in-scope group
+    /// without in-scope members. A group with an in-scope member that holds a role makes that
+    /// member an admin, whose role list names the group; a group whose in-scope members are
+    /// not admins holds no role.
+    #[default]
+    GroupLists,
+    /// Role lists of every admin (in scope or not: every member of a role-holding group is an
+    /// admin), plus `GET /groups/{id}/roles` for each in-scope group without any member.
+    AssigneeLists,
+}
+
+/// The role-read plan and what each way would cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolePlan {
+    /// The cheaper way.
+    pub strategy: RoleStrategy,
+    /// Requests of [`RoleStrategy::GroupLists`].
+    pub group_lists_requests: u64,
+    /// Requests of [`RoleStrategy::AssigneeLists`].
+    pub assignee_lists_requests: u64,
+}
+
+impl RolePlan {
+    /// Requests the chosen way needs.
+    pub fn requests(&self) -> u64 {
+        match self.strategy {
+            RoleStrategy::GroupLists => self.group_lists_requests,
+            RoleStrategy::AssigneeLists => self.assignee_lists_requests,
+        }
+    }
+}
+
+/// What the role plan is chosen from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleCounts {
+    /// Users `/iam/assignees/users` returned (`A`).
+    pub admins: u64,
+    /// Of those, users in scope (`A_in`).
+    pub admins_in_scope: u64,
+    /// In-scope groups without an in-scope member (`G_0`).
+    pub groups_without_in_scope_members: u64,
+    /// In-scope groups without any member, by `usersCount` (unknown counts included) (`G_e`).
+    pub groups_without_members: u64,
+}
+
+/// Picks the way with fewer requests: `A_in + G_0` or `A + G_e`. Ties go to the group lists,
+/// which read no out-of-scope user.
+pub fn choose_role_plan(c: &RoleCounts) -> RolePlan {
+    let group_lists_requests = c.admins_in_scope + c.groups_without_in_scope_members;
+    let assignee_lists_requests = c.admins + c.groups_without_members;
+    let strategy = if assignee_lists_requests < group_lists_requests {
+        RoleStrategy::AssigneeLists
+    } else {
+        RoleStrategy::GroupLists
+    };
+    RolePlan {
+        strategy,
+        group_lists_requests,
+        assignee_lists_requests,
+    }
+}
+
 /// What the request floor depends on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -95,19 +164,23 @@ pub struct FloorInputs {
     pub membership_strategy: MembershipStrategy,
     /// Users holding an admin role (`A`, the length of `/iam/assignees/users`).
     pub admins: u64,
+    /// Role-list requests of the cheaper role plan (`min(A_in + G_0, A + G_e)`).
+    #[serde(default)]
+    pub role_requests: u64,
     /// Custom roles (`CR`), one permissions request each.
     pub custom_roles: u64,
 }
 
 /// The request floor under the documented page limits:
-/// `ceil(U_f/200) + ceil(G/200) + min(per-group, per-user) + ceil(A/100) + A + 1 + CR`,
+/// `ceil(U_f/200) + ceil(G/200) + min(per-group, per-user) + ceil(A/100) + R + 1 + CR`
+/// with `R` the cheaper role plan's requests,
 /// where every list that must be asked costs at least one request even when empty.
 pub fn request_floor(f: &FloorInputs) -> u64 {
     list_pages(f.users, USERS_PAGE)
         + list_pages(f.groups, GROUPS_PAGE)
         + f.membership_requests
         + list_pages(f.admins, ASSIGNEES_PAGE)
-        + f.admins
+        + f.role_requests
         + 1
         + f.custom_roles
 }
@@ -135,7 +208,11 @@ pub fn floor_by_bucket(f: &FloorInputs) -> FloorByBucket {
     FloorByBucket {
         users: list_pages(f.users, USERS_PAGE),
         groups: list_pages(f.groups, GROUPS_PAGE) + group_members,
-        default: user_groups + list_pages(f.admins, ASSIGNEES_PAGE) + f.admins + 1 + f.custom_roles,
+        default: user_groups
+            + list_pages(f.admins, ASSIGNEES_PAGE)
+            + f.role_requests
+            + 1
+            + f.custom_roles,
     }
 }
 
@@ -206,6 +283,39 @@ mod tests {
     }
 
     #[test]
+    fn role_plan_skips_out_of_scope_admins_unless_reading_them_is_cheaper() {
+        // A built-in group holds a role: every user is an admin, few are in scope.
+        let everyone = RoleCounts {
+            admins: 100_000,
+            admins_in_scope: 20_000,
+            groups_without_in_scope_members: 40,
+            groups_without_members: 3,
+        };
+        let plan = choose_role_plan(&everyone);
+        assert_eq!(plan.strategy, RoleStrategy::GroupLists);
+        assert_eq!(plan.requests(), 20_040);
+        assert_eq!(plan.assignee_lists_requests, 100_003);
+        // Few admins, but the group filter picked many groups of another tenant.
+        let few = RoleCounts {
+            admins: 10,
+            admins_in_scope: 2,
+            groups_without_in_scope_members: 300,
+            groups_without_members: 5,
+        };
+        let plan = choose_role_plan(&few);
+        assert_eq!(plan.strategy, RoleStrategy::AssigneeLists);
+        assert_eq!(plan.requests(), 15);
+        // Ties read no out-of-scope user.
+        let tie = RoleCounts {
+            admins: 4,
+            admins_in_scope: 2,
+            groups_without_in_scope_members: 2,
+            groups_without_members: 0,
+        };
+        assert_eq!(choose_role_plan(&tie).strategy, RoleStrategy::GroupLists);
+    }
+
+    #[test]
     fn ties_go_per_group() {
         let plan = choose_membership_plan([10, 10], 2);
         assert_eq!(plan.strategy, MembershipStrategy::PerGroup);
@@ -221,6 +331,7 @@ mod tests {
             membership_requests: plan.requests(),
             membership_strategy: plan.strategy,
             admins: 30,
+            role_requests: 30,
             custom_roles: 4,
         };
         assert_eq!(request_floor(&f), 10 + 3 + 500 + 1 + 30 + 1 + 4);

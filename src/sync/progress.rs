@@ -8,8 +8,8 @@ use std::io::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::plan::MembershipStrategy;
-use super::snapshot::{GrantKind, PrincipalType, Snapshot};
+use super::plan::{MembershipStrategy, RoleStrategy};
+use super::snapshot::{GrantKind, PrincipalType, Snapshot, SyncMode};
 
 /// A stage of a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,8 @@ pub enum Phase {
     CustomRoles,
     /// Reading group memberships.
     Memberships,
+    /// Reading the System Log (incremental sync).
+    Log,
 }
 
 impl Phase {
@@ -35,6 +37,7 @@ impl Phase {
             Phase::Roles => "role assignments",
             Phase::CustomRoles => "custom roles",
             Phase::Memberships => "memberships",
+            Phase::Log => "system log events",
         }
     }
 }
@@ -190,6 +193,14 @@ pub fn summary_table(s: &Snapshot) -> String {
         String::new()
     };
     rows.push(("requests", format!("{}{floor}", st.requests)));
+    rows.push((
+        "mode",
+        match (st.mode, &st.full_sync_reason) {
+            (SyncMode::Incremental, _) => format!("incremental ({} log events)", st.log_events),
+            (SyncMode::Full, Some(why)) => format!("full ({why})"),
+            (SyncMode::Full, None) => "full".to_owned(),
+        },
+    ));
     if let Some(plan) = &st.membership_plan {
         rows.push((
             "membership reads",
@@ -201,6 +212,38 @@ pub fn summary_table(s: &Snapshot) -> String {
                 },
                 plan.per_group_requests,
                 plan.per_user_requests
+            ),
+        ));
+    }
+    if let Some(plan) = &st.role_plan {
+        rows.push((
+            "role reads",
+            format!(
+                "{} ({} requests via in-scope admins and group lists vs {} via every admin)",
+                match plan.strategy {
+                    RoleStrategy::GroupLists => "group lists",
+                    RoleStrategy::AssigneeLists => "every admin",
+                },
+                plan.group_lists_requests,
+                plan.assignee_lists_requests
+            ),
+        ));
+    }
+    if let Some(changes) = &s.changes {
+        let c = changes.counts();
+        rows.push((
+            "changes",
+            format!(
+                "since {}: users +{} -{}, groups +{} -{}, memberships +{} -{}, role grants +{} -{}",
+                changes.since,
+                c.users_added,
+                c.users_removed,
+                c.groups_added,
+                c.groups_removed,
+                c.memberships_added,
+                c.memberships_removed,
+                c.roles_added,
+                c.roles_removed
             ),
         ));
     }
@@ -263,6 +306,8 @@ mod tests {
                 },
             ],
             notes: vec![],
+            changes: None,
+            log_cursor: None,
             stats: SyncStats {
                 requests: 12,
                 request_floor: 10,

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{FloorInputs, MembershipPlan};
+use super::plan::{FloorInputs, MembershipPlan, RolePlan};
 use super::{Error, Result};
 
 /// An org's access state as seen through a connector's filters.
@@ -35,8 +35,26 @@ pub struct Snapshot {
     /// Caveats of this snapshot (what the API did not let it see).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// What changed since the previous snapshot of the same scope, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<super::changes::Changes>,
+    /// Where the next incremental sync starts reading the System Log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_cursor: Option<LogCursor>,
     /// Request counters and timing.
     pub stats: SyncStats,
+}
+
+/// How far the System Log has been applied to a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogCursor {
+    /// Events published before this time (RFC 3339) are reflected.
+    pub through: String,
+    /// Events already applied from the overlap window before `through`, which the next read
+    /// covers again because Okta's log can show an event a few seconds late.
+    #[serde(default)]
+    pub applied: Vec<String>,
 }
 
 /// A user in scope.
@@ -147,6 +165,17 @@ impl Grant {
     }
 }
 
+/// How a snapshot was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SyncMode {
+    /// Everything was read.
+    #[default]
+    Full,
+    /// The previous snapshot with the System Log's changes applied.
+    Incremental,
+}
+
 /// Request counters and timing of one sync.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -165,9 +194,21 @@ pub struct SyncStats {
     pub duration_seconds: f64,
     /// How memberships were read and what each way would have cost.
     pub membership_plan: Option<MembershipPlan>,
+    /// How role lists were read and what each way would have cost.
+    #[serde(default)]
+    pub role_plan: Option<RolePlan>,
     /// What the request floor was computed from.
     #[serde(default)]
     pub floor_inputs: FloorInputs,
+    /// `full`, or `incremental` (changes applied from the System Log).
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// Why a sync that could have been incremental read everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_sync_reason: Option<String>,
+    /// System Log events an incremental sync read (including ones seen before).
+    #[serde(default)]
+    pub log_events: u64,
     /// The fewest requests any client could make for this snapshot (see `plan::request_floor`).
     pub request_floor: u64,
 }
@@ -238,6 +279,14 @@ impl Snapshot {
         Ok(serde_json::from_reader(std::io::BufReader::new(file))?)
     }
 
+    /// Whether `other` was read from the same org through the same filters, so that a diff of
+    /// the two is a change log rather than a change of scope.
+    pub fn same_scope(&self, other: &Snapshot) -> bool {
+        self.domain == other.domain
+            && self.email_domains == other.email_domains
+            && self.group_name_filter == other.group_name_filter
+    }
+
     /// Builds lookup maps over this snapshot.
     pub fn index(&self) -> SnapshotIndex<'_> {
         SnapshotIndex::new(self)
@@ -258,6 +307,8 @@ impl Snapshot {
             custom_roles: Vec::new(),
             grants: Vec::new(),
             notes: Vec::new(),
+            changes: None,
+            log_cursor: None,
             stats: SyncStats::default(),
         }
     }
@@ -408,6 +459,8 @@ mod tests {
                 Grant::membership("00u1", "00g1"),
             ],
             notes: vec![],
+            changes: None,
+            log_cursor: None,
             stats: SyncStats::default(),
         }
     }

@@ -713,3 +713,133 @@ async fn an_idle_reconcile_rewrites_nothing() {
     assert_eq!(h.okta.stats().requests.total, requests, "nothing was due");
     h.stop().await;
 }
+
+/// Notes of the connector's Events with `reason`, in no particular order.
+async fn event_notes(h: &Harness, reason: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(h.server.client(), NS);
+    events
+        .list(&Default::default())
+        .await
+        .expect("events listed")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shrunken_snapshot_keeps_the_last_good_index_until_accepted_and_changes_become_events() {
+    let h = Harness::start().await;
+    h.create_synced(
+        serde_json::json!({"provisioning": true, "shrinkGuard": {"minPreviousCount": 1}}),
+    )
+    .await;
+    let alice = h.okta.user_id("alice@example.com").unwrap();
+    let bob = h.okta.user_id("bob@example.com").unwrap();
+    let sales = h.okta.group_id("Sales").unwrap();
+
+    // Both users leave scope (as if the token could no longer see them): a 100% drop.
+    h.okta
+        .set_user_profile(&alice, "alice@other.org", "alice@other.org")
+        .unwrap();
+    h.okta
+        .set_user_profile(&bob, "bob@other.org", "bob@other.org")
+        .unwrap();
+    let writes_before = okta_writes(&h.okta);
+    h.patch_spec(serde_json::json!({"syncInterval": "2h"}))
+        .await;
+    let obj = h
+        .wait_condition(ConditionType::Synced, "False", "SnapshotShrank")
+        .await;
+    assert_eq!(
+        condition(&obj, ConditionType::Ready),
+        pair("False", "SnapshotShrank")
+    );
+    let (message, _) = message_and_since(&obj, ConditionType::Synced);
+    assert!(
+        message.contains("0 users against 2") && message.contains("maxUserDropPercent"),
+        "{message}"
+    );
+    // The last good counts and index stay; provisioning may go on with them.
+    assert_eq!(obj.status.as_ref().unwrap().counts.unwrap().users, 2);
+    let ix = h.index().expect("index kept");
+    assert!(
+        ix.facts.ready,
+        "the last good index still serves provisioning"
+    );
+    assert!(ix.user_by_address("alice@example.com").is_some());
+    support::wait_event(
+        &h.server.client(),
+        NS,
+        NAME,
+        ("Warning", "SnapshotShrank"),
+        LIMIT,
+    )
+    .await;
+    assert!(event_notes(&h, "AccessChanged").await.is_empty());
+
+    // Accepting the drop: the new snapshot replaces the index, and what changed is told.
+    h.patch_spec(serde_json::json!({"shrinkGuard": {"maxUserDropPercent": 100}}))
+        .await;
+    let obj = h
+        .wait_condition(ConditionType::Synced, "True", "Synced")
+        .await;
+    assert_eq!(obj.status.as_ref().unwrap().counts.unwrap().users, 0);
+    h.wait_registry("index replaced", |h| {
+        h.index()
+            .is_some_and(|ix| ix.user_by_address("alice@example.com").is_none())
+    })
+    .await;
+    // Events are published one by one after the status write.
+    let mut notes = support::wait_within("five AccessChanged Events", LIMIT, || async {
+        let notes = event_notes(&h, "AccessChanged").await;
+        (notes.len() >= 5).then_some(notes)
+    })
+    .await;
+    // Both syncs after the first applied the System Log (no full read within 24h), which
+    // names who made each change.
+    assert!(support::okta_requests_on(&h.okta, "GET /api/v1/logs") >= 2);
+    assert_eq!(
+        support::okta_requests_on(&h.okta, "GET /api/v1/iam/roles"),
+        1
+    );
+    let mut bare: Vec<String> = notes
+        .iter()
+        .map(|n| {
+            let (change, by) = n.split_once(" (by ").expect("attributed");
+            assert!(by.starts_with("console-admin@emulator.invalid at "), "{n}");
+            change.to_owned()
+        })
+        .collect();
+    bare.sort();
+    notes.sort();
+    let mut expected = vec![
+        format!("- user {alice} alice@example.com"),
+        format!("- user {bob} bob@example.com"),
+        format!("- membership user {alice} in {sales}"),
+    ];
+    let eng = h.okta.group_id("Engineering").unwrap();
+    expected.push(format!("- membership user {alice} in {eng}"));
+    expected.push(format!("- membership user {bob} in {eng}"));
+    expected.sort();
+    assert_eq!(bare, expected);
+    let metrics = h.ctx.metrics.encode();
+    for (kind, n) in [("users", 2), ("memberships", 3)] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("okta_ciam_access_changes_total{")
+                    && l.contains(&format!("kind=\"{kind}\""))
+                    && l.contains("change=\"removed\"")
+                    && l.ends_with(&format!(" {n}"))),
+            "{metrics}"
+        );
+    }
+    assert_eq!(
+        okta_writes(&h.okta),
+        writes_before,
+        "the guard writes nothing"
+    );
+    h.stop().await;
+}

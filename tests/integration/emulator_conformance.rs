@@ -502,6 +502,21 @@ fn cases(emu: &EmulatorHandle) -> Vec<Case> {
             400,
         )
         .code("E0000001"),
+        // After the membership writes above, so the log has events to validate.
+        case(
+            "get",
+            "/api/v1/logs",
+            "/api/v1/logs?since=2000-01-01T00:00:00Z&until=2100-01-01T00:00:00Z&limit=1000".into(),
+            200,
+        ),
+        case("get", "/api/v1/logs", "/api/v1/logs?limit=abc".into(), 400).code("E0000001"),
+        case(
+            "get",
+            "/api/v1/logs",
+            "/api/v1/logs?filter=eventType%20eq%20%22x%22".into(),
+            400,
+        )
+        .code("E0000001"),
     ]
 }
 
@@ -528,6 +543,39 @@ async fn every_operation_answers_as_the_spec_says() {
         .map(|r| r["type"].as_str().unwrap())
         .collect();
     assert_eq!(types, ["ORG_ADMIN", "HELP_DESK_ADMIN", "CUSTOM"]);
+    // The System Log holds the API writes and the control change, in Okta's shape (the list
+    // was validated above; here its content).
+    let logs = cases
+        .iter()
+        .find(|c| c.spec_path == "/api/v1/logs")
+        .unwrap();
+    let events = check(&client, &base, &emu.token(), logs).await;
+    let events = events.as_array().unwrap();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["eventType"].as_str().unwrap(),
+                e["actor"]["alternateId"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        // The PUT found Alice already a member: no change, no event.
+        [
+            ("group.user_membership.remove", "api-admin@emulator.invalid"),
+            (
+                "group.user_membership.add",
+                "console-admin@emulator.invalid"
+            ),
+        ]
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["target"][0]["id"], alice.as_str());
+    assert_eq!(last["target"][0]["type"], "User");
+    assert_eq!(last["target"][1]["id"], eng.as_str());
+    assert_eq!(last["target"][1]["type"], "UserGroup");
 
     // 401 on every operation, answered with the spec's Error shape.
     for c in &cases {
@@ -655,6 +703,7 @@ async fn rate_limited_answers_match_the_spec_429_on_every_operation() {
         user_by_id: 1,
         groups: 1,
         group_by_id: 1,
+        logs: 1,
         default: 1,
         ..RateLimits::default()
     };
@@ -685,7 +734,7 @@ async fn rate_limited_answers_match_the_spec_429_on_every_operation() {
         assert!(headers.contains_key("x-rate-limit-reset"));
     }
     // Every emulated operation (docs/emulator.md's table) was covered.
-    assert_eq!(operations.len(), 14, "{operations:?}");
+    assert_eq!(operations.len(), 15, "{operations:?}");
     emu.shutdown().await;
 }
 

@@ -28,7 +28,9 @@ mod okta_client;
 mod okta_client_emulator;
 mod okta_oauth;
 mod review_cli;
+mod sync_changes;
 mod sync_cli;
+mod sync_incremental;
 mod sync_requests;
 mod sync_scope;
 

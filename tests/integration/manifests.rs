@@ -986,6 +986,11 @@ async fn the_test_server_lists_exactly_these_crd_rules_as_unenforced() {
             "spec.syncInterval",
             "duration(self) >= duration('1m')",
         ),
+        (
+            conn,
+            "spec.fullSyncInterval",
+            "duration(self) >= duration('1m')",
+        ),
     ]
     .iter()
     .map(|(k, p, r)| (k.to_string(), p.to_string(), r.to_string()))

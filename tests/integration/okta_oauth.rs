@@ -32,7 +32,7 @@ groups:
 "#;
 
 fn all_scopes() -> Vec<String> {
-    oauth::scopes::needed(true)
+    oauth::scopes::needed(true, true)
 }
 
 fn app(client_id: &str, key: &PrivateKey, scopes: Vec<String>) -> FixtureServiceApp {

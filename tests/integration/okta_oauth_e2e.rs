@@ -21,7 +21,7 @@ const APP: &str = "0oaOperatorApp";
 /// with `key`'s public key and every scope the operator uses.
 fn org(key: &PrivateKey) -> String {
     let users = logins("user", 4);
-    let scopes: Vec<String> = scopes::needed(true);
+    let scopes: Vec<String> = scopes::needed(true, true);
     format!(
         "{}serviceApps:\n  - {{clientId: {APP}, jwks: [{}], scopes: [{}]}}\n",
         fixture(&users, &[("Engineering", &users[..1])]),
@@ -168,7 +168,7 @@ async fn e2e_token_to_oauth_keeps_grants_then_rotation_scope_and_bad_key_are_rep
         .await;
 
     // Without okta.roles.read the sync fails naming the scope.
-    let narrow: Vec<String> = scopes::needed(true)
+    let narrow: Vec<String> = scopes::needed(true, true)
         .into_iter()
         .filter(|s| s != scopes::ROLES_READ)
         .collect();

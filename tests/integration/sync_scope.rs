@@ -8,7 +8,7 @@ use crate::sync_support;
 use std::collections::BTreeSet;
 
 use okta_ciam_operator::okta::OktaClient;
-use okta_ciam_operator::sync::plan::MembershipStrategy;
+use okta_ciam_operator::sync::plan::{MembershipStrategy, RoleStrategy};
 use okta_ciam_operator::sync::snapshot::{Grant, GrantKind, PrincipalType, Snapshot};
 use okta_emulator::{EmulatorHandle, Fixture};
 use sync_support::{client, config, start, sync};
@@ -84,6 +84,7 @@ fn fixture() -> Fixture {
          \x20 - {group: Platform Engineering, role: HELP_DESK_ADMIN}\n\
          \x20 - {group: Platform Engineering, customRole: Helpdesk Lite, resourceSet: Support}\n\
          \x20 - {group: Sales, role: APP_ADMIN}\n\
+         \x20 - {group: Team eng 000, role: USER_ADMIN}\n\
          rateLimits: {windowSeconds: 2}\n",
     );
     Fixture::from_yaml(&y).expect("fixture parses")
@@ -161,6 +162,8 @@ async fn filtered_sync_applies_every_scoping_rule() {
     let h = start(fixture()).await;
     let c = client(&h);
     let s = sync(&c, &config("example.com,company.com", "eng")).await;
+    // Counted before the test's own role reads below.
+    let served = h.stats();
 
     // Users: exact, case-insensitive domain of email or login; never secondEmail.
     let mut expected_users: BTreeSet<String> = [
@@ -245,11 +248,32 @@ async fn filtered_sync_applies_every_scoping_rule() {
             &auditor,
             Some(&audit_set),
         ),
+        // A group without members still reports its role.
+        role_grant(
+            RoleAssignment,
+            Group,
+            &gid(&h, "Team eng 000"),
+            "USER_ADMIN",
+            None,
+        ),
     ]
     .into_iter()
     .collect();
     assert_eq!(role_grants(&s), expected_roles);
-    assert!(s.notes.iter().any(|n| n.contains("no members")));
+    assert!(s.notes.is_empty(), "{:?}", s.notes);
+
+    // Role lists: in-scope admins (Alice, Henry, Judy) plus the 160 groups without an
+    // in-scope member, versus all 5 admins plus the 160 empty groups.
+    let roles = s.stats.role_plan.unwrap();
+    assert_eq!(roles.strategy, RoleStrategy::GroupLists);
+    assert_eq!(
+        (roles.group_lists_requests, roles.assignee_lists_requests),
+        (3 + 160, 5 + 160)
+    );
+    assert_eq!(s.stats.floor_inputs.role_requests, 163);
+    let by_route = &served.requests.by_route;
+    assert_eq!(by_route["GET /api/v1/users/{userId}/roles"], 3);
+    assert_eq!(by_route["GET /api/v1/groups/{groupId}/roles"], 160);
 
     // Custom roles with permissions; every standard role type.
     let lite_role = s.custom_roles.iter().find(|r| r.id == lite).unwrap();
@@ -300,7 +324,17 @@ async fn few_users_read_memberships_per_user_and_keep_group_roles_of_all_groups(
         .collect();
     assert!(targets.contains(&(PrincipalType::Group, gid(&h, "Sales"), "APP_ADMIN".into())));
     assert!(targets.contains(&(PrincipalType::Group, pe.clone(), "HELP_DESK_ADMIN".into())));
-    assert_eq!(targets.len(), 4, "{targets:?}");
+    let empty_team = gid(&h, "Team eng 000");
+    assert!(targets.contains(&(PrincipalType::Group, empty_team, "USER_ADMIN".into())));
+    assert_eq!(targets.len(), 5, "{targets:?}");
+    // One in-scope admin but 165 groups without Judy: reading all 5 admins' lists and the
+    // 160 empty groups' is cheaper, and Kim's own SUPER_ADMIN is still not reported.
+    let roles = s.stats.role_plan.unwrap();
+    assert_eq!(roles.strategy, RoleStrategy::AssigneeLists);
+    assert_eq!(
+        (roles.group_lists_requests, roles.assignee_lists_requests),
+        (1 + 165, 5 + 160)
+    );
     // Nothing about users outside company.com.
     assert!(
         s.grants
@@ -321,7 +355,7 @@ async fn repeated_syncs_are_byte_identical() {
         serde_json::to_string(&(&s.users, &s.groups, &s.roles, &s.custom_roles, &s.grants)).unwrap()
     };
     assert_eq!(lists(&a), lists(&b));
-    // The written files differ only in time and counters.
+    // The written files differ only in times (the log cursor's too) and counters.
     let dir = tempfile::tempdir().unwrap();
     let (pa, pb) = (dir.path().join("a.json"), dir.path().join("b.json"));
     a.write_atomic(&pa).unwrap();
@@ -330,6 +364,7 @@ async fn repeated_syncs_are_byte_identical() {
         let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
         v.as_object_mut().unwrap().remove("syncedAt");
         v.as_object_mut().unwrap().remove("stats");
+        v.as_object_mut().unwrap().remove("logCursor");
         v
     };
     assert_eq!(strip(&pa), strip(&pb));

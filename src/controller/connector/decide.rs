@@ -13,6 +13,8 @@ use crate::crd::{
     RateLimitSpec, SyncCounts,
 };
 use crate::okta::ClientOptions;
+use crate::sync::changes::Changes;
+use crate::sync::shrink::ScopeSize;
 use crate::sync::snapshot::{GrantKind, Snapshot};
 
 /// First delay after a transient failure; doubled per consecutive failure.
@@ -73,6 +75,16 @@ pub enum Outcome {
     },
     /// A sync finished.
     Synced(SyncReport),
+    /// A sync finished but saw far fewer users or groups than the last good one
+    /// ([`crate::sync::shrink`]): its snapshot was not used and the last good index stays.
+    SnapshotShrank {
+        /// What dropped, by how much, and how to accept it.
+        message: String,
+        /// When the refused sync finished.
+        finished_at: Timestamp,
+        /// How long it ran, in seconds.
+        duration_seconds: f64,
+    },
     /// Credentials are valid and no sync was due.
     UpToDate,
 }
@@ -88,6 +100,9 @@ pub struct SyncReport {
     pub counts: SyncCounts,
     /// Okta request counters of the sync.
     pub okta: OktaRequestStats,
+    /// What changed since the previous snapshot in memory (none after a restart or a change
+    /// of scope).
+    pub changes: Option<Changes>,
 }
 
 impl Outcome {
@@ -101,12 +116,19 @@ impl Outcome {
             Outcome::InvalidKey { .. } => ConnectorReason::InvalidKey,
             Outcome::OktaFailed { reason, .. } | Outcome::RetryPending { reason, .. } => *reason,
             Outcome::Synced(_) | Outcome::UpToDate => ConnectorReason::Synced,
+            Outcome::SnapshotShrank { .. } => ConnectorReason::SnapshotShrank,
         }
     }
 
     /// Whether the connector is ready to serve the membership reconciler.
     pub fn is_ready(&self) -> bool {
         matches!(self, Outcome::Synced(_) | Outcome::UpToDate)
+    }
+
+    /// Whether provisioning may go on with the index in memory: when ready, and when a
+    /// shrunken snapshot was refused (the last good index is still the best knowledge).
+    pub fn serves_index(&self) -> bool {
+        self.is_ready() || matches!(self, Outcome::SnapshotShrank { .. })
     }
 
     /// Whether this outcome is a failed Okta attempt, retried after a back-off. Permanent
@@ -252,6 +274,7 @@ pub fn next_attempt(
         Outcome::OktaFailed { failed_at, .. } => Some(add(*failed_at, backoff(failures))),
         Outcome::RetryPending { retry_at, .. } => Some(*retry_at),
         Outcome::Synced(report) => Some(add(report.finished_at, interval)),
+        Outcome::SnapshotShrank { finished_at, .. } => Some(add(*finished_at, interval)),
         Outcome::UpToDate => Some(
             last_successful
                 .map(|t| add(t, interval))
@@ -427,6 +450,25 @@ pub fn next_status(
             status.counts = Some(report.counts);
             status.okta = Some(report.okta);
         }
+        Outcome::SnapshotShrank {
+            message,
+            finished_at,
+            duration_seconds,
+        } => {
+            set(
+                ConditionType::CredentialsValid,
+                ConditionStatus::True,
+                ConnectorReason::Synced,
+                credentials_ok(),
+            );
+            for type_ in [ConditionType::Synced, ConditionType::Ready] {
+                set(type_, ConditionStatus::False, reason, message.clone());
+            }
+            // `counts` and `lastSuccessfulSyncTime` stay those of the last good sync: they
+            // are the baseline the next sync is checked against.
+            status.last_sync_time = Some(Time(*finished_at));
+            status.last_sync_duration_seconds = Some(*duration_seconds);
+        }
         Outcome::UpToDate => {
             let message = synced_message;
             set(
@@ -519,6 +561,9 @@ pub fn plan_events(
             };
             events.push(warn(action, message.clone()));
         }
+        Outcome::SnapshotShrank { message, .. } if changed_reason => {
+            events.push(warn("Sync", message.clone()));
+        }
         Outcome::Suspended if changed_reason => events.push(PlannedEvent {
             kind: EventKind::Normal,
             reason: reason.as_str().to_owned(),
@@ -578,6 +623,51 @@ pub fn plan_events(
         });
     }
     events
+}
+
+/// Most Events one sync's change log becomes.
+pub const CHANGE_EVENT_LIMIT: usize = 10;
+
+/// The change log of a sync as `AccessChanged` Events: one per change while they fit in
+/// `limit`, otherwise `limit - 1` of them and one summary with the counts of the rest.
+pub fn change_events(changes: &Changes, limit: usize) -> Vec<PlannedEvent> {
+    let lines = changes.lines();
+    let event = |note: String| PlannedEvent {
+        kind: EventKind::Normal,
+        reason: "AccessChanged".to_owned(),
+        action: "Sync",
+        note,
+    };
+    if lines.len() <= limit {
+        return lines.into_iter().map(event).collect();
+    }
+    let shown = limit.saturating_sub(1);
+    let c = changes.counts();
+    let mut events: Vec<PlannedEvent> = lines.iter().take(shown).cloned().map(event).collect();
+    events.push(event(format!(
+        "{} more changes since {} (in all: users +{} -{}, groups +{} -{}, memberships +{} -{}, \
+         role grants +{} -{})",
+        lines.len() - shown,
+        changes.since,
+        c.users_added,
+        c.users_removed,
+        c.groups_added,
+        c.groups_removed,
+        c.memberships_added,
+        c.memberships_removed,
+        c.roles_added,
+        c.roles_removed
+    )));
+    events
+}
+
+/// The shrink guard's view of status counts.
+pub fn scope_size(counts: &SyncCounts) -> ScopeSize {
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    ScopeSize {
+        users: n(counts.users),
+        groups: n(counts.groups),
+    }
 }
 
 /// The status counts of a snapshot.
@@ -640,6 +730,7 @@ mod tests {
                 requests: 9,
                 ..OktaRequestStats::default()
             },
+            changes: None,
         }
     }
 
@@ -1203,6 +1294,72 @@ mod tests {
         assert_eq!(
             reasons(&plan_events(Some(&ok), &invalid, Some(2), rate_limits)),
             [(EventKind::Warning, "InvalidSpec")]
+        );
+    }
+
+    #[test]
+    fn a_shrunken_snapshot_keeps_the_last_good_counts_and_warns_once() {
+        let good = synced_status(1000, 1);
+        let shrank = Outcome::SnapshotShrank {
+            message: "the sync saw 0 users against 3".into(),
+            finished_at: at(2000),
+            duration_seconds: 4.0,
+        };
+        assert!(!shrank.is_ready() && shrank.serves_index() && !shrank.backs_off());
+        assert_eq!(
+            next_attempt(&shrank, Some(at(1000)), HOUR, 0, at(2000)),
+            Some(at(2000 + 3600))
+        );
+        let s = next_status(Some(&good), &shrank, Some(1), None, at(2000));
+        assert_eq!(
+            cond(&s, ConditionType::Ready),
+            pair("False", "SnapshotShrank")
+        );
+        assert_eq!(
+            cond(&s, ConditionType::Synced),
+            pair("False", "SnapshotShrank")
+        );
+        assert_eq!(
+            cond(&s, ConditionType::CredentialsValid),
+            pair("True", "Synced")
+        );
+        assert_eq!(s.counts, good.counts, "the baseline stays");
+        assert_eq!(s.last_successful_sync_time, good.last_successful_sync_time);
+        assert_eq!(s.last_sync_time, Some(Time(at(2000))));
+        let events = plan_events(Some(&good), &shrank, Some(1), UNCHANGED);
+        assert_eq!(reasons(&events), [(EventKind::Warning, "SnapshotShrank")]);
+        assert!(plan_events(Some(&s), &shrank, Some(1), UNCHANGED).is_empty());
+        let recovered = plan_events(Some(&s), &Outcome::Synced(report(3000)), Some(1), UNCHANGED);
+        assert_eq!(reasons(&recovered), [(EventKind::Normal, "Recovered")]);
+    }
+
+    #[test]
+    fn change_events_are_one_per_change_up_to_the_limit_then_summarised() {
+        use crate::sync::changes::{GrantChange, diff};
+        let old = Snapshot::empty_for_tests("acme.okta.com", &["example.com"]);
+        let changes = diff(old.access(), old.access(), &|_| None);
+        assert!(change_events(&changes, 3).is_empty());
+        let mut changes = changes;
+        changes.grants_added = (0..5)
+            .map(|i| GrantChange {
+                grant: Grant::membership(format!("u{i}"), "g1"),
+                by: None,
+            })
+            .collect();
+        let few = change_events(&changes, 5);
+        assert_eq!(few.len(), 5);
+        assert!(
+            few.iter()
+                .all(|e| e.reason == "AccessChanged" && e.kind == EventKind::Normal)
+        );
+        assert_eq!(few[0].note, "+ membership user u0 in g1");
+        let many = change_events(&changes, 3);
+        assert_eq!(many.len(), 3);
+        assert_eq!(many[1].note, "+ membership user u1 in g1");
+        assert_eq!(
+            many[2].note,
+            "3 more changes since 2026-01-01T00:00:00Z (in all: users +0 -0, groups +0 -0, \
+             memberships +5 -0, role grants +0 -0)"
         );
     }
 

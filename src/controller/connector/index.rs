@@ -26,8 +26,12 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::controller::runtime::clients::{ClientRegistry, ConnectorKey};
+use crate::sync::changes::AccessState;
 use crate::sync::scope::{EmailDomains, GroupNameFilter};
-use crate::sync::snapshot::{GrantKind, Snapshot, SnapshotGroup, SnapshotUser};
+use crate::sync::snapshot::{
+    Grant, GrantKind, LogCursor, Snapshot, SnapshotCustomRole, SnapshotGroup, SnapshotRole,
+    SnapshotUser,
+};
 
 /// What the membership reconciler needs to know about the connector itself, as of its last
 /// reconcile.
@@ -59,6 +63,22 @@ struct Tables {
     groups_by_id: HashMap<String, usize>,
     groups_by_name: HashMap<String, Vec<usize>>,
     members: HashMap<String, Vec<String>>,
+    /// Every grant of the snapshot, sorted, for the next sync's change log.
+    grants: Vec<Grant>,
+    /// The snapshot's `syncedAt`, as written.
+    synced_at: String,
+    /// The rest of the snapshot, so the next sync can start from it (incremental sync).
+    rest: SnapshotRest,
+}
+
+/// The parts of a snapshot the lookups do not use.
+#[derive(Debug, Default)]
+struct SnapshotRest {
+    email_domains: Vec<String>,
+    group_name_filter: Option<String>,
+    roles: Vec<SnapshotRole>,
+    custom_roles: Vec<SnapshotCustomRole>,
+    log_cursor: Option<LogCursor>,
 }
 
 /// A connector's last successful snapshot as lookup tables, plus its [`ConnectorFacts`].
@@ -71,6 +91,8 @@ pub struct ConnectorIndex {
     pub domain: String,
     /// When the snapshot's sync finished.
     pub synced_at: Timestamp,
+    /// When the last full sync (not an incremental one) behind this index finished.
+    pub last_full_sync: Timestamp,
     tables: Arc<Tables>,
 }
 
@@ -118,11 +140,49 @@ impl ConnectorIndex {
         }
         t.users = snapshot.users;
         t.groups = snapshot.groups;
+        t.grants = snapshot.grants;
+        t.synced_at = snapshot.synced_at;
+        t.rest = SnapshotRest {
+            email_domains: snapshot.email_domains,
+            group_name_filter: snapshot.group_name_filter,
+            roles: snapshot.roles,
+            custom_roles: snapshot.custom_roles,
+            log_cursor: snapshot.log_cursor,
+        };
         ConnectorIndex {
             facts,
             domain: snapshot.domain,
             synced_at,
+            last_full_sync: synced_at,
             tables: Arc::new(t),
+        }
+    }
+
+    /// The same index, recording that its last full sync finished at `at` (an incremental
+    /// sync keeps the time of the full one it started from).
+    pub fn with_last_full_sync(mut self, at: Timestamp) -> Self {
+        self.last_full_sync = at;
+        self
+    }
+
+    /// The indexed snapshot again (a copy), as the base of an incremental sync. Its `stats`,
+    /// `notes` and `changes` are empty.
+    pub fn snapshot(&self) -> Snapshot {
+        let t = &self.tables;
+        Snapshot {
+            domain: self.domain.clone(),
+            synced_at: t.synced_at.clone(),
+            email_domains: t.rest.email_domains.clone(),
+            group_name_filter: t.rest.group_name_filter.clone(),
+            users: t.users.clone(),
+            groups: t.groups.clone(),
+            roles: t.rest.roles.clone(),
+            custom_roles: t.rest.custom_roles.clone(),
+            grants: t.grants.clone(),
+            notes: Vec::new(),
+            changes: None,
+            log_cursor: t.rest.log_cursor.clone(),
+            stats: Default::default(),
         }
     }
 
@@ -196,6 +256,16 @@ impl ConnectorIndex {
             .is_ok()
     }
 
+    /// The indexed snapshot as the change log's diff sees it.
+    pub fn access(&self) -> AccessState<'_> {
+        AccessState {
+            synced_at: &self.tables.synced_at,
+            users: &self.tables.users,
+            groups: &self.tables.groups,
+            grants: &self.tables.grants,
+        }
+    }
+
     /// Number of in-scope users.
     pub fn user_count(&self) -> usize {
         self.tables.users.len()
@@ -219,7 +289,6 @@ pub fn lookup<C: Clone>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::snapshot::Grant;
 
     fn user(id: &str, login: &str, email: Option<&str>) -> SnapshotUser {
         SnapshotUser {

@@ -29,14 +29,26 @@ use crate::crd::connector::CredentialsSpec;
 use crate::crd::{ConditionType, FIELD_MANAGER, OktaCiamConnector, ValidConnectorSpec};
 use crate::okta::oauth::{OAuthConfig, PrivateKey};
 use crate::okta::{ApiToken, ClientStats, Credentials, OktaClient, OrgDomain};
-use crate::sync::engine::{SyncConfig, sync};
+use crate::sync::engine::SyncConfig;
+use crate::sync::incremental;
 use crate::sync::progress::NoProgress;
 use crate::sync::scope::{EmailDomains, GroupNameFilter};
+use crate::sync::shrink;
+use crate::sync::snapshot::SyncMode;
+
+/// Most System Log events one incremental sync applies before it reads everything instead.
+const MAX_LOG_EVENTS: usize = 10_000;
+
+fn jiff_span(d: std::time::Duration) -> k8s_openapi::jiff::SignedDuration {
+    k8s_openapi::jiff::SignedDuration::try_from(d).unwrap_or(k8s_openapi::jiff::SignedDuration::MAX)
+}
 
 /// Shared by every reconcile of one operator process.
 struct State {
     ctx: Context,
     recorder: Recorder,
+    /// Who publishes Events (also for those written without the recorder).
+    reporter: Reporter,
     /// Consecutive failed attempts per connector, for back-off.
     failures: Mutex<HashMap<ConnectorKey, u32>>,
     /// Client counters already exported as metrics, per connector.
@@ -99,7 +111,8 @@ pub async fn run(ctx: Context, caches_synced: oneshot::Sender<()>) {
         instance: std::env::var("POD_NAME").ok(),
     };
     let state = Arc::new(State {
-        recorder: Recorder::new(ctx.kube.clone(), reporter),
+        recorder: Recorder::new(ctx.kube.clone(), reporter.clone()),
+        reporter,
         ctx: ctx.clone(),
         failures: Mutex::default(),
         exported: Mutex::default(),
@@ -320,9 +333,10 @@ fn prepare(obj: &OktaCiamConnector, state: &State) -> std::result::Result<Prepar
 async fn read_credentials(
     state: &State,
     obj: &OktaCiamConnector,
-    credentials: &CredentialsSpec,
+    valid: &ValidConnectorSpec,
     namespace: &str,
 ) -> Result<std::result::Result<Credentials, Outcome>> {
+    let credentials = &valid.credentials;
     let (name, key) = credentials.secret();
     let secrets: Api<Secret> = Api::namespaced(state.ctx.kube.clone(), namespace);
     let secret = secrets
@@ -360,7 +374,10 @@ async fn read_credentials(
                 key: private_key,
                 key_id: oauth.key_id.clone(),
                 scopes: if oauth.scopes.is_empty() {
-                    crate::okta::oauth::scopes::needed(obj.spec.provisioning)
+                    crate::okta::oauth::scopes::needed(
+                        obj.spec.provisioning,
+                        valid.syncs_incrementally(),
+                    )
                 } else {
                     oauth.scopes.clone()
                 },
@@ -421,11 +438,10 @@ async fn evaluate(
     if obj.spec.suspend {
         return Ok(done.with(Outcome::Suspended));
     }
-    let credentials =
-        match read_credentials(state, obj, &prepared.valid.credentials, &key.namespace).await? {
-            Ok(credentials) => credentials,
-            Err(outcome) => return Ok(done.with(outcome)),
-        };
+    let credentials = match read_credentials(state, obj, &prepared.valid, &key.namespace).await? {
+        Ok(credentials) => credentials,
+        Err(outcome) => return Ok(done.with(outcome)),
+    };
     let options = decide::client_options(&prepared.valid.rate_limit);
     let concurrency = options.max_concurrency;
     let (client, obtained) =
@@ -509,22 +525,87 @@ async fn evaluate(
     let started_at = Timestamp::now();
     let clock = Instant::now();
     tracing::info!(connector = %key, "sync started");
+    // Between full syncs the last snapshot is brought up to date from the System Log.
+    let previous = index::lookup(&state.ctx.clients, key);
+    let full_due = match &previous {
+        // What new credentials can read (scopes, an admin role) may differ from what the
+        // snapshot was read with: only a full read shows it.
+        _ if check => Some("new credentials"),
+        Some(ix)
+            if Timestamp::now().duration_since(ix.last_full_sync)
+                < jiff_span(prepared.valid.full_sync_interval) =>
+        {
+            None
+        }
+        Some(_) => Some("fullSyncInterval elapsed"),
+        None => Some("no snapshot in memory (first sync, restart or new scope)"),
+    };
+    let base = previous.as_ref().map(|ix| ix.snapshot());
     // Inline in the reconcile future: dropping the reconcile (leadership lost, shutdown)
     // drops the sync and its requests in flight.
-    match sync(&client, &config, &NoProgress).await {
-        Ok(snapshot) => {
+    let result = incremental::sync_auto(
+        &client,
+        &config,
+        base.as_ref(),
+        full_due,
+        MAX_LOG_EVENTS,
+        &NoProgress,
+    )
+    .await;
+    drop(base);
+    match result {
+        Ok(mut snapshot) => {
             let finished_at = Timestamp::now();
+            let counts = decide::counts(&snapshot);
+            // The baseline is the last good sync's counts in the status, so the guard holds
+            // across restarts; it speaks for this scope when the status describes this
+            // generation or the index in memory survived (a change of scope drops it).
+            let same_scope = status.and_then(|s| s.observed_generation) == obj.metadata.generation
+                || index::lookup(&state.ctx.clients, key).is_some();
+            let baseline = status
+                .filter(|s| same_scope && s.last_successful_sync_time.is_some())
+                .and_then(|s| s.counts.as_ref())
+                .map(decide::scope_size);
+            if let Some(shrank) = shrink::check(
+                baseline,
+                decide::scope_size(&counts),
+                &prepared.valid.shrink_guard,
+            ) {
+                tracing::warn!(connector = %key, what = shrank.what, before = shrank.before, after = shrank.after, "snapshot shrank: the last good index stays in use");
+                return Ok(done.with(Outcome::SnapshotShrank {
+                    message: shrank.message(),
+                    finished_at,
+                    duration_seconds: clock.elapsed().as_secs_f64(),
+                }));
+            }
+            // The change log is against the index in memory (a scope change dropped it above),
+            // with who and when where the System Log said.
+            let changes = snapshot.changes.take();
+            let full = snapshot.stats.mode == SyncMode::Full;
+            tracing::info!(connector = %key, mode = ?snapshot.stats.mode, reason = ?snapshot.stats.full_sync_reason, requests = snapshot.stats.requests, "sync mode");
+            if let Some(c) = &changes {
+                state
+                    .ctx
+                    .metrics
+                    .record_access_changes(&key.namespace, &key.name, &c.counts());
+            }
             let report = SyncReport {
                 finished_at,
                 duration_seconds: clock.elapsed().as_secs_f64(),
-                counts: decide::counts(&snapshot),
+                counts,
                 okta: decide::okta_stats(&snapshot),
+                changes,
             };
             let ready = ConnectorFacts {
                 ready: true,
                 ..facts.clone()
             };
-            let ix = ConnectorIndex::build(snapshot, ready, finished_at);
+            let last_full = match &previous {
+                Some(p) if !full => p.last_full_sync,
+                _ => finished_at,
+            };
+            let ix =
+                ConnectorIndex::build(snapshot, ready, finished_at).with_last_full_sync(last_full);
             state.ctx.clients.set_index(key, Arc::new(ix));
             state.ctx.metrics.set_last_successful_sync(
                 &key.namespace,
@@ -580,7 +661,7 @@ async fn reconcile_as_leader(
     if let Some(client) = &eval.client {
         state.export_stats(&key, client);
     }
-    refresh_facts(state, &key, eval.facts.clone(), outcome.is_ready());
+    refresh_facts(state, &key, eval.facts.clone(), outcome.serves_index());
     let failures = state.update_failures(&key, |n| {
         decide::failures_after(n, outcome, eval.inputs_changed)
     });
@@ -625,6 +706,18 @@ async fn reconcile_as_leader(
         }
         publish(state, obj, event).await;
     }
+    if let Outcome::Synced(SyncReport {
+        changes: Some(changes),
+        ..
+    }) = outcome
+    {
+        for event in decide::change_events(changes, decide::CHANGE_EVENT_LIMIT) {
+            if term.is_cancelled() {
+                break;
+            }
+            publish_unaggregated(state, obj, &event).await;
+        }
+    }
     Ok(match next {
         Some(at) => Action::requeue(decide::delay_until(at, Timestamp::now())),
         None => Action::await_change(),
@@ -644,6 +737,50 @@ async fn publish(state: &State, obj: &OktaCiamConnector, event: &PlannedEvent) {
     };
     if let Err(e) = state.recorder.publish(&ev, &obj.object_ref(&())).await {
         // An Event is best effort: the status already says the same.
+        tracing::warn!(connector = %obj.name_any(), reason = %event.reason, error = %e, "cannot publish Event");
+    }
+}
+
+/// Publishes an Event as a new object. The recorder folds Events of the same reason into one
+/// series for minutes and keeps the first note, which would hide every change but the first.
+async fn publish_unaggregated(state: &State, obj: &OktaCiamConnector, event: &PlannedEvent) {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let now = Timestamp::now();
+    let regarding = obj.object_ref(&());
+    let namespace = regarding.namespace.clone().unwrap_or_default();
+    let ev = K8sEvent {
+        action: Some(event.action.to_owned()),
+        reason: Some(event.reason.clone()),
+        note: Some(event.note.clone()),
+        event_time: Some(MicroTime(now)),
+        type_: Some(
+            match event.kind {
+                EventKind::Normal => "Normal",
+                EventKind::Warning => "Warning",
+            }
+            .to_owned(),
+        ),
+        reporting_controller: Some(state.reporter.controller.clone()),
+        reporting_instance: Some(
+            state
+                .reporter
+                .instance
+                .clone()
+                .unwrap_or_else(|| state.reporter.controller.clone()),
+        ),
+        metadata: kube::api::ObjectMeta {
+            namespace: Some(namespace.clone()),
+            // Unique per Event: the name and a random suffix (several per reconcile).
+            generate_name: Some(format!("{}.", obj.name_any())),
+            ..Default::default()
+        },
+        regarding: Some(regarding),
+        ..Default::default()
+    };
+    let api: Api<K8sEvent> = Api::namespaced(state.ctx.kube.clone(), &namespace);
+    if let Err(e) = api.create(&kube::api::PostParams::default(), &ev).await {
+        // Best effort, like every Event: the metrics count the same changes.
         tracing::warn!(connector = %obj.name_any(), reason = %event.reason, error = %e, "cannot publish Event");
     }
 }

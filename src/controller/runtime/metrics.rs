@@ -64,6 +64,16 @@ struct ConnectorLabels {
     name: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChangeLabels {
+    namespace: String,
+    name: String,
+    /// `users`, `groups`, `memberships` or `role_grants`.
+    kind: String,
+    /// `added` or `removed`.
+    change: String,
+}
+
 type HistogramFamily = Family<KindLabels, Histogram, fn() -> Histogram>;
 
 fn reconcile_duration_histogram() -> Histogram {
@@ -88,6 +98,7 @@ struct Inner {
     rate_limit_wait_seconds: Counter<f64, AtomicU64>,
     last_successful_sync: Family<ConnectorLabels, Gauge<f64, AtomicU64>>,
     managed_memberships: Gauge,
+    access_changes: Family<ChangeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -159,6 +170,13 @@ impl Metrics {
             "Okta group memberships currently managed by GroupMembership resources",
             managed_memberships.clone(),
         );
+        let access_changes = Family::<ChangeLabels, Counter>::default();
+        registry.register(
+            "access_changes",
+            "Changes seen between consecutive syncs, per connector: users and groups into or \
+             out of scope, memberships and role grants added or removed",
+            access_changes.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -170,6 +188,7 @@ impl Metrics {
                 rate_limit_wait_seconds,
                 last_successful_sync,
                 managed_memberships,
+                access_changes,
             }),
         }
     }
@@ -250,11 +269,31 @@ impl Metrics {
             .set(seconds);
     }
 
+    /// Adds one sync's change counts to connector `namespace/name`'s change counters.
+    pub fn record_access_changes(
+        &self,
+        namespace: &str,
+        name: &str,
+        c: &crate::sync::changes::ChangeCounts,
+    ) {
+        for (kind, change, n) in access_change_series(c) {
+            self.inner
+                .access_changes
+                .get_or_create(&change_labels(namespace, name, kind, change))
+                .inc_by(n);
+        }
+    }
+
     /// Drops the per-connector series of a deleted connector so it stops being exported.
     pub fn remove_connector(&self, namespace: &str, name: &str) {
         self.inner
             .last_successful_sync
             .remove(&connector_labels(namespace, name));
+        for (kind, change, _) in access_change_series(&Default::default()) {
+            self.inner
+                .access_changes
+                .remove(&change_labels(namespace, name, kind, change));
+        }
     }
 
     /// Sets the number of Okta group memberships currently managed by the operator.
@@ -279,6 +318,31 @@ fn connector_labels(namespace: &str, name: &str) -> ConnectorLabels {
         namespace: namespace.to_owned(),
         name: name.to_owned(),
     }
+}
+
+fn change_labels(namespace: &str, name: &str, kind: &str, change: &str) -> ChangeLabels {
+    ChangeLabels {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        change: change.to_owned(),
+    }
+}
+
+/// The `access_changes` series (kind, change, count) of one sync's counts.
+fn access_change_series(
+    c: &crate::sync::changes::ChangeCounts,
+) -> [(&'static str, &'static str, u64); 8] {
+    [
+        ("users", "added", c.users_added),
+        ("users", "removed", c.users_removed),
+        ("groups", "added", c.groups_added),
+        ("groups", "removed", c.groups_removed),
+        ("memberships", "added", c.memberships_added),
+        ("memberships", "removed", c.memberships_removed),
+        ("role_grants", "added", c.roles_added),
+        ("role_grants", "removed", c.roles_removed),
+    ]
 }
 
 #[cfg(test)]

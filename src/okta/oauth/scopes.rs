@@ -13,11 +13,16 @@ pub const GROUPS_READ: &str = "okta.groups.read";
 pub const GROUPS_MANAGE: &str = "okta.groups.manage";
 /// Role assignments, admins, custom roles and their permissions.
 pub const ROLES_READ: &str = "okta.roles.read";
+/// The System Log, which incremental syncs read.
+pub const LOGS_READ: &str = "okta.logs.read";
 
-/// The scopes a connector asks for when `auth.oauth.scopes` is unset: everything a sync
-/// reads, plus group writes when it provisions.
-pub fn needed(provisioning: bool) -> Vec<String> {
+/// The scopes asked for when none are configured: everything a full sync reads, plus the
+/// System Log when syncs may be incremental, plus group writes when it provisions.
+pub fn needed(provisioning: bool, incremental: bool) -> Vec<String> {
     let mut scopes = vec![ORGS_READ, USERS_READ, GROUPS_READ, ROLES_READ];
+    if incremental {
+        scopes.push(LOGS_READ);
+    }
     if provisioning {
         scopes.push(GROUPS_MANAGE);
     }
@@ -31,6 +36,7 @@ pub fn required(method: &Method, path: &str) -> Option<&'static str> {
     let write = *method != Method::GET && *method != Method::HEAD;
     Some(match segments.as_slice() {
         ["org", ..] => ORGS_READ,
+        ["logs", ..] => LOGS_READ,
         ["users", _, "roles", ..] | ["groups", _, "roles", ..] | ["iam", ..] => ROLES_READ,
         ["users", ..] => USERS_READ,
         ["groups", ..] if write => GROUPS_MANAGE,
@@ -61,7 +67,9 @@ mod tests {
             Some(GROUPS_MANAGE)
         );
         assert_eq!(get("/oauth2/v1/token"), None);
-        assert!(needed(true).contains(&GROUPS_MANAGE.to_owned()));
-        assert!(!needed(false).contains(&GROUPS_MANAGE.to_owned()));
+        assert!(needed(true, false).contains(&GROUPS_MANAGE.to_owned()));
+        assert!(!needed(false, false).contains(&GROUPS_MANAGE.to_owned()));
+        assert!(needed(false, true).contains(&LOGS_READ.to_owned()));
+        assert!(!needed(true, false).contains(&LOGS_READ.to_owned()));
     }
 }
