@@ -661,26 +661,154 @@ enum Next {
     Done(Action),
 }
 
+/// The membership as a round acts on it: read fresh, with its finalizer, and a spec that
+/// can be acted on.
+struct Subject {
+    api: Api<GroupMembership>,
+    gm: GroupMembership,
+    owner: String,
+    /// The previous round's rows.
+    previous: Vec<decide::UserStatus>,
+    /// `status.groupId`: the group the previous rounds resolved.
+    previous_group: Option<String>,
+    expiry: Expiry,
+    /// The group to look up: the spec's, or the recorded id for an invalid spec being
+    /// deleted.
+    group: GroupRef,
+}
+
+/// The group a round lets go in first because `spec.group` now names another one.
+struct Move {
+    from: String,
+    to: String,
+}
+
+/// What a round's Okta lookups found.
+struct Found {
+    group: GroupLookup,
+    moving: Option<Move>,
+    lifecycle: Lifecycle,
+    /// Whether the group can be acted on at all (a renamed one can be let go of).
+    group_ok: bool,
+    users: Vec<decide::DeclaredUser>,
+    /// User ids read from Okta this round (not from the connector's index).
+    fresh: BTreeSet<String>,
+    /// The group id the record is located by.
+    group_id: Option<String>,
+    lookups_failed: bool,
+}
+
+/// Where the group's ownership record lives (known with a connector domain and a group id).
+struct Location {
+    domain: String,
+    group_id: String,
+    /// The record's name; it keys the group's member list too.
+    record_name: String,
+}
+
+/// The plan as stored before any Okta write.
+struct Planned {
+    plan: decide::Plan,
+    stored: Versioned,
+}
+
+/// The round after its writes: the outcome and the record as stored.
+struct Settled {
+    out: decide::Outcome,
+    stored: Versioned,
+    /// The confirmed record could not be written (a conflict): the next round converges.
+    record_pending: bool,
+}
+
 async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next> {
+    let subject = match subject_of(stale, shared).await? {
+        Ok(subject) => subject,
+        Err(next) => return Ok(next),
+    };
+    let connector = connector_of(shared, &subject.gm).await?;
+    let term_age = shared.term_started.elapsed();
+    let limit = shared.settings.await_client_max;
+    if connector.awaiting_client
+        && decide::await_client(
+            term_age,
+            limit,
+            lifecycle_of(&subject.gm),
+            &subject.previous,
+        )
+    {
+        // Not a refusal: reporting ConnectorNotReady here would flip every membership's
+        // status, and warn, on each restart and failover. Bounded: past the limit the
+        // round goes on and reports the connector as not ready.
+        let wait = AWAIT_CLIENT.min(limit.saturating_sub(term_age));
+        return Ok(Next::Done(Action::requeue(wait)));
+    }
+    let admitted = decide::check_operator(shared.settings.provisioning).is_ok()
+        && decide::check_connector(connector.facts.as_ref()).is_ok();
+    let client = connector.client.as_ref().filter(|_| admitted);
+    let mut found = look_up(&subject, &connector, client).await;
+    let location =
+        connector
+            .domain
+            .clone()
+            .zip(found.group_id.clone())
+            .map(|(domain, group_id)| Location {
+                record_name: record::record_name(&domain, &group_id),
+                domain,
+                group_id,
+            });
+    // One round at a time per group record in this process.
+    let lock = location
+        .as_ref()
+        .map(|l| shared.records.lock_for(&l.record_name));
+    let _guard = match &lock {
+        Some(lock) => Some(lock.lock().await),
+        None => None,
+    };
+    let planned = plan_ahead(
+        shared,
+        &subject,
+        &connector,
+        client,
+        &mut found,
+        location.as_ref(),
+    )
+    .await?;
+    let failures = write_okta(shared, client, &planned.plan, location.as_ref()).await;
+    let settled = settle(shared, planned, &failures, location.as_ref()).await?;
+    finish(
+        shared,
+        &subject,
+        &connector,
+        &found,
+        location.as_ref(),
+        settled,
+    )
+    .await
+}
+
+/// The membership read fresh (the cache may lag our own last status write; `effectiveSince`
+/// and the previous rows must be current), with the finalizer added. `Err` ends the round:
+/// the object is gone or finishing, or its spec is invalid (reported, nothing looked up).
+async fn subject_of(
+    stale: &GroupMembership,
+    shared: &Shared,
+) -> Result<std::result::Result<Subject, Next>> {
     let ns = stale.namespace().unwrap_or_default();
     let api: Api<GroupMembership> = Api::namespaced(shared.ctx.kube.clone(), &ns);
-    // The cache may lag our own last status write; effectiveSince and the previous rows must
-    // be current, so read the object fresh.
     let Some(mut gm) = api.get_opt(&stale.name_any()).await? else {
-        return Ok(Next::Done(Action::await_change()));
+        return Ok(Err(Next::Done(Action::await_change())));
     };
     let deleting = gm.metadata.deletion_timestamp.is_some();
     let has_finalizer = gm.finalizers().iter().any(|f| f == FINALIZER);
     if deleting && !has_finalizer {
-        return Ok(Next::Done(Action::await_change()));
+        return Ok(Err(Next::Done(Action::await_change())));
     }
     if !has_finalizer {
         gm = add_finalizer(&api, &gm).await?;
     }
     let owner = owner_key(&gm);
-    let previous = previous_rows(&gm);
     let previous_group = gm.status.as_ref().and_then(|s| s.group_id.clone());
-    let (expiry, declared_group) = match validate(&gm) {
+    let (expiry, group) = match validate(&gm) {
         Ok(expiry) => (expiry, gm.spec.group.clone()),
         // Nothing is looked up or written until the spec changes.
         Err(message) if !deleting => {
@@ -688,7 +816,7 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
             let (status, event) = refuse_spec(&gm, &message, Timestamp::now());
             apply_status(&api, &gm, &status).await?;
             publish(shared, &gm, event.as_slice()).await;
-            return Ok(Next::Done(Action::await_change()));
+            return Ok(Err(Next::Done(Action::await_change())));
         }
         // Being deleted: let go in the group the status recorded; without one there is no
         // record to find, so nothing is held.
@@ -702,34 +830,32 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
             ),
             None => {
                 remove_finalizer(&api, &gm).await?;
-                return Ok(Next::Done(Action::await_change()));
+                return Ok(Err(Next::Done(Action::await_change())));
             }
         },
     };
+    Ok(Ok(Subject {
+        api,
+        previous: previous_rows(&gm),
+        gm,
+        owner,
+        previous_group,
+        expiry,
+        group,
+    }))
+}
 
-    let connector = connector_of(shared, &gm).await?;
-    let term_age = shared.term_started.elapsed();
-    let limit = shared.settings.await_client_max;
-    if connector.awaiting_client
-        && decide::await_client(term_age, limit, lifecycle_of(&gm), &previous)
-    {
-        // Not a refusal: reporting ConnectorNotReady here would flip every membership's
-        // status, and warn, on each restart and failover. Bounded: past the limit the
-        // round goes on and reports the connector as not ready.
-        let wait = AWAIT_CLIENT.min(limit.saturating_sub(term_age));
-        return Ok(Next::Done(Action::requeue(wait)));
-    }
-    let mut lookups_failed = false;
-    let admitted = decide::check_operator(shared.settings.provisioning).is_ok()
-        && decide::check_connector(connector.facts.as_ref()).is_ok();
-    let client = connector.client.as_ref().filter(|_| admitted);
+/// Looks the group and the declared users up (the connector's index first, then Okta),
+/// through `client` only when the operator and the connector admit writes.
+async fn look_up(subject: &Subject, connector: &Connector, client: Option<&OktaClient>) -> Found {
+    let owner = &subject.owner;
+    let previous_group = subject.previous_group.as_deref();
     let index = connector.index.as_deref();
+    let mut lookups_failed = false;
     let mut group = match client {
         None => GroupLookup::NotLookedUp,
         Some(client) => {
-            match lookup::find_group(client, index, &declared_group, previous_group.as_deref())
-                .await
-            {
+            match lookup::find_group(client, index, &subject.group, previous_group).await {
                 Ok(g) => g,
                 Err(e) => {
                     tracing::warn!(membership = %owner, error = %e, "group lookup failed");
@@ -742,14 +868,14 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
     // spec.group now names another group: let go in the recorded one first, as a deletion
     // would; the new group is acted on once that is done (see `decide::moved_from`).
     let mut moving = None;
-    if let (Some(client), Some(old)) = (
-        client,
-        decide::moved_from(&group, previous_group.as_deref()),
-    ) {
+    if let (Some(client), Some(old)) = (client, decide::moved_from(&group, previous_group)) {
         let GroupLookup::Found(new) = &group else {
             unreachable!("a move is to a found group")
         };
-        moving = Some((old.to_owned(), new.id.clone()));
+        moving = Some(Move {
+            from: old.to_owned(),
+            to: new.id.clone(),
+        });
         let by_id = GroupRef {
             name: None,
             id: Some(old.to_owned()),
@@ -764,24 +890,18 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         };
     }
     let lifecycle = match moving {
-        Some(_) => Lifecycle::Deleting(deletion_policy_of(&gm)),
-        None => lifecycle_of(&gm),
+        Some(_) => Lifecycle::Deleting(deletion_policy_of(&subject.gm)),
+        None => lifecycle_of(&subject.gm),
     };
-    // Whether the group can be acted on at all (a renamed one can be let go of).
     let group_ok = connector
         .facts
         .as_ref()
         .is_some_and(|c| decide::check_group_for(&group, c, true).is_ok());
-    let lookup::FoundUsers {
-        mut users,
-        mut fresh,
-        failed,
-    } = match client {
-        Some(client) if group_ok => lookup::find_users(client, index, &gm.spec.users).await,
+    let declared = &subject.gm.spec.users;
+    let users = match client {
+        Some(client) if group_ok => lookup::find_users(client, index, declared).await,
         _ => lookup::FoundUsers {
-            users: gm
-                .spec
-                .users
+            users: declared
                 .iter()
                 .map(|u| decide::DeclaredUser {
                     user: u.clone(),
@@ -791,74 +911,65 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
             ..lookup::FoundUsers::default()
         },
     };
-    lookups_failed |= failed;
     let group_id = match &group {
         GroupLookup::Found(g) | GroupLookup::Renamed { group: g, .. } => Some(g.id.clone()),
-        _ => previous_group,
+        _ => subject.previous_group.clone(),
     };
-    // Where the record lives; unknown without a connector domain or a group id.
-    let location = connector.domain.clone().zip(group_id.clone());
+    Found {
+        group,
+        moving,
+        lifecycle,
+        group_ok,
+        users: users.users,
+        fresh: users.fresh,
+        group_id,
+        lookups_failed: lookups_failed || users.failed,
+    }
+}
 
-    let record_name = location.as_ref().map(|(d, g)| record::record_name(d, g));
-    // The group's record name keys its member list too; only a located group has one.
-    let located = location.as_ref().zip(record_name.as_deref());
-    let lock = record_name.as_deref().map(|n| shared.records.lock_for(n));
-    let _guard = match &lock {
-        Some(lock) => Some(lock.lock().await),
-        None => None,
-    };
-
+/// Steps 1 to 3 of the protocol: read the record fresh and the group's members, decide,
+/// and store the write-ahead record; a conflicting record write starts again.
+async fn plan_ahead(
+    shared: &Shared,
+    subject: &Subject,
+    connector: &Connector,
+    client: Option<&OktaClient>,
+    found: &mut Found,
+    location: Option<&Location>,
+) -> Result<Planned> {
     let mut attempt = 0;
-    let (plan, mut stored) = loop {
+    loop {
         attempt += 1;
         let now = Timestamp::now();
         // 1. The record, fresh, then the group's members.
-        let read = match &location {
-            Some((domain, gid)) => shared.records.read(domain, gid).await?,
+        let read = match location {
+            Some(l) => shared.records.read(&l.domain, &l.group_id).await?,
             None => Versioned {
                 record: decide::GroupRecord::default(),
                 resource_version: None,
             },
         };
-        let mut members = BTreeSet::new();
-        let mut group_seen = group.clone();
-        let found = match &group {
-            GroupLookup::Found(g) | GroupLookup::Renamed { group: g, .. } => Some(g),
-            _ => None,
-        };
-        if let (Some(client), Some(g), Some((_, cache_key))) =
-            (client, found, located.filter(|_| group_ok))
-        {
-            match group_members(shared, client, &g.id, cache_key, &connector.sync).await {
-                Ok(m) => members = m,
-                // Gone since the index saw it: nothing to hold, nothing to revoke.
-                Err(crate::okta::Error::NotFound(_)) => group_seen = GroupLookup::NotFound,
-                Err(e) => {
-                    tracing::warn!(membership = %owner, error = %e, "listing members failed");
-                    lookups_failed = true;
-                    // Without the members nothing may be granted or revoked.
-                    group_seen = GroupLookup::NotLookedUp;
-                }
-            }
-        }
+        let (group, members) =
+            observe_members(shared, subject, connector, client, found, location).await;
         let mut input = Input {
             provisioning: shared.settings.provisioning,
-            owner: owner.clone(),
+            owner: subject.owner.clone(),
             connector: connector.facts.clone(),
-            group: group_seen,
-            users: users.clone(),
+            group,
+            users: found.users.clone(),
             members,
-            others: group_id
+            others: found
+                .group_id
                 .as_deref()
-                .map(|g| others_of(shared, &owner, g, now))
+                .map(|g| others_of(shared, &subject.owner, g, now))
                 .unwrap_or_default(),
             record: read.record.clone(),
             record_located: location.is_some(),
-            group_id: group_id.clone(),
-            lifecycle,
-            expiry,
-            effective_since: effective_since_of(&gm),
-            previous: previous.clone(),
+            group_id: found.group_id.clone(),
+            lifecycle: found.lifecycle,
+            expiry: subject.expiry,
+            effective_since: effective_since_of(&subject.gm),
+            previous: subject.previous.clone(),
             now,
         };
         // 2. Decide.
@@ -868,112 +979,180 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         // now answer differently (out of the email domains, suspended, gone, or the read
         // failed) the round decides again with Okta's answer, so that user gets no PUT.
         if let (Some(client), Some(facts)) = (client, connector.facts.as_ref()) {
-            let unconfirmed = decide::unconfirmed_grants(&plan, &fresh);
+            let unconfirmed = decide::unconfirmed_grants(&plan, &found.fresh);
             if !unconfirmed.is_empty() {
                 let (reread, failed) = lookup::reread_users(client, &unconfirmed).await;
-                lookups_failed |= failed;
-                fresh.extend(reread.keys().cloned());
-                if let Some(now) = decide::reconfirm(&users, &reread, facts) {
-                    users = now;
-                    input.users = users.clone();
+                found.lookups_failed |= failed;
+                found.fresh.extend(reread.keys().cloned());
+                if let Some(now) = decide::reconfirm(&found.users, &reread, facts) {
+                    found.users = now;
+                    input.users = found.users.clone();
                     plan = decide::decide(&input);
                 }
-                debug_assert!(decide::unconfirmed_grants(&plan, &fresh).is_empty());
+                debug_assert!(decide::unconfirmed_grants(&plan, &found.fresh).is_empty());
             }
         }
         // 3. Write-ahead: the intent is stored before any Okta write.
         if plan.record == read.record {
-            break (plan, read);
+            return Ok(Planned { plan, stored: read });
         }
-        let (domain, gid) = location
-            .as_ref()
-            .expect("a plan only changes the record of a located group");
-        match shared.records.write(domain, gid, &read, &plan.record).await {
-            Ok(written) => break (plan, written),
+        let l = location.expect("a plan only changes the record of a located group");
+        match shared
+            .records
+            .write(&l.domain, &l.group_id, &read, &plan.record)
+            .await
+        {
+            Ok(stored) => return Ok(Planned { plan, stored }),
             Err(record::Error::Conflict { .. }) if attempt < RECORD_ATTEMPTS => continue,
             Err(e) => return Err(e.into()),
         }
-    };
+    }
+}
 
-    // 4. Okta writes, only for a located group through the connector's shared client.
-    let failures: BTreeMap<String, WriteError> = match (client, &plan.group_id) {
-        (Some(client), Some(gid)) if plan.has_writes() => {
-            let failures =
-                lookup::write_memberships(client, gid, &plan.grants, &plan.revokes).await;
-            if let Some(name) = &record_name {
-                shared
-                    .members
-                    .apply(name, &plan.grants, &plan.revokes, &failures);
-            }
-            failures
-        }
-        _ => BTreeMap::new(),
+/// The group as this attempt sees it, with its members when it can be acted on: a group
+/// gone since the index saw it has nothing to hold or revoke; without the members (a failed
+/// read) nothing may be granted or revoked.
+async fn observe_members(
+    shared: &Shared,
+    subject: &Subject,
+    connector: &Connector,
+    client: Option<&OktaClient>,
+    found: &mut Found,
+    location: Option<&Location>,
+) -> (GroupLookup, BTreeSet<String>) {
+    let group = match &found.group {
+        GroupLookup::Found(g) | GroupLookup::Renamed { group: g, .. } => Some(g),
+        _ => None,
     };
-    // 5. Settle and store the confirmed record.
-    let mut out = plan.settle(&failures);
-    let mut record_pending = false;
-    if out.record != stored.record {
-        let (domain, gid) = location
-            .as_ref()
-            .expect("a settled record only changes for a located group");
+    let (Some(client), Some(g), Some(l)) = (client, group, location.filter(|_| found.group_ok))
+    else {
+        return (found.group.clone(), BTreeSet::new());
+    };
+    match group_members(shared, client, &g.id, &l.record_name, &connector.sync).await {
+        Ok(members) => (found.group.clone(), members),
+        Err(crate::okta::Error::NotFound(_)) => (GroupLookup::NotFound, BTreeSet::new()),
+        Err(e) => {
+            tracing::warn!(membership = %subject.owner, error = %e, "listing members failed");
+            found.lookups_failed = true;
+            (GroupLookup::NotLookedUp, BTreeSet::new())
+        }
+    }
+}
+
+/// Step 4: the Okta writes, only for a located group through the connector's shared client;
+/// the term's member list follows them.
+async fn write_okta(
+    shared: &Shared,
+    client: Option<&OktaClient>,
+    plan: &decide::Plan,
+    location: Option<&Location>,
+) -> BTreeMap<String, WriteError> {
+    let (Some(client), Some(gid)) = (client, &plan.group_id) else {
+        return BTreeMap::new();
+    };
+    if !plan.has_writes() {
+        return BTreeMap::new();
+    }
+    let failures = lookup::write_memberships(client, gid, &plan.grants, &plan.revokes).await;
+    if let Some(l) = location {
+        shared
+            .members
+            .apply(&l.record_name, &plan.grants, &plan.revokes, &failures);
+    }
+    failures
+}
+
+/// Step 5: settle the plan and store the confirmed record.
+async fn settle(
+    shared: &Shared,
+    planned: Planned,
+    failures: &BTreeMap<String, WriteError>,
+    location: Option<&Location>,
+) -> Result<Settled> {
+    let out = planned.plan.settle(failures);
+    let mut settled = Settled {
+        out,
+        stored: planned.stored,
+        record_pending: false,
+    };
+    if settled.out.record != settled.stored.record {
+        let l = location.expect("a settled record only changes for a located group");
         match shared
             .records
-            .write(domain, gid, &stored, &out.record)
+            .write(&l.domain, &l.group_id, &settled.stored, &settled.out.record)
             .await
         {
-            Ok(written) => stored = written,
+            Ok(written) => settled.stored = written,
             // The next round re-plans from the fresh record and converges.
-            Err(record::Error::Conflict { .. }) => record_pending = true,
+            Err(record::Error::Conflict { .. }) => settled.record_pending = true,
             Err(e) => return Err(e.into()),
         }
     }
+    Ok(settled)
+}
 
-    // 6. Status, Events, finalizer, requeue.
+/// Step 6: status, Events, finalizer, requeue.
+async fn finish(
+    shared: &Shared,
+    subject: &Subject,
+    connector: &Connector,
+    found: &Found,
+    location: Option<&Location>,
+    settled: Settled,
+) -> Result<Next> {
+    let Settled {
+        mut out,
+        stored,
+        record_pending,
+    } = settled;
+    let (api, gm) = (&subject.api, &subject.gm);
     let now = Timestamp::now();
-    let settled = !record_pending && stored.record == out.record;
-    if let Some((from, to)) = &moving {
-        let done = out.remove_finalizer && settled;
+    let recorded = !record_pending && stored.record == out.record;
+    let must_retry = out.retry || found.lookups_failed || record_pending;
+    if let Some(Move { from, to }) = &found.moving {
+        let done = out.remove_finalizer && recorded;
         out.ready = decide::moving_condition(&out.ready, from, to, done);
-        let mut status = build_status(&gm, &out, now);
+        let mut status = build_status(gm, &out, now);
         if done {
             // Nothing is claimed in the old group any more: the next round acts in the new.
             status.group_id = Some(to.clone());
         }
-        apply_status(&api, &gm, &status).await?;
-        publish(shared, &gm, &out.events).await;
+        apply_status(api, gm, &status).await?;
+        publish(shared, gm, &out.events).await;
         // Never the finalizer: the object still declares (or must still let go in) the new
         // group.
         return Ok(if done {
             Next::Done(Action::requeue(Duration::ZERO))
-        } else if out.retry || lookups_failed || record_pending {
+        } else if must_retry {
             Next::Retry(None)
         } else {
             Next::Done(Action::requeue(shared.settings.resync))
         });
     }
-    let status = build_status(&gm, &out, now);
-    apply_status(&api, &gm, &status).await?;
-    publish(shared, &gm, &out.events).await;
+    let status = build_status(gm, &out, now);
+    apply_status(api, gm, &status).await?;
+    publish(shared, gm, &out.events).await;
 
     // A record that could not be located may still hold this object's claims: only a
     // status that never showed a claim, `Retain`, or a connector that is gone (nothing can
     // be revoked, ever) lets the finalizer go without it.
-    let unlocated = match lifecycle {
+    let previous = &subject.previous;
+    let unlocated = match found.lifecycle {
         _ if location.is_some() || previous.iter().all(|p| p.origin.is_none()) => Some(Vec::new()),
         Lifecycle::Deleting(policy) => decide::finish_unlocated(
             policy,
             connector.facts.as_ref(),
             &gm.spec.connector_ref.name,
-            &previous,
+            previous,
         ),
         Lifecycle::Live => None,
     };
-    if let Some(events) = unlocated.filter(|_| out.remove_finalizer && settled) {
-        publish(shared, &gm, &events).await;
-        remove_finalizer(&api, &gm).await?;
+    if let Some(events) = unlocated.filter(|_| out.remove_finalizer && recorded) {
+        publish(shared, gm, &events).await;
+        remove_finalizer(api, gm).await?;
         return Ok(Next::Done(Action::await_change()));
     }
-    if out.retry || lookups_failed || record_pending {
+    if must_retry {
         return Ok(Next::Retry(out.requeue_at));
     }
     let wait = decide::requeue_after(None, out.requeue_at, now, shared.settings.resync);
