@@ -69,6 +69,12 @@
 //!    A record that cannot be located lets a deletion finish only as [`finish_unlocated`]
 //!    says.
 //!
+//! Several rounds of one group may run as one batch: each decides on the record as the plans
+//! before it left it (so the last plan's record holds every intent of the batch and is written
+//! once, before any of their Okta writes), and each settles on the record as the settles
+//! before it left it (so the last outcome's record is written once). A round that touches a
+//! user another round of the batch writes waits for the next batch.
+//!
 //! Crashing anywhere converges on the next round: before 3 nothing happened; between 3
 //! and 4 the intent is re-planned (a grant still missing is granted again, a membership
 //! already gone is released without a write); between 4 and 5 a granted membership is
