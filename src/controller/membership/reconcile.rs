@@ -193,14 +193,27 @@ struct Shared {
     written: Written,
 }
 
-/// The `resourceVersion` each membership had after this term's last write to it (`None`
-/// while a write is under way or its outcome is unknown), so a round can tell whether the
-/// watch cache has caught up with the operator's own writes.
+/// What this term last wrote to each membership (by uid: one incarnation), so a round can
+/// tell whether the watch cache has caught up with the operator's own writes, and the
+/// managed-memberships gauge can count a status before the cache shows it.
 #[derive(Default)]
-struct Written(Mutex<HashMap<String, Option<String>>>);
+struct Written(Mutex<HashMap<String, Last>>);
+
+fn uid(gm: &GroupMembership) -> &str {
+    gm.metadata.uid.as_deref().unwrap_or_default()
+}
+
+/// The object as this term's last write to it returned it.
+#[derive(Default)]
+struct Last {
+    /// Its `resourceVersion`; `None` while a write is under way or its outcome is unknown.
+    version: Option<String>,
+    /// The operator's grants its status holds ([`held_grants`]).
+    held: u64,
+}
 
 impl Written {
-    fn versions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<String>>> {
+    fn last(&self) -> std::sync::MutexGuard<'_, HashMap<String, Last>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -210,24 +223,57 @@ impl Written {
     /// the one that write returned, or the term never wrote it and it shows no sign of any
     /// round (no status, no finalizer of this controller: a new object).
     fn caught_up(&self, gm: &GroupMembership) -> bool {
-        match self.versions().get(&owner_key(gm)) {
-            Some(version) => version.is_some() && *version == gm.metadata.resource_version,
+        match self.last().get(uid(gm)) {
+            Some(last) => last.version.is_some() && last.version == gm.metadata.resource_version,
             None => gm.status.is_none() && !gm.finalizers().iter().any(|f| f == FINALIZER),
         }
     }
 
     fn writing(&self, gm: &GroupMembership) {
-        self.versions().insert(owner_key(gm), None);
+        let mut last = self.last();
+        let entry = last.entry(uid(gm).to_owned()).or_insert_with(|| Last {
+            version: None,
+            held: held_grants(gm),
+        });
+        entry.version = None;
     }
 
     fn forget(&self, gm: &GroupMembership) {
-        self.versions().remove(&owner_key(gm));
+        self.last().remove(uid(gm));
     }
 
     fn wrote(&self, gm: &GroupMembership) {
-        let version = gm.metadata.resource_version.clone();
-        self.versions().insert(owner_key(gm), version);
+        let last = Last {
+            version: gm.metadata.resource_version.clone(),
+            held: held_grants(gm),
+        };
+        self.last().insert(uid(gm).to_owned(), last);
     }
+
+    /// Memberships the operator granted and holds, as the watched statuses report them, or
+    /// this term's own last write where there was one (the cache may not show it yet). A
+    /// membership shared by several `GroupMembership`s counts once per declaration.
+    fn managed_memberships(&self, stores: &[Store<GroupMembership>]) -> u64 {
+        let last = self.last();
+        stores
+            .iter()
+            .flat_map(Store::state)
+            .map(|gm| match last.get(uid(&gm)) {
+                Some(written) => written.held,
+                None => held_grants(&gm),
+            })
+            .sum()
+    }
+}
+
+/// The memberships `gm`'s status shows as granted by the operator and held.
+fn held_grants(gm: &GroupMembership) -> u64 {
+    let held = |u: &&UserMembershipStatus| {
+        u.state == UserMembershipState::Granted && u.origin == Some(MembershipOrigin::Granted)
+    };
+    gm.status
+        .as_ref()
+        .map_or(0, |s| s.users.iter().filter(held).count() as u64)
 }
 
 /// Per-object exponential back-off ([`decide::retry_delay`]).
@@ -446,23 +492,6 @@ fn memberships_of(
         .collect()
 }
 
-/// Memberships the operator granted and holds, as the watched statuses report them (a
-/// membership shared by several `GroupMembership`s counts once per declaration).
-fn managed_memberships(stores: &[Store<GroupMembership>]) -> u64 {
-    let held = |u: &&UserMembershipStatus| {
-        u.state == UserMembershipState::Granted && u.origin == Some(MembershipOrigin::Granted)
-    };
-    stores
-        .iter()
-        .flat_map(Store::state)
-        .filter_map(|gm| {
-            gm.status
-                .as_ref()
-                .map(|s| s.users.iter().filter(held).count() as u64)
-        })
-        .sum()
-}
-
 fn error_policy(gm: Arc<GroupMembership>, error: &Error, shared: Arc<Shared>) -> Action {
     let key = owner_key(&gm);
     tracing::warn!(membership = %key, %error, "membership round failed");
@@ -487,7 +516,7 @@ async fn reconcile(gm: Arc<GroupMembership>, shared: Arc<Shared>) -> Result<Acti
     shared
         .ctx
         .metrics
-        .set_managed_memberships(managed_memberships(&shared.stores));
+        .set_managed_memberships(shared.written.managed_memberships(&shared.stores));
     result
 }
 
@@ -603,14 +632,18 @@ fn others_of(
     let mut others = BTreeMap::new();
     for store in &shared.stores {
         for other in store.state() {
-            let key = owner_key(&other);
             // Group ids are unique per org and random across orgs, so a match by id alone
-            // can only err on the side of keeping a membership.
+            // can only err on the side of keeping a membership. Checked first: it is cheap,
+            // and every round of a burst scans every membership.
             let same_group = other
                 .status
                 .as_ref()
                 .is_some_and(|s| s.group_id.as_deref() == Some(group_id));
-            if key != owner && same_group && is_live_at(&other, now) {
+            if !same_group {
+                continue;
+            }
+            let key = owner_key(&other);
+            if key != owner && is_live_at(&other, now) {
                 others.insert(key, declared_ids(&other).map(str::to_owned).collect());
             }
         }
