@@ -8,7 +8,8 @@
 //!   one after another;
 //! - the time for 1,000 single-user `GroupMembership`s spread over 10 groups, applied at once,
 //!   to all become Ready; the Okta requests (PUTs, member lists, user reads by id, searches)
-//!   and 429s they cost; and the membership bucket's
+//!   and 429s they cost, the operator's Kubernetes API calls per membership (counted by the
+//!   test server, by verb and resource); and the membership bucket's
 //!   floor: 1,000 PUTs at Okta's groups limit (500 per window) and the default 50% budget,
 //!   `(ceil(1000 / (0.5 * 500)) - 1) * window`, on shortened windows
 //!   (`PROVISIONING_BENCH_WINDOW_SECONDS`, default 5).
@@ -20,7 +21,7 @@
 //!
 //! `cargo bench --bench provisioning` (see docs/provisioning.md for recorded figures).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use kube_test_server::TestServer;
+use kube_test_server::{Counters, TestServer};
 use okta_ciam_operator::crd::{GroupMembership, OktaCiamConnector};
 use okta_emulator::{self as emulator, EmulatorConfig, EmulatorHandle, Fixture};
 use serde_json::json;
@@ -42,6 +43,9 @@ const CRDS: [&str; 5] = [
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessrequests.yaml"),
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessapprovals.yaml"),
 ];
+/// The operator's bearer token towards the test server, to tell its requests from the
+/// benchmark's own.
+const OPERATOR: &str = "operator";
 const NS: &str = "bench";
 const BURST: usize = 1000;
 const GROUPS: usize = 10;
@@ -110,6 +114,20 @@ async fn apply(kube: &Client, name: &str, group: &str, user: &str) {
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The operator's Kubernetes API requests between two counter readings, by (resource, verb).
+fn operator_calls(before: &Counters, after: &Counters) -> BTreeMap<(String, String), u64> {
+    let before = before.accesses_of(OPERATOR);
+    after
+        .accesses_of(OPERATOR)
+        .into_iter()
+        .filter_map(|(key, n)| {
+            let n = n - before.get(&key).copied().unwrap_or(0);
+            let (_, resource, verb) = key;
+            (n > 0).then_some(((resource, verb), n))
+        })
+        .collect()
 }
 
 struct Operator(Child);
@@ -221,7 +239,7 @@ async fn main() {
     let server = TestServer::start(CRDS).await.expect("kube test server");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).unwrap();
+    server.write_kubeconfig_as(&kubeconfig, OPERATOR).unwrap();
     let kube = server.client();
     let okta = emulator::start(EmulatorConfig::new(
         Fixture::from_yaml(&fixture(window, samples)).unwrap(),
@@ -256,6 +274,7 @@ async fn main() {
 
     // Burst: 1,000 memberships applied at once, until every one is Ready.
     let before = okta.stats();
+    let kube_before = server.counters();
     let started = Instant::now();
     for i in 0..BURST {
         let login = format!("burst{i:04}@example.com");
@@ -276,6 +295,7 @@ async fn main() {
     .await;
     let elapsed = started.elapsed();
     let after = okta.stats();
+    let kube_calls = operator_calls(&kube_before, &server.counters());
     let members: BTreeSet<String> = (0..GROUPS)
         .flat_map(|g| okta.members_of(&okta.group_id(&format!("Burst {g}")).unwrap()))
         .collect();
@@ -309,6 +329,16 @@ async fn main() {
     println!(
         "okta requests: {requests} ({puts} PUT, {lists} member lists, {user_reads} user reads, {searches} searches); 429s: {}",
         after.rate_limited - before.rate_limited
+    );
+    let kube_total: u64 = kube_calls.values().sum();
+    let kube_detail = kube_calls
+        .iter()
+        .map(|((resource, verb), n)| format!("{n} {verb} {resource}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!(
+        "kubernetes API calls by the operator: {kube_total} ({:.2} per membership; {kube_detail})",
+        kube_total as f64 / BURST as f64
     );
     println!(
         "membership bucket floor: {BURST} PUTs at {per_window} per {window} s window ({LIMIT_GROUPS} x {BUDGET_PERCENT}%) = {:.1} s; ratio {:.2}x",

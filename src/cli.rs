@@ -159,7 +159,7 @@ pub fn main(cli: Cli) -> ExitCode {
             #[cfg(feature = "emulator")]
             Command::Emulator(args) => okta_emulator::cli::run(args).await,
             Command::Crdgen(args) => crate::crd::cli::run(args).map_err(Into::into),
-            Command::Run(args) => Ok(crate::controller::runtime::run(*args).await?),
+            Command::Run(args) => Ok(crate::controller::run(*args).await?),
             Command::Sync(args) => crate::sync::cli::run(args).await,
             Command::Review(args) => crate::review::cli::run(args),
             Command::Access(args) => Ok(crate::controller::access::cli::run(args).await?),

@@ -5,8 +5,9 @@ pub mod access;
 pub mod connector;
 pub mod membership;
 pub mod runtime;
+pub mod wiring;
 
-pub use runtime::controllers::run_controllers;
+pub use wiring::{run, run_controllers, run_controllers_with};
 
 use std::time::Duration;
 

@@ -463,17 +463,21 @@ async fn a_refused_put_backs_off_without_rewriting_status_and_keeps_no_intent() 
     );
     assert_eq!(row.origin, None, "the refused grant holds no claim");
 
-    // Over a bounded window the retries follow the back-off (200 ms doubling to a 2 s cap:
-    // about 5 in 5 s; a fixed 200 ms would be 25, a hot loop hundreds) and the status,
-    // unchanged, is not rewritten.
-    let window = std::time::Duration::from_secs(5);
+    // The retries follow the back-off (200 ms doubling to a 2 s cap) and the status,
+    // unchanged, is not rewritten. Waits for four more PUTs: the back-off spaces them at
+    // least 400 + 800 + 1600 ms apart after the first, where a fixed 200 ms delay would take
+    // 800 ms for all four and a hot loop next to nothing. A lower bound only, so a slow
+    // machine cannot fail it.
     let (before, version) = (puts(&h), row_and_version(&gm, "alice@example.com"));
-    // Measuring a rate needs a fixed window; nothing waits on it for synchronisation.
-    tokio::time::sleep(window).await;
-    let retries = puts(&h) - before;
+    let started = std::time::Instant::now();
+    wait_for("four retried PUTs", || async {
+        (puts(&h) - before >= 4).then_some(())
+    })
+    .await;
+    let spent = started.elapsed();
     assert!(
-        (1..=7).contains(&retries),
-        "{retries} PUTs in {window:?} after the failure was reported"
+        spent >= std::time::Duration::from_millis(400 + 800 + 1600),
+        "four retried PUTs within {spent:?}: no back-off"
     );
     let gm = h.get("refused").await.unwrap();
     assert_eq!(row_and_version(&gm, "alice@example.com"), version);

@@ -72,6 +72,18 @@ async fn start_scale() -> Harness {
     h
 }
 
+/// Kubernetes requests so far by (resource, verb); the harness and the reconciler share
+/// one client, so the test's own requests count too.
+fn kube_requests(h: &Harness) -> BTreeMap<(String, String), u64> {
+    h.server.counters().accesses_of("").into_iter().fold(
+        BTreeMap::new(),
+        |mut out, ((_, resource, verb), n)| {
+            *out.entry((resource, verb)).or_default() += n;
+            out
+        },
+    )
+}
+
 fn count(h: &Harness, route: &str) -> u64 {
     support::okta_requests_on(&h.okta, route)
 }
@@ -141,6 +153,7 @@ fn actual_members(h: &Harness) -> BTreeMap<String, BTreeSet<String>> {
 async fn a_burst_of_memberships_converges_on_the_bucket_with_about_one_put_each() {
     let h = start_scale().await;
     let before = h.okta.stats();
+    let kube_before = kube_requests(&h);
 
     apply_one_user_each(&h, 0..USERS).await;
     assert_eq!(wait_all_ready(&h, 0..USERS).await, USERS, "zero failures");
@@ -166,6 +179,30 @@ async fn a_burst_of_memberships_converges_on_the_bucket_with_about_one_put_each(
     // fast this machine issues the burst (a loaded one may never reach the budget), so that
     // it paces when it must is shown deterministically in `okta_client_emulator`.
     assert_eq!(after.rate_limited, before.rate_limited, "no 429");
+
+    // The reconciler's own Kubernetes work: one round per membership, each object read
+    // from the watch cache, one finalizer patch (which starts no second round), one status
+    // write and one Event each; the ownership records read and written once per batch of a
+    // group, not once per membership.
+    let kube = kube_requests(&h);
+    let made = |resource: &str, verb: &str| {
+        let key = (resource.to_owned(), verb.to_owned());
+        kube.get(&key).copied().unwrap_or(0) - kube_before.get(&key).copied().unwrap_or(0)
+    };
+    let n = USERS as u64;
+    assert_eq!(made("groupmemberships", "get"), 0, "{kube:?}");
+    assert_eq!(
+        made("groupmemberships", "patch"),
+        2 * n,
+        "the test's applies and one finalizer patch each"
+    );
+    assert_eq!(made("groupmemberships/status", "patch"), n, "{kube:?}");
+    assert_eq!(made("events", "create"), n, "one Granted Event each");
+    let record_writes = made("configmaps", "create") + made("configmaps", "update");
+    assert!(
+        made("configmaps", "get") <= n / 4 && record_writes <= n / 4,
+        "records read and written in batches: {kube:?}"
+    );
     h.shutdown().await;
 }
 

@@ -283,7 +283,7 @@ pub fn lookup<C: Clone>(
     registry: &ClientRegistry<C>,
     key: &ConnectorKey,
 ) -> Option<Arc<ConnectorIndex>> {
-    registry.index::<ConnectorIndex>(key)
+    registry.index(key)
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@
 //! (the drift check after each sync always reads Okta), and after a write whose effect is
 //! unknown (a failure other than 404).
 //!
-//! Callers hold the group's record lock (one round per group at a time), so a list and the
-//! writes applied to it never interleave with another round of the same group.
+//! A group's rounds run in batches, one batch per group at a time ([`batch`](super::batch)),
+//! so a list and the writes applied to it never interleave with another batch of the group.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;

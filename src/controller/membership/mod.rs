@@ -5,9 +5,11 @@
 //! - [`record`]: ownership records, one ConfigMap per (Okta org, group).
 //! - [`indexed`]: exact answers from the connector's last sync, so lookups skip Okta.
 //! - [`lookup`]: the round's Okta reads and writes through the connector's shared client.
+//! - [`batch`]: the rounds of one group run in batches that share the record's reads and writes.
 //! - [`members`]: group member lists shared by the rounds of one group for a short while.
 //! - [`reconcile`]: the controller that ties them together ([`run`]).
 
+pub mod batch;
 pub mod decide;
 pub mod indexed;
 pub mod lookup;

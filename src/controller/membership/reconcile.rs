@@ -3,8 +3,9 @@
 //! documented there (fresh record read, write-ahead record, Okta writes, settle, record,
 //! status and Events, finalizer).
 //!
-//! Triggers: the memberships themselves (their spec, deletion, finalizers or annotations;
-//! status-only changes, this controller's own status writes included, are filtered out),
+//! Triggers: the memberships themselves (their spec, deletion, other finalizers or
+//! annotations; status-only changes and this controller's own finalizer, its own writes, are
+//! filtered out),
 //! their connectors (a connector turning ready, enabling provisioning, or finishing a sync
 //! re-reconciles every membership that names it: this is the drift check), any change in
 //! the client registry (a connector's client or index appearing), the exact expiry instant,
@@ -49,6 +50,13 @@
 //! index may be a sync interval old. So a burst of `GroupMembership`s costs about one PUT
 //! each on the groups bucket, which is the floor, plus one user read each on its own bucket.
 //!
+//! The Kubernetes side of a round is kept small so that a burst is paced by Okta, not by the
+//! operator: the object comes from the watch cache when it shows this term's last write to
+//! it (else one GET), and the rounds of one group that arrive together run as one batch
+//! ([`batch`](super::batch)): one record read, one write-ahead record write and at most one
+//! settled record write for the whole batch, their Okta writes side by side. Each round then
+//! writes its status once (only when it changed) and its Events (only for changes).
+//!
 //! Writes happen only while this replica leads: each leadership term runs its own
 //! controller, and a round in flight is abandoned the moment the term ends (the protocol
 //! makes an interrupted round safe to redo).
@@ -70,6 +78,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::batch::Batches;
 use super::decide::{
     self, ConnectorFacts, EventType, Expiry, GroupLookup, Input, Lifecycle, UserLookup, WriteError,
 };
@@ -114,6 +123,9 @@ pub enum Error {
     /// The leadership term ended during the round; the next leader redoes it.
     #[error("leadership lost during the round")]
     LostLeadership,
+    /// The round's group batch failed (the error is shared by every round in the batch).
+    #[error(transparent)]
+    Batch(Arc<Error>),
 }
 
 /// Result of the membership reconciler.
@@ -175,6 +187,93 @@ struct Shared {
     connectors: Vec<Store<OktaCiamConnector>>,
     /// Consecutive failed rounds per membership.
     backoff: Backoff,
+    /// The rounds of each group, run in batches.
+    batches: Arc<Batches<Job>>,
+    /// This term's last write to each membership.
+    written: Written,
+}
+
+/// What this term last wrote to each membership (by uid: one incarnation), so a round can
+/// tell whether the watch cache has caught up with the operator's own writes, and the
+/// managed-memberships gauge can count a status before the cache shows it.
+#[derive(Default)]
+struct Written(Mutex<HashMap<String, Last>>);
+
+fn uid(gm: &GroupMembership) -> &str {
+    gm.metadata.uid.as_deref().unwrap_or_default()
+}
+
+/// The object as this term's last write to it returned it.
+#[derive(Default)]
+struct Last {
+    /// Its `resourceVersion`; `None` while a write is under way or its outcome is unknown.
+    version: Option<String>,
+    /// The operator's grants its status holds ([`held_grants`]).
+    held: u64,
+}
+
+impl Written {
+    fn last(&self) -> std::sync::MutexGuard<'_, HashMap<String, Last>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the cached `gm` shows this term's last write to it: its `resourceVersion` is
+    /// the one that write returned, or the term never wrote it and it shows no sign of any
+    /// round (no status, no finalizer of this controller: a new object).
+    fn caught_up(&self, gm: &GroupMembership) -> bool {
+        match self.last().get(uid(gm)) {
+            Some(last) => last.version.is_some() && last.version == gm.metadata.resource_version,
+            None => gm.status.is_none() && !gm.finalizers().iter().any(|f| f == FINALIZER),
+        }
+    }
+
+    fn writing(&self, gm: &GroupMembership) {
+        let mut last = self.last();
+        let entry = last.entry(uid(gm).to_owned()).or_insert_with(|| Last {
+            version: None,
+            held: held_grants(gm),
+        });
+        entry.version = None;
+    }
+
+    fn forget(&self, gm: &GroupMembership) {
+        self.last().remove(uid(gm));
+    }
+
+    fn wrote(&self, gm: &GroupMembership) {
+        let last = Last {
+            version: gm.metadata.resource_version.clone(),
+            held: held_grants(gm),
+        };
+        self.last().insert(uid(gm).to_owned(), last);
+    }
+
+    /// Memberships the operator granted and holds, as the watched statuses report them, or
+    /// this term's own last write where there was one (the cache may not show it yet). A
+    /// membership shared by several `GroupMembership`s counts once per declaration.
+    fn managed_memberships(&self, stores: &[Store<GroupMembership>]) -> u64 {
+        let last = self.last();
+        stores
+            .iter()
+            .flat_map(Store::state)
+            .map(|gm| match last.get(uid(&gm)) {
+                Some(written) => written.held,
+                None => held_grants(&gm),
+            })
+            .sum()
+    }
+}
+
+/// The memberships `gm`'s status shows as granted by the operator and held.
+fn held_grants(gm: &GroupMembership) -> u64 {
+    let held = |u: &&UserMembershipStatus| {
+        u.state == UserMembershipState::Granted && u.origin == Some(MembershipOrigin::Granted)
+    };
+    gm.status
+        .as_ref()
+        .map_or(0, |s| s.users.iter().filter(held).count() as u64)
 }
 
 /// Per-object exponential back-off ([`decide::retry_delay`]).
@@ -205,16 +304,18 @@ impl Backoff {
     }
 }
 
-/// What a round acts on: the spec (generation), deletion, finalizers and annotations of one
-/// incarnation (uid). Status-only changes, this controller's own status writes included,
-/// are no reason to reconcile again.
+/// What a round acts on: the spec (generation), deletion, other controllers' finalizers and
+/// annotations of one incarnation (uid). Status-only changes and this controller's own
+/// finalizer, both its own writes, are no reason to reconcile again: the round that added the
+/// finalizer goes on to act.
 fn acted_on(gm: &GroupMembership) -> Option<u64> {
     let mut h = DefaultHasher::new();
     let meta = &gm.metadata;
     meta.uid.hash(&mut h);
     meta.generation.hash(&mut h);
     meta.deletion_timestamp.is_some().hash(&mut h);
-    meta.finalizers.hash(&mut h);
+    let others = meta.finalizers.iter().flatten().filter(|f| *f != FINALIZER);
+    others.for_each(|f| f.hash(&mut h));
     meta.annotations.hash(&mut h);
     Some(h.finish())
 }
@@ -338,6 +439,8 @@ async fn run_term(
             cap: settings.retry_max,
             failures: Mutex::new(HashMap::new()),
         },
+        batches: Arc::default(),
+        written: Written::default(),
     });
     let caches_synced = caches_synced.clone();
     let ready = async move {
@@ -389,23 +492,6 @@ fn memberships_of(
         .collect()
 }
 
-/// Memberships the operator granted and holds, as the watched statuses report them (a
-/// membership shared by several `GroupMembership`s counts once per declaration).
-fn managed_memberships(stores: &[Store<GroupMembership>]) -> u64 {
-    let held = |u: &&UserMembershipStatus| {
-        u.state == UserMembershipState::Granted && u.origin == Some(MembershipOrigin::Granted)
-    };
-    stores
-        .iter()
-        .flat_map(Store::state)
-        .filter_map(|gm| {
-            gm.status
-                .as_ref()
-                .map(|s| s.users.iter().filter(held).count() as u64)
-        })
-        .sum()
-}
-
 fn error_policy(gm: Arc<GroupMembership>, error: &Error, shared: Arc<Shared>) -> Action {
     let key = owner_key(&gm);
     tracing::warn!(membership = %key, %error, "membership round failed");
@@ -430,7 +516,7 @@ async fn reconcile(gm: Arc<GroupMembership>, shared: Arc<Shared>) -> Result<Acti
     shared
         .ctx
         .metrics
-        .set_managed_memberships(managed_memberships(&shared.stores));
+        .set_managed_memberships(shared.written.managed_memberships(&shared.stores));
     result
 }
 
@@ -546,14 +632,18 @@ fn others_of(
     let mut others = BTreeMap::new();
     for store in &shared.stores {
         for other in store.state() {
-            let key = owner_key(&other);
             // Group ids are unique per org and random across orgs, so a match by id alone
-            // can only err on the side of keeping a membership.
+            // can only err on the side of keeping a membership. Checked first: it is cheap,
+            // and every round of a burst scans every membership.
             let same_group = other
                 .status
                 .as_ref()
                 .is_some_and(|s| s.group_id.as_deref() == Some(group_id));
-            if key != owner && same_group && is_live_at(&other, now) {
+            if !same_group {
+                continue;
+            }
+            let key = owner_key(&other);
+            if key != owner && is_live_at(&other, now) {
                 others.insert(key, declared_ids(&other).map(str::to_owned).collect());
             }
         }
@@ -563,6 +653,7 @@ fn others_of(
 
 async fn add_finalizer(
     api: &Api<GroupMembership>,
+    written: &Written,
     gm: &GroupMembership,
 ) -> Result<GroupMembership> {
     let rv = gm.resource_version().unwrap_or_default();
@@ -577,10 +668,14 @@ async fn add_finalizer(
             {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
         ])
     };
-    json_patch(api, gm, ops).await
+    json_patch(api, written, gm, ops).await
 }
 
-async fn remove_finalizer(api: &Api<GroupMembership>, gm: &GroupMembership) -> Result<()> {
+async fn remove_finalizer(
+    api: &Api<GroupMembership>,
+    written: &Written,
+    gm: &GroupMembership,
+) -> Result<()> {
     let Some(index) = gm.finalizers().iter().position(|f| f == FINALIZER) else {
         return Ok(());
     };
@@ -588,32 +683,42 @@ async fn remove_finalizer(api: &Api<GroupMembership>, gm: &GroupMembership) -> R
         {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
         {"op": "remove", "path": format!("/metadata/finalizers/{index}")},
     ]);
-    match json_patch(api, gm, ops).await {
+    let removed = match json_patch(api, written, gm, ops).await {
         // Already gone with the object: nothing left to do.
         Err(Error::Kube(kube::Error::Api(s))) if s.code == 404 => Ok(()),
         other => other.map(drop),
+    };
+    if removed.is_ok() {
+        // Gone, or done with: a new object of the same name starts afresh.
+        written.forget(gm);
     }
+    removed
 }
 
 async fn json_patch(
     api: &Api<GroupMembership>,
+    written: &Written,
     gm: &GroupMembership,
     ops: serde_json::Value,
 ) -> Result<GroupMembership> {
     let patch = serde_json::from_value(ops).expect("static JSON patch operations parse");
-    Ok(api
+    written.writing(gm);
+    let patched = api
         .patch(
             &gm.name_any(),
             &PatchParams::default(),
             &Patch::Json::<()>(patch),
         )
-        .await?)
+        .await?;
+    written.wrote(&patched);
+    Ok(patched)
 }
 
 /// Applies the status unless it is what the object already shows (an unchanged status is
 /// not rewritten).
 async fn apply_status(
     api: &Api<GroupMembership>,
+    written: &Written,
     gm: &GroupMembership,
     status: &MembershipStatus,
 ) -> Result<()> {
@@ -625,12 +730,15 @@ async fn apply_status(
         "kind": GroupMembership::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &gm.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
+    written.writing(gm);
+    let patched = api
+        .patch_status(
+            &gm.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    written.wrote(&patched);
     Ok(())
 }
 
@@ -661,34 +769,491 @@ enum Next {
     Done(Action),
 }
 
+/// The membership as a round acts on it: read fresh, with its finalizer, and a spec that
+/// can be acted on.
+struct Subject {
+    api: Api<GroupMembership>,
+    gm: GroupMembership,
+    owner: String,
+    /// The previous round's rows.
+    previous: Vec<decide::UserStatus>,
+    /// `status.groupId`: the group the previous rounds resolved.
+    previous_group: Option<String>,
+    expiry: Expiry,
+    /// The group to look up: the spec's, or the recorded id for an invalid spec being
+    /// deleted.
+    group: GroupRef,
+}
+
+/// The group a round lets go in first because `spec.group` now names another one.
+struct Move {
+    from: String,
+    to: String,
+}
+
+/// What a round's Okta lookups found.
+struct Found {
+    group: GroupLookup,
+    moving: Option<Move>,
+    lifecycle: Lifecycle,
+    /// Whether the group can be acted on at all (a renamed one can be let go of).
+    group_ok: bool,
+    users: Vec<decide::DeclaredUser>,
+    /// User ids read from Okta this round (not from the connector's index).
+    fresh: BTreeSet<String>,
+    /// The group id the record is located by.
+    group_id: Option<String>,
+    lookups_failed: bool,
+}
+
+/// Where the group's ownership record lives (known with a connector domain and a group id).
+struct Location {
+    domain: String,
+    group_id: String,
+    /// The record's name; it keys the group's member list too.
+    record_name: String,
+}
+
+/// One round's share of its group's batch: the facts it gathered, to decide on with the
+/// batch's record and members.
+struct Job {
+    /// The round's facts; `group`, `members`, `record`, `others` and `now` are the batch's.
+    input: Input,
+    /// The connector's client when the operator and the connector admit writes.
+    client: Option<OktaClient>,
+    /// Whether the group can be acted on at all (a renamed one can be let go of).
+    group_ok: bool,
+    /// The connector's last sync (a member list read before it is stale).
+    sync: String,
+    /// User ids read from Okta this round (not from the connector's index).
+    fresh: BTreeSet<String>,
+    reply: oneshot::Sender<Result<Settled>>,
+}
+
+/// A job's answer: its outcome once the batch's writes were made and the record stored.
+struct Settled {
+    out: decide::Outcome,
+    /// The confirmed record could not be written (a conflict): the next round converges.
+    record_pending: bool,
+    /// The group's members or a user read again before its PUT could not be read.
+    lookups_failed: bool,
+}
+
+/// A job with its plan.
+struct Decided {
+    job: Job,
+    plan: decide::Plan,
+    lookups_failed: bool,
+}
+
+/// How planning a batch ended.
+enum Planning {
+    /// The write-ahead record is stored (or needed no change): make the Okta writes.
+    Stored {
+        decided: Vec<Decided>,
+        stored: Versioned,
+        /// Jobs put off to the next batch.
+        carried: Vec<Job>,
+    },
+    /// The record changed since it was read: plan every job again.
+    Conflict(Vec<Job>),
+}
+
+/// The group's members as a batch saw them.
+enum Seen {
+    Members(BTreeSet<String>),
+    /// Gone since the index saw it: nothing to hold, nothing to revoke.
+    Gone,
+    /// The read failed: nothing may be granted or revoked.
+    Unknown,
+}
+
 async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next> {
+    let subject = match subject_of(stale, shared).await? {
+        Ok(subject) => subject,
+        Err(next) => return Ok(next),
+    };
+    let connector = connector_of(shared, &subject.gm).await?;
+    let term_age = shared.term_started.elapsed();
+    let limit = shared.settings.await_client_max;
+    if connector.awaiting_client
+        && decide::await_client(
+            term_age,
+            limit,
+            lifecycle_of(&subject.gm),
+            &subject.previous,
+        )
+    {
+        // Not a refusal: reporting ConnectorNotReady here would flip every membership's
+        // status, and warn, on each restart and failover. Bounded: past the limit the
+        // round goes on and reports the connector as not ready.
+        let wait = AWAIT_CLIENT.min(limit.saturating_sub(term_age));
+        return Ok(Next::Done(Action::requeue(wait)));
+    }
+    let admitted = decide::check_operator(shared.settings.provisioning).is_ok()
+        && decide::check_connector(connector.facts.as_ref()).is_ok();
+    let client = connector.client.as_ref().filter(|_| admitted);
+    let mut found = look_up(&subject, &connector, client).await;
+    let location =
+        connector
+            .domain
+            .clone()
+            .zip(found.group_id.clone())
+            .map(|(domain, group_id)| Location {
+                record_name: record::record_name(&domain, &group_id),
+                domain,
+                group_id,
+            });
+    let (reply, answer) = oneshot::channel();
+    let job = Job {
+        input: Input {
+            provisioning: shared.settings.provisioning,
+            owner: subject.owner.clone(),
+            connector: connector.facts.clone(),
+            group: found.group.clone(),
+            users: found.users.clone(),
+            members: BTreeSet::new(),
+            others: BTreeMap::new(),
+            record: decide::GroupRecord::default(),
+            record_located: location.is_some(),
+            group_id: found.group_id.clone(),
+            lifecycle: found.lifecycle,
+            expiry: subject.expiry,
+            effective_since: effective_since_of(&subject.gm),
+            previous: subject.previous.clone(),
+            now: Timestamp::now(),
+        },
+        client: client.cloned(),
+        group_ok: found.group_ok,
+        sync: connector.sync.clone(),
+        fresh: std::mem::take(&mut found.fresh),
+        reply,
+    };
+    match &location {
+        // One batch at a time per group record in this process.
+        Some(l) => {
+            if let Some(mut leader) = shared.batches.submit(&l.record_name, job) {
+                let mut carried = Vec::new();
+                while let Some(jobs) = leader.next_batch(carried) {
+                    carried = run_batch(shared, Some(l), jobs).await;
+                }
+            }
+        }
+        None => {
+            let carried = run_batch(shared, None, vec![job]).await;
+            debug_assert!(carried.is_empty(), "a lone job is never put off");
+        }
+    }
+    // No answer: the batch's leader was abandoned when the term ended.
+    let settled = answer.await.map_err(|_| Error::LostLeadership)??;
+    found.lookups_failed |= settled.lookups_failed;
+    finish(
+        shared,
+        &subject,
+        &connector,
+        &found,
+        location.as_ref(),
+        settled,
+    )
+    .await
+}
+
+/// Runs one batch of a group's jobs by the crash-safety protocol and answers each job;
+/// returns the jobs put off to the next batch.
+async fn run_batch(shared: &Shared, location: Option<&Location>, mut jobs: Vec<Job>) -> Vec<Job> {
+    for attempt in 1..=RECORD_ATTEMPTS {
+        match plan_batch(shared, location, jobs).await {
+            Ok(Planning::Stored {
+                decided,
+                stored,
+                carried,
+            }) => {
+                write_and_settle(shared, location, decided, stored).await;
+                return carried;
+            }
+            Ok(Planning::Conflict(again)) if attempt < RECORD_ATTEMPTS => jobs = again,
+            Ok(Planning::Conflict(again)) => {
+                let name = location.map(|l| l.record_name.clone()).unwrap_or_default();
+                answer_failed(again, record::Error::Conflict { name }.into());
+                return Vec::new();
+            }
+            Err((e, again)) => {
+                answer_failed(again, e);
+                return Vec::new();
+            }
+        }
+    }
+    unreachable!("the last attempt always returns")
+}
+
+/// Answers every job with the batch's error.
+fn answer_failed(jobs: Vec<Job>, error: Error) {
+    let error = Arc::new(error);
+    for job in jobs {
+        let _ = job.reply.send(Err(Error::Batch(error.clone())));
+    }
+}
+
+/// Steps 1 to 3 of the protocol for a batch: read the record fresh and the group's members,
+/// decide each job on the record as the jobs before it left it, and store the write-ahead
+/// record once for all. A job that touches a user an earlier job of the batch writes is put
+/// off to the next batch, so it sees that write's outcome as it would one round later.
+async fn plan_batch(
+    shared: &Shared,
+    location: Option<&Location>,
+    jobs: Vec<Job>,
+) -> std::result::Result<Planning, (Error, Vec<Job>)> {
+    let now = Timestamp::now();
+    // 1. The record, fresh, then (once, for the first job that may act) the members.
+    let read = match location {
+        Some(l) => match shared.records.read(&l.domain, &l.group_id).await {
+            Ok(read) => read,
+            Err(e) => return Err((e.into(), jobs)),
+        },
+        None => Versioned {
+            record: decide::GroupRecord::default(),
+            resource_version: None,
+        },
+    };
+    let mut record = read.record.clone();
+    let mut seen = None;
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    let mut decided = Vec::new();
+    let mut carried = Vec::new();
+    for mut job in jobs {
+        let (group, members, unknown) = observe(shared, &job, location, &mut seen).await;
+        let mut input = job.input.clone();
+        input.group = group;
+        input.members = members;
+        input.record = record.clone();
+        input.others = input
+            .group_id
+            .as_deref()
+            .map(|g| others_of(shared, &input.owner, g, now))
+            .unwrap_or_default();
+        input.now = now;
+        // 2. Decide.
+        let mut plan = decide::decide(&input);
+        let mut fresh = job.fresh.clone();
+        let mut lookups_failed = unknown;
+        // 2b. Users the plan would PUT as the index saw them (its last sync, maybe an hour
+        // old) are read again by id first, at most once a round; where the user guard rails
+        // now answer differently (out of the email domains, suspended, gone, or the read
+        // failed) the round decides again with Okta's answer, so that user gets no PUT.
+        if let (Some(client), Some(facts)) = (&job.client, input.connector.as_ref()) {
+            let unconfirmed = decide::unconfirmed_grants(&plan, &fresh);
+            if !unconfirmed.is_empty() {
+                let (reread, failed) = lookup::reread_users(client, &unconfirmed).await;
+                lookups_failed |= failed;
+                fresh.extend(reread.keys().cloned());
+                if let Some(users) = decide::reconfirm(&input.users, &reread, facts) {
+                    input.users = users;
+                    plan = decide::decide(&input);
+                }
+                debug_assert!(decide::unconfirmed_grants(&plan, &fresh).is_empty());
+            }
+        }
+        let writes = plan.grants.iter().chain(&plan.revokes);
+        if user_ids(&input)
+            .chain(writes)
+            .any(|id| touched.contains(id))
+        {
+            carried.push(job);
+            continue;
+        }
+        touched.extend(plan.grants.iter().chain(&plan.revokes).cloned());
+        record = plan.record.clone();
+        job.input.users = input.users;
+        job.fresh = fresh;
+        decided.push(Decided {
+            job,
+            plan,
+            lookups_failed,
+        });
+    }
+    // 3. Write-ahead: every intent of the batch is stored before any Okta write.
+    if record == read.record {
+        return Ok(Planning::Stored {
+            decided,
+            stored: read,
+            carried,
+        });
+    }
+    let l = location.expect("a plan only changes the record of a located group");
+    match shared
+        .records
+        .write(&l.domain, &l.group_id, &read, &record)
+        .await
+    {
+        Ok(stored) => Ok(Planning::Stored {
+            decided,
+            stored,
+            carried,
+        }),
+        Err(record::Error::Conflict { .. }) => Ok(Planning::Conflict(
+            decided.into_iter().map(|d| d.job).chain(carried).collect(),
+        )),
+        Err(e) => Err((
+            e.into(),
+            decided.into_iter().map(|d| d.job).chain(carried).collect(),
+        )),
+    }
+}
+
+/// The user ids a job's decision is about: its declared users and its previous rows.
+fn user_ids(input: &Input) -> impl Iterator<Item = &String> {
+    let declared = input.users.iter().filter_map(|d| match &d.lookup {
+        UserLookup::Found(u) => Some(&u.id),
+        _ => None,
+    });
+    declared.chain(input.previous.iter().filter_map(|p| p.user_id.as_ref()))
+}
+
+/// The group as a job sees it, with its members when it can be acted on, and whether the
+/// member read failed. The batch reads the members once (`seen`).
+async fn observe(
+    shared: &Shared,
+    job: &Job,
+    location: Option<&Location>,
+    seen: &mut Option<Seen>,
+) -> (GroupLookup, BTreeSet<String>, bool) {
+    let group = match &job.input.group {
+        GroupLookup::Found(g) | GroupLookup::Renamed { group: g, .. } => Some(g),
+        _ => None,
+    };
+    let (Some(client), Some(g), Some(l)) = (&job.client, group, location.filter(|_| job.group_ok))
+    else {
+        return (job.input.group.clone(), BTreeSet::new(), false);
+    };
+    if seen.is_none() {
+        *seen = Some(
+            match group_members(shared, client, &g.id, &l.record_name, &job.sync).await {
+                Ok(members) => Seen::Members(members),
+                Err(crate::okta::Error::NotFound(_)) => Seen::Gone,
+                Err(e) => {
+                    tracing::warn!(group = %g.id, error = %e, "listing members failed");
+                    Seen::Unknown
+                }
+            },
+        );
+    }
+    match seen {
+        Some(Seen::Members(members)) => (job.input.group.clone(), members.clone(), false),
+        Some(Seen::Gone) => (GroupLookup::NotFound, BTreeSet::new(), false),
+        _ => (GroupLookup::NotLookedUp, BTreeSet::new(), true),
+    }
+}
+
+/// Steps 4 and 5 for a batch: the Okta writes of every job side by side, then each plan
+/// settled in turn on the record the jobs before it left, the confirmed record stored once,
+/// and every job answered.
+async fn write_and_settle(
+    shared: &Shared,
+    location: Option<&Location>,
+    mut decided: Vec<Decided>,
+    stored: Versioned,
+) {
+    let failures = futures::future::join_all(
+        decided
+            .iter()
+            .map(|d| write_okta(shared, d.job.client.as_ref(), &d.plan, location)),
+    )
+    .await;
+    let mut record = stored.record.clone();
+    let mut outs = Vec::with_capacity(decided.len());
+    for (d, failures) in decided.iter_mut().zip(&failures) {
+        d.plan.record = record;
+        let out = d.plan.settle(failures);
+        record = out.record.clone();
+        outs.push(out);
+    }
+    let mut record_pending = false;
+    if record != stored.record {
+        let l = location.expect("a settled record only changes for a located group");
+        match shared
+            .records
+            .write(&l.domain, &l.group_id, &stored, &record)
+            .await
+        {
+            Ok(_) => {}
+            // The next round re-plans from the fresh record and converges.
+            Err(record::Error::Conflict { .. }) => record_pending = true,
+            Err(e) => {
+                answer_failed(decided.into_iter().map(|d| d.job).collect(), e.into());
+                return;
+            }
+        }
+    }
+    for (d, out) in decided.into_iter().zip(outs) {
+        let _ = d.job.reply.send(Ok(Settled {
+            out,
+            record_pending,
+            lookups_failed: d.lookups_failed,
+        }));
+    }
+}
+
+/// Step 4: the Okta writes, only for a located group through the connector's shared client;
+/// the term's member list follows them.
+async fn write_okta(
+    shared: &Shared,
+    client: Option<&OktaClient>,
+    plan: &decide::Plan,
+    location: Option<&Location>,
+) -> BTreeMap<String, WriteError> {
+    let (Some(client), Some(gid)) = (client, &plan.group_id) else {
+        return BTreeMap::new();
+    };
+    if !plan.has_writes() {
+        return BTreeMap::new();
+    }
+    let failures = lookup::write_memberships(client, gid, &plan.grants, &plan.revokes).await;
+    if let Some(l) = location {
+        shared
+            .members
+            .apply(&l.record_name, &plan.grants, &plan.revokes, &failures);
+    }
+    failures
+}
+
+/// The membership as of this term's last write to it (the cached object when it shows that
+/// write, else read fresh), with the finalizer added. `Err` ends the round:
+/// the object is gone or finishing, or its spec is invalid (reported, nothing looked up).
+async fn subject_of(
+    stale: &GroupMembership,
+    shared: &Shared,
+) -> Result<std::result::Result<Subject, Next>> {
     let ns = stale.namespace().unwrap_or_default();
     let api: Api<GroupMembership> = Api::namespaced(shared.ctx.kube.clone(), &ns);
-    // The cache may lag our own last status write; effectiveSince and the previous rows must
-    // be current, so read the object fresh.
-    let Some(mut gm) = api.get_opt(&stale.name_any()).await? else {
-        return Ok(Next::Done(Action::await_change()));
+    // The cache may lag this term's own last write to the object; `effectiveSince` and the
+    // previous rows must be current, so then the object is read fresh.
+    let current = shared.written.caught_up(stale).then(|| stale.clone());
+    let fresh = match current {
+        Some(gm) => Some(gm),
+        None => api.get_opt(&stale.name_any()).await?,
+    };
+    let Some(mut gm) = fresh else {
+        return Ok(Err(Next::Done(Action::await_change())));
     };
     let deleting = gm.metadata.deletion_timestamp.is_some();
     let has_finalizer = gm.finalizers().iter().any(|f| f == FINALIZER);
     if deleting && !has_finalizer {
-        return Ok(Next::Done(Action::await_change()));
+        return Ok(Err(Next::Done(Action::await_change())));
     }
     if !has_finalizer {
-        gm = add_finalizer(&api, &gm).await?;
+        gm = add_finalizer(&api, &shared.written, &gm).await?;
     }
     let owner = owner_key(&gm);
-    let previous = previous_rows(&gm);
     let previous_group = gm.status.as_ref().and_then(|s| s.group_id.clone());
-    let (expiry, declared_group) = match validate(&gm) {
+    let (expiry, group) = match validate(&gm) {
         Ok(expiry) => (expiry, gm.spec.group.clone()),
         // Nothing is looked up or written until the spec changes.
         Err(message) if !deleting => {
             tracing::warn!(membership = %owner, %message, "invalid spec");
             let (status, event) = refuse_spec(&gm, &message, Timestamp::now());
-            apply_status(&api, &gm, &status).await?;
+            apply_status(&api, &shared.written, &gm, &status).await?;
             publish(shared, &gm, event.as_slice()).await;
-            return Ok(Next::Done(Action::await_change()));
+            return Ok(Err(Next::Done(Action::await_change())));
         }
         // Being deleted: let go in the group the status recorded; without one there is no
         // record to find, so nothing is held.
@@ -701,35 +1266,33 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
                 },
             ),
             None => {
-                remove_finalizer(&api, &gm).await?;
-                return Ok(Next::Done(Action::await_change()));
+                remove_finalizer(&api, &shared.written, &gm).await?;
+                return Ok(Err(Next::Done(Action::await_change())));
             }
         },
     };
+    Ok(Ok(Subject {
+        api,
+        previous: previous_rows(&gm),
+        gm,
+        owner,
+        previous_group,
+        expiry,
+        group,
+    }))
+}
 
-    let connector = connector_of(shared, &gm).await?;
-    let term_age = shared.term_started.elapsed();
-    let limit = shared.settings.await_client_max;
-    if connector.awaiting_client
-        && decide::await_client(term_age, limit, lifecycle_of(&gm), &previous)
-    {
-        // Not a refusal: reporting ConnectorNotReady here would flip every membership's
-        // status, and warn, on each restart and failover. Bounded: past the limit the
-        // round goes on and reports the connector as not ready.
-        let wait = AWAIT_CLIENT.min(limit.saturating_sub(term_age));
-        return Ok(Next::Done(Action::requeue(wait)));
-    }
-    let mut lookups_failed = false;
-    let admitted = decide::check_operator(shared.settings.provisioning).is_ok()
-        && decide::check_connector(connector.facts.as_ref()).is_ok();
-    let client = connector.client.as_ref().filter(|_| admitted);
+/// Looks the group and the declared users up (the connector's index first, then Okta),
+/// through `client` only when the operator and the connector admit writes.
+async fn look_up(subject: &Subject, connector: &Connector, client: Option<&OktaClient>) -> Found {
+    let owner = &subject.owner;
+    let previous_group = subject.previous_group.as_deref();
     let index = connector.index.as_deref();
+    let mut lookups_failed = false;
     let mut group = match client {
         None => GroupLookup::NotLookedUp,
         Some(client) => {
-            match lookup::find_group(client, index, &declared_group, previous_group.as_deref())
-                .await
-            {
+            match lookup::find_group(client, index, &subject.group, previous_group).await {
                 Ok(g) => g,
                 Err(e) => {
                     tracing::warn!(membership = %owner, error = %e, "group lookup failed");
@@ -742,14 +1305,14 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
     // spec.group now names another group: let go in the recorded one first, as a deletion
     // would; the new group is acted on once that is done (see `decide::moved_from`).
     let mut moving = None;
-    if let (Some(client), Some(old)) = (
-        client,
-        decide::moved_from(&group, previous_group.as_deref()),
-    ) {
+    if let (Some(client), Some(old)) = (client, decide::moved_from(&group, previous_group)) {
         let GroupLookup::Found(new) = &group else {
             unreachable!("a move is to a found group")
         };
-        moving = Some((old.to_owned(), new.id.clone()));
+        moving = Some(Move {
+            from: old.to_owned(),
+            to: new.id.clone(),
+        });
         let by_id = GroupRef {
             name: None,
             id: Some(old.to_owned()),
@@ -764,24 +1327,18 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         };
     }
     let lifecycle = match moving {
-        Some(_) => Lifecycle::Deleting(deletion_policy_of(&gm)),
-        None => lifecycle_of(&gm),
+        Some(_) => Lifecycle::Deleting(deletion_policy_of(&subject.gm)),
+        None => lifecycle_of(&subject.gm),
     };
-    // Whether the group can be acted on at all (a renamed one can be let go of).
     let group_ok = connector
         .facts
         .as_ref()
         .is_some_and(|c| decide::check_group_for(&group, c, true).is_ok());
-    let lookup::FoundUsers {
-        mut users,
-        mut fresh,
-        failed,
-    } = match client {
-        Some(client) if group_ok => lookup::find_users(client, index, &gm.spec.users).await,
+    let declared = &subject.gm.spec.users;
+    let users = match client {
+        Some(client) if group_ok => lookup::find_users(client, index, declared).await,
         _ => lookup::FoundUsers {
-            users: gm
-                .spec
-                .users
+            users: declared
                 .iter()
                 .map(|u| decide::DeclaredUser {
                     user: u.clone(),
@@ -791,189 +1348,84 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
             ..lookup::FoundUsers::default()
         },
     };
-    lookups_failed |= failed;
     let group_id = match &group {
         GroupLookup::Found(g) | GroupLookup::Renamed { group: g, .. } => Some(g.id.clone()),
-        _ => previous_group,
+        _ => subject.previous_group.clone(),
     };
-    // Where the record lives; unknown without a connector domain or a group id.
-    let location = connector.domain.clone().zip(group_id.clone());
-
-    let record_name = location.as_ref().map(|(d, g)| record::record_name(d, g));
-    // The group's record name keys its member list too; only a located group has one.
-    let located = location.as_ref().zip(record_name.as_deref());
-    let lock = record_name.as_deref().map(|n| shared.records.lock_for(n));
-    let _guard = match &lock {
-        Some(lock) => Some(lock.lock().await),
-        None => None,
-    };
-
-    let mut attempt = 0;
-    let (plan, mut stored) = loop {
-        attempt += 1;
-        let now = Timestamp::now();
-        // 1. The record, fresh, then the group's members.
-        let read = match &location {
-            Some((domain, gid)) => shared.records.read(domain, gid).await?,
-            None => Versioned {
-                record: decide::GroupRecord::default(),
-                resource_version: None,
-            },
-        };
-        let mut members = BTreeSet::new();
-        let mut group_seen = group.clone();
-        let found = match &group {
-            GroupLookup::Found(g) | GroupLookup::Renamed { group: g, .. } => Some(g),
-            _ => None,
-        };
-        if let (Some(client), Some(g), Some((_, cache_key))) =
-            (client, found, located.filter(|_| group_ok))
-        {
-            match group_members(shared, client, &g.id, cache_key, &connector.sync).await {
-                Ok(m) => members = m,
-                // Gone since the index saw it: nothing to hold, nothing to revoke.
-                Err(crate::okta::Error::NotFound(_)) => group_seen = GroupLookup::NotFound,
-                Err(e) => {
-                    tracing::warn!(membership = %owner, error = %e, "listing members failed");
-                    lookups_failed = true;
-                    // Without the members nothing may be granted or revoked.
-                    group_seen = GroupLookup::NotLookedUp;
-                }
-            }
-        }
-        let mut input = Input {
-            provisioning: shared.settings.provisioning,
-            owner: owner.clone(),
-            connector: connector.facts.clone(),
-            group: group_seen,
-            users: users.clone(),
-            members,
-            others: group_id
-                .as_deref()
-                .map(|g| others_of(shared, &owner, g, now))
-                .unwrap_or_default(),
-            record: read.record.clone(),
-            record_located: location.is_some(),
-            group_id: group_id.clone(),
-            lifecycle,
-            expiry,
-            effective_since: effective_since_of(&gm),
-            previous: previous.clone(),
-            now,
-        };
-        // 2. Decide.
-        let mut plan = decide::decide(&input);
-        // 2b. Users the plan would PUT as the index saw them (its last sync, maybe an hour
-        // old) are read again by id first, at most once a round; where the user guard rails
-        // now answer differently (out of the email domains, suspended, gone, or the read
-        // failed) the round decides again with Okta's answer, so that user gets no PUT.
-        if let (Some(client), Some(facts)) = (client, connector.facts.as_ref()) {
-            let unconfirmed = decide::unconfirmed_grants(&plan, &fresh);
-            if !unconfirmed.is_empty() {
-                let (reread, failed) = lookup::reread_users(client, &unconfirmed).await;
-                lookups_failed |= failed;
-                fresh.extend(reread.keys().cloned());
-                if let Some(now) = decide::reconfirm(&users, &reread, facts) {
-                    users = now;
-                    input.users = users.clone();
-                    plan = decide::decide(&input);
-                }
-                debug_assert!(decide::unconfirmed_grants(&plan, &fresh).is_empty());
-            }
-        }
-        // 3. Write-ahead: the intent is stored before any Okta write.
-        if plan.record == read.record {
-            break (plan, read);
-        }
-        let (domain, gid) = location
-            .as_ref()
-            .expect("a plan only changes the record of a located group");
-        match shared.records.write(domain, gid, &read, &plan.record).await {
-            Ok(written) => break (plan, written),
-            Err(record::Error::Conflict { .. }) if attempt < RECORD_ATTEMPTS => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-
-    // 4. Okta writes, only for a located group through the connector's shared client.
-    let failures: BTreeMap<String, WriteError> = match (client, &plan.group_id) {
-        (Some(client), Some(gid)) if plan.has_writes() => {
-            let failures =
-                lookup::write_memberships(client, gid, &plan.grants, &plan.revokes).await;
-            if let Some(name) = &record_name {
-                shared
-                    .members
-                    .apply(name, &plan.grants, &plan.revokes, &failures);
-            }
-            failures
-        }
-        _ => BTreeMap::new(),
-    };
-    // 5. Settle and store the confirmed record.
-    let mut out = plan.settle(&failures);
-    let mut record_pending = false;
-    if out.record != stored.record {
-        let (domain, gid) = location
-            .as_ref()
-            .expect("a settled record only changes for a located group");
-        match shared
-            .records
-            .write(domain, gid, &stored, &out.record)
-            .await
-        {
-            Ok(written) => stored = written,
-            // The next round re-plans from the fresh record and converges.
-            Err(record::Error::Conflict { .. }) => record_pending = true,
-            Err(e) => return Err(e.into()),
-        }
+    Found {
+        group,
+        moving,
+        lifecycle,
+        group_ok,
+        users: users.users,
+        fresh: users.fresh,
+        group_id,
+        lookups_failed: lookups_failed || users.failed,
     }
+}
 
-    // 6. Status, Events, finalizer, requeue.
+/// Step 6: status, Events, finalizer, requeue.
+async fn finish(
+    shared: &Shared,
+    subject: &Subject,
+    connector: &Connector,
+    found: &Found,
+    location: Option<&Location>,
+    settled: Settled,
+) -> Result<Next> {
+    let Settled {
+        mut out,
+        record_pending,
+        ..
+    } = settled;
+    let (api, gm) = (&subject.api, &subject.gm);
     let now = Timestamp::now();
-    let settled = !record_pending && stored.record == out.record;
-    if let Some((from, to)) = &moving {
-        let done = out.remove_finalizer && settled;
+    let recorded = !record_pending;
+    let must_retry = out.retry || found.lookups_failed || record_pending;
+    if let Some(Move { from, to }) = &found.moving {
+        let done = out.remove_finalizer && recorded;
         out.ready = decide::moving_condition(&out.ready, from, to, done);
-        let mut status = build_status(&gm, &out, now);
+        let mut status = build_status(gm, &out, now);
         if done {
             // Nothing is claimed in the old group any more: the next round acts in the new.
             status.group_id = Some(to.clone());
         }
-        apply_status(&api, &gm, &status).await?;
-        publish(shared, &gm, &out.events).await;
+        apply_status(api, &shared.written, gm, &status).await?;
+        publish(shared, gm, &out.events).await;
         // Never the finalizer: the object still declares (or must still let go in) the new
         // group.
         return Ok(if done {
             Next::Done(Action::requeue(Duration::ZERO))
-        } else if out.retry || lookups_failed || record_pending {
+        } else if must_retry {
             Next::Retry(None)
         } else {
             Next::Done(Action::requeue(shared.settings.resync))
         });
     }
-    let status = build_status(&gm, &out, now);
-    apply_status(&api, &gm, &status).await?;
-    publish(shared, &gm, &out.events).await;
+    let status = build_status(gm, &out, now);
+    apply_status(api, &shared.written, gm, &status).await?;
+    publish(shared, gm, &out.events).await;
 
     // A record that could not be located may still hold this object's claims: only a
     // status that never showed a claim, `Retain`, or a connector that is gone (nothing can
     // be revoked, ever) lets the finalizer go without it.
-    let unlocated = match lifecycle {
+    let previous = &subject.previous;
+    let unlocated = match found.lifecycle {
         _ if location.is_some() || previous.iter().all(|p| p.origin.is_none()) => Some(Vec::new()),
         Lifecycle::Deleting(policy) => decide::finish_unlocated(
             policy,
             connector.facts.as_ref(),
             &gm.spec.connector_ref.name,
-            &previous,
+            previous,
         ),
         Lifecycle::Live => None,
     };
-    if let Some(events) = unlocated.filter(|_| out.remove_finalizer && settled) {
-        publish(shared, &gm, &events).await;
-        remove_finalizer(&api, &gm).await?;
+    if let Some(events) = unlocated.filter(|_| out.remove_finalizer && recorded) {
+        publish(shared, gm, &events).await;
+        remove_finalizer(api, &shared.written, gm).await?;
         return Ok(Next::Done(Action::await_change()));
     }
-    if out.retry || lookups_failed || record_pending {
+    if must_retry {
         return Ok(Next::Retry(out.requeue_at));
     }
     let wait = decide::requeue_after(None, out.requeue_at, now, shared.settings.resync);

@@ -2,8 +2,7 @@
 //! operator's namespace, read fresh and written with `resourceVersion` preconditions, as the
 //! crash-safety protocol in [`decide`](super::decide) requires.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
@@ -83,12 +82,11 @@ pub struct Versioned {
     pub resource_version: Option<String>,
 }
 
-/// Record storage in one namespace, plus in-process serialisation per record so that this
-/// replica's rounds on one group queue instead of conflicting.
+/// Record storage in one namespace. This replica's rounds on one group do not conflict on
+/// it: they run in batches, one at a time per group ([`batch`](super::batch)).
 #[derive(Clone)]
 pub struct RecordStore {
     api: Api<ConfigMap>,
-    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl std::fmt::Debug for RecordStore {
@@ -102,16 +100,7 @@ impl RecordStore {
     pub fn new(client: kube::Client, namespace: &str) -> Self {
         RecordStore {
             api: Api::namespaced(client, namespace),
-            locks: Arc::default(),
         }
-    }
-
-    /// The in-process lock of one record; hold it for a whole round.
-    pub fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-        // Drop locks nobody holds any more, so the map does not grow with every group ever seen.
-        locks.retain(|_, l| Arc::strong_count(l) > 1);
-        locks.entry(name.to_owned()).or_default().clone()
     }
 
     fn kube_err(name: &str, source: kube::Error) -> Error {

@@ -13,11 +13,11 @@
 //! most careful connector's promise to leave room for others holds, and no connector can
 //! raise the org's load by asking for more.
 //!
-//! After each successful sync the connector reconciler stores an index (any `Send + Sync`
-//! type) with [`ClientRegistry::set_index`]; the membership reconciler reads it with
-//! [`ClientRegistry::index`] and can wait for changes with [`ClientRegistry::subscribe`].
+//! After each successful sync the connector reconciler stores its index (the registry's `I`,
+//! by default the connector's [`ConnectorIndex`]) with [`ClientRegistry::set_index`]; the
+//! membership reconciler reads it with [`ClientRegistry::index`] and can wait for changes
+//! with [`ClientRegistry::subscribe`].
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 
+use crate::controller::connector::index::ConnectorIndex;
 use crate::okta::{ApiToken, ClientOptions, Credentials, OktaClient, OrgBudget, OrgDomain};
 
 /// Identifies a connector: `namespace/name`.
@@ -110,27 +111,24 @@ pub enum Obtained {
     Reused,
 }
 
-/// A per-connector index, type-erased.
-type AnyIndex = Arc<dyn Any + Send + Sync>;
-
-struct Entry<C> {
+struct Entry<C, I> {
     settings: ClientSettings,
     client: C,
-    index: Option<AnyIndex>,
+    index: Option<Arc<I>>,
 }
 
 /// Clients and indexes of every connector. Share it as `Arc<ClientRegistry>`. Generic only so
-/// its bookkeeping can be tested without HTTP clients.
-pub struct ClientRegistry<C = OktaClient> {
-    entries: Mutex<HashMap<ConnectorKey, Entry<C>>>,
+/// its bookkeeping can be tested without HTTP clients or a real index.
+pub struct ClientRegistry<C = OktaClient, I = ConnectorIndex> {
+    entries: Mutex<HashMap<ConnectorKey, Entry<C, I>>>,
     /// One budget per org domain in use; locked only while `entries` is held.
     orgs: Mutex<HashMap<String, OrgBudget>>,
     hasher: RandomState,
     changes: watch::Sender<u64>,
 }
 
-impl<C> ClientRegistry<C> {
-    fn lock(&self) -> MutexGuard<'_, HashMap<ConnectorKey, Entry<C>>> {
+impl<C, I> ClientRegistry<C, I> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ConnectorKey, Entry<C, I>>> {
         // The map stays consistent even if a holder panicked: every update is a single insert
         // or remove.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
@@ -150,7 +148,7 @@ impl<C> ClientRegistry<C> {
     /// Brings the budgets of `domains` in line with the connectors now on them: the smallest
     /// limits apply, and an org no connector uses any more loses its budget. Called with the
     /// entries held, after every change to them.
-    fn settle(&self, entries: &HashMap<ConnectorKey, Entry<C>>, domains: &[&str]) {
+    fn settle(&self, entries: &HashMap<ConnectorKey, Entry<C, I>>, domains: &[&str]) {
         let mut orgs = self.lock_orgs();
         for domain in domains {
             let limits = entries
@@ -173,7 +171,7 @@ impl<C> ClientRegistry<C> {
     }
 }
 
-impl<C> fmt::Debug for ClientRegistry<C> {
+impl<C, I> fmt::Debug for ClientRegistry<C, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut keys: Vec<String> = self.lock().keys().map(ToString::to_string).collect();
         keys.sort();
@@ -183,13 +181,13 @@ impl<C> fmt::Debug for ClientRegistry<C> {
     }
 }
 
-impl<C: Clone> Default for ClientRegistry<C> {
+impl<C: Clone, I> Default for ClientRegistry<C, I> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<C: Clone> ClientRegistry<C> {
+impl<C: Clone, I> ClientRegistry<C, I> {
     /// An empty registry with a fresh fingerprint key.
     pub fn new() -> Self {
         ClientRegistry {
@@ -282,7 +280,7 @@ impl<C: Clone> ClientRegistry<C> {
 
     /// Stores the connector's index, replacing the previous one. Returns `false` (and stores
     /// nothing) when the connector has no client, e.g. because it was deleted meanwhile.
-    pub fn set_index<T: Any + Send + Sync>(&self, key: &ConnectorKey, index: Arc<T>) -> bool {
+    pub fn set_index(&self, key: &ConnectorKey, index: Arc<I>) -> bool {
         let stored = match self.lock().get_mut(key) {
             Some(entry) => {
                 entry.index = Some(index);
@@ -296,10 +294,9 @@ impl<C: Clone> ClientRegistry<C> {
         stored
     }
 
-    /// The connector's index if one is stored and it is a `T`.
-    pub fn index<T: Any + Send + Sync>(&self, key: &ConnectorKey) -> Option<Arc<T>> {
-        let index = self.lock().get(key)?.index.clone()?;
-        index.downcast::<T>().ok()
+    /// The connector's index, if one is stored.
+    pub fn index(&self, key: &ConnectorKey) -> Option<Arc<I>> {
+        self.lock().get(key)?.index.clone()
     }
 
     /// Drops the connector's index (e.g. its filters changed) but keeps its client.
@@ -344,7 +341,7 @@ impl<C: Clone> ClientRegistry<C> {
     }
 }
 
-impl ClientRegistry<OktaClient> {
+impl<I> ClientRegistry<OktaClient, I> {
     /// [`ClientRegistry::okta_client_for`] with an API token.
     pub fn okta_client(
         &self,
@@ -390,7 +387,11 @@ mod tests {
     #[derive(Clone, Debug, PartialEq, Eq)]
     struct FakeClient(u32);
 
-    fn settings(reg: &ClientRegistry<FakeClient>, domain: &str, token: &str) -> ClientSettings {
+    fn settings<I>(
+        reg: &ClientRegistry<FakeClient, I>,
+        domain: &str,
+        token: &str,
+    ) -> ClientSettings {
         ClientSettings {
             domain: domain.into(),
             token: reg.fingerprint(token),
@@ -400,8 +401,8 @@ mod tests {
     }
 
     /// Obtains the client for `domain` and `token`, counting builds in `builds`.
-    fn obtain(
-        reg: &ClientRegistry<FakeClient>,
+    fn obtain<I>(
+        reg: &ClientRegistry<FakeClient, I>,
         key: &ConnectorKey,
         domain: &str,
         token: &str,
@@ -420,7 +421,7 @@ mod tests {
 
     #[test]
     fn builds_once_and_reuses_while_settings_are_unchanged() {
-        let reg = ClientRegistry::new();
+        let reg: ClientRegistry<FakeClient, ()> = ClientRegistry::new();
         let key = ConnectorKey::new("ns", "corp");
         let builds = Cell::new(0);
         let s = settings(&reg, "corp.okta.com", "t1");
@@ -448,7 +449,7 @@ mod tests {
             ..SettingsChange::default()
         };
         assert_eq!((c, o), (FakeClient(2), Obtained::Rebuilt(token)));
-        assert_eq!(reg.index::<Vec<String>>(&key).unwrap().as_slice(), ["u1"]);
+        assert_eq!(reg.index(&key).unwrap().as_slice(), ["u1"]);
 
         let mut faster = settings(&reg, "corp.okta.com", "t2");
         faster.max_concurrency = 2;
@@ -460,7 +461,7 @@ mod tests {
             ..SettingsChange::default()
         };
         assert_eq!((c, o), (FakeClient(3), Obtained::Rebuilt(rate_limits)));
-        assert!(reg.index::<Vec<String>>(&key).is_some());
+        assert!(reg.index(&key).is_some());
     }
 
     #[test]
@@ -471,7 +472,7 @@ mod tests {
         obtain(&reg, &key, "a.okta.com", "t", &builds);
         reg.set_index(&key, Arc::new(1u32));
         obtain(&reg, &key, "b.okta.com", "t", &builds);
-        assert!(reg.index::<u32>(&key).is_none());
+        assert!(reg.index(&key).is_none());
     }
 
     #[test]
@@ -488,23 +489,22 @@ mod tests {
             .unwrap_err();
         assert_eq!(err, "bad domain");
         assert_eq!(reg.client(&key), Some(FakeClient(1)));
-        assert_eq!(reg.index::<u8>(&key).as_deref(), Some(&7));
+        assert_eq!(reg.index(&key).as_deref(), Some(&7));
         // The old settings still match, so the next call reuses.
         let (_, o) = obtain(&reg, &key, "a.okta.com", "t", &builds);
         assert_eq!(o, Obtained::Reused);
     }
 
     #[test]
-    fn index_of_the_wrong_type_reads_as_none_and_invalidation_drops_it() {
+    fn invalidation_drops_the_index_and_keeps_the_client() {
         let reg = ClientRegistry::new();
         let key = ConnectorKey::new("ns", "corp");
         let builds = Cell::new(0);
         obtain(&reg, &key, "a.okta.com", "t", &builds);
         reg.set_index(&key, Arc::new(5u64));
-        assert!(reg.index::<String>(&key).is_none());
-        assert_eq!(reg.index::<u64>(&key).as_deref(), Some(&5));
+        assert_eq!(reg.index(&key).as_deref(), Some(&5));
         reg.invalidate_index(&key);
-        assert!(reg.index::<u64>(&key).is_none());
+        assert!(reg.index(&key).is_none());
         assert!(
             reg.client(&key).is_some(),
             "invalidating the index keeps the client"
@@ -532,7 +532,7 @@ mod tests {
 
     #[test]
     fn fingerprints_differ_per_token_and_never_show_the_token() {
-        let reg: ClientRegistry<FakeClient> = ClientRegistry::new();
+        let reg: ClientRegistry<FakeClient, ()> = ClientRegistry::new();
         let secret = "00aSecretTokenValue";
         assert_eq!(reg.fingerprint(secret), reg.fingerprint(secret));
         assert_ne!(reg.fingerprint(secret), reg.fingerprint("00another"));
@@ -609,8 +609,8 @@ mod tests {
         assert_eq!(get_oauth(oauth()), change(false, true, false));
     }
 
-    fn with(
-        reg: &ClientRegistry<FakeClient>,
+    fn with<I>(
+        reg: &ClientRegistry<FakeClient, I>,
         domain: &str,
         token: &str,
         max_concurrency: usize,
@@ -625,7 +625,7 @@ mod tests {
 
     #[test]
     fn connectors_of_one_org_share_a_budget_with_the_smallest_limits_until_the_last_goes() {
-        let reg = ClientRegistry::new();
+        let reg: ClientRegistry<FakeClient, ()> = ClientRegistry::new();
         let (a, b, c) = (
             ConnectorKey::new("ns", "a"),
             ConnectorKey::new("team", "b"),

@@ -1,7 +1,9 @@
-//! The set of controllers `run` drives.
+//! Running a set of controllers side by side, with one readiness for all of them. Which
+//! controllers run is decided above the runtime ([`crate::controller::wiring`]).
 
-use std::convert::Infallible;
+use std::fmt::Display;
 use std::hash::Hash;
+use std::pin::Pin;
 use std::time::Duration;
 
 use kube::Resource;
@@ -11,49 +13,54 @@ use tokio_util::sync::CancellationToken;
 
 use super::Context;
 
-/// Runs every registered controller until `ctx.shutdown` is cancelled, and marks the process
-/// ready once every controller's caches are synced.
-pub async fn run_controllers(ctx: Context) -> Result<(), Infallible> {
-    run_controllers_with(ctx, crate::controller::membership::Settings::default()).await
+type Run = Box<
+    dyn FnOnce(Context, oneshot::Sender<()>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send,
+>;
+
+/// One controller to run: a function of the [`Context`] and a "caches synced" sender that
+/// runs until [`Context::shutdown`].
+pub struct Controller {
+    run: Run,
 }
 
-/// [`run_controllers`] with the `GroupMembership` controller's settings (e.g. the
-/// operator-wide provisioning switch).
-pub async fn run_controllers_with(
-    ctx: Context,
-    membership: crate::controller::membership::Settings,
-) -> Result<(), Infallible> {
-    let (connector_synced, connector_synced_rx) = oneshot::channel();
-    let (membership_synced, membership_synced_rx) = oneshot::channel();
-    let (access_synced, access_synced_rx) = oneshot::channel();
+impl Controller {
+    /// A controller for `kind`; a returned error is logged as the controller stopping.
+    pub fn new<F, Fut, E>(kind: &'static str, run: F) -> Self
+    where
+        F: FnOnce(Context, oneshot::Sender<()>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Display,
+    {
+        Controller {
+            run: Box::new(move |ctx, synced| {
+                Box::pin(async move {
+                    if let Err(e) = run(ctx, synced).await {
+                        tracing::error!(error = %e, "the {kind} controller stopped");
+                    }
+                })
+            }),
+        }
+    }
+}
+
+/// Runs `controllers` until `ctx.shutdown` is cancelled, and marks the process ready once
+/// every controller's caches are synced.
+pub async fn run_all(ctx: Context, controllers: Vec<Controller>) {
+    let mut synced = Vec::with_capacity(controllers.len());
+    let runs = controllers.into_iter().map(|c| {
+        let (tx, rx) = oneshot::channel();
+        synced.push(rx);
+        (c.run)(ctx.clone(), tx)
+    });
+    let runs: Vec<_> = runs.collect();
     let readiness = ctx.readiness.clone();
     let ready = async move {
-        let (connector, membership, access) =
-            tokio::join!(connector_synced_rx, membership_synced_rx, access_synced_rx);
-        if connector.is_ok() && membership.is_ok() && access.is_ok() {
+        let all = futures::future::join_all(synced).await;
+        if all.iter().all(Result::is_ok) {
             readiness.set_ready();
         }
     };
-    let memberships = async {
-        if let Err(e) =
-            crate::controller::membership::run_with(ctx.clone(), membership, membership_synced)
-                .await
-        {
-            tracing::error!(error = %e, "the GroupMembership controller stopped");
-        }
-    };
-    let access = async {
-        if let Err(e) = crate::controller::access::run(ctx.clone(), access_synced).await {
-            tracing::error!(error = %e, "the AccessRequest controller stopped");
-        }
-    };
-    tokio::join!(
-        crate::controller::connector::run(ctx.clone(), connector_synced),
-        memberships,
-        access,
-        ready,
-    );
-    Ok(())
+    tokio::join!(futures::future::join_all(runs), ready);
 }
 
 /// Runs `controller` (a kube-runtime `Controller::run` stream driven to its end) until it

@@ -8,8 +8,9 @@
 //! - [`clients::ClientRegistry`]: one Okta client and one index per connector.
 //! - [`Operator`]: wires these together, runs the controllers and shuts down gracefully.
 //!
-//! Controllers plug in as a function from [`Context`] to a future (see
-//! [`controllers::run_controllers`]); they must
+//! Controllers plug in as a function from [`Context`] to a future
+//! ([`controllers::Controller`]; which ones run is wired in [`crate::controller::wiring`],
+//! not here); they must
 //! - start their watches whether or not this replica leads (followers keep warm caches and
 //!   report ready), and call [`server::Readiness::set_ready`] once those caches are synced,
 //! - write to Kubernetes or Okta only while holding a live leadership term token
@@ -260,26 +261,4 @@ pub fn shutdown_signal() -> Result<impl Future<Output = ()>> {
             _ = int.recv() => tracing::info!("received SIGINT"),
         }
     })
-}
-
-/// `okta-ciam-operator run`: connects to the cluster (kubeconfig, else in-cluster), starts
-/// the operator and runs [`crate::controller::run_controllers`] until SIGTERM/SIGINT.
-pub async fn run(args: RunArgs) -> Result<()> {
-    let signal = shutdown_signal()?;
-    let kube = kube::Client::try_default()
-        .await
-        .map_err(Error::KubeConfig)?;
-    let membership = crate::controller::membership::Settings {
-        provisioning: args.provisioning_enabled(),
-        ..crate::controller::membership::Settings::default()
-    };
-    if !membership.provisioning {
-        tracing::warn!("provisioning is disabled: every GroupMembership write is refused");
-    }
-    let operator = Operator::<OktaClient>::start(args, kube).await?;
-    operator
-        .run(signal, move |ctx| {
-            crate::controller::runtime::controllers::run_controllers_with(ctx, membership)
-        })
-        .await
 }

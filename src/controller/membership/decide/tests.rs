@@ -1,6 +1,7 @@
 //! Unit and property tests of the membership decisions.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
