@@ -471,17 +471,7 @@ async fn apply_status(
     if req.status.as_ref() == Some(status) {
         return Ok(());
     }
-    let body = json!({
-        "apiVersion": AccessRequest::api_version(&()),
-        "kind": AccessRequest::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &req.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
+    crate::controller::apply_status(api, &req.name_any(), status).await?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -683,21 +683,12 @@ async fn reconcile_as_leader(
             return Ok(Action::await_change());
         }
         let api: Api<OktaCiamConnector> = Api::namespaced(state.ctx.kube.clone(), &key.namespace);
-        let patch = serde_json::json!({
-            "apiVersion": OktaCiamConnector::api_version(&()),
-            "kind": OktaCiamConnector::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            &key.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::WriteStatus {
-            connector: key.to_string(),
-            source,
-        })?;
+        crate::controller::apply_status(&api, &key.name, &status)
+            .await
+            .map_err(|source| Error::WriteStatus {
+                connector: key.to_string(),
+                source,
+            })?;
         tracing::info!(connector = %key, reason = %outcome.reason(), ready = outcome.is_ready(), "status updated");
     }
     for event in &events {

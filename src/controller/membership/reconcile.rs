@@ -725,19 +725,8 @@ async fn apply_status(
     if gm.status.as_ref() == Some(status) {
         return Ok(());
     }
-    let body = json!({
-        "apiVersion": GroupMembership::api_version(&()),
-        "kind": GroupMembership::kind(&()),
-        "status": status,
-    });
     written.writing(gm);
-    let patched = api
-        .patch_status(
-            &gm.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await?;
+    let patched = crate::controller::apply_status(api, &gm.name_any(), status).await?;
     written.wrote(&patched);
     Ok(())
 }
