@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::server::{EmulatorStats, Faults, Shared, lock, now_ms, router};
-use super::state::Org;
+use super::state::{Assignee, Org};
 use super::syslog::Actor;
 use super::{EmulatorConfig, Error, Result};
 
@@ -123,6 +123,24 @@ pub(crate) fn set_profile(shared: &Shared, user_id: &str, login: &str, email: &s
     org.set_user_profile(u, login, email, &Actor::control(), now_ms())
 }
 
+pub(crate) fn set_standard_role(
+    shared: &Shared,
+    principal_id: &str,
+    role_type: &str,
+    assign: bool,
+) -> Result<bool> {
+    let mut org = shared.org.write().unwrap_or_else(|e| e.into_inner());
+    let assignee = match (
+        org.user_index_by_id(principal_id),
+        org.group_index(principal_id),
+    ) {
+        (Some(u), _) => Assignee::User(u),
+        (None, Some(g)) => Assignee::Group(g),
+        (None, None) => return Err(Error::UnknownUser(principal_id.into())),
+    };
+    org.set_standard_role(assignee, role_type, assign, &Actor::control(), now_ms())
+}
+
 pub(crate) fn rename(shared: &Shared, group_id: &str, name: &str) -> Result<()> {
     let mut org = shared.org.write().unwrap_or_else(|e| e.into_inner());
     let g = org
@@ -228,6 +246,17 @@ impl EmulatorHandle {
     /// Renames a group.
     pub fn rename_group(&self, group_id: &str, name: &str) -> Result<()> {
         rename(&self.shared, group_id, name)
+    }
+
+    /// Assigns (`assign`) or unassigns a standard admin role of the user or group with this
+    /// id, as an admin does in the console (logged like Okta's privilege grants).
+    pub fn set_standard_role(
+        &self,
+        principal_id: &str,
+        role_type: &str,
+        assign: bool,
+    ) -> Result<bool> {
+        set_standard_role(&self.shared, principal_id, role_type, assign)
     }
 
     /// Ids of a group's members in id order (empty for an unknown group).

@@ -50,6 +50,9 @@ pub enum Error {
     /// No group with this id.
     #[error("unknown group {0}")]
     UnknownGroup(String),
+    /// Not one of the spec's standard admin role types.
+    #[error("unknown role type {0}")]
+    UnknownRole(String),
     /// Not one of Okta's user statuses.
     #[error("invalid user status {0}")]
     InvalidStatus(String),

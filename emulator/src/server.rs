@@ -199,6 +199,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
         )
         .route("/__emulator/users/status", post(control_user_status))
         .route("/__emulator/groups/rename", post(control_rename_group))
+        .route("/__emulator/roles/assign", post(control_role::<true>))
+        .route("/__emulator/roles/unassign", post(control_role::<false>))
         .fallback(api_entry)
         .with_state(shared)
 }
@@ -492,8 +494,27 @@ struct RenameBody {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoleBody {
+    principal_id: String,
+    role: String,
+}
+
+#[derive(Debug, Deserialize)]
 struct TokenBody {
     token: String,
+}
+
+async fn control_role<const ASSIGN: bool>(
+    State(s): State<Arc<Shared>>,
+    Json(b): Json<RoleBody>,
+) -> Response {
+    control_result(super::handle::set_standard_role(
+        &s,
+        &b.principal_id,
+        &b.role,
+        ASSIGN,
+    ))
 }
 
 fn control_result(r: super::Result<bool>) -> Response {

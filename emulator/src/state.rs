@@ -562,6 +562,78 @@ impl Org {
         );
     }
 
+    /// Assigns (`assign`) or unassigns a standard admin role of a user or group, as an admin
+    /// does in the console; returns whether anything changed. Writes the System Log event
+    /// Okta names for it: `user.account.privilege.grant`/`.revoke` for a user,
+    /// `group.privilege.grant`/`.revoke` for a group, targeting the user or group.
+    pub fn set_standard_role(
+        &mut self,
+        assignee: Assignee,
+        role_type: &str,
+        assign: bool,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let role = STANDARD_ROLES
+            .iter()
+            .map(|(t, _)| *t)
+            .find(|t| *t == role_type)
+            .ok_or_else(|| Error::UnknownRole(role_type.to_owned()))?;
+        let held = self.assignments.iter().position(|a| {
+            a.assignee == assignee && matches!(a.role, RoleRef::Standard(t) if t == role)
+        });
+        match (held, assign) {
+            (Some(_), true) | (None, false) => return Ok(false),
+            (None, true) => {
+                let id = okta_id(
+                    "ra1",
+                    &format!("{assignee:?}:{role}:{now_ms}:{}", self.assignments.len()),
+                );
+                self.assignments.push(Assignment {
+                    id,
+                    assignee,
+                    role: RoleRef::Standard(role),
+                    created: now_ms,
+                });
+            }
+            (Some(at), false) => {
+                self.assignments.remove(at);
+            }
+        }
+        let (event_type, display_message, target) = match (assignee, assign) {
+            (Assignee::User(u), true) => (
+                "user.account.privilege.grant",
+                "Grant user privilege",
+                self.user_target(u),
+            ),
+            (Assignee::User(u), false) => (
+                "user.account.privilege.revoke",
+                "Revoke user privilege",
+                self.user_target(u),
+            ),
+            (Assignee::Group(g), true) => (
+                "group.privilege.grant",
+                "Grant group privilege",
+                self.group_target(g),
+            ),
+            (Assignee::Group(g), false) => (
+                "group.privilege.revoke",
+                "Revoke group privilege",
+                self.group_target(g),
+            ),
+        };
+        self.log.write(
+            Entry {
+                event_type,
+                display_message,
+                actor: actor.clone(),
+                targets: vec![target],
+            },
+            now_ms,
+        );
+        Ok(true)
+    }
+
     /// Indices of the groups `user` belongs to, in group-id order.
     pub fn groups_of(&self, user: u32) -> Vec<u32> {
         (0..self.groups.len() as u32)

@@ -139,6 +139,60 @@ async fn applying_the_log_reaches_the_full_snapshot_with_few_requests() {
     h.shutdown().await;
 }
 
+/// Admin roles granted and revoked in the console, to users and to groups, reach the
+/// snapshot through their System Log events: only the named principals' role lists are read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_grants_and_revokes_in_the_log_reach_the_full_snapshot() {
+    let h = start(fixture()).await;
+    let c = client(&h);
+    let cfg = config("example.com", "eng");
+    let before = sync(&c, &cfg).await;
+    let id = |login: &str| h.user_id(login).unwrap();
+    let gid = |name: &str| h.group_id(name).unwrap();
+
+    assert!(
+        h.set_standard_role(&id("erin@example.com"), "SUPER_ADMIN", true)
+            .unwrap()
+    );
+    assert!(
+        h.set_standard_role(&id("alice@example.com"), "ORG_ADMIN", false)
+            .unwrap()
+    );
+    assert!(
+        h.set_standard_role(&gid("Engineering"), "READ_ONLY_ADMIN", true)
+            .unwrap()
+    );
+    assert!(
+        h.set_standard_role(&gid("Platform Eng"), "HELP_DESK_ADMIN", false)
+            .unwrap()
+    );
+    // Assigning what is held, or unassigning what is not, changes (and logs) nothing.
+    assert!(
+        !h.set_standard_role(&id("erin@example.com"), "SUPER_ADMIN", true)
+            .unwrap()
+    );
+    assert!(
+        !h.set_standard_role(&id("bob@example.com"), "ORG_ADMIN", false)
+            .unwrap()
+    );
+
+    let served_before = h.stats().requests.total;
+    let inc = incremental::sync_incremental(&c, &cfg, &before, 1000, &NoProgress)
+        .await
+        .expect("no Okta failure")
+        .expect("role events are applied, not a reason for a full sync");
+    let inc_requests = h.stats().requests.total - served_before;
+    let full = sync(&c, &cfg).await;
+    assert_eq!(access(&inc), access(&full));
+    assert_ne!(access(&before), access(&full), "the roles did change");
+    assert_eq!(inc.stats.mode, SyncMode::Incremental);
+    assert_eq!(inc.stats.log_events, 4);
+    // The log page (no user or group changed, so no searches), then the role lists of the two
+    // users and the two groups the events name.
+    assert_eq!(inc_requests, 1 + 4, "{:?}", inc.stats.requests_by_endpoint);
+    h.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_log_falls_back_to_a_full_sync_and_says_why() {
     let h = start(fixture()).await;
