@@ -84,6 +84,25 @@ pub struct ChangeCounts {
     pub roles_removed: u64,
 }
 
+impl std::fmt::Display for ChangeCounts {
+    /// `users +1 -0, groups +0 -0, memberships +3 -1, role grants +0 -0`: the one summary line
+    /// the sync's output and the connector's Events share.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "users +{} -{}, groups +{} -{}, memberships +{} -{}, role grants +{} -{}",
+            self.users_added,
+            self.users_removed,
+            self.groups_added,
+            self.groups_removed,
+            self.memberships_added,
+            self.memberships_removed,
+            self.roles_added,
+            self.roles_removed
+        )
+    }
+}
+
 impl ChangeCounts {
     /// Every change counted once.
     pub fn total(&self) -> u64 {

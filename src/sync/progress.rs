@@ -230,21 +230,9 @@ pub fn summary_table(s: &Snapshot) -> String {
         ));
     }
     if let Some(changes) = &s.changes {
-        let c = changes.counts();
         rows.push((
             "changes",
-            format!(
-                "since {}: users +{} -{}, groups +{} -{}, memberships +{} -{}, role grants +{} -{}",
-                changes.since,
-                c.users_added,
-                c.users_removed,
-                c.groups_added,
-                c.groups_removed,
-                c.memberships_added,
-                c.memberships_removed,
-                c.roles_added,
-                c.roles_removed
-            ),
+            format!("since {}: {}", changes.since, changes.counts()),
         ));
     }
     rows.push(("rate-limited (429)", st.rate_limited.to_string()));

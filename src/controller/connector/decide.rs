@@ -642,21 +642,12 @@ pub fn change_events(changes: &Changes, limit: usize) -> Vec<PlannedEvent> {
         return lines.into_iter().map(event).collect();
     }
     let shown = limit.saturating_sub(1);
-    let c = changes.counts();
     let mut events: Vec<PlannedEvent> = lines.iter().take(shown).cloned().map(event).collect();
     events.push(event(format!(
-        "{} more changes since {} (in all: users +{} -{}, groups +{} -{}, memberships +{} -{}, \
-         role grants +{} -{})",
+        "{} more changes since {} (in all: {})",
         lines.len() - shown,
         changes.since,
-        c.users_added,
-        c.users_removed,
-        c.groups_added,
-        c.groups_removed,
-        c.memberships_added,
-        c.memberships_removed,
-        c.roles_added,
-        c.roles_removed
+        changes.counts()
     )));
     events
 }
