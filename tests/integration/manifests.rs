@@ -813,9 +813,15 @@ fn kustomize_renders_the_install_and_the_namespaced_variant() {
             .find(|d| d["metadata"]["name"] == committed["metadata"]["name"])
             .unwrap();
         let mut rendered = rendered.clone();
-        // Argo CD applies the CRDs before anything that uses them.
+        // Argo CD applies the CRDs before anything that uses them, and never prunes or
+        // deletes them (that would delete, and so revoke, every membership).
         assert_eq!(
             rendered["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"], "-1",
+            "{file}"
+        );
+        assert_eq!(
+            rendered["metadata"]["annotations"]["argocd.argoproj.io/sync-options"],
+            "Prune=false,Delete=false",
             "{file}"
         );
         rendered["metadata"]["labels"].take();
@@ -892,7 +898,8 @@ fn sync_wave_patches_keep_existing_annotations() {
     );
     assert_eq!(
         annotations("CustomResourceDefinition"),
-        json!({"controller-gen.kubebuilder.io/version": "v0.16.0", "argocd.argoproj.io/sync-wave": "-1"})
+        json!({"controller-gen.kubebuilder.io/version": "v0.16.0", "argocd.argoproj.io/sync-wave": "-1",
+               "argocd.argoproj.io/sync-options": "Prune=false,Delete=false"})
     );
 }
 
