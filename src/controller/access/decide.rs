@@ -383,6 +383,24 @@ impl<'a> Draft<'a> {
         set_condition(&mut self.status.conditions, c);
     }
 
+    /// Records the grant as revoked: the phase, `Ready=False` with reason `Revoked`, and a
+    /// Normal Event naming who asked.
+    fn revoked(&mut self, message: String) {
+        self.status.phase = Some(AccessPhase::Revoked);
+        self.condition(
+            ConditionType::Ready,
+            false,
+            reason::REVOKED,
+            message.clone(),
+        );
+        let who = self.who();
+        self.event(
+            EventType::Normal,
+            reason::REVOKED,
+            format!("{who}: {message}"),
+        );
+    }
+
     fn who(&self) -> String {
         let spec = self.input.spec;
         format!(
@@ -578,20 +596,9 @@ impl<'a> Draft<'a> {
         match &input.membership {
             Membership::Absent if input.previous.phase == Some(AccessPhase::Active) => {
                 // Deleted by someone: granting again would extend the access past its approval.
-                self.status.phase = Some(AccessPhase::Revoked);
-                let message = format!("GroupMembership {name} was deleted; the grant was revoked");
-                self.condition(
-                    ConditionType::Ready,
-                    false,
-                    reason::REVOKED,
-                    message.clone(),
-                );
-                let who = self.who();
-                self.event(
-                    EventType::Normal,
-                    reason::REVOKED,
-                    format!("{who}: {message}"),
-                );
+                self.revoked(format!(
+                    "GroupMembership {name} was deleted; the grant was revoked"
+                ));
             }
             Membership::Absent => {
                 let Some(policy) = input.policy else {
@@ -695,20 +702,7 @@ impl<'a> Draft<'a> {
                     self.input.previous.phase,
                     Some(AccessPhase::Approved | AccessPhase::Active)
                 ) {
-                    self.status.phase = Some(AccessPhase::Revoked);
-                    let message = "the request was deleted; the grant was revoked".to_owned();
-                    self.condition(
-                        ConditionType::Ready,
-                        false,
-                        reason::REVOKED,
-                        message.clone(),
-                    );
-                    let who = self.who();
-                    self.event(
-                        EventType::Normal,
-                        reason::REVOKED,
-                        format!("{who}: {message}"),
-                    );
+                    self.revoked("the request was deleted; the grant was revoked".to_owned());
                 }
             }
         }
