@@ -4,10 +4,12 @@
 
 use crate::sync_support;
 
+use okta_ciam_operator::okta::OktaClient;
+use okta_ciam_operator::sync::engine::SyncConfig;
 use okta_ciam_operator::sync::incremental::{self, Fallback};
 use okta_ciam_operator::sync::progress::NoProgress;
 use okta_ciam_operator::sync::snapshot::{Grant, Snapshot, SyncMode};
-use okta_emulator::Fixture;
+use okta_emulator::{EmulatorHandle, Fixture};
 use sync_support::{client, config, start, sync};
 
 fn fixture() -> Fixture {
@@ -40,6 +42,26 @@ fn access(s: &Snapshot) -> String {
         "customRoles": s.custom_roles, "grants": s.grants,
     }))
     .unwrap()
+}
+
+/// An incremental sync from `before` (which must not fall back), the requests the emulator
+/// served for it, and a full sync after it, checked to agree with it.
+async fn incremental_then_full(
+    h: &EmulatorHandle,
+    c: &OktaClient,
+    cfg: &SyncConfig,
+    before: &Snapshot,
+) -> (Snapshot, u64, Snapshot) {
+    let served_before = h.stats().requests.total;
+    let inc = incremental::sync_incremental(c, cfg, before, 1000, &NoProgress)
+        .await
+        .expect("no Okta failure")
+        .expect("the log can be trusted");
+    let inc_requests = h.stats().requests.total - served_before;
+    let full = sync(c, cfg).await;
+    assert_eq!(access(&inc), access(&full));
+    assert_eq!(inc.stats.mode, SyncMode::Incremental);
+    (inc, inc_requests, full)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,15 +105,7 @@ async fn applying_the_log_reaches_the_full_snapshot_with_few_requests() {
     h.rename_group(&platform, "Platform").unwrap();
     h.add_membership(&sales, &id("erin@example.com")).unwrap();
 
-    let served_before = h.stats().requests.total;
-    let inc = incremental::sync_incremental(&c, &cfg, &before, 1000, &NoProgress)
-        .await
-        .expect("no Okta failure")
-        .expect("the log can be trusted");
-    let inc_requests = h.stats().requests.total - served_before;
-    let full = sync(&c, &cfg).await;
-    assert_eq!(access(&inc), access(&full));
-    assert_eq!(inc.stats.mode, SyncMode::Incremental);
+    let (inc, inc_requests, full) = incremental_then_full(&h, &c, &cfg, &before).await;
     assert_eq!(inc.stats.requests, inc_requests);
     assert_eq!(inc.stats.log_events, 9);
     // One log page, one search of changed users, one of changed groups; Dave's groups and
@@ -176,16 +190,8 @@ async fn role_grants_and_revokes_in_the_log_reach_the_full_snapshot() {
             .unwrap()
     );
 
-    let served_before = h.stats().requests.total;
-    let inc = incremental::sync_incremental(&c, &cfg, &before, 1000, &NoProgress)
-        .await
-        .expect("no Okta failure")
-        .expect("role events are applied, not a reason for a full sync");
-    let inc_requests = h.stats().requests.total - served_before;
-    let full = sync(&c, &cfg).await;
-    assert_eq!(access(&inc), access(&full));
+    let (inc, inc_requests, full) = incremental_then_full(&h, &c, &cfg, &before).await;
     assert_ne!(access(&before), access(&full), "the roles did change");
-    assert_eq!(inc.stats.mode, SyncMode::Incremental);
     assert_eq!(inc.stats.log_events, 4);
     // The log page (no user or group changed, so no searches), then the role lists of the two
     // users and the two groups the events name.
