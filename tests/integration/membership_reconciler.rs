@@ -312,6 +312,10 @@ async fn guard_rails_refuse_without_writing() {
         ("twin@example.com", "UserAmbiguous"),
         ("mallory@evil.example.org", "UserOutOfScope"),
         ("suspended@example.com", "UserInactive"),
+        ("staged@example.com", "UserInactive"),
+        ("provisioned@example.com", "UserInactive"),
+        ("lockedout@example.com", "UserInactive"),
+        ("deprovisioned@example.com", "UserInactive"),
     ];
     let users: Vec<&str> = user_cases.iter().map(|(u, _)| *u).collect();
     h.apply(

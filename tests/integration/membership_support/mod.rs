@@ -45,6 +45,10 @@ users:
   - {login: dave@example.com}
   - {login: mallory@evil.example.org}
   - {login: suspended@example.com, status: SUSPENDED}
+  - {login: staged@example.com, status: STAGED}
+  - {login: provisioned@example.com, status: PROVISIONED}
+  - {login: lockedout@example.com, status: LOCKED_OUT}
+  - {login: deprovisioned@example.com, status: DEPROVISIONED}
   # "twin@example.com" is one user's login and another's primary email.
   - {login: twin@example.com}
   - {login: twin2@example.com, email: twin@example.com}

@@ -168,17 +168,28 @@ pub fn check_user<'a>(
                 connector.email_domains.join(", ")
             ),
         )),
-        UserLookup::Found(u)
-            if u.status.eq_ignore_ascii_case("SUSPENDED")
-                || u.status.eq_ignore_ascii_case("DEPROVISIONED") =>
-        {
-            Err(Refusal::new(
-                Reason::UserInactive,
-                format!("{entry} ({}) is {}", u.id, u.status),
-            ))
-        }
+        UserLookup::Found(u) if !grantable_status(&u.status) => Err(Refusal::new(
+            Reason::UserInactive,
+            format!(
+                "{entry} ({}) is {}; only ACTIVE, PASSWORD_EXPIRED and RECOVERY users are granted",
+                u.id, u.status
+            ),
+        )),
         UserLookup::Found(u) => Ok(u),
     }
+}
+
+/// Whether a user in this Okta status may be granted a membership. `ACTIVE` users, and two
+/// states of active accounts in the middle of a credential change: `PASSWORD_EXPIRED` (signs in
+/// and must set a new password) and `RECOVERY` (an admin or the user started a reset). Both
+/// belong to a person who already holds access; refusing them would only make a password reset
+/// revoke nothing and grant nothing. Refused: `STAGED` and `PROVISIONED` (never activated: no
+/// person has taken the account yet), `LOCKED_OUT` (failed sign-ins, possibly an attack on it),
+/// `SUSPENDED`, `DEPROVISIONED`, and any status Okta may add later.
+pub fn grantable_status(status: &str) -> bool {
+    ["ACTIVE", "PASSWORD_EXPIRED", "RECOVERY"]
+        .iter()
+        .any(|s| status.eq_ignore_ascii_case(s))
 }
 
 /// The users `plan` would PUT whose lookup did not come from Okta this round (`fresh`: ids

@@ -327,12 +327,24 @@ fn user_guard_rails() {
         Reason::UserOutOfScope,
         "the tenant boundary is checked before the status"
     );
-    for status in ["SUSPENDED", "DEPROVISIONED", "deprovisioned"] {
+    for status in [
+        "SUSPENDED",
+        "DEPROVISIONED",
+        "deprovisioned",
+        "STAGED",
+        "PROVISIONED",
+        "LOCKED_OUT",
+        "SOME_FUTURE_STATUS",
+    ] {
         let mut u = okta_user("dave");
         u.status = status.into();
-        assert_eq!(reason(UserLookup::Found(u)), Reason::UserInactive);
+        assert_eq!(
+            reason(UserLookup::Found(u)),
+            Reason::UserInactive,
+            "{status}"
+        );
     }
-    for status in ["ACTIVE", "STAGED", "PROVISIONED", "LOCKED_OUT", "RECOVERY"] {
+    for status in ["ACTIVE", "PASSWORD_EXPIRED", "RECOVERY", "active"] {
         let mut u = okta_user("dave");
         u.status = status.into();
         assert!(check_user("x", &UserLookup::Found(u), &c).is_ok());
