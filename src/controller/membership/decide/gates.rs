@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::report::name_a_few;
 use super::{
     ConnectorFacts, DeclaredUser, GroupLookup, OktaGroup, OktaUser, Plan, Reason, Refusal,
     UserLookup,
@@ -165,7 +166,7 @@ pub fn check_user<'a>(
                 "{entry} ({}) is outside connector {}'s email domains {}",
                 u.id,
                 connector.name,
-                connector.email_domains.join(", ")
+                name_a_few(connector.email_domains.iter().map(String::as_str))
             ),
         )),
         UserLookup::Found(u) if !grantable_status(&u.status) => Err(Refusal::new(

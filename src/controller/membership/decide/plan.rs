@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
-use super::report::name_users;
+use super::report::name_a_few;
 use super::{
     ConnectorFacts, DeletionPolicy, Expiry, GroupLookup, GroupRecord, Input, Lifecycle, OktaGroup,
     OktaUser, Origin, Ownership, Reason, Refusal, UserLookup, UserState, UserStatus,
@@ -302,7 +302,7 @@ impl<'a> Round<'a> {
         if must_delete && !self.unresolved.is_empty() {
             let message = format!(
                 "revocation waits until {} is looked up",
-                name_users(self.unresolved.iter().copied())
+                name_a_few(self.unresolved.iter().copied())
             );
             return Planned::keep(UserState::Pending, origin, Reason::Pending, message);
         }
@@ -314,7 +314,7 @@ impl<'a> Round<'a> {
             } else if !co_claimants.is_empty() {
                 format!(
                     "left in Okta: still held by {}",
-                    name_users(co_claimants.iter().copied())
+                    name_a_few(co_claimants.iter().copied())
                 )
             } else {
                 "no longer a member in Okta".to_string()

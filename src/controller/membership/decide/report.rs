@@ -288,7 +288,7 @@ pub enum WriteError {
 }
 
 /// "a, b, c and 4 more".
-pub(super) fn name_users<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+pub(super) fn name_a_few<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     let names: Vec<&str> = names.into_iter().collect();
     let mut text = names
         .iter()
@@ -302,6 +302,23 @@ pub(super) fn name_users<'a>(names: impl IntoIterator<Item = &'a str>) -> String
     text
 }
 
+/// The longest per-user message in status, in bytes. A row's message explains one user's
+/// state; bounding it keeps the whole status of a 1,000-user membership far below etcd's
+/// object limit whatever the messages quote (connector email domains, Okta's error texts).
+pub const MAX_USER_MESSAGE: usize = 256;
+
+/// `message` cut to [`MAX_USER_MESSAGE`] bytes (at a character boundary), marked with "...".
+pub(super) fn bounded(message: &str) -> String {
+    if message.len() <= MAX_USER_MESSAGE {
+        return message.to_owned();
+    }
+    let mut end = MAX_USER_MESSAGE - 3;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &message[..end])
+}
+
 /// "UserNotFound: a, b; GrantFailed: c", most important reason first.
 pub(super) fn summarize<'a>(
     rows: impl IntoIterator<Item = &'a UserStatus>,
@@ -312,7 +329,7 @@ pub(super) fn summarize<'a>(
     }
     let text = by_reason
         .iter()
-        .map(|(reason, users)| format!("{reason}: {}", name_users(users.iter().copied())))
+        .map(|(reason, users)| format!("{reason}: {}", name_a_few(users.iter().copied())))
         .collect::<Vec<_>>()
         .join("; ");
     (by_reason.keys().next().copied(), text)

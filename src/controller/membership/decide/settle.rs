@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 
 use super::plan::{Action, Row};
-use super::report::{name_users, summarize};
+use super::report::{bounded, name_a_few, summarize};
 use super::{
     Condition, Event, EventReason, EventType, Expiry, GroupRecord, Plan, Reason, UserState,
     UserStatus, WriteError,
@@ -167,7 +167,7 @@ impl Plan {
                     state: p.state,
                     origin: p.origin,
                     reason: p.reason,
-                    message: p.message.clone(),
+                    message: bounded(&p.message),
                     last_transition_time: since,
                 }
             })
@@ -190,7 +190,7 @@ impl Plan {
                     message: format!(
                         "{verb} {}: {}",
                         self.group_label,
-                        name_users(names.iter().map(String::as_str))
+                        name_a_few(names.iter().map(String::as_str))
                     ),
                 });
             }
@@ -239,7 +239,7 @@ impl Plan {
         }
         for (reason, affected) in warnings {
             let first = affected[0].message.as_str();
-            let names = name_users(affected.iter().map(|u| u.user.as_str()));
+            let names = name_a_few(affected.iter().map(|u| u.user.as_str()));
             let message = if affected.len() == 1 {
                 format!("{}: {first}", affected[0].user)
             } else {

@@ -2030,3 +2030,74 @@ fn a_changed_group_is_let_go_of_first_but_a_rename_is_no_move() {
         ready.message
     );
 }
+
+/// At the CRD's maximum sizes (1,000 users of 254-character addresses; a connector with 100
+/// email domains of 253 characters; the longest owner name) the status and the ownership record
+/// stay far below etcd's 1.5 MiB object limit: refused users do not each quote every domain,
+/// and no row's message outgrows [`MAX_USER_MESSAGE`].
+#[test]
+fn a_maximal_membership_keeps_status_and_record_below_a_mebibyte() {
+    // Four labels of 61-63 characters (DNS's limit) and a TLD: 253 characters.
+    let long_domain = |i: usize| {
+        format!(
+            "{i:0>61}.{}.{}.{}.com",
+            "b".repeat(61),
+            "c".repeat(61),
+            "d".repeat(63)
+        )
+    };
+    let mut domains: Vec<String> = (0..99).map(long_domain).collect();
+    domains.push("example.com".into());
+    assert!(domains.iter().take(99).all(|d| d.len() == 253));
+    let address = |i: usize, domain: &str| {
+        let local = format!("{i:04}{}", "u".repeat(254 - domain.len() - 1 - 4));
+        format!("{local}@{domain}")
+    };
+    let owner = format!("{}/{}", "n".repeat(63), "g".repeat(253));
+    for in_scope in [false, true] {
+        let domain = if in_scope { "example.com" } else { "other.org" };
+        let users: Vec<DeclaredUser> = (0..1000)
+            .map(|i| {
+                let login = address(i, domain);
+                assert_eq!(login.len(), 254);
+                DeclaredUser {
+                    user: login.clone(),
+                    lookup: UserLookup::Found(OktaUser {
+                        id: format!("00u{i:017}"),
+                        login: login.clone(),
+                        email: Some(login),
+                        status: "ACTIVE".into(),
+                    }),
+                }
+            })
+            .collect();
+        let mut input = input(&[]);
+        input.users = users;
+        input.owner = owner.clone();
+        input.connector.as_mut().unwrap().email_domains = domains.clone();
+        let (_, out) = round(&mut input);
+        let state = if in_scope {
+            UserState::Granted
+        } else {
+            UserState::Failed
+        };
+        assert!(
+            out.users.iter().all(|u| u.state == state),
+            "{:?}",
+            out.users[0]
+        );
+        assert!(
+            out.users
+                .iter()
+                .all(|u| u.message.len() <= MAX_USER_MESSAGE)
+        );
+        let conditions = out.ready.message.len() + out.expired.message.len();
+        let status = serde_json::to_vec(&out.users).unwrap().len() + conditions;
+        let record = serde_json::to_vec(&out.record).unwrap();
+        assert!(
+            status < 1 << 20 && record.len() < 1 << 20,
+            "in scope {in_scope}: status {status} bytes, record {} bytes",
+            record.len()
+        );
+    }
+}
