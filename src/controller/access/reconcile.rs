@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
@@ -36,7 +35,7 @@ use super::admission;
 use super::decide::{self, Input, Membership, Vote};
 use crate::controller::membership::decide::EventType;
 use crate::controller::runtime::Context;
-use crate::controller::runtime::controllers::run_until_stopped;
+use crate::controller::runtime::controllers::run_kind;
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::{find_condition, is_true};
 use crate::crd::{
@@ -171,31 +170,21 @@ async fn run_term(
                 .graceful_shutdown_on(term.clone().cancelled_owned())
         })
         .collect();
-    let stores: Vec<_> = controllers.iter().map(Controller::store).collect();
     let synced = caches_synced.take();
-    let ready = async move {
-        for store in &stores {
-            if store.wait_until_ready().await.is_err() {
-                return;
+    run_kind(
+        "access request",
+        controllers,
+        reconcile,
+        error_policy,
+        shared,
+        &term,
+        move || {
+            if let Some(tx) = synced {
+                let _ = tx.send(());
             }
-        }
-        if let Some(tx) = synced {
-            let _ = tx.send(());
-        }
-    };
-    let runs = controllers.into_iter().map(|c| {
-        let cache = c.store();
-        let run = c
-            .run(reconcile, error_policy, shared.clone())
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "access request controller event");
-                }
-            });
-        let term = term.clone();
-        async move { run_until_stopped(run, &cache, &term).await }
-    });
-    tokio::join!(ready, futures::future::join_all(runs));
+        },
+    )
+    .await;
 }
 
 fn key(req: &AccessRequest) -> String {

@@ -66,7 +66,6 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -92,7 +91,7 @@ use super::status::{
 use crate::controller::connector::index::{self, ConnectorIndex};
 use crate::controller::runtime::Context;
 use crate::controller::runtime::clients::ConnectorKey;
-use crate::controller::runtime::controllers::run_until_stopped;
+use crate::controller::runtime::controllers::run_kind;
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::is_true;
 use crate::crd::membership::{
@@ -443,27 +442,16 @@ async fn run_term(
         written: Written::default(),
     });
     let caches_synced = caches_synced.clone();
-    let ready = async move {
-        for store in &stores {
-            if store.wait_until_ready().await.is_err() {
-                return;
-            }
-        }
-        signal_once(&caches_synced);
-    };
-    let runs = controllers.into_iter().map(|c| {
-        let cache = c.store();
-        let run = c
-            .run(reconcile, error_policy, shared.clone())
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "membership controller event");
-                }
-            });
-        let term = term.clone();
-        async move { run_until_stopped(run, &cache, &term).await }
-    });
-    tokio::join!(ready, futures::future::join_all(runs));
+    run_kind(
+        "membership",
+        controllers,
+        reconcile,
+        error_policy,
+        shared,
+        &term,
+        move || signal_once(&caches_synced),
+    )
+    .await;
 }
 
 /// A stream that yields once per change of the registry.

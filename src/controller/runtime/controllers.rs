@@ -1,10 +1,14 @@
 //! Running a set of controllers side by side, with one readiness for all of them. Which
 //! controllers run is decided above the runtime ([`crate::controller::wiring`]).
 
-use std::fmt::Display;
+use std::fmt::{Debug, Display};
 use std::hash::Hash;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::{StreamExt, TryFuture};
+use serde::de::DeserializeOwned;
 
 use kube::Resource;
 use kube::runtime::reflector::Store;
@@ -61,6 +65,48 @@ pub async fn run_all(ctx: Context, controllers: Vec<Controller>) {
         }
     };
     tokio::join!(futures::future::join_all(runs), ready);
+}
+
+/// Runs kube-runtime `controllers` of one kind (one per watched namespace) with `reconcile`,
+/// each until it ends or [`run_until_stopped`] drops it, and calls `on_synced` once every
+/// one's cache has listed. Results are only logged (at debug, naming `kind`): the reconcilers
+/// report through status, Events and metrics.
+pub(crate) async fn run_kind<K, Ctx, ReconcileFut, E>(
+    kind: &'static str,
+    controllers: Vec<kube::runtime::Controller<K>>,
+    reconcile: fn(Arc<K>, Arc<Ctx>) -> ReconcileFut,
+    error_policy: fn(Arc<K>, &E, Arc<Ctx>) -> kube::runtime::controller::Action,
+    ctx: Arc<Ctx>,
+    stop: &CancellationToken,
+    on_synced: impl FnOnce(),
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Debug + Unpin + Default,
+    Ctx: Send + Sync + 'static,
+    ReconcileFut: TryFuture<Ok = kube::runtime::controller::Action, Error = E> + Send + 'static,
+    E: std::error::Error + Send + 'static,
+{
+    let stores: Vec<Store<K>> = controllers.iter().map(|c| c.store()).collect();
+    let ready = async move {
+        for store in &stores {
+            if store.wait_until_ready().await.is_err() {
+                return;
+            }
+        }
+        on_synced();
+    };
+    let runs = controllers.into_iter().map(|c| {
+        let cache = c.store();
+        let run = c
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(move |result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "{kind} controller event");
+                }
+            });
+        async move { run_until_stopped(run, &cache, stop).await }
+    });
+    tokio::join!(ready, futures::future::join_all(runs));
 }
 
 /// Runs `controller` (a kube-runtime `Controller::run` stream driven to its end) until it
