@@ -429,6 +429,24 @@ impl Org {
         }
     }
 
+    /// Appends one System Log event by `actor` about `targets`.
+    fn log_event(
+        &mut self,
+        event_type: &'static str,
+        display_message: &'static str,
+        actor: &Actor,
+        targets: Vec<Target>,
+        now_ms: i64,
+    ) {
+        let entry = Entry {
+            event_type,
+            display_message,
+            actor: actor.clone(),
+            targets,
+        };
+        self.log.write(entry, now_ms);
+    }
+
     /// Adds a member; returns whether anything changed.
     pub fn add_member(&mut self, group: u32, user: u32, actor: &Actor, now_ms: i64) -> bool {
         let g = &mut self.groups[group as usize];
@@ -474,15 +492,7 @@ impl Org {
             )
         };
         let targets = vec![self.user_target(user), self.group_target(group)];
-        self.log.write(
-            Entry {
-                event_type,
-                display_message,
-                actor: actor.clone(),
-                targets,
-            },
-            now_ms,
-        );
+        self.log_event(event_type, display_message, actor, targets, now_ms);
     }
 
     /// Sets a user's status (validated against Okta's statuses).
@@ -501,15 +511,7 @@ impl Org {
         u.last_updated = now_ms;
         let (event_type, display_message) = lifecycle_event(before, status);
         let targets = vec![self.user_target(user)];
-        self.log.write(
-            Entry {
-                event_type,
-                display_message,
-                actor: actor.clone(),
-                targets,
-            },
-            now_ms,
-        );
+        self.log_event(event_type, display_message, actor, targets, now_ms);
         Ok(())
     }
 
@@ -533,13 +535,11 @@ impl Org {
         u.email = email.into();
         u.last_updated = now_ms;
         let targets = vec![self.user_target(user)];
-        self.log.write(
-            Entry {
-                event_type: "user.account.update_profile",
-                display_message: "Update user profile for Okta",
-                actor: actor.clone(),
-                targets,
-            },
+        self.log_event(
+            "user.account.update_profile",
+            "Update user profile for Okta",
+            actor,
+            targets,
             now_ms,
         );
         Ok(())
@@ -551,13 +551,11 @@ impl Org {
         g.name = name.to_string();
         g.last_updated = now_ms;
         let targets = vec![self.group_target(group)];
-        self.log.write(
-            Entry {
-                event_type: "group.profile.update",
-                display_message: "Update group profile",
-                actor: actor.clone(),
-                targets,
-            },
+        self.log_event(
+            "group.profile.update",
+            "Update group profile",
+            actor,
+            targets,
             now_ms,
         );
     }
@@ -622,15 +620,7 @@ impl Org {
                 self.group_target(g),
             ),
         };
-        self.log.write(
-            Entry {
-                event_type,
-                display_message,
-                actor: actor.clone(),
-                targets: vec![target],
-            },
-            now_ms,
-        );
+        self.log_event(event_type, display_message, actor, vec![target], now_ms);
         Ok(true)
     }
 
