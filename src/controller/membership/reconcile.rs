@@ -535,12 +535,10 @@ async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector
     let key = ConnectorKey::new(&ns, name);
     let cached = ObjectRef::<OktaCiamConnector>::new(name).within(&ns);
     let cached = shared.connectors.iter().find_map(|s| s.get(&cached));
+    let api: Api<OktaCiamConnector> = Api::namespaced(shared.ctx.kube.clone(), &ns);
     let object = match cached {
         Some(c) => Some(c),
-        None => {
-            let api: Api<OktaCiamConnector> = Api::namespaced(shared.ctx.kube.clone(), &ns);
-            api.get_opt(name).await?.map(Arc::new)
-        }
+        None => api.get_opt(name).await?.map(Arc::new),
     };
     let Some(c) = object else {
         return Ok(Connector {
@@ -581,10 +579,20 @@ async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector
             .ok()
             .map(|d| d.to_string()),
     };
-    let synced = c
-        .status
-        .as_ref()
-        .is_some_and(|s| is_true(&s.conditions, ConditionType::Ready));
+    let ready = |c: &OktaCiamConnector| {
+        c.status
+            .as_ref()
+            .is_some_and(|s| is_true(&s.conditions, ConditionType::Ready))
+    };
+    // Before a round reports the connector not Ready (a refusal its users see), the API
+    // server confirms it: the watch cache may not show yet a Ready status written a moment
+    // ago. Only this path, a connector without a client, pays the read.
+    let c = if ready(&c) {
+        c
+    } else {
+        api.get_opt(name).await?.map(Arc::new).unwrap_or(c)
+    };
+    let synced = ready(&c);
     let facts = ConnectorFacts {
         name: name.clone(),
         // Without the connector's shared client there is no budget to write through yet.
