@@ -10,10 +10,17 @@ use http::HeaderMap;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Extra wait after a window's reset. Okta's `Reset` and `Date` have one-second resolution,
-/// so the true reset may be up to a second later than `Reset - Date` suggests (Okta's SDKs
-/// add the same second).
+/// Extra wait after a window's reset when the server's clock is not known to better than a
+/// second (no `Date` seen yet): `Reset` and `Date` have one-second resolution, so the true
+/// reset may be up to a second later than `Reset - Date` suggests (Okta's SDKs add the same
+/// second).
 const RESET_MARGIN: Duration = Duration::from_secs(1);
+
+/// Extra wait after a window's reset once [`ServerClock`] has pinned the server's clock down
+/// from many `Date`s. It covers what the estimate cannot see: Okta answers from many front
+/// ends, and whether their clocks agree to better than this is not documented (an assumption;
+/// a wake-up that is too early costs one 429, which is retried at the next reset).
+const ESTIMATED_RESET_MARGIN: Duration = Duration::from_millis(100);
 
 /// Upper bound of the random jitter added to waits, so waiters do not stampede together.
 const MAX_JITTER: Duration = Duration::from_millis(250);
@@ -154,6 +161,69 @@ impl RateLimitHeaders {
     }
 }
 
+/// What the client has learnt of the server's clock: a lower bound on `server - local` in
+/// milliseconds, local time counted from `anchor`.
+///
+/// A response stamped `Date: D` (whole seconds, rounded down) was made at a server time in
+/// `[D, D + 1)`, after the request was sent and before its answer arrived; so at the local
+/// arrival time the server's clock read at least `D`, and at the local sending time less than
+/// `D + 1`. The highest lower bound over many responses is within a few milliseconds of the
+/// truth once one of them was made just after the server's second ticked, which with
+/// hundreds of requests per window happens early. A lower bound that contradicts a later
+/// upper bound means the server's clock was stepped (or another front end's clock differs):
+/// the estimate starts again from that response.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ServerClock {
+    anchor: Instant,
+    lower_ms: Option<i64>,
+}
+
+impl ServerClock {
+    pub(crate) fn new(anchor: Instant) -> ServerClock {
+        ServerClock {
+            anchor,
+            lower_ms: None,
+        }
+    }
+
+    fn local_ms(&self, at: Instant) -> i64 {
+        i64::try_from(at.saturating_duration_since(self.anchor).as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Folds in one response: its `Date` (epoch seconds), when its request was sent and when
+    /// its answer arrived.
+    pub(crate) fn learn(&mut self, date: i64, sent: Instant, received: Instant) {
+        let date_ms = date.saturating_mul(1000);
+        let lower = date_ms.saturating_sub(self.local_ms(received));
+        let upper = date_ms
+            .saturating_add(1000)
+            .saturating_sub(self.local_ms(sent));
+        self.lower_ms = Some(match self.lower_ms {
+            Some(known) if known < upper => known.max(lower),
+            _ => lower,
+        });
+    }
+
+    /// The local instant after which a window resetting at server epoch second `reset` is
+    /// over, as seen `now`; `None` until a `Date` has been seen. Never further than
+    /// [`MAX_RESET_WAIT`] from `now`.
+    pub(crate) fn reset_instant(&self, reset: i64, now: Instant) -> Option<Instant> {
+        let lower = self.lower_ms?;
+        let local_ms = reset.saturating_mul(1000).saturating_sub(lower);
+        let wait_ms = local_ms.saturating_sub(self.local_ms(now));
+        let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
+        Some(now + wait.min(MAX_RESET_WAIT) + ESTIMATED_RESET_MARGIN)
+    }
+}
+
+/// The local instant after which the window of `h` is over: from the server-clock estimate
+/// when there is one, else from `Reset - Date` (or the local clock) plus a second.
+pub(crate) fn reset_at(h: &RateLimitHeaders, clock: &ServerClock, now: Instant) -> Instant {
+    clock
+        .reset_instant(h.reset, now)
+        .unwrap_or_else(|| now + h.until_reset() + RESET_MARGIN)
+}
+
 /// What the client knows about one bucket's current window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Window {
@@ -218,14 +288,16 @@ pub(crate) fn pace(
     }
 }
 
-/// Folds one response's headers into the bucket's window. Observations of an older window
-/// are ignored; within a window the lowest `remaining` wins, since responses may arrive out
-/// of order. A 429 empties the window whatever `Remaining` said.
+/// Folds one response's headers into the bucket's window, `reset_at` being the local instant
+/// its reset is now believed to be (see [`reset_at`]). Observations of an older window are
+/// ignored; within a window the lowest `remaining` wins, since responses may arrive out of
+/// order, and the latest reset estimate wins, since it is the best informed. A 429 empties the
+/// window whatever `Remaining` said.
 pub(crate) fn observe(
     window: &mut Option<Window>,
     h: &RateLimitHeaders,
     rate_limited: bool,
-    now: Instant,
+    reset_at: Instant,
 ) {
     if h.is_concurrency() {
         return;
@@ -235,12 +307,13 @@ pub(crate) fn observe(
         limit: h.limit,
         remaining,
         reset_epoch: h.reset,
-        reset_at: now + h.until_reset() + RESET_MARGIN,
+        reset_at,
     };
     match window {
         Some(w) if h.reset == w.reset_epoch => {
             w.limit = h.limit;
             w.remaining = w.remaining.min(remaining);
+            w.reset_at = reset_at;
         }
         Some(w) if h.reset < w.reset_epoch => {}
         _ => *window = Some(fresh),
@@ -288,9 +361,15 @@ struct Slot {
     in_flight: u32,
 }
 
+/// A window per bucket plus requests in flight, and the org's server clock.
+struct Slots {
+    buckets: HashMap<&'static str, Slot>,
+    clock: ServerClock,
+}
+
 /// Shared pacing state of one org: a window per bucket plus requests in flight.
 pub(crate) struct RateLimiter {
-    slots: Mutex<HashMap<&'static str, Slot>>,
+    slots: Mutex<Slots>,
     changed: Notify,
     /// Share of each bucket this org's clients may use; changeable while in use.
     budget_percent: AtomicU8,
@@ -301,6 +380,8 @@ pub(crate) struct RateLimiter {
 pub(crate) struct Ticket {
     limiter: Arc<RateLimiter>,
     bucket: &'static str,
+    /// When the request was let go (no later than it was sent), for the server clock.
+    issued: Instant,
 }
 
 /// What [`RateLimiter::acquire`] may wait: a cap on the total, and how long to wait for an
@@ -328,7 +409,10 @@ impl WaitBudget {
 impl RateLimiter {
     pub(crate) fn new(budget_percent: u8) -> Arc<RateLimiter> {
         Arc::new(RateLimiter {
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots {
+                buckets: HashMap::new(),
+                clock: ServerClock::new(Instant::now()),
+            }),
             changed: Notify::new(),
             budget_percent: AtomicU8::new(budget_percent.clamp(1, 100)),
         })
@@ -345,7 +429,7 @@ impl RateLimiter {
         self.changed.notify_waiters();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Slot>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
         // A panic while holding the lock cannot leave the map inconsistent (plain fields).
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -366,7 +450,7 @@ impl RateLimiter {
             let now = Instant::now();
             let decision = {
                 let mut slots = self.lock();
-                let slot = slots.entry(bucket).or_default();
+                let slot = slots.buckets.entry(bucket).or_default();
                 let decision = pace(
                     slot.window.as_ref(),
                     slot.in_flight,
@@ -383,6 +467,7 @@ impl RateLimiter {
                     return Ok(Ticket {
                         limiter: Arc::clone(self),
                         bucket,
+                        issued: now,
                     });
                 }
                 Pace::WaitUntil(at) => {
@@ -417,9 +502,14 @@ impl RateLimiter {
 impl Ticket {
     /// Records a response's rate-limit headers for the bucket.
     pub(crate) fn observe(&self, headers: &RateLimitHeaders, rate_limited: bool) {
+        let now = Instant::now();
         let mut slots = self.limiter.lock();
-        let slot = slots.entry(self.bucket).or_default();
-        observe(&mut slot.window, headers, rate_limited, Instant::now());
+        if let Some(date) = headers.date {
+            slots.clock.learn(date, self.issued, now);
+        }
+        let reset_at = reset_at(headers, &slots.clock, now);
+        let slot = slots.buckets.entry(self.bucket).or_default();
+        observe(&mut slot.window, headers, rate_limited, reset_at);
     }
 }
 
@@ -427,7 +517,7 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         {
             let mut slots = self.limiter.lock();
-            let slot = slots.entry(self.bucket).or_default();
+            let slot = slots.buckets.entry(self.bucket).or_default();
             slot.in_flight = slot.in_flight.saturating_sub(1);
         }
         self.limiter.changed.notify_waiters();
@@ -492,10 +582,23 @@ mod tests {
         assert_eq!(at(i64::MIN, Some(i64::MAX)).until_reset(), Duration::ZERO);
         // The window built from it is a valid instant (no `Instant + Duration` overflow).
         let now = Instant::now();
-        let mut window = None;
-        observe(&mut window, &at(i64::MAX, Some(0)), false, now);
-        let w = window.unwrap();
-        assert_eq!(w.reset_at, now + MAX_RESET_WAIT + RESET_MARGIN);
+        let mut clock = ServerClock::new(now);
+        let absurd = at(i64::MAX, Some(0));
+        assert_eq!(
+            reset_at(&absurd, &clock, now),
+            now + MAX_RESET_WAIT + RESET_MARGIN
+        );
+        // The same bound once the server's clock is estimated, from either extreme of `Date`.
+        clock.learn(0, now, now);
+        assert_eq!(
+            reset_at(&absurd, &clock, now),
+            now + MAX_RESET_WAIT + ESTIMATED_RESET_MARGIN
+        );
+        clock.learn(i64::MIN, now, now);
+        assert_eq!(
+            reset_at(&absurd, &clock, now),
+            now + MAX_RESET_WAIT + ESTIMATED_RESET_MARGIN
+        );
         // An RFC 2822 date far in the past parses and is bounded the same way.
         let mut h = HeaderMap::new();
         h.insert("x-rate-limit-limit", "10".parse().unwrap());
@@ -556,17 +659,20 @@ mod tests {
             reset,
             date: Some(reset - 2),
         };
+        let at = |ms| now + Duration::from_millis(ms);
         let mut w = None;
-        observe(&mut w, &h(8, 100), false, now);
+        observe(&mut w, &h(8, 100), false, at(3000));
         assert_eq!(w.unwrap().remaining, 8);
-        assert_eq!(w.unwrap().reset_at, now + Duration::from_secs(3));
-        observe(&mut w, &h(9, 100), false, now);
+        assert_eq!(w.unwrap().reset_at, at(3000));
+        observe(&mut w, &h(9, 100), false, at(2500));
         assert_eq!(w.unwrap().remaining, 8, "late answer of the same window");
-        observe(&mut w, &h(1, 99), false, now);
+        assert_eq!(w.unwrap().reset_at, at(2500), "the latest estimate wins");
+        observe(&mut w, &h(1, 99), false, at(1000));
         assert_eq!(w.unwrap().remaining, 8, "older window ignored");
-        observe(&mut w, &h(9, 160), false, now);
+        assert_eq!(w.unwrap().reset_at, at(2500));
+        observe(&mut w, &h(9, 160), false, at(60_000));
         assert_eq!((w.unwrap().remaining, w.unwrap().reset_epoch), (9, 160));
-        observe(&mut w, &h(5, 160), true, now);
+        observe(&mut w, &h(5, 160), true, at(60_000));
         assert_eq!(w.unwrap().remaining, 0, "429 empties the window");
         let conc = RateLimitHeaders {
             limit: 0,
@@ -574,7 +680,7 @@ mod tests {
             reset: 500,
             date: None,
         };
-        observe(&mut w, &conc, true, now);
+        observe(&mut w, &conc, true, at(1));
         assert_eq!(
             w.unwrap().reset_epoch,
             160,
@@ -585,6 +691,67 @@ mod tests {
         assert_eq!(classify(503, None), Action::Backoff);
         assert_eq!(classify(404, None), Action::Done);
         assert_eq!(classify(200, None), Action::Done);
+    }
+
+    /// The server's clock runs `OFFSET_MS` ahead of local time counted from the anchor.
+    const OFFSET_MS: i64 = 1_000_000_000_500;
+
+    /// The `Date` of a response made at local millisecond `made`.
+    fn date_at(made: i64) -> i64 {
+        (made + OFFSET_MS).div_euclid(1000)
+    }
+
+    #[test]
+    fn server_clock_is_pinned_down_to_the_response_that_saw_its_second_tick() {
+        let anchor = Instant::now();
+        let local = |ms: u64| anchor + Duration::from_millis(ms);
+        let mut clock = ServerClock::new(anchor);
+        assert_eq!(clock.reset_instant(1_000_000_060, local(0)), None);
+        // Made half a second into the server's second: the bound is half a second loose.
+        clock.learn(date_at(5), local(0), local(10));
+        assert_eq!(clock.lower_ms, Some(OFFSET_MS - 510));
+        // Made just after the tick: within the 5 ms of its arrival.
+        clock.learn(date_at(500), local(495), local(505));
+        assert_eq!(clock.lower_ms, Some(OFFSET_MS - 5));
+        // A looser bound later does not undo it.
+        clock.learn(date_at(900), local(890), local(910));
+        assert_eq!(clock.lower_ms, Some(OFFSET_MS - 5));
+        // The window resetting at server second 1_000_000_060 is over at local 59_500 ms;
+        // the estimate wakes 5 ms late plus the margin, where `Reset - Date + 1 s` would
+        // wait until local 60_600 ms.
+        assert_eq!(
+            clock.reset_instant(1_000_000_060, local(600)),
+            Some(local(59_505) + ESTIMATED_RESET_MARGIN)
+        );
+        let headers = RateLimitHeaders {
+            limit: 10,
+            remaining: 0,
+            reset: 1_000_000_060,
+            date: Some(date_at(600)),
+        };
+        assert_eq!(
+            reset_at(&headers, &ServerClock::new(anchor), local(600)),
+            local(60_600)
+        );
+        // A reset already past by the estimate waits only for the margin.
+        assert_eq!(
+            clock.reset_instant(1_000_000_000, local(600)),
+            Some(local(600) + ESTIMATED_RESET_MARGIN)
+        );
+    }
+
+    #[test]
+    fn server_clock_starts_again_when_the_server_clock_steps_back() {
+        let anchor = Instant::now();
+        let local = |ms: u64| anchor + Duration::from_millis(ms);
+        let mut clock = ServerClock::new(anchor);
+        clock.learn(date_at(500), local(495), local(505));
+        assert_eq!(clock.lower_ms, Some(OFFSET_MS - 5));
+        // Ten seconds back: this response was made before the server's clock read
+        // `date + 1`, which the old lower bound says had passed; the old bound is dropped.
+        let stepped = date_at(2_000) - 10;
+        clock.learn(stepped, local(1_990), local(2_010));
+        assert_eq!(clock.lower_ms, Some(stepped * 1000 - 2_010));
     }
 
     #[test]
