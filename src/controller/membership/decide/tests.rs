@@ -26,6 +26,7 @@ fn connector() -> ConnectorFacts {
         ready: true,
         provisioning: true,
         suspended: false,
+        has_client: true,
         email_domains: vec!["example.com".into()],
         group_name_filter: Some("engineering".into()),
     }
@@ -239,7 +240,8 @@ fn the_operator_switch_refuses_every_write_first_and_names_the_flag() {
     );
     assert!(refusal.message.contains("BATON_PROVISIONING"));
 
-    // Off: nothing is granted or revoked, even for a missing connector or a deletion.
+    // Off: nothing is granted, even for a missing connector or a deletion; the operator's
+    // own grant that is no longer declared is still revoked through an existing connector.
     let mut held = input(&["alice"]);
     held.members = BTreeSet::from([id("alice")]);
     held.record = GroupRecord::decode(&format!(
@@ -254,7 +256,10 @@ fn the_operator_switch_refuses_every_write_first_and_names_the_flag() {
             let mut case = case.clone();
             case.connector = connector;
             let plan = decide(&case);
-            assert!(!plan.has_writes(), "{plan:?}");
+            assert!(plan.grants.is_empty(), "{plan:?}");
+            let lets_go_of_bob = case.connector.is_some() && case.users.len() == 1;
+            let revokes = if lets_go_of_bob { ids(&["bob"]) } else { Vec::new() };
+            assert_eq!(plan.revokes, revokes);
             let out = plan.settle(&BTreeMap::new());
             assert_eq!(out.ready.reason, Reason::ProvisioningDisabled);
             assert!(!out.ready.status);
@@ -394,13 +399,15 @@ fn every_connector_refusal_blocks_every_write_and_warns_once() {
         assert_eq!(out.ready.reason, reason);
         assert!(out.ready.message.contains("alice@example.com"));
         assert_eq!(user_row(&out, "alice").state, UserState::Failed);
-        assert_eq!(
-            user_row(&out, "carol").message.split(':').next(),
-            Some("revocation waits")
-        );
+        let carol = user_row(&out, "carol");
+        assert_eq!(carol.reason, Reason::RevocationWaiting);
+        assert!(carol.message.starts_with("revocation waits ("), "{}", carol.message);
         assert_eq!(
             event_reasons(&out),
-            vec![(EventType::Warning, reason.as_str())]
+            vec![
+                (EventType::Warning, reason.as_str()),
+                (EventType::Warning, "RevocationWaiting")
+            ]
         );
         // The same refusal next round is not announced again.
         let (_, again) = round(&mut input);
@@ -1096,10 +1103,12 @@ fn deletion_while_suspended_keeps_the_claim_and_the_finalizer() {
     assert!(out.record.claimed_by(ME));
     assert_eq!(out.ready.reason, Reason::Deleting);
     assert!(
-        out.ready.message.contains("ConnectorSuspended"),
+        out.ready.message.contains("RevocationWaiting"),
         "{}",
         out.ready.message
     );
+    let alice = user_row(&out, "alice");
+    assert!(alice.message.contains("suspended"), "{}", alice.message);
     // Resumed: the grant is revoked and the finalizer may go.
     input.connector = Some(connector());
     input.group = group();
@@ -1127,13 +1136,16 @@ fn deletion_waits_for_the_connector_only_when_something_must_be_revoked() {
     input.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
     input.connector = Some(ConnectorFacts {
         ready: false,
+        has_client: false,
         ..connector()
     });
     input.group = GroupLookup::NotLookedUp;
     let (plan, out) = round(&mut input);
     assert!(!plan.has_writes());
     assert!(!out.remove_finalizer);
-    assert_eq!(user_row(&out, "alice").reason, Reason::ConnectorNotReady);
+    let alice = user_row(&out, "alice");
+    assert_eq!(alice.reason, Reason::RevocationWaiting);
+    assert!(alice.message.contains("no working Okta client"), "{}", alice.message);
     // Nothing owned: the finalizer goes at once.
     let mut bare = self::input(&["alice"]);
     bare.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
@@ -1202,7 +1214,7 @@ fn expiry_waits_for_a_blocked_revoke() {
     let (plan, out) = round(&mut input);
     assert!(!plan.has_writes());
     assert!(!out.expired.status);
-    assert_eq!(out.expired.reason, Reason::ConnectorSuspended);
+    assert_eq!(out.expired.reason, Reason::RevocationWaiting);
     input.connector = Some(connector());
     let (plan, out) = round(&mut input);
     assert_eq!(plan.revokes, ids(&["alice"]));
@@ -1571,6 +1583,19 @@ fn gate_open(input: &Input) -> bool {
         .is_ok()
 }
 
+/// Whether revoking is possible at all: far less than [`gate_open`] asks.
+fn revoke_gate_open(input: &Input) -> bool {
+    check_revocation(input.connector.as_ref()).is_ok()
+        && check_group_to_let_go(&input.group).is_ok()
+}
+
+/// The record as [`decide`] sees it: with the grants [`lost_grants`] finds recorded again.
+fn restored(input: &Input) -> GroupRecord {
+    let mut record = input.record.clone();
+    record.restore(lost_grants(input), &input.owner);
+    record
+}
+
 /// Whether a live `input` still declares `user_id`: an entry resolved to it, an entry the
 /// previous status tied to it, or an entry not looked up (which may name anyone).
 fn still_declared(input: &Input, user_id: &str) -> bool {
@@ -1611,14 +1636,15 @@ proptest! {
     ) {
         let input = build(raw);
         let plan = decide(&input);
+        let record = restored(&input);
         for u in &plan.revokes {
             prop_assert!(!still_declared(&input, u), "revoked {} still declared here", u);
-            let e = &input.record.members[u];
+            let e = &record.members[u];
             prop_assert_eq!(e.origin, Origin::Granted);
             prop_assert_eq!(e.claimants.iter().collect::<Vec<_>>(), vec![ME]);
             prop_assert!(!input.others.values().any(|ids| ids.contains(u)));
             prop_assert!(input.members.contains(u));
-            prop_assert!(gate_open(&input));
+            prop_assert!(revoke_gate_open(&input));
         }
         for u in &plan.grants {
             prop_assert!(!input.members.contains(u));
