@@ -270,7 +270,12 @@ impl Plan {
     /// The `Ready` condition.
     fn ready(&self, users: &[UserStatus], still_claimed: bool) -> Condition {
         let not_granted = users.iter().filter(|u| u.state != UserState::Granted);
-        if self.deleting {
+        if let Some(waiting) = waiting_revocations(users).filter(|_| self.deleting) {
+            Condition {
+                message: format!("being deleted; {}", waiting.message),
+                ..waiting
+            }
+        } else if self.deleting {
             let message = if still_claimed {
                 format!(
                     "being deleted; waiting to let go of {}",
@@ -360,9 +365,13 @@ impl Plan {
                 message: format!("expired at {at}; memberships let go"),
             },
             Some(at) => {
-                let failed = users
-                    .iter()
-                    .filter(|u| u.state == UserState::Failed || u.reason == Reason::RevocationHeld);
+                if let Some(waiting) = waiting_revocations(users) {
+                    return Condition {
+                        message: format!("expired at {at}; {}", waiting.message),
+                        ..waiting
+                    };
+                }
+                let failed = users.iter().filter(|u| u.state == UserState::Failed);
                 let (reason, text) = summarize(failed);
                 Condition {
                     status: false,
@@ -372,4 +381,25 @@ impl Plan {
             }
         }
     }
+}
+
+/// What stops this object's revocations, when something does: the first reason (waiting on
+/// the connector before held by its breaker), how many wait, and why, in the row's words.
+fn waiting_revocations(users: &[UserStatus]) -> Option<Condition> {
+    [Reason::RevocationWaiting, Reason::RevocationHeld]
+        .into_iter()
+        .find_map(|reason| {
+            let rows: Vec<&UserStatus> = users.iter().filter(|u| u.reason == reason).collect();
+            let first = rows.first()?;
+            Some(Condition {
+                status: false,
+                reason,
+                message: format!(
+                    "{} revocation(s) waiting ({}): {}",
+                    rows.len(),
+                    name_a_few(rows.iter().map(|u| u.user.as_str())),
+                    first.message
+                ),
+            })
+        })
 }
