@@ -123,14 +123,16 @@ async fn e2e_connector_deletion_waits_for_revocations_which_provisioning_off_doe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_deleting_the_namespace_revokes_every_grant() {
     let users = logins("user", 3);
-    let e = E2e::start(&fixture(&users, &[("Team", &[])])).await;
+    let mut e = E2e::start(&fixture(&users, &[("Team", &[])])).await;
     if e.server("namespace deletion with its contents").is_none() {
         e.finish().await;
         return;
     }
     e.put_secret("okta-token", "apiToken", "token-1").await;
     e.apply_connector(CONNECTOR, json!({})).await;
-    let operator = e.operator("operator", &[]);
+    // As installed: the operator (and its ownership records) in a namespace of its own.
+    let home = e.create_namespace("operator").await;
+    let operator = e.operator_at_home("operator", &home, &[]);
     e.wait_connector(CONNECTOR, "Ready", "True", "Synced").await;
     for (i, user) in users.iter().enumerate() {
         e.apply_membership(

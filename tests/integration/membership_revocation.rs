@@ -12,7 +12,13 @@ use okta_ciam_operator::controller::runtime::clients::ConnectorKey;
 use okta_ciam_operator::crd::OktaCiamConnector;
 use serde_json::json;
 
-use crate::membership_support::{Harness, NS, OPERATOR_NS, one_user, state_of, user_row, wait_for};
+use std::time::Duration;
+
+use okta_ciam_operator::controller::membership::Settings;
+
+use crate::membership_support::{
+    Harness, NS, OPERATOR_NS, Options, one_user, state_of, user_row, wait_for,
+};
 
 /// Okta DELETEs (membership removals) the emulator answered so far.
 fn deletes(h: &Harness) -> u64 {
@@ -97,7 +103,16 @@ async fn the_operator_switch_off_still_revokes_at_deletion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_client_revocation_waits_and_says_so_with_zero_writes() {
-    let h = Harness::start().await;
+    // The quiet wait for a client (a restart's) is kept short here.
+    let defaults = Options::default();
+    let h = Harness::start_with(Options {
+        settings: Settings {
+            await_client_max: Duration::from_millis(500),
+            ..defaults.settings
+        },
+        ..defaults
+    })
+    .await;
     h.apply(
         "oncall",
         one_user("acme", "Eng Admins", "alice@example.com"),
