@@ -2157,6 +2157,9 @@ fn a_maximal_membership_keeps_status_and_record_below_a_mebibyte() {
 
 // ---- revocation is not blocked by grant gates (#12, item 4) ---------------------------
 
+/// A change to a round's facts.
+type InputChange = Box<dyn Fn(&mut Input)>;
+
 /// Alice granted by this object, then the object is deleted under `change`.
 fn deleted_after_grant(change: impl Fn(&mut Input)) -> Input {
     let mut input = input(&["alice"]);
@@ -2168,7 +2171,7 @@ fn deleted_after_grant(change: impl Fn(&mut Input)) -> Input {
 
 #[test]
 fn revocation_ignores_provisioning_readiness_and_scope() {
-    let changes: Vec<(&str, Box<dyn Fn(&mut Input)>)> = vec![
+    let changes: Vec<(&str, InputChange)> = vec![
         (
             "operator --provisioning=false",
             Box::new(|i| i.provisioning = false),
