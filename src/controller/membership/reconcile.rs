@@ -900,9 +900,17 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
     }
     // Reads and revocations need only a working client of a connector that is not
     // suspended; grants are refused by the decision's own gates (operator and connector
-    // provisioning, readiness, scope), so letting go never waits on them.
+    // provisioning, readiness, scope), so letting go never waits on them. While grants are
+    // refused, Okta is read only for an object that resolved a group before (it may hold
+    // grants to let go of): a new one costs no request.
+    let admitted = decide::check_operator(shared.settings.provisioning).is_ok()
+        && decide::check_connector(connector.facts.as_ref()).is_ok();
+    let may_let_go = admitted || subject.previous_group.is_some();
     let revocable = decide::check_revocation(connector.facts.as_ref()).is_ok();
-    let client = connector.client.as_ref().filter(|_| revocable);
+    let client = connector
+        .client
+        .as_ref()
+        .filter(|_| revocable && may_let_go);
     let mut found = look_up(&subject, &connector, client).await;
     let location =
         connector
