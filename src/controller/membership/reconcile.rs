@@ -17,19 +17,23 @@
 //! round that needs no retry resets it.
 //!
 //! The connector's `provisioning` and `suspend` are read from the connector object (its
-//! watch cache) every round, so turning either off stops membership writes at once, even
-//! while the connector's index still reflects its last sync.
+//! watch cache) every round, so turning either off stops grants (and `suspend` also
+//! revocations) at once, even while the connector's index still reflects its last sync.
+//! Revocations need only the connector's client and no suspension; every round asks the
+//! connector's circuit breaker ([`breaker`](crate::controller::runtime::breaker)) for its
+//! removals and holds back those over budget (`RevocationHeld`); the release annotation on the
+//! connector re-runs its memberships.
 //!
 //! An invalid spec ([`validate`](super::status::validate)) makes `Ready` False with reason
 //! `InvalidSpec`, one Warning Event, no lookups and no Okta writes; the object then waits
 //! for a change. Being deleted, it still lets go in the group its status recorded (or just
 //! drops the finalizer when it never resolved one).
 //!
-//! While the group is not looked up (the operator or the connector refuses: not ready,
-//! `provisioning: false`, suspended; or a lookup failed) `status.groupId` keeps the group it
-//! was resolved to, so the record stays locatable. A deletion then waits, with `Ready`
-//! False `Deleting` naming the refusal, until the operator's grants can be revoked (a
-//! suspended connector is a pause, not a reason to leak grants).
+//! While the group is not looked up (the connector is suspended or has no client; grants
+//! are refused and the object never resolved a group; or a lookup failed) `status.groupId`
+//! keeps the group it was resolved to, so the record stays locatable. A deletion then waits,
+//! with `Ready` False `RevocationWaiting` naming the cause, until the operator's grants can be
+//! revoked (a suspended connector is a pause, not a reason to leak grants).
 //!
 //! When `spec.group` is changed to another existing group, the rounds first let go in the
 //! group `status.groupId` recorded, as a deletion with the object's `deletionPolicy` would
