@@ -17,6 +17,9 @@ pub enum ConditionType {
     Expired,
     /// AccessRequest: the request is approved (False with the reason it is not, yet or ever).
     Approved,
+    /// Membership: set True (and kept, as the record of the incident) when the group's
+    /// ownership record had lost grants the membership's status shows as the operator's.
+    OwnershipRecordLost,
 }
 
 impl ConditionType {
@@ -28,6 +31,7 @@ impl ConditionType {
             Self::Synced => "Synced",
             Self::Expired => "Expired",
             Self::Approved => "Approved",
+            Self::OwnershipRecordLost => "OwnershipRecordLost",
         }
     }
 }

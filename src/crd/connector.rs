@@ -158,6 +158,37 @@ pub struct OktaCiamConnectorSpec {
     /// `SnapshotShrank`. Unset fields take their defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shrink_guard: Option<ShrinkGuardSpec>,
+    /// Safety limits on writes to Okta (the mass-revocation circuit breaker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<SafetySpec>,
+}
+
+/// Safety limits on what the operator writes to Okta through this connector.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SafetySpec {
+    /// Mass-revocation circuit breaker: at most this many membership removals per sliding
+    /// hour through this connector (default 100); further removals are held (the
+    /// memberships show `RevocationHeld`, the connector `RevocationsPaused`) until the
+    /// `oktaciam.io/release-revocations` annotation gets a new value or this is raised.
+    /// 0 holds every removal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100000))]
+    pub max_revocations_per_hour: Option<i32>,
+}
+
+/// Default of `safety.maxRevocationsPerHour`.
+pub const DEFAULT_MAX_REVOCATIONS_PER_HOUR: usize = 100;
+
+impl OktaCiamConnectorSpec {
+    /// The effective `safety.maxRevocationsPerHour`.
+    pub fn max_revocations_per_hour(&self) -> usize {
+        self.safety
+            .as_ref()
+            .and_then(|s| s.max_revocations_per_hour)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(DEFAULT_MAX_REVOCATIONS_PER_HOUR)
+    }
 }
 
 /// Thresholds of the shrink guard. To accept a real drop, raise the threshold (100 turns the

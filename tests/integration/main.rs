@@ -37,6 +37,7 @@ mod sync_scope;
 // The reconcilers and the runtime against the Kubernetes API test server and the emulator.
 mod connector_reconciler;
 mod membership_reconciler;
+mod membership_revocation;
 mod membership_scale;
 mod runtime_binary;
 mod runtime_clients;
@@ -55,5 +56,6 @@ mod e2e_connector;
 mod e2e_leader;
 mod e2e_rbac;
 mod e2e_restart;
+mod e2e_revocation;
 mod e2e_watch;
 mod okta_oauth_e2e;

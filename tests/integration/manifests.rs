@@ -503,7 +503,7 @@ const CRD_GRANTS: &[(&str, &str, &[&str])] = &[
     (
         "oktaciam.io",
         "oktaciamconnectors",
-        &["get", "list", "watch"],
+        &["get", "list", "watch", "patch"],
     ),
     (
         "oktaciam.io",

@@ -515,14 +515,18 @@ async fn provisioning_off_or_suspend_on_the_connector_stops_writes_despite_the_i
     h.apply("admins", spec(&["alice@example.com"])).await;
     h.wait_condition("admins", "Ready", "True", "Granted").await;
     let api: Api<OktaCiamConnector> = Api::namespaced(h.kube.clone(), NS);
-    for (change, reason) in [
+    // Provisioning off refuses the new entry but still revokes the dropped one (#12, item 4:
+    // revocation is not a grant); suspended, neither is written.
+    for (change, reason, revoked) in [
         (
             json!({"spec": {"provisioning": false}}),
             "ProvisioningDisabled",
+            1,
         ),
         (
             json!({"spec": {"provisioning": true, "suspend": true}}),
             "ConnectorSuspended",
+            0,
         ),
     ] {
         api.patch(
@@ -534,7 +538,6 @@ async fn provisioning_off_or_suspend_on_the_connector_stops_writes_despite_the_i
         .unwrap();
         h.wait_condition("admins", "Ready", "False", reason).await;
         let writes = h.writes();
-        // Neither a new entry nor a dropped one is written while the connector refuses.
         h.apply("admins", spec(&["bob@example.com"])).await;
         wait_for("the spec change reconciled", || async {
             let gm = h.get("admins").await?;
@@ -546,8 +549,11 @@ async fn provisioning_off_or_suspend_on_the_connector_stops_writes_despite_the_i
         })
         .await;
         h.wait_condition("admins", "Ready", "False", reason).await;
-        assert_eq!(h.writes(), writes, "{reason}: no Okta write");
-        assert_eq!(h.members("Eng Admins"), h.ids(&["alice@example.com"]));
+        assert_eq!(h.writes(), writes + revoked, "{reason}: Okta writes");
+        assert!(
+            h.members("Eng Admins").is_empty(),
+            "{reason}: bob never granted"
+        );
         h.apply("admins", spec(&["alice@example.com"])).await;
     }
     h.shutdown().await;
@@ -832,10 +838,10 @@ async fn a_suspended_connector_keeps_group_and_origins_and_deletion_waits_to_rev
     let writes = h.writes();
     h.delete("paused").await;
     let gm = h
-        .wait_condition("paused", "Ready", "False", "Deleting")
+        .wait_condition("paused", "Ready", "False", "RevocationWaiting")
         .await;
     let message = &condition(&gm, ConditionType::Ready).message;
-    assert!(message.contains("ConnectorSuspended"), "{message}");
+    assert!(message.contains("connector acme is suspended"), "{message}");
     assert!(
         gm.metadata
             .finalizers

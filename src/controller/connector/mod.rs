@@ -16,11 +16,18 @@
 //! connector's client and index are dropped from the registry when the watch reports the
 //! deletion (and, for deletions missed while the watch was down, at the next relist).
 //!
+//! Every connector carries a finalizer: its deletion waits until the `GroupMembership`s that
+//! name it with `deletionPolicy: Revoke` have revoked their grants, unless the escape
+//! annotation is set ([`revocations`]); its client stays while it terminates. Its status also
+//! shows the mass-revocation circuit breaker (`RevocationsPaused`), reconciled again whenever
+//! the number of held removals changes.
+//!
 //! Only the leader reconciles; on gaining leadership every connector is reconciled again.
 
 pub mod decide;
 pub mod index;
 mod reconcile;
+pub mod revocations;
 
 pub use reconcile::run;
 
@@ -40,6 +47,14 @@ pub enum Error {
         namespace: String,
         /// The Secret's name.
         name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// The finalizer could not be added or removed, or the memberships not listed.
+    #[error("cannot manage the deletion of {connector}: {source}")]
+    Deletion {
+        /// `namespace/name` of the connector.
+        connector: String,
         /// The API error.
         source: kube::Error,
     },

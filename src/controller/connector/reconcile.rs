@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use super::decide::{self, EventKind, Outcome, PlannedEvent, SyncReport};
 use super::index::{self, ConnectorFacts, ConnectorIndex};
+use super::revocations;
 use super::{Error, KIND, Result};
 use crate::controller::runtime::Context;
 use crate::controller::runtime::clients::{ConnectorKey, Obtained, SettingsChange};
@@ -26,7 +27,9 @@ use crate::controller::runtime::controllers::run_until_stopped;
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::is_true;
 use crate::crd::connector::CredentialsSpec;
-use crate::crd::{ConditionType, FIELD_MANAGER, OktaCiamConnector, ValidConnectorSpec};
+use crate::crd::{
+    ConditionType, FIELD_MANAGER, GroupMembership, OktaCiamConnector, ValidConnectorSpec,
+};
 use crate::okta::oauth::{OAuthConfig, PrivateKey};
 use crate::okta::{ApiToken, ClientStats, Credentials, OktaClient, OrgDomain};
 use crate::sync::engine::SyncConfig;
@@ -168,6 +171,7 @@ fn controller(
             None => (Api::all(client.clone()), Api::all(client)),
         };
     let (reader, writer) = reflector::store();
+    let breaker_scope = scope.clone();
     let cleanup = state.clone();
     let cleanup_reader = reader.clone();
     let stream = watcher(connectors, watcher::Config::default())
@@ -219,6 +223,19 @@ fn controller(
             }
         }
     };
+    // A connector whose breaker starts or stops holding removals shows it in its status.
+    let mut held_changes = state.ctx.clients.revocations().subscribe();
+    let breaker_changed = async_stream::stream! {
+        loop {
+            match held_changes.recv().await {
+                Ok(key) if breaker_scope.as_ref().is_none_or(|ns| *ns == key.namespace) => {
+                    yield ObjectRef::<OktaCiamConnector>::new(&key.name).within(&key.namespace);
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    };
     let shutdown = state.ctx.shutdown.clone();
     let fut = Controller::for_stream(stream, reader.clone())
         .watches_stream(secret_events, move |secret| {
@@ -232,6 +249,7 @@ fn controller(
                 .collect::<Vec<_>>()
         })
         .reconcile_all_on(gained)
+        .reconcile_on(breaker_changed)
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, state)
         .for_each(|result| {
@@ -656,6 +674,12 @@ async fn reconcile_as_leader(
 ) -> Result<Action> {
     let key = key_of(obj)?;
     let now = Timestamp::now();
+    let deleting = obj.metadata.deletion_timestamp.is_some();
+    if !deleting && !obj.finalizers().iter().any(|f| f == revocations::FINALIZER) {
+        add_finalizer(state, &key, obj).await?;
+    }
+    // Evaluated while terminating too: memberships deleted with the connector revoke
+    // through its client.
     let eval = evaluate(obj, state, &key, now).await?;
     let outcome = &eval.outcome;
     if let Some(client) = &eval.client {
@@ -675,8 +699,56 @@ async fn reconcile_as_leader(
         .map(|t| t.0);
     let next = decide::next_attempt(outcome, last_success, interval, failures, now);
     let generation = obj.metadata.generation;
-    let status = decide::next_status(previous, outcome, generation, next, now);
-    let events = decide::plan_events(previous, outcome, generation, eval.client_change);
+    let mut status = decide::next_status(previous, outcome, generation, next, now);
+    let mut events = decide::plan_events(previous, outcome, generation, eval.client_change);
+    let held = state.ctx.clients.revocations().state(&key, now);
+    let (paused, reason, message) =
+        revocations::paused_condition(held, obj.spec.max_revocations_per_hour());
+    if set_extra_condition(
+        &mut status,
+        revocations::PAUSED_CONDITION,
+        paused,
+        reason,
+        &message,
+        generation,
+        now,
+    ) && paused
+    {
+        events.push(PlannedEvent {
+            kind: EventKind::Warning,
+            reason: reason.to_owned(),
+            action: "Revoke",
+            note: message,
+        });
+    }
+    let deletion = if deleting {
+        let holding = memberships_holding_grants(state, &key).await?;
+        let abandon = obj
+            .annotations()
+            .get(revocations::ABANDON_ANNOTATION)
+            .is_some_and(|v| v == "true");
+        Some(revocations::deletion(&holding, abandon))
+    } else {
+        None
+    };
+    if let Some(revocations::Deletion::Wait(message)) = &deletion
+        && set_extra_condition(
+            &mut status,
+            revocations::DELETING_CONDITION,
+            true,
+            "WaitingForRevocations",
+            message,
+            generation,
+            now,
+        )
+    {
+        events.push(PlannedEvent {
+            kind: EventKind::Warning,
+            reason: "WaitingForRevocations".to_owned(),
+            action: "Delete",
+            note: message.clone(),
+        });
+    }
 
     if previous != Some(&status) {
         if term.is_cancelled() {
@@ -709,9 +781,148 @@ async fn reconcile_as_leader(
             publish_unaggregated(state, obj, &event).await;
         }
     }
+    match deletion {
+        Some(revocations::Deletion::Finish { abandoned }) => {
+            if abandoned > 0 {
+                let note = format!(
+                    "deleted with annotation {}: {abandoned} grant(s) of its GroupMemberships \
+                     left in Okta",
+                    revocations::ABANDON_ANNOTATION
+                );
+                let event = PlannedEvent {
+                    kind: EventKind::Warning,
+                    reason: "GrantsAbandoned".to_owned(),
+                    action: "Delete",
+                    note,
+                };
+                publish(state, obj, &event).await;
+            }
+            remove_finalizer(state, &key, obj).await?;
+            return Ok(Action::await_change());
+        }
+        // Memberships are not watched here: look again soon.
+        Some(revocations::Deletion::Wait(_)) => return Ok(Action::requeue(DELETION_POLL)),
+        None => {}
+    }
     Ok(match next {
         Some(at) => Action::requeue(decide::delay_until(at, Timestamp::now())),
         None => Action::await_change(),
+    })
+}
+
+/// How often a deletion waiting for revocations looks at the memberships again.
+const DELETION_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sets a condition of a type outside [`crate::crd::ConditionType`]'s connector set;
+/// returns whether its status flipped (or it is new).
+fn set_extra_condition(
+    status: &mut crate::crd::ConnectorStatus,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> bool {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    let value = if value { "True" } else { "False" };
+    let flipped = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .is_none_or(|c| c.status != value);
+    let condition = Condition {
+        type_: type_.to_owned(),
+        status: value.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        observed_generation: generation,
+        last_transition_time: Time(now),
+    };
+    crate::crd::condition::set_condition(&mut status.conditions, condition);
+    flipped
+}
+
+/// The memberships of the connector's namespace that name it, with the grants each may
+/// still have to revoke ([`revocations::outstanding_grants`]).
+async fn memberships_holding_grants(
+    state: &State,
+    key: &ConnectorKey,
+) -> Result<Vec<(String, usize)>> {
+    let api: Api<GroupMembership> = Api::namespaced(state.ctx.kube.clone(), &key.namespace);
+    let list = api
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(|source| Error::Deletion {
+            connector: key.to_string(),
+            source,
+        })?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|gm| gm.spec.connector_ref.name == key.name)
+        .map(|gm| {
+            let name = format!("{}/{}", key.namespace, gm.name_any());
+            (name, revocations::outstanding_grants(gm))
+        })
+        .collect())
+}
+
+async fn add_finalizer(state: &State, key: &ConnectorKey, obj: &OktaCiamConnector) -> Result<()> {
+    let rv = obj.resource_version().unwrap_or_default();
+    let ops = if obj.metadata.finalizers.is_none() {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+            {"op": "add", "path": "/metadata/finalizers", "value": [revocations::FINALIZER]},
+        ])
+    } else {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": revocations::FINALIZER},
+        ])
+    };
+    json_patch(state, key, ops).await
+}
+
+async fn remove_finalizer(
+    state: &State,
+    key: &ConnectorKey,
+    obj: &OktaCiamConnector,
+) -> Result<()> {
+    let Some(index) = obj
+        .finalizers()
+        .iter()
+        .position(|f| f == revocations::FINALIZER)
+    else {
+        return Ok(());
+    };
+    let ops = serde_json::json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": revocations::FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{index}")},
+    ]);
+    match json_patch(state, key, ops).await {
+        // Already gone.
+        Err(Error::Deletion {
+            source: kube::Error::Api(s),
+            ..
+        }) if s.code == 404 => Ok(()),
+        other => other,
+    }
+}
+
+async fn json_patch(state: &State, key: &ConnectorKey, ops: serde_json::Value) -> Result<()> {
+    let api: Api<OktaCiamConnector> = Api::namespaced(state.ctx.kube.clone(), &key.namespace);
+    let patch = serde_json::from_value(ops).expect("static JSON patch operations parse");
+    api.patch(
+        &key.name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Json::<()>(patch),
+    )
+    .await
+    .map(drop)
+    .map_err(|source| Error::Deletion {
+        connector: key.to_string(),
+        source,
     })
 }
 

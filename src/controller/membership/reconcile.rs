@@ -17,19 +17,23 @@
 //! round that needs no retry resets it.
 //!
 //! The connector's `provisioning` and `suspend` are read from the connector object (its
-//! watch cache) every round, so turning either off stops membership writes at once, even
-//! while the connector's index still reflects its last sync.
+//! watch cache) every round, so turning either off stops grants (and `suspend` also
+//! revocations) at once, even while the connector's index still reflects its last sync.
+//! Revocations need only the connector's client and no suspension; every round asks the
+//! connector's circuit breaker ([`breaker`](crate::controller::runtime::breaker)) for its
+//! removals and holds back those over budget (`RevocationHeld`); the release annotation on the
+//! connector re-runs its memberships.
 //!
 //! An invalid spec ([`validate`](super::status::validate)) makes `Ready` False with reason
 //! `InvalidSpec`, one Warning Event, no lookups and no Okta writes; the object then waits
 //! for a change. Being deleted, it still lets go in the group its status recorded (or just
 //! drops the finalizer when it never resolved one).
 //!
-//! While the group is not looked up (the operator or the connector refuses: not ready,
-//! `provisioning: false`, suspended; or a lookup failed) `status.groupId` keeps the group it
-//! was resolved to, so the record stays locatable. A deletion then waits, with `Ready`
-//! False `Deleting` naming the refusal, until the operator's grants can be revoked (a
-//! suspended connector is a pause, not a reason to leak grants).
+//! While the group is not looked up (the connector is suspended or has no client; grants
+//! are refused and the object never resolved a group; or a lookup failed) `status.groupId`
+//! keeps the group it was resolved to, so the record stays locatable. A deletion then waits,
+//! with `Ready` False `RevocationWaiting` naming the cause, until the operator's grants can be
+//! revoked (a suspended connector is a pause, not a reason to leak grants).
 //!
 //! When `spec.group` is changed to another existing group, the rounds first let go in the
 //! group `status.groupId` recorded, as a deletion with the object's `deletionPolicy` would
@@ -90,6 +94,7 @@ use super::status::{
 };
 use crate::controller::connector::index::{self, ConnectorIndex};
 use crate::controller::runtime::Context;
+use crate::controller::runtime::breaker::{RELEASE_ANNOTATION, RemovalRequest};
 use crate::controller::runtime::clients::ConnectorKey;
 use crate::controller::runtime::controllers::run_kind;
 use crate::controller::runtime::metrics::ReconcileResult;
@@ -521,6 +526,16 @@ struct Connector {
     /// The connector is Ready in the cluster but this process has not built its client yet
     /// (just started, or just became leader): the client appearing re-runs every round.
     awaiting_client: bool,
+    /// `spec.safety.maxRevocationsPerHour` and the release annotation, for the breaker.
+    breaker: BreakerSettings,
+}
+
+/// What the connector says about its mass-revocation circuit breaker.
+#[derive(Clone, Default)]
+struct BreakerSettings {
+    key: Option<ConnectorKey>,
+    limit: usize,
+    release: Option<String>,
 }
 
 /// The connector's facts. `provisioning` and `suspend` always come from the object itself
@@ -548,7 +563,13 @@ async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector
             index: None,
             sync: String::new(),
             awaiting_client: false,
+            breaker: BreakerSettings::default(),
         });
+    };
+    let breaker = BreakerSettings {
+        key: Some(key.clone()),
+        limit: c.spec.max_revocations_per_hour(),
+        release: c.annotations().get(RELEASE_ANNOTATION).cloned(),
     };
     let client = shared.ctx.clients.client(&key);
     if let (Some(client), Some(ix)) = (&client, index::lookup(&shared.ctx.clients, &key)) {
@@ -557,6 +578,7 @@ async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector
             ready: ix.facts.ready,
             provisioning: c.spec.provisioning,
             suspended: c.spec.suspend,
+            has_client: true,
             email_domains: ix.facts.email_domains.as_slice().to_vec(),
             group_name_filter: ix
                 .facts
@@ -571,6 +593,7 @@ async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector
             sync: ix.synced_at.to_string(),
             index: Some(ix),
             awaiting_client: false,
+            breaker,
         });
     }
     let domain = match &client {
@@ -599,6 +622,7 @@ async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector
         ready: synced && client.is_some(),
         provisioning: c.spec.provisioning,
         suspended: c.spec.suspend,
+        has_client: client.is_some(),
         email_domains: c.spec.email_domains.clone(),
         group_name_filter: c.spec.group_name_filter.clone(),
     };
@@ -615,6 +639,7 @@ async fn connector_of(shared: &Shared, gm: &GroupMembership) -> Result<Connector
         client,
         index: None,
         sync,
+        breaker,
     })
 }
 
@@ -808,6 +833,8 @@ struct Job {
     client: Option<OktaClient>,
     /// Whether the group can be acted on at all (a renamed one can be let go of).
     group_ok: bool,
+    /// The connector's circuit breaker settings.
+    breaker: BreakerSettings,
     /// The connector's last sync (a member list read before it is stale).
     sync: String,
     /// User ids read from Okta this round (not from the connector's index).
@@ -875,9 +902,19 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         let wait = AWAIT_CLIENT.min(limit.saturating_sub(term_age));
         return Ok(Next::Done(Action::requeue(wait)));
     }
+    // Reads and revocations need only a working client of a connector that is not
+    // suspended; grants are refused by the decision's own gates (operator and connector
+    // provisioning, readiness, scope), so letting go never waits on them. While grants are
+    // refused, Okta is read only for an object that resolved a group before (it may hold
+    // grants to let go of): a new one costs no request.
     let admitted = decide::check_operator(shared.settings.provisioning).is_ok()
         && decide::check_connector(connector.facts.as_ref()).is_ok();
-    let client = connector.client.as_ref().filter(|_| admitted);
+    let may_let_go = admitted || subject.previous_group.is_some();
+    let revocable = decide::check_revocation(connector.facts.as_ref()).is_ok();
+    let client = connector
+        .client
+        .as_ref()
+        .filter(|_| revocable && may_let_go);
     let mut found = look_up(&subject, &connector, client).await;
     let location =
         connector
@@ -910,6 +947,7 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         },
         client: client.cloned(),
         group_ok: found.group_ok,
+        breaker: connector.breaker.clone(),
         sync: connector.sync.clone(),
         fresh: std::mem::take(&mut found.fresh),
         reply,
@@ -1046,6 +1084,7 @@ async fn plan_batch(
             carried.push(job);
             continue;
         }
+        hold_over_budget(shared, &job, &mut plan);
         touched.extend(plan.grants.iter().chain(&plan.revokes).cloned());
         record = plan.record.clone();
         job.input.users = input.users;
@@ -1083,6 +1122,44 @@ async fn plan_batch(
             decided.into_iter().map(|d| d.job).chain(carried).collect(),
         )),
     }
+}
+
+/// Asks the connector's circuit breaker for the plan's removals and holds back those over
+/// budget. Asked on every round with a connector, with zero removals too, so a membership
+/// that no longer waits stops counting as held.
+fn hold_over_budget(shared: &Shared, job: &Job, plan: &mut decide::Plan) {
+    let Some(key) = &job.breaker.key else {
+        return;
+    };
+    let breaker = shared.ctx.clients.revocations();
+    let request = RemovalRequest {
+        requester: &job.input.owner,
+        wanted: plan.revokes.len(),
+        limit: job.breaker.limit,
+        release: job.breaker.release.as_deref(),
+    };
+    let now = Timestamp::now();
+    let allowance = breaker.request(key, &request, now);
+    let state = breaker.state(key, now);
+    shared
+        .ctx
+        .metrics
+        .set_revocations_held(&key.namespace, &key.name, state.held);
+    if allowance.held == 0 {
+        return;
+    }
+    let held = plan
+        .revokes
+        .iter()
+        .skip(allowance.allowed)
+        .cloned()
+        .collect();
+    let why = format!(
+        "revocation held: connector {} reached safety.maxRevocationsPerHour ({}); give \
+         annotation {RELEASE_ANNOTATION} a new value to release",
+        key.name, job.breaker.limit
+    );
+    plan.hold_revocations(&held, &why);
 }
 
 /// The user ids a job's decision is about: its declared users and its previous rows.
@@ -1144,6 +1221,10 @@ async fn write_and_settle(
             .map(|d| write_okta(shared, d.job.client.as_ref(), &d.plan, location)),
     )
     .await;
+    let lost: usize = decided.iter().map(|d| d.plan.lost_ownership.len()).sum();
+    if lost > 0 {
+        shared.ctx.metrics.record_ownership_grants_lost(lost);
+    }
     let mut record = stored.record.clone();
     let mut outs = Vec::with_capacity(decided.len());
     for (d, failures) in decided.iter_mut().zip(&failures) {
@@ -1315,10 +1396,9 @@ async fn look_up(subject: &Subject, connector: &Connector, client: Option<&OktaC
         Some(_) => Lifecycle::Deleting(deletion_policy_of(&subject.gm)),
         None => lifecycle_of(&subject.gm),
     };
-    let group_ok = connector
-        .facts
-        .as_ref()
-        .is_some_and(|c| decide::check_group_for(&group, c, true).is_ok());
+    // Letting go needs only the group the grants were made in; the scope rails gate grants
+    // in the decision.
+    let group_ok = connector.facts.is_some() && decide::check_group_to_let_go(&group).is_ok();
     let declared = &subject.gm.spec.users;
     let users = match client {
         Some(client) if group_ok => lookup::find_users(client, index, declared).await,

@@ -207,10 +207,17 @@ pub fn build_status(gm: &GroupMembership, out: &Outcome, now: Timestamp) -> Memb
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
+    let lost = out
+        .ownership_lost
+        .as_ref()
+        .map(|c| (ConditionType::OwnershipRecordLost, c));
     for (type_, c) in [
         (ConditionType::Ready, &out.ready),
         (ConditionType::Expired, &out.expired),
-    ] {
+    ]
+    .into_iter()
+    .chain(lost)
+    {
         set_condition(
             &mut conditions,
             new_condition(
@@ -278,6 +285,7 @@ mod tests {
             ready: true,
             provisioning: true,
             suspended: false,
+            has_client: true,
             email_domains: vec!["example.com".into()],
             group_name_filter: None,
         };

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 
+use super::breaker::RevocationBreaker;
 use crate::controller::connector::index::ConnectorIndex;
 use crate::okta::{ApiToken, ClientOptions, Credentials, OktaClient, OrgBudget, OrgDomain};
 
@@ -125,6 +126,9 @@ pub struct ClientRegistry<C = OktaClient, I = ConnectorIndex> {
     orgs: Mutex<HashMap<String, OrgBudget>>,
     hasher: RandomState,
     changes: watch::Sender<u64>,
+    /// Per-connector removal budgets; kept when a connector's client goes, so deleting and
+    /// recreating a connector does not reset its window.
+    revocations: RevocationBreaker,
 }
 
 impl<C, I> ClientRegistry<C, I> {
@@ -195,7 +199,14 @@ impl<C: Clone, I> ClientRegistry<C, I> {
             orgs: Mutex::new(HashMap::new()),
             hasher: RandomState::new(),
             changes: watch::channel(0).0,
+            revocations: RevocationBreaker::default(),
         }
+    }
+
+    /// The mass-revocation circuit breaker every removal path asks for budget
+    /// ([`RevocationBreaker::request`]).
+    pub fn revocations(&self) -> &RevocationBreaker {
+        &self.revocations
     }
 
     fn bump(&self) {

@@ -99,6 +99,8 @@ struct Inner {
     last_successful_sync: Family<ConnectorLabels, Gauge<f64, AtomicU64>>,
     managed_memberships: Gauge,
     access_changes: Family<ChangeLabels, Counter>,
+    revocations_held: Family<ConnectorLabels, Gauge>,
+    ownership_grants_lost: Counter,
 }
 
 impl Default for Metrics {
@@ -177,6 +179,21 @@ impl Metrics {
              out of scope, memberships and role grants added or removed",
             access_changes.clone(),
         );
+        let revocations_held = Family::<ConnectorLabels, Gauge>::default();
+        registry.register(
+            "revocations_held",
+            "Membership removals held by the connector's mass-revocation circuit breaker \
+             (spec.safety.maxRevocationsPerHour) until a person releases them",
+            revocations_held.clone(),
+        );
+        let ownership_grants_lost = Counter::default();
+        registry.register(
+            "ownership_grants_lost",
+            "Operator grants found missing from their group's ownership record (the record \
+             was deleted or restored from an old backup) and recorded again from the \
+             GroupMembership's status",
+            ownership_grants_lost.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -189,6 +206,8 @@ impl Metrics {
                 last_successful_sync,
                 managed_memberships,
                 access_changes,
+                revocations_held,
+                ownership_grants_lost,
             }),
         }
     }
@@ -284,10 +303,26 @@ impl Metrics {
         }
     }
 
+    /// Sets how many membership removals connector `namespace/name`'s circuit breaker holds.
+    pub fn set_revocations_held(&self, namespace: &str, name: &str, held: usize) {
+        self.inner
+            .revocations_held
+            .get_or_create(&connector_labels(namespace, name))
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
+    }
+
+    /// Counts operator grants found missing from their ownership record and recorded again.
+    pub fn record_ownership_grants_lost(&self, count: usize) {
+        self.inner.ownership_grants_lost.inc_by(count as u64);
+    }
+
     /// Drops the per-connector series of a deleted connector so it stops being exported.
     pub fn remove_connector(&self, namespace: &str, name: &str) {
         self.inner
             .last_successful_sync
+            .remove(&connector_labels(namespace, name));
+        self.inner
+            .revocations_held
             .remove(&connector_labels(namespace, name));
         for (kind, change, _) in access_change_series(&Default::default()) {
             self.inner

@@ -5,7 +5,8 @@
 //! - [`metrics::Metrics`] and [`server::MetricsServer`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`leader`]: Lease-based leader election; [`leader::Leadership`] tells controllers when
 //!   they may write.
-//! - [`clients::ClientRegistry`]: one Okta client and one index per connector.
+//! - [`clients::ClientRegistry`]: one Okta client and one index per connector, and
+//!   [`breaker::RevocationBreaker`], the mass-revocation circuit breaker.
 //! - [`Operator`]: wires these together, runs the controllers and shuts down gracefully.
 //!
 //! Controllers plug in as a function from [`Context`] to a future
@@ -18,6 +19,7 @@
 //! - return soon after [`Context::shutdown`] is cancelled, and never leave detached tasks that
 //!   write after returning (own them, e.g. in a `JoinSet`, so dropping the future aborts them).
 
+pub mod breaker;
 pub mod cli;
 pub mod clients;
 pub mod controllers;

@@ -292,6 +292,20 @@ impl E2e {
                     let name = gm.metadata.name.unwrap_or_default();
                     let _ = gms.patch(&name, &PatchParams::default(), &none).await;
                 }
+                // Connectors wait for their memberships' revocations; nothing revokes now.
+                let connectors: Api<OktaCiamConnector> =
+                    Api::namespaced(self.kube.clone(), &self.ns);
+                for c in connectors
+                    .list(&ListParams::default())
+                    .await
+                    .map(|l| l.items)
+                    .unwrap_or_default()
+                {
+                    let name = c.metadata.name.unwrap_or_default();
+                    let _ = connectors
+                        .patch(&name, &PatchParams::default(), &none)
+                        .await;
+                }
                 for ns in std::iter::once(&self.ns).chain(&self.others) {
                     let _ = Api::<Namespace>::all(self.kube.clone())
                         .delete(ns, &DeleteParams::default())

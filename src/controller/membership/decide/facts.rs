@@ -18,6 +18,10 @@ pub struct ConnectorFacts {
     pub provisioning: bool,
     /// The connector is suspended.
     pub suspended: bool,
+    /// This process holds the connector's Okta client (its credentials were read and a
+    /// client built): all a revocation needs besides not being suspended
+    /// ([`check_revocation`](super::check_revocation)).
+    pub has_client: bool,
     /// The connector's email domains: the tenant boundary for users.
     pub email_domains: Vec<String>,
     /// The connector's group-name filter (case-insensitive "contains"); `None` = all groups.

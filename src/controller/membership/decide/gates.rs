@@ -74,6 +74,55 @@ pub fn check_connector(connector: Option<&ConnectorFacts>) -> Result<&ConnectorF
     }
 }
 
+/// The only rails on letting go of the operator's own grants (an expiry, a deletion, an entry
+/// removed from the spec): the connector must exist, must not be suspended (a pause the admin
+/// asked for), and this process must hold its Okta client (credentials read and a client
+/// built; without one nothing can be written at all). Deliberately not required: `Ready` (a
+/// failed last sync says nothing about the client: a revocation reads the group's live
+/// membership from Okta itself), `provisioning` on the connector or the operator, and the
+/// group-name filter or email domains (narrowing the scope must never strand a grant).
+pub fn check_revocation(connector: Option<&ConnectorFacts>) -> Result<&ConnectorFacts, Refusal> {
+    let Some(c) = connector else {
+        return Err(Refusal::new(
+            Reason::ConnectorNotFound,
+            "the referenced OktaCiamConnector does not exist".into(),
+        ));
+    };
+    let name = &c.name;
+    if c.suspended {
+        Err(Refusal::new(
+            Reason::ConnectorSuspended,
+            format!("connector {name} is suspended"),
+        ))
+    } else if !c.has_client {
+        Err(Refusal::new(
+            Reason::ConnectorNotReady,
+            format!("connector {name} has no working Okta client (credentials missing or invalid)"),
+        ))
+    } else {
+        Ok(c)
+    }
+}
+
+/// The group a round lets go in: the one the grants were made in, found by name or by its
+/// recorded id. Only the type matters (the membership of a group that is not an
+/// `OKTA_GROUP` was never the operator's to write); the name filter does not.
+pub fn check_group_to_let_go(group: &GroupLookup) -> Result<&OktaGroup, Refusal> {
+    match group {
+        GroupLookup::Found(g) | GroupLookup::Renamed { group: g, .. } => {
+            check_group_type(g).map(|()| g)
+        }
+        GroupLookup::NotLookedUp => Err(Refusal::new(
+            Reason::Pending,
+            "the group has not been looked up yet".into(),
+        )),
+        GroupLookup::NotFound => Err(Refusal::new(
+            Reason::GroupNotFound,
+            "the group does not exist in Okta".into(),
+        )),
+    }
+}
+
 /// Group guard rails: it must exist, be an `OKTA_GROUP` and pass the group-name filter.
 /// A renamed group is refused ([`Reason::GroupRenamed`]); see [`check_group_for`].
 pub fn check_group<'a>(
@@ -114,9 +163,11 @@ pub fn check_group_for<'a>(
     }
 }
 
-/// The type and name-filter rails of a group that exists.
-fn check_okta_group(g: &OktaGroup, connector: &ConnectorFacts) -> Result<(), Refusal> {
-    if g.group_type != "OKTA_GROUP" {
+/// The type rail: only `OKTA_GROUP` membership is the operator's to write.
+fn check_group_type(g: &OktaGroup) -> Result<(), Refusal> {
+    if g.group_type == "OKTA_GROUP" {
+        Ok(())
+    } else {
         Err(Refusal::new(
             Reason::GroupNotOktaManaged,
             format!(
@@ -124,7 +175,13 @@ fn check_okta_group(g: &OktaGroup, connector: &ConnectorFacts) -> Result<(), Ref
                 g.name, g.id, g.group_type
             ),
         ))
-    } else if !group_in_scope(&g.name, connector.group_name_filter.as_deref()) {
+    }
+}
+
+/// The type and name-filter rails of a group that exists.
+fn check_okta_group(g: &OktaGroup, connector: &ConnectorFacts) -> Result<(), Refusal> {
+    check_group_type(g)?;
+    if !group_in_scope(&g.name, connector.group_name_filter.as_deref()) {
         Err(Refusal::new(
             Reason::GroupOutOfScope,
             format!(

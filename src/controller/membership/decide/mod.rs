@@ -12,8 +12,17 @@
 //! outside the group-name filter; a renamed group found by its recorded id still admits
 //! letting go of the operator's grants, see [`check_group_for`]),
 //! then each user ([`check_user`]: not found, ambiguous, outside the email domains,
-//! suspended or deprovisioned). A connector or group refusal stops every write for the
-//! group; a user refusal stops writes for that user only.
+//! suspended or deprovisioned). A connector or group refusal stops every grant for the
+//! group; a user refusal stops grants for that user only.
+//!
+//! Revoking the operator's own grants (an expiry, a deletion, an entry removed from the spec)
+//! passes far fewer rails ([`check_revocation`], [`check_group_to_let_go`]): the connector
+//! must exist, not be suspended, and have a working Okta client, and the group must be found
+//! (by name or recorded id) and be an `OKTA_GROUP`. Operator or connector `provisioning`
+//! off, a connector that is not Ready, a narrowed group-name filter or email domains never
+//! strand a grant. A revocation that cannot be made says why (reason `RevocationWaiting`).
+//! Removals are also subject to the connector's circuit breaker, asked by the reconciler after
+//! the decision ([`Plan::hold_revocations`], reason `RevocationHeld`).
 //!
 //! A user looked up in the connector's index is as of its last sync, so before the
 //! write-ahead record the reconciler reads every such user the plan would PUT
@@ -39,8 +48,14 @@
 //! `duration` expiry survives restarts.
 //!
 //! User guard rails gate grants only: revoking a membership the operator itself granted
-//! is allowed even if the user has since left the email domains (the connector and group
-//! guard rails still apply). A declared user whose lookup fails keeps its claim through
+//! is allowed even if the user has since left the email domains.
+//!
+//! A lost record (the ConfigMap deleted, a backup restored from before a grant) would read
+//! the operator's grants as preexisting. So each round first compares the record with the
+//! object's own previous status ([`lost_grants`]): a row the status shows `Granted` with
+//! origin `Granted` that the record no longer gives to this object is recorded again
+//! ([`Plan::lost_ownership`], reason `OwnershipRecordLost`), and is revoked at expiry or
+//! deletion as before. A declared user whose lookup fails keeps its claim through
 //! the `userId` of the previous status, so a flaky lookup never reads as a removal; and
 //! while any declared entry is not looked up, a live round revokes no claim it cannot
 //! match to a resolved entry (the unresolved entry may name it).
@@ -81,7 +96,10 @@
 //! found in Okta with a `Granted` record, a revoked one is absent and its claim released.
 //! The one ambiguity no protocol removes: if an intent was recorded, the PUT never ran,
 //! and someone added the same membership by hand before the next round, the operator
-//! treats it as its own. Membership writes are idempotent, so no step has a double effect.
+//! treats it as its own. Its twin, from [`lost_grants`]: if a round recorded a revoke (or a
+//! release) and crashed before its status write, and someone added the same membership by hand
+//! before the next round, the stale status makes the operator take it for its own grant.
+//! Membership writes are idempotent, so no step has a double effect.
 
 mod facts;
 mod gates;

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Error, Origin, Result};
+use super::{Error, GroupLookup, Input, Origin, Result, UserState};
 
 /// Current encoding version of [`GroupRecord`].
 pub const RECORD_VERSION: u32 = 1;
@@ -94,5 +94,56 @@ impl GroupRecord {
             });
         entry.origin = origin;
         entry.claimants.insert(owner.to_string());
+    }
+}
+
+/// The grants this object's own status (the last round's rows) shows as made by the
+/// operator and held, that the group's record no longer gives to this object as `Granted`:
+/// the record was lost (its ConfigMap deleted, the operator reinstalled in another namespace,
+/// a backup restored from before the grant). Returns the user ids, in status order.
+///
+/// Without this a lost record would read every such membership as preexisting: never
+/// revoked at expiry or deletion, access left behind silently.
+///
+/// Judged only on a record that was read ([`Input::record_located`]), for rows whose entry is
+/// still declared, and, when the group's members are known this round, only for users who
+/// are members. A normal round never leaves such a mismatch, but a crash between the settled
+/// record write and the status write can (a revoke or release recorded, the status not yet
+/// rewritten): the membership is then gone from Okta (not restored, or released again without
+/// a write), or the entry no longer declared. The rest is the ambiguity the write-ahead record
+/// already accepts: a membership added by hand in that window is taken for the operator's.
+pub fn lost_grants(input: &Input) -> Vec<&str> {
+    if !input.record_located {
+        return Vec::new();
+    }
+    let members_known = matches!(
+        input.group,
+        GroupLookup::Found(_) | GroupLookup::Renamed { .. }
+    );
+    let held = |id: &str| {
+        input
+            .record
+            .members
+            .get(id)
+            .is_some_and(|o| o.origin == Origin::Granted && o.claimants.contains(&input.owner))
+    };
+    input
+        .previous
+        .iter()
+        .filter(|p| p.state == UserState::Granted && p.origin == Some(Origin::Granted))
+        .filter(|p| input.users.iter().any(|d| d.user == p.user))
+        .filter_map(|p| p.user_id.as_deref())
+        .filter(|id| !held(id))
+        .filter(|id| !members_known || input.members.contains(*id))
+        .collect()
+}
+
+impl GroupRecord {
+    /// Records again, as granted by the operator and claimed by `owner`, the grants
+    /// [`lost_grants`] found (other claimants of an entry stay).
+    pub(super) fn restore<'a>(&mut self, lost: impl IntoIterator<Item = &'a str>, owner: &str) {
+        for id in lost {
+            self.claim(id, owner, Origin::Granted);
+        }
     }
 }

@@ -7,9 +7,10 @@ use jiff::Timestamp;
 
 use super::report::name_a_few;
 use super::{
-    ConnectorFacts, DeletionPolicy, Expiry, GroupLookup, GroupRecord, Input, Lifecycle, OktaGroup,
-    OktaUser, Origin, Ownership, Reason, Refusal, UserLookup, UserState, UserStatus,
-    check_connector, check_group_for, check_operator, check_user, is_expired,
+    DeletionPolicy, Expiry, GroupLookup, GroupRecord, Input, Lifecycle, OktaUser, Origin,
+    Ownership, Reason, Refusal, UserLookup, UserState, UserStatus, check_connector,
+    check_group_for, check_group_to_let_go, check_operator, check_revocation, check_user,
+    is_expired, lost_grants,
 };
 
 /// What the plan does for one user.
@@ -76,12 +77,39 @@ pub struct Plan {
     pub(super) effective_since: Option<Timestamp>,
     pub(super) previous: Vec<UserStatus>,
     pub(super) now: Timestamp,
+    /// User ids whose grant the record had lost ([`lost_grants`]); the plan's record holds
+    /// them again.
+    pub lost_ownership: Vec<String>,
+    /// Some revocations were held back ([`Plan::hold_revocations`]): the round retries.
+    pub(super) held: bool,
 }
 
 impl Plan {
     /// Whether the round makes any Okta write.
     pub fn has_writes(&self) -> bool {
         !self.grants.is_empty() || !self.revokes.is_empty()
+    }
+
+    /// Holds back the revocations of `held` (user ids of [`Plan::revokes`]) that the
+    /// connector's circuit breaker did not allow: no DELETE is made, their claims stay in the
+    /// record, their rows say `RevocationHeld` with `why`, and the round retries later.
+    pub fn hold_revocations(&mut self, held: &BTreeSet<String>, why: &str) {
+        if held.is_empty() {
+            return;
+        }
+        self.revokes.retain(|id| !held.contains(id));
+        for row in &mut self.rows {
+            let p = &mut row.planned;
+            if p.action == Action::Revoke
+                && row.user_id.as_ref().is_some_and(|id| held.contains(id))
+            {
+                p.action = Action::Keep;
+                p.state = UserState::Pending;
+                p.reason = Reason::RevocationHeld;
+                p.message = why.to_string();
+                self.held = true;
+            }
+        }
     }
 }
 
@@ -114,8 +142,11 @@ struct Round<'a> {
     retain: bool,
     /// When set, this object lets go of everything and declared rows end in this state.
     letting_go: Option<UserState>,
-    gate: Result<(&'a ConnectorFacts, &'a OktaGroup), Refusal>,
-    /// Membership is known when the group passed the gates; a vanished group has none.
+    // The grant gate (operator, connector, group) only shapes `resolved`'s verdicts.
+    /// What revoking the operator's own grants needs ([`check_revocation`]): far less than
+    /// granting, so narrowing the scope or turning provisioning off never strands a grant.
+    revoke_gate: Result<(), Refusal>,
+    /// Membership is known when the group passed either gate; a vanished group has none.
     observed: Option<&'a BTreeSet<String>>,
     group_label: String,
     previous_by_entry: BTreeMap<&'a str, &'a UserStatus>,
@@ -136,6 +167,17 @@ struct Draft<'a> {
 
 /// Decides one round for one `GroupMembership`. See the module docs for the protocol.
 pub fn decide(input: &Input) -> Plan {
+    let lost = lost_grants(input);
+    let restored;
+    let input = if lost.is_empty() {
+        input
+    } else {
+        let mut with_lost = input.clone();
+        with_lost.record.restore(lost.iter().copied(), &input.owner);
+        restored = with_lost;
+        &restored
+    };
+    let lost_ownership = lost.into_iter().map(str::to_owned).collect();
     let round = Round::new(input);
     let mut draft = Draft {
         record: input.record.clone(),
@@ -168,6 +210,8 @@ pub fn decide(input: &Input) -> Plan {
         effective_since: input.effective_since,
         previous: input.previous.clone(),
         now: input.now,
+        lost_ownership,
+        held: false,
     }
 }
 
@@ -184,10 +228,13 @@ impl<'a> Round<'a> {
         let gate = check_operator(input.provisioning)
             .and_then(|()| check_connector(input.connector.as_ref()))
             .and_then(|c| check_group_for(&input.group, c, letting_go.is_some()).map(|g| (c, g)));
-        let observed = match (&gate, &input.group) {
-            (Ok(_), _) => Some(&input.members),
-            (Err(_), GroupLookup::NotFound) => Some(&NO_MEMBERS),
-            (Err(_), _) => None,
+        let revoke_gate = check_revocation(input.connector.as_ref())
+            .and_then(|_| check_group_to_let_go(&input.group))
+            .map(drop);
+        let observed = match (&gate, &revoke_gate, &input.group) {
+            (Ok(_), _, _) | (_, Ok(()), _) => Some(&input.members),
+            (Err(_), Err(_), GroupLookup::NotFound) => Some(&NO_MEMBERS),
+            (Err(_), Err(_), _) => None,
         };
         let group_label = match &input.group {
             GroupLookup::Found(g) | GroupLookup::Renamed { group: g, .. } => {
@@ -229,8 +276,8 @@ impl<'a> Round<'a> {
         // An entry whose lookup has not answered may name any user, including a claim that
         // the previous status never tied to it (a crash after the write-ahead record, an
         // edited entry): while one is open, a live round revokes nothing it cannot match to
-        // an entry. (A closed gate revokes nothing anyway, and says why.)
-        let unresolved = if letting_go.is_none() && gate.is_ok() {
+        // an entry. (A closed revocation gate revokes nothing anyway, and says why.)
+        let unresolved = if letting_go.is_none() && revoke_gate.is_ok() {
             input
                 .users
                 .iter()
@@ -246,7 +293,7 @@ impl<'a> Round<'a> {
             expired,
             retain: input.lifecycle == Lifecycle::Deleting(DeletionPolicy::Retain),
             letting_go,
-            gate,
+            revoke_gate,
             observed,
             group_label,
             previous_by_entry,
@@ -327,8 +374,8 @@ impl<'a> Round<'a> {
             draft.record.release(user_id, owner, &declarers);
             return Planned::keep(end_state, origin, reason, message);
         }
-        match &self.gate {
-            Ok(_) => {
+        match &self.revoke_gate {
+            Ok(()) => {
                 draft.revokes.insert(user_id.to_string());
                 let reason = if self.expired {
                     Reason::Expired
@@ -344,8 +391,13 @@ impl<'a> Round<'a> {
                 }
             }
             Err(refusal) => {
-                let message = format!("revocation waits: {}", refusal.message);
-                Planned::keep(UserState::Failed, origin, refusal.reason, message)
+                let message = format!("revocation waits ({}): {}", refusal.reason, refusal.message);
+                Planned::keep(
+                    UserState::Failed,
+                    origin,
+                    Reason::RevocationWaiting,
+                    message,
+                )
             }
         }
     }

@@ -63,6 +63,15 @@ pub enum Reason {
     Preexisting,
     /// The membership was granted by the operator.
     Granted,
+    /// A grant of the operator's is to be revoked but cannot be yet: the connector is
+    /// suspended, missing, or has no working Okta client (the message says which).
+    RevocationWaiting,
+    /// A revocation is held by the connector's mass-revocation circuit breaker
+    /// (`spec.safety.maxRevocationsPerHour`) until a person releases it.
+    RevocationHeld,
+    /// The group's ownership record lost grants this object's status shows as made by the
+    /// operator (record deleted or restored from an old backup); they were recorded again.
+    OwnershipRecordLost,
 }
 
 impl Reason {
@@ -93,13 +102,16 @@ impl Reason {
             Reason::Retained => "Retained",
             Reason::Preexisting => "Preexisting",
             Reason::Granted => "Granted",
+            Reason::RevocationWaiting => "RevocationWaiting",
+            Reason::RevocationHeld => "RevocationHeld",
+            Reason::OwnershipRecordLost => "OwnershipRecordLost",
         }
     }
 }
 
 impl Reason {
     /// Every reason, for documentation and exhaustive tests (the Argo CD health check's).
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 27] = [
         Reason::InvalidSpec,
         Reason::ConnectorNotFound,
         Reason::ConnectorNotReady,
@@ -124,6 +136,9 @@ impl Reason {
         Reason::Retained,
         Reason::Preexisting,
         Reason::Granted,
+        Reason::RevocationWaiting,
+        Reason::RevocationHeld,
+        Reason::OwnershipRecordLost,
     ];
 
     /// Whether `Ready=False` with this reason waits for a person to change something (Argo
@@ -141,7 +156,10 @@ impl Reason {
             | Reason::UserOutOfScope
             | Reason::UserNotFound
             | Reason::UserAmbiguous
-            | Reason::UserInactive => true,
+            | Reason::UserInactive
+            | Reason::RevocationWaiting
+            | Reason::RevocationHeld
+            | Reason::OwnershipRecordLost => true,
             Reason::ConnectorNotReady
             | Reason::ConnectorSuspended
             | Reason::RevokeFailed

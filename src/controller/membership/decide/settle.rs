@@ -25,6 +25,9 @@ pub struct Outcome {
     pub ready: Condition,
     /// The `Expired` condition.
     pub expired: Condition,
+    /// The `OwnershipRecordLost` condition, set (True) only by the round that found the
+    /// group's ownership record had lost grants this object made ([`Plan::lost_ownership`]).
+    pub ownership_lost: Option<Condition>,
     /// Events to emit.
     pub events: Vec<Event>,
     /// `status.expiresAt` (resolved).
@@ -78,13 +81,14 @@ impl Plan {
             group_id: self.group_id.clone(),
             ready: self.ready(&users, still_claimed),
             expired: self.expired_condition(&users, expires_at, still_claimed),
+            ownership_lost: self.ownership_lost_condition(),
             record: applied.record,
             users,
             events,
             expires_at,
             effective_since,
             requeue_at: if live { expires_at } else { None },
-            retry: applied.retry,
+            retry: applied.retry || self.held,
             remove_finalizer: self.deleting && !still_claimed,
         }
     }
@@ -140,7 +144,9 @@ impl Plan {
                 (Action::Keep, _) => {}
             }
             // A removed entry leaves the status once its claim is gone.
-            if !row.declared && row.planned.state != UserState::Failed {
+            let waiting = row.planned.state == UserState::Failed
+                || row.planned.reason == Reason::RevocationHeld;
+            if !row.declared && !waiting {
                 continue;
             }
             applied.rows.push(row);
@@ -225,6 +231,13 @@ impl Plan {
             "expired in",
             &newly_expired,
         );
+        if let Some(lost) = self.ownership_lost_condition() {
+            events.push(Event {
+                event_type: EventType::Warning,
+                reason: EventReason::Reason(Reason::OwnershipRecordLost),
+                message: lost.message,
+            });
+        }
         // Transitions only, so a standing refusal is not repeated every round.
         let changed = |u: &&UserStatus| {
             previous
@@ -257,7 +270,12 @@ impl Plan {
     /// The `Ready` condition.
     fn ready(&self, users: &[UserStatus], still_claimed: bool) -> Condition {
         let not_granted = users.iter().filter(|u| u.state != UserState::Granted);
-        if self.deleting {
+        if let Some(waiting) = waiting_revocations(users).filter(|_| self.deleting) {
+            Condition {
+                message: format!("being deleted; {}", waiting.message),
+                ..waiting
+            }
+        } else if self.deleting {
             let message = if still_claimed {
                 format!(
                     "being deleted; waiting to let go of {}",
@@ -296,6 +314,28 @@ impl Plan {
         }
     }
 
+    /// The `OwnershipRecordLost` condition of a round that restored lost grants.
+    fn ownership_lost_condition(&self) -> Option<Condition> {
+        let names = self.lost_ownership.iter().map(|id| {
+            self.previous
+                .iter()
+                .find(|p| p.user_id.as_deref() == Some(id))
+                .map_or(id.as_str(), |p| p.user.as_str())
+        });
+        (!self.lost_ownership.is_empty()).then(|| Condition {
+            status: true,
+            reason: Reason::OwnershipRecordLost,
+            message: format!(
+                "the ownership record of {} had lost {} grant(s) this object's status shows as \
+                 made by the operator ({}): recorded again, so they are revoked at expiry or \
+                 deletion as before",
+                self.group_label,
+                self.lost_ownership.len(),
+                name_a_few(names)
+            ),
+        })
+    }
+
     /// The `Expired` condition.
     fn expired_condition(
         &self,
@@ -325,6 +365,12 @@ impl Plan {
                 message: format!("expired at {at}; memberships let go"),
             },
             Some(at) => {
+                if let Some(waiting) = waiting_revocations(users) {
+                    return Condition {
+                        message: format!("expired at {at}; {}", waiting.message),
+                        ..waiting
+                    };
+                }
                 let failed = users.iter().filter(|u| u.state == UserState::Failed);
                 let (reason, text) = summarize(failed);
                 Condition {
@@ -335,4 +381,25 @@ impl Plan {
             }
         }
     }
+}
+
+/// What stops this object's revocations, when something does: the first reason (waiting on
+/// the connector before held by its breaker), how many wait, and why, in the row's words.
+fn waiting_revocations(users: &[UserStatus]) -> Option<Condition> {
+    [Reason::RevocationWaiting, Reason::RevocationHeld]
+        .into_iter()
+        .find_map(|reason| {
+            let rows: Vec<&UserStatus> = users.iter().filter(|u| u.reason == reason).collect();
+            let first = rows.first()?;
+            Some(Condition {
+                status: false,
+                reason,
+                message: format!(
+                    "{} revocation(s) waiting ({}): {}",
+                    rows.len(),
+                    name_a_few(rows.iter().map(|u| u.user.as_str())),
+                    first.message
+                ),
+            })
+        })
 }

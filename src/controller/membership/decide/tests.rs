@@ -26,6 +26,7 @@ fn connector() -> ConnectorFacts {
         ready: true,
         provisioning: true,
         suspended: false,
+        has_client: true,
         email_domains: vec!["example.com".into()],
         group_name_filter: Some("engineering".into()),
     }
@@ -239,7 +240,8 @@ fn the_operator_switch_refuses_every_write_first_and_names_the_flag() {
     );
     assert!(refusal.message.contains("BATON_PROVISIONING"));
 
-    // Off: nothing is granted or revoked, even for a missing connector or a deletion.
+    // Off: nothing is granted, even for a missing connector or a deletion; the operator's
+    // own grant that is no longer declared is still revoked through an existing connector.
     let mut held = input(&["alice"]);
     held.members = BTreeSet::from([id("alice")]);
     held.record = GroupRecord::decode(&format!(
@@ -254,7 +256,14 @@ fn the_operator_switch_refuses_every_write_first_and_names_the_flag() {
             let mut case = case.clone();
             case.connector = connector;
             let plan = decide(&case);
-            assert!(!plan.has_writes(), "{plan:?}");
+            assert!(plan.grants.is_empty(), "{plan:?}");
+            let lets_go_of_bob = case.connector.is_some() && case.users.len() == 1;
+            let revokes = if lets_go_of_bob {
+                ids(&["bob"])
+            } else {
+                Vec::new()
+            };
+            assert_eq!(plan.revokes, revokes);
             let out = plan.settle(&BTreeMap::new());
             assert_eq!(out.ready.reason, Reason::ProvisioningDisabled);
             assert!(!out.ready.status);
@@ -394,13 +403,19 @@ fn every_connector_refusal_blocks_every_write_and_warns_once() {
         assert_eq!(out.ready.reason, reason);
         assert!(out.ready.message.contains("alice@example.com"));
         assert_eq!(user_row(&out, "alice").state, UserState::Failed);
-        assert_eq!(
-            user_row(&out, "carol").message.split(':').next(),
-            Some("revocation waits")
+        let carol = user_row(&out, "carol");
+        assert_eq!(carol.reason, Reason::RevocationWaiting);
+        assert!(
+            carol.message.starts_with("revocation waits ("),
+            "{}",
+            carol.message
         );
         assert_eq!(
             event_reasons(&out),
-            vec![(EventType::Warning, reason.as_str())]
+            vec![
+                (EventType::Warning, reason.as_str()),
+                (EventType::Warning, "RevocationWaiting")
+            ]
         );
         // The same refusal next round is not announced again.
         let (_, again) = round(&mut input);
@@ -1094,12 +1109,16 @@ fn deletion_while_suspended_keeps_the_claim_and_the_finalizer() {
     assert!(!plan.has_writes(), "no write while suspended");
     assert!(!out.remove_finalizer, "the grant is still held");
     assert!(out.record.claimed_by(ME));
-    assert_eq!(out.ready.reason, Reason::Deleting);
+    assert_eq!(out.ready.reason, Reason::RevocationWaiting);
     assert!(
-        out.ready.message.contains("ConnectorSuspended"),
+        out.ready
+            .message
+            .starts_with("being deleted; 1 revocation(s) waiting"),
         "{}",
         out.ready.message
     );
+    let alice = user_row(&out, "alice");
+    assert!(alice.message.contains("suspended"), "{}", alice.message);
     // Resumed: the grant is revoked and the finalizer may go.
     input.connector = Some(connector());
     input.group = group();
@@ -1127,13 +1146,20 @@ fn deletion_waits_for_the_connector_only_when_something_must_be_revoked() {
     input.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
     input.connector = Some(ConnectorFacts {
         ready: false,
+        has_client: false,
         ..connector()
     });
     input.group = GroupLookup::NotLookedUp;
     let (plan, out) = round(&mut input);
     assert!(!plan.has_writes());
     assert!(!out.remove_finalizer);
-    assert_eq!(user_row(&out, "alice").reason, Reason::ConnectorNotReady);
+    let alice = user_row(&out, "alice");
+    assert_eq!(alice.reason, Reason::RevocationWaiting);
+    assert!(
+        alice.message.contains("no working Okta client"),
+        "{}",
+        alice.message
+    );
     // Nothing owned: the finalizer goes at once.
     let mut bare = self::input(&["alice"]);
     bare.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
@@ -1202,7 +1228,7 @@ fn expiry_waits_for_a_blocked_revoke() {
     let (plan, out) = round(&mut input);
     assert!(!plan.has_writes());
     assert!(!out.expired.status);
-    assert_eq!(out.expired.reason, Reason::ConnectorSuspended);
+    assert_eq!(out.expired.reason, Reason::RevocationWaiting);
     input.connector = Some(connector());
     let (plan, out) = round(&mut input);
     assert_eq!(plan.revokes, ids(&["alice"]));
@@ -1571,6 +1597,19 @@ fn gate_open(input: &Input) -> bool {
         .is_ok()
 }
 
+/// Whether revoking is possible at all: far less than [`gate_open`] asks.
+fn revoke_gate_open(input: &Input) -> bool {
+    check_revocation(input.connector.as_ref()).is_ok()
+        && check_group_to_let_go(&input.group).is_ok()
+}
+
+/// The record as [`decide`] sees it: with the grants [`lost_grants`] finds recorded again.
+fn restored(input: &Input) -> GroupRecord {
+    let mut record = input.record.clone();
+    record.restore(lost_grants(input), &input.owner);
+    record
+}
+
 /// Whether a live `input` still declares `user_id`: an entry resolved to it, an entry the
 /// previous status tied to it, or an entry not looked up (which may name anyone).
 fn still_declared(input: &Input, user_id: &str) -> bool {
@@ -1611,14 +1650,15 @@ proptest! {
     ) {
         let input = build(raw);
         let plan = decide(&input);
+        let record = restored(&input);
         for u in &plan.revokes {
             prop_assert!(!still_declared(&input, u), "revoked {} still declared here", u);
-            let e = &input.record.members[u];
+            let e = &record.members[u];
             prop_assert_eq!(e.origin, Origin::Granted);
             prop_assert_eq!(e.claimants.iter().collect::<Vec<_>>(), vec![ME]);
             prop_assert!(!input.others.values().any(|ids| ids.contains(u)));
             prop_assert!(input.members.contains(u));
-            prop_assert!(gate_open(&input));
+            prop_assert!(revoke_gate_open(&input));
         }
         for u in &plan.grants {
             prop_assert!(!input.members.contains(u));
@@ -1836,10 +1876,23 @@ impl Sim {
                 }
             }
             Step::ExternalAdd(i) => {
-                // Only where the record cannot mistake it for a pending grant (the one
-                // ambiguity the protocol documents).
+                // Only where neither the record nor a status can mistake it for the
+                // operator's: a pending grant, or a grant a status still shows after a crash
+                // before its status write (the ambiguities the protocol documents; see
+                // `lost_grants`).
                 let u = id(&name(i));
-                if !self.members.contains(&u) && !self.record.members.contains_key(&u) {
+                let status_shows_grant = self.owners.iter().any(|o| {
+                    !o.gone
+                        && o.previous.iter().any(|p| {
+                            p.user_id.as_deref() == Some(u.as_str())
+                                && p.state == UserState::Granted
+                                && p.origin == Some(Origin::Granted)
+                        })
+                });
+                if !self.members.contains(&u)
+                    && !self.record.members.contains_key(&u)
+                    && !status_shows_grant
+                {
                     self.members.insert(u.clone());
                     self.foreign.insert(u);
                 }
@@ -2100,4 +2153,224 @@ fn a_maximal_membership_keeps_status_and_record_below_a_mebibyte() {
             record.len()
         );
     }
+}
+
+// ---- revocation is not blocked by grant gates (#12, item 4) ---------------------------
+
+/// A change to a round's facts.
+type InputChange = Box<dyn Fn(&mut Input)>;
+
+/// Alice granted by this object, then the object is deleted under `change`.
+fn deleted_after_grant(change: impl Fn(&mut Input)) -> Input {
+    let mut input = input(&["alice"]);
+    round(&mut input);
+    change(&mut input);
+    input.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
+    input
+}
+
+#[test]
+fn revocation_ignores_provisioning_readiness_and_scope() {
+    let changes: Vec<(&str, InputChange)> = vec![
+        (
+            "operator --provisioning=false",
+            Box::new(|i| i.provisioning = false),
+        ),
+        (
+            "connector provisioning: false",
+            Box::new(|i| i.connector.as_mut().unwrap().provisioning = false),
+        ),
+        (
+            "connector not Ready (last sync failed) with a client",
+            Box::new(|i| i.connector.as_mut().unwrap().ready = false),
+        ),
+        (
+            "group-name filter narrowed",
+            Box::new(|i| i.connector.as_mut().unwrap().group_name_filter = Some("sales".into())),
+        ),
+        (
+            "email domains narrowed",
+            Box::new(|i| i.connector.as_mut().unwrap().email_domains = vec!["other.org".into()]),
+        ),
+    ];
+    for (what, change) in changes {
+        let mut deleting = deleted_after_grant(&change);
+        let (plan, out) = round(&mut deleting);
+        assert_eq!(plan.revokes, ids(&["alice"]), "{what}");
+        assert!(plan.grants.is_empty(), "{what}");
+        assert!(out.remove_finalizer, "{what}");
+        // The same for an expiry, and for an entry removed from the spec.
+        let mut expiring = input(&["alice"]);
+        expiring.expiry = Expiry::At(now() + hours(1));
+        round(&mut expiring);
+        change(&mut expiring);
+        expiring.now = now() + hours(2);
+        let (plan, out) = round(&mut expiring);
+        assert_eq!(plan.revokes, ids(&["alice"]), "{what}");
+        assert!(out.expired.status, "{what}: {:?}", out.expired);
+        let mut removed = input(&["alice", "bob"]);
+        round(&mut removed);
+        change(&mut removed);
+        removed.users.retain(|d| d.user == entry("bob"));
+        let (plan, _) = round(&mut removed);
+        assert_eq!(plan.revokes, ids(&["alice"]), "{what}");
+        assert!(plan.grants.is_empty(), "{what}");
+    }
+}
+
+#[test]
+fn only_suspension_or_no_client_stop_revocation_and_say_what_waits() {
+    for (facts, says) in [
+        (
+            ConnectorFacts {
+                suspended: true,
+                ..connector()
+            },
+            "suspended",
+        ),
+        (
+            ConnectorFacts {
+                has_client: false,
+                ready: false,
+                ..connector()
+            },
+            "no working Okta client",
+        ),
+    ] {
+        let mut input = deleted_after_grant(|i| i.connector = Some(facts.clone()));
+        let (plan, out) = round(&mut input);
+        assert!(!plan.has_writes(), "{says}: zero Okta writes");
+        assert!(!out.remove_finalizer, "{says}");
+        let alice = user_row(&out, "alice");
+        assert_eq!(alice.reason, Reason::RevocationWaiting);
+        assert!(alice.message.contains(says), "{}", alice.message);
+        assert_eq!(out.ready.reason, Reason::RevocationWaiting);
+        assert!(
+            out.ready
+                .message
+                .contains("1 revocation(s) waiting (alice@example.com)")
+                && out.ready.message.contains(says),
+            "{}",
+            out.ready.message
+        );
+        assert_eq!(
+            event_reasons(&out),
+            vec![(EventType::Warning, "RevocationWaiting")]
+        );
+    }
+}
+
+// ---- the ownership record lost (#12, item 5) ------------------------------------------
+
+#[test]
+fn a_lost_record_is_restored_from_the_status_reported_and_still_honoured() {
+    let mut input = input(&["alice", "bob"]);
+    input.members = members(&["bob"]);
+    input.expiry = Expiry::At(now() + hours(1));
+    round(&mut input);
+    assert_eq!(user_row_origin(&input, "alice"), Some(Origin::Granted));
+    // The ConfigMap is gone: the record reads empty.
+    input.record = GroupRecord::default();
+    assert_eq!(lost_grants(&input), vec![id("alice").as_str()]);
+    let (plan, out) = round(&mut input);
+    assert!(!plan.has_writes());
+    assert_eq!(plan.lost_ownership, ids(&["alice"]));
+    assert_eq!(
+        plan.record.members[&id("alice")],
+        ownership(Origin::Granted, &[ME])
+    );
+    assert_eq!(user_row(&out, "alice").origin, Some(Origin::Granted));
+    assert_eq!(
+        user_row(&out, "bob").origin,
+        Some(Origin::Preexisting),
+        "bob was never the operator's"
+    );
+    let lost = out.ownership_lost.as_ref().expect("the condition");
+    assert_eq!(lost.reason, Reason::OwnershipRecordLost);
+    assert!(
+        lost.message.contains("alice@example.com"),
+        "{}",
+        lost.message
+    );
+    assert!(event_reasons(&out).contains(&(EventType::Warning, "OwnershipRecordLost")));
+    // Reported once: the record holds the grant again.
+    let (_, again) = round(&mut input);
+    assert!(again.ownership_lost.is_none());
+    // The expiry still revokes the operator's grant, never bob's.
+    input.now = now() + hours(2);
+    let (plan, _) = round(&mut input);
+    assert_eq!(plan.revokes, ids(&["alice"]));
+}
+
+fn user_row_origin(input: &Input, name: &str) -> Option<Origin> {
+    input
+        .previous
+        .iter()
+        .find(|p| p.user == entry(name))
+        .and_then(|p| p.origin)
+}
+
+#[test]
+fn a_lost_record_is_judged_only_where_the_status_can_be_trusted() {
+    let mut granted = input(&["alice"]);
+    round(&mut granted);
+    granted.record = GroupRecord::default();
+    // Not a member any more (a crash after a recorded revoke): nothing was lost.
+    let mut gone = granted.clone();
+    gone.members.clear();
+    assert!(lost_grants(&gone).is_empty());
+    // Members unknown this round (the group was not looked up): judged on the status.
+    let mut unknown = gone.clone();
+    unknown.group = GroupLookup::NotLookedUp;
+    assert_eq!(lost_grants(&unknown), vec![id("alice").as_str()]);
+    // No longer declared: the row is being let go already.
+    let mut undeclared = granted.clone();
+    undeclared.users.clear();
+    assert!(lost_grants(&undeclared).is_empty());
+    // A record that could not be read says nothing.
+    let mut unlocated = granted.clone();
+    unlocated.record_located = false;
+    assert!(lost_grants(&unlocated).is_empty());
+    // A deletion with a lost record still revokes instead of leaving the grant.
+    granted.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
+    let (plan, out) = round(&mut granted);
+    assert_eq!(plan.revokes, ids(&["alice"]));
+    assert!(out.remove_finalizer);
+}
+
+// ---- revocations held by the circuit breaker (#12, item 6) -----------------------------
+
+#[test]
+fn held_revocations_make_no_write_keep_the_claim_and_retry() {
+    let mut input = input(&["alice", "bob"]);
+    round(&mut input);
+    input.lifecycle = Lifecycle::Deleting(DeletionPolicy::Revoke);
+    let mut plan = decide(&input);
+    assert_eq!(plan.revokes, ids(&["alice", "bob"]));
+    plan.hold_revocations(&BTreeSet::from([id("bob")]), "revocation held: limit 1");
+    assert_eq!(plan.revokes, ids(&["alice"]));
+    let out = plan.settle(&no_failures());
+    assert!(out.retry, "a held revocation is asked for again");
+    assert!(!out.remove_finalizer);
+    assert!(out.record.members.contains_key(&id("bob")));
+    assert!(!out.record.members.contains_key(&id("alice")));
+    let bob = user_row(&out, "bob");
+    assert_eq!(
+        (bob.state, bob.reason),
+        (UserState::Pending, Reason::RevocationHeld)
+    );
+    assert_eq!(out.ready.reason, Reason::RevocationHeld);
+    assert_eq!(
+        out.ready.message,
+        "being deleted; 1 revocation(s) waiting (bob@example.com): revocation held: limit 1"
+    );
+    // A removed entry's held row stays in the status too.
+    let mut removed = self::input(&["alice", "bob"]);
+    round(&mut removed);
+    removed.users.retain(|d| d.user == entry("alice"));
+    let mut plan = decide(&removed);
+    plan.hold_revocations(&BTreeSet::from([id("bob")]), "held");
+    let out = plan.settle(&no_failures());
+    assert_eq!(user_row(&out, "bob").reason, Reason::RevocationHeld);
+    assert!(!plan.has_writes());
 }
