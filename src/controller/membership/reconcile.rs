@@ -9,7 +9,9 @@
 //! their connectors (a connector turning ready, enabling provisioning, or finishing a sync
 //! re-reconciles every membership that names it: this is the drift check), any change in
 //! the client registry (a connector's client or index appearing), the exact expiry instant,
-//! and a periodic resync. A status equal to the one the object shows is not rewritten.
+//! a change to any `AccessPolicy` or to a namespace's labels (the grant-policy gate's facts,
+//! [`policies`](super::policies)), and a periodic resync. A status equal to the one the object
+//! shows is not rewritten.
 //!
 //! A round that fails or must retry (a failed lookup or write) is retried after
 //! [`Settings::retry_delay`], doubled for each further consecutive failure of the same
@@ -83,6 +85,7 @@ use super::decide::{
 };
 use super::lookup;
 use super::members::MemberCache;
+use super::policies::{self, PolicyCaches};
 use super::record::{self, RecordStore, Versioned};
 use super::status::{
     build_status, declared_ids, deletion_policy_of, effective_since_of, is_live_at, lifecycle_of,
@@ -116,6 +119,10 @@ pub enum Error {
     /// A Kubernetes API call failed.
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// The AccessPolicies or namespaces were not listed in time: the grant-policy gate cannot
+    /// decide yet.
+    #[error("AccessPolicies and namespaces are not listed yet")]
+    PoliciesNotListed,
     /// Reading or writing the ownership record failed.
     #[error(transparent)]
     Record(#[from] record::Error),
@@ -153,6 +160,9 @@ pub struct Settings {
     /// How long into a leadership term a round waits quietly for a Ready connector's client
     /// before reporting `ConnectorNotReady` ([`decide::await_client`]).
     pub await_client_max: Duration,
+    /// `run --require-policy`: a grant needs an `AccessPolicy` that allows it
+    /// ([`decide::check_grant_policy`]); off, only privileged groups need one.
+    pub require_policy: bool,
 }
 
 impl Default for Settings {
@@ -165,6 +175,7 @@ impl Default for Settings {
             provisioning: true,
             members_max_age: Duration::from_secs(30),
             await_client_max: Duration::from_secs(60),
+            require_policy: false,
         }
     }
 }
@@ -190,6 +201,8 @@ struct Shared {
     batches: Arc<Batches<Job>>,
     /// This term's last write to each membership.
     written: Written,
+    /// Every AccessPolicy and namespace, for the grant-policy gate.
+    policies: PolicyCaches,
 }
 
 /// What this term last wrote to each membership (by uid: one incarnation), so a round can
@@ -396,6 +409,7 @@ async fn run_term(
     caches_synced: &CachesSynced,
 ) {
     let mut connector_stores = Vec::new();
+    let (policies, policy_changes) = PolicyCaches::start(&ctx.kube, &term);
     let controllers: Vec<Controller<GroupMembership>> = gm_apis(ctx)
         .into_iter()
         .map(|(gms, connectors)| {
@@ -419,6 +433,7 @@ async fn run_term(
                     memberships_of(&store, &c)
                 })
                 .reconcile_all_on(registry)
+                .reconcile_all_on(tokio_stream_of(policy_changes.clone()))
                 .graceful_shutdown_on(term.clone().cancelled_owned())
         })
         .collect();
@@ -440,6 +455,7 @@ async fn run_term(
         },
         batches: Arc::default(),
         written: Written::default(),
+        policies,
     });
     let caches_synced = caches_synced.clone();
     run_kind(
@@ -879,6 +895,7 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         && decide::check_connector(connector.facts.as_ref()).is_ok();
     let client = connector.client.as_ref().filter(|_| admitted);
     let mut found = look_up(&subject, &connector, client).await;
+    let policy = policy_facts(shared, &subject.gm, &connector, client, &found).await?;
     let location =
         connector
             .domain
@@ -907,6 +924,7 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
             effective_since: effective_since_of(&subject.gm),
             previous: subject.previous.clone(),
             now: Timestamp::now(),
+            policy,
         },
         client: client.cloned(),
         group_ok: found.group_ok,
@@ -941,6 +959,36 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         settled,
     )
     .await
+}
+
+/// The grant-policy gate's facts. The owning AccessRequest and the group's admin roles are
+/// only looked for when the round may grant (live, admitted, the group found).
+async fn policy_facts(
+    shared: &Shared,
+    gm: &GroupMembership,
+    connector: &Connector,
+    client: Option<&OktaClient>,
+    found: &Found,
+) -> Result<decide::PolicyFacts> {
+    if !shared.policies.listed().await {
+        return Err(Error::PoliciesNotListed);
+    }
+    let may_grant = found.lifecycle == Lifecycle::Live && found.group_ok;
+    let (request, roles) = match (client, &found.group) {
+        (Some(client), GroupLookup::Found(g)) if may_grant => (
+            shared.policies.request_of(&shared.ctx.kube, gm).await?,
+            policies::group_roles(connector.index.as_deref(), client, &g.id).await,
+        ),
+        _ => (None, decide::GroupRoles::NoRole),
+    };
+    Ok(shared.policies.facts(
+        gm,
+        shared.settings.require_policy,
+        connector.domain.clone(),
+        &shared.ctx.domain_policy,
+        request,
+        roles,
+    ))
 }
 
 /// Runs one batch of a group's jobs by the crash-safety protocol and answers each job;

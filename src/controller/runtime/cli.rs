@@ -94,6 +94,23 @@ pub struct RunArgs {
     )]
     pub baton_provisioning: Option<bool>,
 
+    /// Grant a `GroupMembership` only where an `AccessPolicy` allows it: its `standing` rules
+    /// (namespace selector, org, group), or for a membership an approved `AccessRequest`
+    /// created, that request's policy. Others are refused (`NotAllowedByPolicy`) before any
+    /// Okta write; revocations never wait for a policy. Default: false (the install
+    /// manifests turn it on).
+    #[arg(
+        long,
+        env = "OKTA_CIAM_REQUIRE_POLICY",
+        value_name = "true|false",
+        default_value_t = false,
+        default_missing_value = "true",
+        num_args = 0..=1,
+        require_equals = true,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub require_policy: bool,
+
     /// On SIGTERM, how long to wait for in-flight work before abandoning it.
     #[arg(long, env = "OKTA_CIAM_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
