@@ -36,6 +36,7 @@ mod sync_scope;
 
 // The reconcilers and the runtime against the Kubernetes API test server and the emulator.
 mod connector_reconciler;
+mod membership_policy;
 mod membership_reconciler;
 mod membership_scale;
 mod runtime_binary;
