@@ -58,7 +58,7 @@ use super::membership::ConnectorRef;
         json_path = ".metadata.creationTimestamp"
     )
 )]
-#[x_kube(validation = Rule::new("has(self.requests) || has(self.standing)").message("set requests, standing or both"))]
+#[x_kube(validation = Rule::new("has(self.requests) ? true : has(self.standing)").message("set requests, standing or both"))]
 #[serde(rename_all = "camelCase")]
 pub struct AccessPolicySpec {
     /// Rules for `AccessRequest`s naming this policy. Unset: no request may name it.
@@ -98,7 +98,7 @@ pub struct StandingRules {
 #[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("[has(self.name), has(self.id), has(self.namePrefix)].filter(x, x).size() == 1").message("set exactly one of name, id and namePrefix"))]
-#[x_kube(validation = Rule::new("!self.allowPrivileged || !has(self.namePrefix)").message("allowPrivileged needs an exact name or id, not a namePrefix"))]
+#[x_kube(validation = Rule::new("!(self.allowPrivileged && has(self.namePrefix))").message("allowPrivileged needs an exact name or id, not a namePrefix"))]
 pub struct GroupRule {
     /// The group's name (`profile.name`), matched exactly, case included.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -54,6 +54,7 @@ mod access_requests;
 // The real operator binary, end to end.
 mod e2e_connector;
 mod e2e_leader;
+mod e2e_policy;
 mod e2e_rbac;
 mod e2e_restart;
 mod e2e_watch;
