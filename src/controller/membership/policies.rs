@@ -21,7 +21,8 @@ use crate::crd::{AccessPhase, AccessPolicy, AccessRequest, GroupMembership};
 use crate::okta::{DomainPolicy, OktaClient, OrgDomain};
 use futures::StreamExt;
 
-/// How long a round waits for the caches' first listing before it fails and retries.
+/// How long a round that may grant waits for the caches' first listing; past it, its grants
+/// wait (`Pending`) for a later round.
 const AWAIT_LISTED: Duration = Duration::from_secs(30);
 
 /// The term's caches of policies and namespaces.
@@ -145,6 +146,7 @@ impl PolicyCaches {
             standing,
             request,
             group_roles,
+            undecided: None,
         }
     }
 

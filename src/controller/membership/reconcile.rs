@@ -119,10 +119,6 @@ pub enum Error {
     /// A Kubernetes API call failed.
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    /// The AccessPolicies or namespaces were not listed in time: the grant-policy gate cannot
-    /// decide yet.
-    #[error("AccessPolicies and namespaces are not listed yet")]
-    PoliciesNotListed,
     /// Reading or writing the ownership record failed.
     #[error(transparent)]
     Record(#[from] record::Error),
@@ -895,7 +891,7 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         && decide::check_connector(connector.facts.as_ref()).is_ok();
     let client = connector.client.as_ref().filter(|_| admitted);
     let mut found = look_up(&subject, &connector, client).await;
-    let policy = policy_facts(shared, &subject.gm, &connector, client, &found).await?;
+    let policy = policy_facts(shared, &subject.gm, &connector, client, &found).await;
     let location =
         connector
             .domain
@@ -961,34 +957,51 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
     .await
 }
 
-/// The grant-policy gate's facts. The owning AccessRequest and the group's admin roles are
-/// only looked for when the round may grant (live, admitted, the group found).
+/// The grant-policy gate's facts. Only a round that may grant (live, admitted, the group
+/// found) waits for the caches' first listing and looks for the owning AccessRequest and the
+/// group's admin roles; whatever it cannot learn makes its grants wait, never its revocations.
 async fn policy_facts(
     shared: &Shared,
     gm: &GroupMembership,
     connector: &Connector,
     client: Option<&OktaClient>,
     found: &Found,
-) -> Result<decide::PolicyFacts> {
-    if !shared.policies.listed().await {
-        return Err(Error::PoliciesNotListed);
-    }
+) -> decide::PolicyFacts {
     let may_grant = found.lifecycle == Lifecycle::Live && found.group_ok;
-    let (request, roles) = match (client, &found.group) {
-        (Some(client), GroupLookup::Found(g)) if may_grant => (
-            shared.policies.request_of(&shared.ctx.kube, gm).await?,
-            policies::group_roles(connector.index.as_deref(), client, &g.id).await,
-        ),
-        _ => (None, decide::GroupRoles::NoRole),
+    let (Some(client), GroupLookup::Found(group), true) = (client, &found.group, may_grant) else {
+        return shared.policies.facts(
+            gm,
+            shared.settings.require_policy,
+            None,
+            &shared.ctx.domain_policy,
+            None,
+            decide::GroupRoles::NoRole,
+        );
     };
-    Ok(shared.policies.facts(
-        gm,
-        shared.settings.require_policy,
-        connector.domain.clone(),
-        &shared.ctx.domain_policy,
-        request,
-        roles,
-    ))
+    let mut undecided = None;
+    if !shared.policies.listed().await {
+        undecided = Some("the AccessPolicies and namespaces are not listed yet".to_owned());
+    }
+    let request = match shared.policies.request_of(&shared.ctx.kube, gm).await {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::warn!(membership = %owner_key(gm), error = %e, "reading the owning AccessRequest failed");
+            undecided = Some("the owning AccessRequest could not be read".to_owned());
+            None
+        }
+    };
+    let roles = policies::group_roles(connector.index.as_deref(), client, &group.id).await;
+    decide::PolicyFacts {
+        undecided,
+        ..shared.policies.facts(
+            gm,
+            shared.settings.require_policy,
+            connector.domain.clone(),
+            &shared.ctx.domain_policy,
+            request,
+            roles,
+        )
+    }
 }
 
 /// Runs one batch of a group's jobs by the crash-safety protocol and answers each job;

@@ -244,6 +244,15 @@ mod tests {
     }
 
     #[test]
+    fn require_policy_is_a_switch_that_also_takes_a_boolean() {
+        assert!(parse(&["--require-policy"]).require_policy);
+        assert!(parse(&["--require-policy=true"]).require_policy);
+        assert!(!parse(&["--require-policy=false"]).require_policy);
+        // A value needs '=': a following word is not taken as the flag's value.
+        assert!(Wrapper::try_parse_from(["run", "--require-policy", "false"]).is_err());
+    }
+
+    #[test]
     fn provisioning_switch_defaults_on_and_the_operator_flag_wins_over_baton() {
         let mut a = parse(&[]);
         // The environment of the test process must not decide this test.

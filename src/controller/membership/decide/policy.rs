@@ -36,6 +36,9 @@ pub struct PolicyFacts {
     pub request: Option<RequestGrant>,
     /// The Okta admin roles the declared group holds.
     pub group_roles: GroupRoles,
+    /// Why the gate cannot decide this round (the policies are not listed yet, the owning
+    /// request could not be read): grants wait ([`Reason::Pending`]), revocations do not.
+    pub undecided: Option<String>,
 }
 
 /// One policy's `standing` section.
@@ -90,6 +93,9 @@ pub fn check_grant_policy(
     group: &OktaGroup,
     users: &[DeclaredUser],
 ) -> Result<(), Refusal> {
+    if let Some(why) = &facts.undecided {
+        return Err(Refusal::new(Reason::Pending, format!("grants wait: {why}")));
+    }
     let by_request = facts
         .request
         .as_ref()
@@ -151,8 +157,8 @@ fn request_allows<'a>(
         .is_some_and(|user| !users.is_empty() && users.iter().all(|d| d.user == user));
     // The membership names its group as the request did; Okta resolves names ignoring case.
     let same_group = request.group.eq_ignore_ascii_case(&group.name);
-    let listed = rules.namespaces.iter().any(|n| n == namespace)
-        && rules.groups.iter().any(|g| *g == request.group);
+    let listed =
+        rules.namespaces.iter().any(|n| n == namespace) && rules.groups.contains(&request.group);
     (request.granting && same_user && same_group && listed).then_some(rules)
 }
 
@@ -260,6 +266,7 @@ mod tests {
             standing: policies,
             request: None,
             group_roles: GroupRoles::NoRole,
+            undecided: None,
         }
     }
 
@@ -496,6 +503,11 @@ mod tests {
             Some(Reason::Pending),
             "unknown roles grant nothing"
         );
+        let undecided = PolicyFacts {
+            undecided: Some("the AccessPolicies are not listed yet".into()),
+            ..facts(vec![team_a_prefix()])
+        };
+        assert_eq!(reason(&undecided, "team-a-x"), Some(Reason::Pending));
     }
 
     fn request_rules(groups: &[&str], allow_privileged: bool) -> RequestRules {
