@@ -66,19 +66,30 @@ impl PolicyCaches {
                 futures::future::ready(())
             }),
         );
+        // Only label changes of known namespaces matter: a new namespace has no memberships yet.
         let mut labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        let mut relabelled_while_relisting = false;
         spawn_until(
             term,
             namespace_events.for_each(move |event| {
-                let mut note = |ns: &Namespace| {
+                let mut relabelled = |ns: &Namespace| {
                     let now = ns.labels().clone();
                     let before = labels.insert(ns.name_any(), now.clone());
                     before.is_some_and(|b| b != now)
                 };
                 match event {
-                    Ok(watcher::Event::Apply(ns)) if note(&ns) => bump_on(&changed),
-                    Ok(watcher::Event::Apply(ns) | watcher::Event::InitApply(ns)) => {
-                        note(&ns);
+                    Ok(watcher::Event::Apply(ns)) => {
+                        if relabelled(&ns) {
+                            bump_on(&changed);
+                        }
+                    }
+                    Ok(watcher::Event::InitApply(ns)) => {
+                        relabelled_while_relisting |= relabelled(&ns);
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        if std::mem::take(&mut relabelled_while_relisting) {
+                            bump_on(&changed);
+                        }
                     }
                     _ => {}
                 }
