@@ -78,18 +78,14 @@ impl PolicyCaches {
                     before.is_some_and(|b| b != now)
                 };
                 match event {
-                    Ok(watcher::Event::Apply(ns)) => {
-                        if relabelled(&ns) {
-                            bump_on(&changed);
-                        }
-                    }
+                    Ok(watcher::Event::Apply(ns)) if relabelled(&ns) => bump_on(&changed),
                     Ok(watcher::Event::InitApply(ns)) => {
                         relabelled_while_relisting |= relabelled(&ns);
                     }
-                    Ok(watcher::Event::InitDone) => {
-                        if std::mem::take(&mut relabelled_while_relisting) {
-                            bump_on(&changed);
-                        }
+                    Ok(watcher::Event::InitDone)
+                        if std::mem::take(&mut relabelled_while_relisting) =>
+                    {
+                        bump_on(&changed);
                     }
                     _ => {}
                 }
