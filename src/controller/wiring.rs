@@ -18,11 +18,13 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings `run` takes from its flags: the operator-wide provisioning switch.
+    /// The settings `run` takes from its flags: the operator-wide provisioning switch and
+    /// whether grants need an AccessPolicy.
     pub fn from_args(args: &RunArgs) -> Self {
         Settings {
             membership: membership::Settings {
                 provisioning: args.provisioning_enabled(),
+                require_policy: args.require_policy,
                 ..membership::Settings::default()
             },
         }

@@ -7,7 +7,7 @@
 //! these specs equal the authenticated user. The operator honours approvals only while that
 //! policy is installed and enforcing (see `docs/access-requests.md`).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use super::connector::DURATION_PATTERN;
 use super::membership::ConnectorRef;
 
-/// Cluster-wide rules for just-in-time access. One policy may later also carry guard rails for
-/// standing `GroupMembership`s; today it has the `requests` section only.
+/// Cluster-wide rules a platform team sets and tenants cannot edit: which groups may be asked
+/// for through `AccessRequest`s (`requests`), and which namespaces may declare standing
+/// `GroupMembership`s in which groups of which Okta org (`standing`).
 // Each printcolumn(...) repeats the same keys, which clippy mistakes for duplicates.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -26,12 +27,18 @@ use super::membership::ConnectorRef;
     kind = "AccessPolicy",
     shortname = "ap",
     category = "okta",
-    doc = "AccessPolicy says which Okta groups of which connector may be requested through AccessRequests, by whom, for how long, and how many approvals a request needs. Approvers are people allowed the RBAC verb `approve` on this AccessPolicy (optionally narrowed to listed users or groups).",
+    doc = "AccessPolicy is a cluster-wide grant policy. Its requests section says which Okta groups of which connector may be requested through AccessRequests, by whom, for how long, and how many approvals a request needs; approvers are people allowed the RBAC verb `approve` on this AccessPolicy (optionally narrowed to listed users or groups). Its standing section says which namespaces may declare standing GroupMemberships in which groups of which Okta org (enforced with `run --require-policy`), and which groups holding Okta admin roles may be granted at all.",
     printcolumn(
         name = "Connector",
         type_ = "string",
         json_path = ".spec.requests.connectorRef.name",
         description = "The connector, in the requesting namespace"
+    ),
+    printcolumn(
+        name = "Org",
+        type_ = "string",
+        json_path = ".spec.standing.domain",
+        description = "The Okta org its standing rules cover"
     ),
     printcolumn(
         name = "Approvals",
@@ -51,10 +58,68 @@ use super::membership::ConnectorRef;
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = Rule::new("has(self.requests) ? true : has(self.standing)").message("set requests, standing or both"))]
 #[serde(rename_all = "camelCase")]
 pub struct AccessPolicySpec {
-    /// Rules for `AccessRequest`s naming this policy.
-    pub requests: RequestRules,
+    /// Rules for `AccessRequest`s naming this policy. Unset: no request may name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestRules>,
+
+    /// Rules for standing `GroupMembership`s: which namespaces may declare memberships in
+    /// which groups of which Okta org. Unset: this policy allows no standing membership.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing: Option<StandingRules>,
+}
+
+/// Which namespaces may declare standing `GroupMembership`s in which groups of one Okta org.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StandingRules {
+    /// The namespaces (by their labels) whose `GroupMembership`s these rules allow. `{}`
+    /// selects every namespace; a selector the API server would reject selects none.
+    pub namespace_selector: LabelSelector,
+
+    /// The Okta org, as the connectors' `domain` (such as `acme.okta.com`; compared after the
+    /// same normalisation), so one rule covers every namespace's connector for that org.
+    #[schemars(length(min = 1, max = 253))]
+    pub domain: String,
+
+    /// Narrows the rules to connectors of this name. Unset: any connector for the org.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub connector_name: Option<String>,
+
+    /// The groups that may be granted. 1 to 100 entries.
+    #[schemars(length(min = 1, max = 100))]
+    pub groups: Vec<GroupRule>,
+}
+
+/// Okta groups a standing rule allows: one exact name, one id, or every name with a prefix.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.name), has(self.id), has(self.namePrefix)].filter(x, x).size() == 1").message("set exactly one of name, id and namePrefix"))]
+#[x_kube(validation = Rule::new("!(self.allowPrivileged && has(self.namePrefix))").message("allowPrivileged needs an exact name or id, not a namePrefix"))]
+pub struct GroupRule {
+    /// The group's name (`profile.name`), matched exactly, case included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub name: Option<String>,
+
+    /// The group's Okta id, such as `00g1abcd2EFGH3ijk4x7`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub id: Option<String>,
+
+    /// Every group whose name starts with this text, case included (a pattern anchored at
+    /// the start; `team-a-` never matches `Steam-a-Admins`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub name_prefix: Option<String>,
+
+    /// Whether the group may be granted although it holds an Okta admin role (standard or
+    /// custom). Only with an exact `name` or `id`.
+    #[serde(default)]
+    pub allow_privileged: bool,
 }
 
 /// Who may request which groups, for how long, and how requests are approved.
@@ -108,6 +173,11 @@ pub struct RequestRules {
     /// Whether a request must give a reason.
     #[serde(default)]
     pub require_reason: bool,
+
+    /// Whether the listed groups may be granted although they hold an Okta admin role
+    /// (standard or custom). Default false: such a group is refused (`GroupHoldsAdminRole`).
+    #[serde(default)]
+    pub allow_privileged: bool,
 
     /// Break-glass: requests are approved without approvers, still recorded with a Warning
     /// Event. Identities are still checked at admission.
@@ -402,11 +472,32 @@ mod tests {
             "maxDuration": "8h",
         }}))
         .unwrap();
-        assert_eq!(spec.requests.approvals, 1);
-        assert!(!spec.requests.auto_approve && !spec.requests.allow_requests_for_others);
+        let requests = spec.requests.as_ref().unwrap();
+        assert_eq!(requests.approvals, 1);
+        assert!(!requests.auto_approve && !requests.allow_requests_for_others);
+        assert!(!requests.allow_privileged && spec.standing.is_none());
         let back = serde_json::to_value(&spec).unwrap();
         assert_eq!(back["requests"]["approvals"], 1);
         assert!(back["requests"].get("approvers").is_none());
+        assert!(back.get("standing").is_none());
+    }
+
+    #[test]
+    fn standing_rules_round_trip() {
+        let spec: AccessPolicySpec = serde_json::from_value(serde_json::json!({"standing": {
+            "namespaceSelector": {"matchLabels": {"tenant": "team-a"}},
+            "domain": "acme.okta.com",
+            "groups": [{"namePrefix": "team-a-"}, {"name": "Team A Admins", "allowPrivileged": true}],
+        }}))
+        .unwrap();
+        let standing = spec.standing.as_ref().unwrap();
+        assert!(spec.requests.is_none() && standing.connector_name.is_none());
+        assert!(!standing.groups[0].allow_privileged && standing.groups[1].allow_privileged);
+        let back = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            back["standing"]["groups"][0],
+            serde_json::json!({"namePrefix": "team-a-", "allowPrivileged": false})
+        );
     }
 
     #[test]

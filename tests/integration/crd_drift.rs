@@ -64,7 +64,7 @@ fn crds_have_the_names_kubectl_users_rely_on() {
         let expected: &[&str] = match kind {
             "OktaCiamConnector" => &["Domain", "Ready", "Users", "Groups", "Last Sync", "Age"],
             "GroupMembership" => &["Group", "Users", "Ready", "Expires", "Age"],
-            "AccessPolicy" => &["Connector", "Approvals", "Max", "Age"],
+            "AccessPolicy" => &["Connector", "Org", "Approvals", "Max", "Age"],
             "AccessRequest" => &["Phase", "Group", "User", "Approvals", "Expires", "Age"],
             "AccessApproval" => &["Request", "Decision", "Approver", "Age"],
             other => panic!("unexpected kind {other}"),

@@ -231,8 +231,9 @@ async fn e2e_every_api_call_is_granted_and_every_grant_is_used() {
     e.finish().await;
 }
 
-/// One AccessRequest through approval to an active grant, then deleted.
-async fn access_life_cycle(e: &E2e, server: &kube_test_server::TestServer, login: &str) {
+/// One AccessRequest through approval to an active grant, then deleted (also run under
+/// `--require-policy` by `e2e_policy`).
+pub(crate) async fn access_life_cycle(e: &E2e, server: &kube_test_server::TestServer, login: &str) {
     use k8s_openapi::api::admissionregistration::v1::{
         ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
     };

@@ -36,6 +36,7 @@ mod sync_scope;
 
 // The reconcilers and the runtime against the Kubernetes API test server and the emulator.
 mod connector_reconciler;
+mod membership_policy;
 mod membership_reconciler;
 mod membership_revocation;
 mod membership_scale;
@@ -54,6 +55,7 @@ mod access_requests;
 // The real operator binary, end to end.
 mod e2e_connector;
 mod e2e_leader;
+mod e2e_policy;
 mod e2e_rbac;
 mod e2e_restart;
 mod e2e_revocation;

@@ -19,6 +19,7 @@ const EXAMPLES: &[&str] = &[
     "groupmembership-expiring.yaml",
     "groupmembership-shared.yaml",
     "migration.yaml",
+    "accesspolicy-standing.yaml",
 ];
 
 fn examples() -> Vec<(String, Value)> {
@@ -56,6 +57,7 @@ fn validator(kind: &str) -> CrdValidator {
     match kind {
         "OktaCiamConnector" => CrdValidator::for_crd_file("oktaciamconnectors.yaml"),
         "GroupMembership" => CrdValidator::for_crd_file("groupmemberships.yaml"),
+        "AccessPolicy" => CrdValidator::for_crd_file("accesspolicies.yaml"),
         other => panic!("no CRD for {other}"),
     }
 }
@@ -76,11 +78,14 @@ fn every_example_custom_resource_validates_against_the_committed_crd() {
             "{file} ({}): {errors:#?}",
             doc["metadata"]["name"]
         );
-        assert_eq!(doc["metadata"]["namespace"], "identity", "{file}");
+        // AccessPolicy is cluster-scoped; the rest live in the tenant's namespace.
+        let namespace = (kind != "AccessPolicy").then_some("identity");
+        assert_eq!(doc["metadata"]["namespace"].as_str(), namespace, "{file}");
         *checked.entry(kind.to_owned()).or_default() += 1;
     }
     assert_eq!(checked.get("OktaCiamConnector"), Some(&3));
     assert_eq!(checked.get("GroupMembership"), Some(&5));
+    assert_eq!(checked.get("AccessPolicy"), Some(&1));
 }
 
 /// The contents of every fenced ```` ```yaml ```` block in `text`, in order.
@@ -510,8 +515,13 @@ const CRD_GRANTS: &[(&str, &str, &[&str])] = &[
         "groupmemberships",
         &["get", "list", "watch", "patch", "create", "delete"],
     ),
-    ("oktaciam.io", "accesspolicies", &["get"]),
-    ("oktaciam.io", "accessrequests", &["list", "watch", "patch"]),
+    ("oktaciam.io", "accesspolicies", &["get", "list", "watch"]),
+    (
+        "oktaciam.io",
+        "accessrequests",
+        &["get", "list", "watch", "patch"],
+    ),
+    ("", "namespaces", &["list", "watch"]),
     ("oktaciam.io", "accessapprovals", &["list", "watch"]),
     ("oktaciam.io", "accessrequests/status", &["patch"]),
     ("oktaciam.io", "accessrequests/finalizers", &["update"]),
@@ -979,6 +989,21 @@ async fn the_test_server_lists_exactly_these_crd_rules_as_unenforced() {
             policy,
             "spec.requests",
             "has(self.defaultDuration) ? duration(self.defaultDuration) <= duration(self.maxDuration) : true",
+        ),
+        (
+            policy,
+            "spec",
+            "has(self.requests) ? true : has(self.standing)",
+        ),
+        (
+            policy,
+            "spec.standing.groups[*]",
+            "[has(self.name), has(self.id), has(self.namePrefix)].filter(x, x).size() == 1",
+        ),
+        (
+            policy,
+            "spec.standing.groups[*]",
+            "!(self.allowPrivileged && has(self.namePrefix))",
         ),
         (policy, "spec.requests.maxDuration", positive),
         (policy, "spec.requests.defaultDuration", positive),

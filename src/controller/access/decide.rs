@@ -29,7 +29,7 @@ pub mod reason {
     pub const PENDING: &str = "Pending";
     /// The shipped admission policy is missing, modified or not enforcing.
     pub const APPROVALS_UNVERIFIABLE: &str = "ApprovalsUnverifiable";
-    /// The named AccessPolicy does not exist.
+    /// The named AccessPolicy does not exist or has no `requests` section.
     pub const POLICY_NOT_FOUND: &str = "PolicyNotFound";
     /// The request is not allowed under its policy.
     pub const INVALID_REQUEST: &str = "InvalidRequest";
@@ -444,7 +444,10 @@ impl<'a> Draft<'a> {
                 ConditionType::Approved,
                 false,
                 reason::POLICY_NOT_FOUND,
-                format!("AccessPolicy {} does not exist", input.spec.policy),
+                format!(
+                    "AccessPolicy {} does not exist or has no requests section",
+                    input.spec.policy
+                ),
             );
             self.not_granted("nothing is granted");
             return;
@@ -605,7 +608,7 @@ impl<'a> Draft<'a> {
                     return self.fail(
                         reason::POLICY_NOT_FOUND,
                         format!(
-                            "AccessPolicy {} was deleted before the grant",
+                            "AccessPolicy {} was deleted (or lost its requests section) before the grant",
                             input.spec.policy
                         ),
                     );
@@ -752,6 +755,7 @@ mod tests {
             approvals: 2,
             approvers: None,
             require_reason: true,
+            allow_privileged: false,
             auto_approve: false,
             pending_timeout: None,
         }

@@ -250,7 +250,8 @@ async fn round(req: &AccessRequest, shared: &Shared, deleting: bool) -> Result<A
     let policy = Api::<AccessPolicy>::all(kube.clone())
         .get_opt(&req.spec.policy)
         .await?;
-    let rules = policy.as_ref().map(|p| &p.spec.requests);
+    // A policy with only a `standing` section allows no request: as if it did not exist.
+    let rules = policy.as_ref().and_then(|p| p.spec.requests.as_ref());
     let connector = match rules {
         Some(r) => {
             Api::<OktaCiamConnector>::namespaced(kube.clone(), &ns)

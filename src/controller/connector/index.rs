@@ -29,8 +29,8 @@ use crate::controller::runtime::clients::{ClientRegistry, ConnectorKey};
 use crate::sync::changes::AccessState;
 use crate::sync::scope::{EmailDomains, GroupNameFilter};
 use crate::sync::snapshot::{
-    Grant, GrantKind, LogCursor, Snapshot, SnapshotCustomRole, SnapshotGroup, SnapshotRole,
-    SnapshotUser,
+    Grant, GrantKind, LogCursor, PrincipalType, Snapshot, SnapshotCustomRole, SnapshotGroup,
+    SnapshotRole, SnapshotUser,
 };
 
 /// What the membership reconciler needs to know about the connector itself, as of its last
@@ -63,6 +63,8 @@ struct Tables {
     groups_by_id: HashMap<String, usize>,
     groups_by_name: HashMap<String, Vec<usize>>,
     members: HashMap<String, Vec<String>>,
+    /// Per group that holds any: its admin roles, sorted (role types; custom roles by label).
+    group_roles: HashMap<String, Vec<String>>,
     /// Every grant of the snapshot, sorted, for the next sync's change log.
     grants: Vec<Grant>,
     /// The snapshot's `syncedAt`, as written.
@@ -116,6 +118,7 @@ impl ConnectorIndex {
             list.sort_unstable();
             list.dedup();
         }
+        t.group_roles = held_roles(&snapshot.grants, &snapshot.custom_roles);
         for (i, u) in snapshot.users.iter().enumerate() {
             t.users_by_id.insert(u.id.clone(), i);
             t.users_by_address.insert(u.login.to_lowercase(), i);
@@ -256,6 +259,26 @@ impl ConnectorIndex {
             .is_ok()
     }
 
+    /// The admin roles an in-scope group held at sync time (standard role types such as
+    /// `SUPER_ADMIN`, custom roles by label), sorted; empty for a group holding none. The
+    /// sync reads group-held roles completely (`docs/sync.md`), so this is the privileged-group
+    /// guard rail's source; a group the index does not know (see [`Self::group`]) must be
+    /// asked about in Okta.
+    pub fn group_roles(&self, group_id: &str) -> &[String] {
+        self.tables
+            .group_roles
+            .get(group_id)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The ids of the in-scope groups that held an admin role (standard or custom) at sync
+    /// time, sorted.
+    pub fn privileged_groups(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.tables.group_roles.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The indexed snapshot as the change log's diff sees it.
     pub fn access(&self) -> AccessState<'_> {
         AccessState {
@@ -275,6 +298,34 @@ impl ConnectorIndex {
     pub fn group_count(&self) -> usize {
         self.tables.groups.len()
     }
+}
+
+/// Per group holding any role grant: its roles, sorted and without duplicates. A custom role
+/// is named by its label when the snapshot lists it, else by its id.
+fn held_roles(
+    grants: &[Grant],
+    custom_roles: &[SnapshotCustomRole],
+) -> HashMap<String, Vec<String>> {
+    let mut held: HashMap<String, Vec<String>> = HashMap::new();
+    for g in grants
+        .iter()
+        .filter(|g| g.principal_type == PrincipalType::Group)
+    {
+        let role = match g.kind {
+            GrantKind::GroupMembership => continue,
+            GrantKind::RoleAssignment => g.target_id.clone(),
+            GrantKind::CustomRoleAssignment => custom_roles
+                .iter()
+                .find(|r| r.id == g.target_id)
+                .map_or_else(|| g.target_id.clone(), |r| r.label.clone()),
+        };
+        held.entry(g.principal_id.clone()).or_default().push(role);
+    }
+    for roles in held.values_mut() {
+        roles.sort_unstable();
+        roles.dedup();
+    }
+    held
 }
 
 /// The connector's current index: `None` until its first successful sync, after its filters
@@ -378,6 +429,41 @@ mod tests {
         assert!(ix.is_member("g1", "u2"));
         assert!(!ix.is_member("g2", "u2"));
         assert!(ix.members("missing").is_empty());
+    }
+
+    #[test]
+    fn group_held_roles_are_exposed_per_group_with_custom_roles_by_label() {
+        let mut s = snapshot();
+        let group_grant = |kind, group: &str, target: &str| Grant {
+            kind,
+            principal_type: PrincipalType::Group,
+            principal_id: group.into(),
+            target_id: target.into(),
+            resource_set: None,
+        };
+        s.grants
+            .push(group_grant(GrantKind::RoleAssignment, "g1", "SUPER_ADMIN"));
+        s.grants
+            .push(group_grant(GrantKind::CustomRoleAssignment, "g1", "cr1"));
+        s.grants
+            .push(group_grant(GrantKind::RoleAssignment, "g1", "SUPER_ADMIN"));
+        s.grants.push(Grant {
+            principal_type: PrincipalType::User,
+            ..group_grant(GrantKind::RoleAssignment, "u1", "ORG_ADMIN")
+        });
+        s.custom_roles = vec![SnapshotCustomRole {
+            id: "cr1".into(),
+            label: "Help Desk Plus".into(),
+            permissions: Vec::new(),
+        }];
+        let ix = ConnectorIndex::build(s, facts(&["example.com"], None), Timestamp::UNIX_EPOCH);
+        assert_eq!(ix.group_roles("g1"), ["Help Desk Plus", "SUPER_ADMIN"]);
+        assert!(ix.group_roles("g2").is_empty(), "memberships are no roles");
+        assert_eq!(
+            ix.privileged_groups(),
+            ["g1"],
+            "a user's own role makes no group privileged"
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`indexed`]: exact answers from the connector's last sync, so lookups skip Okta.
 //! - [`lookup`]: the round's Okta reads and writes through the connector's shared client.
 //! - [`batch`]: the rounds of one group run in batches that share the record's reads and writes.
+//! - [`policies`]: the grant-policy gate's facts (AccessPolicies, namespace labels, the owning
+//!   AccessRequest, the group's admin roles).
 //! - [`members`]: group member lists shared by the rounds of one group for a short while.
 //! - [`reconcile`]: the controller that ties them together ([`run`]).
 
@@ -14,6 +16,7 @@ pub mod decide;
 pub mod indexed;
 pub mod lookup;
 pub mod members;
+pub mod policies;
 pub mod reconcile;
 pub mod record;
 pub mod status;

@@ -9,7 +9,9 @@
 //! their connectors (a connector turning ready, enabling provisioning, or finishing a sync
 //! re-reconciles every membership that names it: this is the drift check), any change in
 //! the client registry (a connector's client or index appearing), the exact expiry instant,
-//! and a periodic resync. A status equal to the one the object shows is not rewritten.
+//! a change to any `AccessPolicy` or to a namespace's labels (the grant-policy gate's facts,
+//! [`policies`](super::policies)), and a periodic resync. A status equal to the one the object
+//! shows is not rewritten.
 //!
 //! A round that fails or must retry (a failed lookup or write) is retried after
 //! [`Settings::retry_delay`], doubled for each further consecutive failure of the same
@@ -87,6 +89,7 @@ use super::decide::{
 };
 use super::lookup;
 use super::members::MemberCache;
+use super::policies::{self, PolicyCaches};
 use super::record::{self, RecordStore, Versioned};
 use super::status::{
     build_status, declared_ids, deletion_policy_of, effective_since_of, is_live_at, lifecycle_of,
@@ -158,6 +161,9 @@ pub struct Settings {
     /// How long into a leadership term a round waits quietly for a Ready connector's client
     /// before reporting `ConnectorNotReady` ([`decide::await_client`]).
     pub await_client_max: Duration,
+    /// `run --require-policy`: a grant needs an `AccessPolicy` that allows it
+    /// ([`decide::check_grant_policy`]); off, only privileged groups need one.
+    pub require_policy: bool,
 }
 
 impl Default for Settings {
@@ -170,6 +176,7 @@ impl Default for Settings {
             provisioning: true,
             members_max_age: Duration::from_secs(30),
             await_client_max: Duration::from_secs(60),
+            require_policy: false,
         }
     }
 }
@@ -195,6 +202,8 @@ struct Shared {
     batches: Arc<Batches<Job>>,
     /// This term's last write to each membership.
     written: Written,
+    /// Every AccessPolicy and namespace, for the grant-policy gate.
+    policies: PolicyCaches,
 }
 
 /// What this term last wrote to each membership (by uid: one incarnation), so a round can
@@ -401,6 +410,7 @@ async fn run_term(
     caches_synced: &CachesSynced,
 ) {
     let mut connector_stores = Vec::new();
+    let (policies, policy_changes) = PolicyCaches::start(&ctx.kube, &term);
     let controllers: Vec<Controller<GroupMembership>> = gm_apis(ctx)
         .into_iter()
         .map(|(gms, connectors)| {
@@ -424,6 +434,7 @@ async fn run_term(
                     memberships_of(&store, &c)
                 })
                 .reconcile_all_on(registry)
+                .reconcile_all_on(tokio_stream_of(policy_changes.clone()))
                 .graceful_shutdown_on(term.clone().cancelled_owned())
         })
         .collect();
@@ -445,6 +456,7 @@ async fn run_term(
         },
         batches: Arc::default(),
         written: Written::default(),
+        policies,
     });
     let caches_synced = caches_synced.clone();
     run_kind(
@@ -916,6 +928,7 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         .as_ref()
         .filter(|_| revocable && may_let_go);
     let mut found = look_up(&subject, &connector, client).await;
+    let policy = policy_facts(shared, &subject.gm, &connector, client, &found).await;
     let location =
         connector
             .domain
@@ -944,6 +957,7 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
             effective_since: effective_since_of(&subject.gm),
             previous: subject.previous.clone(),
             now: Timestamp::now(),
+            policy,
         },
         client: client.cloned(),
         group_ok: found.group_ok,
@@ -979,6 +993,53 @@ async fn attempt_round(stale: &GroupMembership, shared: &Shared) -> Result<Next>
         settled,
     )
     .await
+}
+
+/// The grant-policy gate's facts. Only a round that may grant (live, admitted, the group
+/// found) waits for the caches' first listing and looks for the owning AccessRequest and the
+/// group's admin roles; whatever it cannot learn makes its grants wait, never its revocations.
+async fn policy_facts(
+    shared: &Shared,
+    gm: &GroupMembership,
+    connector: &Connector,
+    client: Option<&OktaClient>,
+    found: &Found,
+) -> decide::PolicyFacts {
+    let may_grant = found.lifecycle == Lifecycle::Live && found.group_ok;
+    let (Some(client), GroupLookup::Found(group), true) = (client, &found.group, may_grant) else {
+        return shared.policies.facts(
+            gm,
+            shared.settings.require_policy,
+            None,
+            &shared.ctx.domain_policy,
+            None,
+            decide::GroupRoles::NoRole,
+        );
+    };
+    let mut undecided = None;
+    if !shared.policies.listed().await {
+        undecided = Some("the AccessPolicies and namespaces are not listed yet".to_owned());
+    }
+    let request = match shared.policies.request_of(&shared.ctx.kube, gm).await {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::warn!(membership = %owner_key(gm), error = %e, "reading the owning AccessRequest failed");
+            undecided = Some("the owning AccessRequest could not be read".to_owned());
+            None
+        }
+    };
+    let roles = policies::group_roles(connector.index.as_deref(), client, &group.id).await;
+    decide::PolicyFacts {
+        undecided,
+        ..shared.policies.facts(
+            gm,
+            shared.settings.require_policy,
+            connector.domain.clone(),
+            &shared.ctx.domain_policy,
+            request,
+            roles,
+        )
+    }
 }
 
 /// Runs one batch of a group's jobs by the crash-safety protocol and answers each job;

@@ -318,6 +318,7 @@ mod tests {
             effective_since: effective_since_of(gm),
             previous: previous_rows(gm),
             now,
+            policy: decide::PolicyFacts::default(),
         }
     }
 

@@ -94,6 +94,23 @@ pub struct RunArgs {
     )]
     pub baton_provisioning: Option<bool>,
 
+    /// Grant a `GroupMembership` only where an `AccessPolicy` allows it: its `standing` rules
+    /// (namespace selector, org, group), or for a membership an approved `AccessRequest`
+    /// created, that request's policy. Others are refused (`NotAllowedByPolicy`) before any
+    /// Okta write; revocations never wait for a policy. Default: false (the install
+    /// manifests turn it on).
+    #[arg(
+        long,
+        env = "OKTA_CIAM_REQUIRE_POLICY",
+        value_name = "true|false",
+        default_value_t = false,
+        default_missing_value = "true",
+        num_args = 0..=1,
+        require_equals = true,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub require_policy: bool,
+
     /// On SIGTERM, how long to wait for in-flight work before abandoning it.
     #[arg(long, env = "OKTA_CIAM_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -224,6 +241,15 @@ mod tests {
         ]);
         assert_eq!(a.watched_namespaces(), ["a", "b", "c"]);
         assert_eq!(a.allowed_domain_suffixes(), ["example.com"]);
+    }
+
+    #[test]
+    fn require_policy_is_a_switch_that_also_takes_a_boolean() {
+        assert!(parse(&["--require-policy"]).require_policy);
+        assert!(parse(&["--require-policy=true"]).require_policy);
+        assert!(!parse(&["--require-policy=false"]).require_policy);
+        // A value needs '=': a following word is not taken as the flag's value.
+        assert!(Wrapper::try_parse_from(["run", "--require-policy", "false"]).is_err());
     }
 
     #[test]

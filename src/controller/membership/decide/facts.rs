@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::{GroupRecord, UserStatus};
+use super::{GroupRecord, PolicyFacts, UserStatus};
 
 /// What the decision needs to know about the referenced `OktaCiamConnector`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,4 +197,6 @@ pub struct Input {
     pub previous: Vec<UserStatus>,
     /// The current time.
     pub now: Timestamp,
+    /// What the grant-policy gates look at ([`check_grant_policy`]).
+    pub policy: PolicyFacts,
 }

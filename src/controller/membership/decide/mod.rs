@@ -11,9 +11,13 @@
 //! group ([`check_group`]: not found, renamed since it was resolved, not `OKTA_GROUP`,
 //! outside the group-name filter; a renamed group found by its recorded id still admits
 //! letting go of the operator's grants, see [`check_group_for`]),
+//! then, for grants only, the grant policy ([`check_grant_policy`]: with `--require-policy`
+//! no `AccessPolicy` allows the namespace to grant the group, then the group holds an Okta
+//! admin role that no policy names exactly with `allowPrivileged`),
 //! then each user ([`check_user`]: not found, ambiguous, outside the email domains,
-//! suspended or deprovisioned). A connector or group refusal stops every grant for the
-//! group; a user refusal stops grants for that user only.
+//! not active). A connector or group refusal stops every grant for the group; a grant-policy
+//! refusal stops every grant of the group, and the memberships the declaration already holds
+//! stay until it lets go of them; a user refusal stops grants for that user only.
 //!
 //! Revoking the operator's own grants (an expiry, a deletion, an entry removed from the spec)
 //! passes far fewer rails ([`check_revocation`], [`check_group_to_let_go`]): the connector
@@ -105,6 +109,7 @@ mod facts;
 mod gates;
 mod ownership;
 mod plan;
+mod policy;
 mod report;
 mod round;
 mod settle;
@@ -113,6 +118,7 @@ pub use facts::*;
 pub use gates::*;
 pub use ownership::*;
 pub use plan::*;
+pub use policy::*;
 pub use report::*;
 pub use round::*;
 pub use settle::Outcome;

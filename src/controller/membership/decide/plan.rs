@@ -9,8 +9,8 @@ use super::report::name_a_few;
 use super::{
     DeletionPolicy, Expiry, GroupLookup, GroupRecord, Input, Lifecycle, OktaUser, Origin,
     Ownership, Reason, Refusal, UserLookup, UserState, UserStatus, check_connector,
-    check_group_for, check_group_to_let_go, check_operator, check_revocation, check_user,
-    is_expired, lost_grants,
+    check_grant_policy, check_group_for, check_group_to_let_go, check_operator, check_revocation,
+    check_user, is_expired, lost_grants,
 };
 
 /// What the plan does for one user.
@@ -252,6 +252,12 @@ impl<'a> Round<'a> {
             .iter()
             .filter_map(|p| p.user_id.as_deref().map(|id| (id, p)))
             .collect();
+        // Gates grants only: a round that lets go never asks, and a refused entry keeps its id
+        // (so what it already holds is not let go; see `check_grant_policy`).
+        let grant_policy = match (&gate, letting_go) {
+            (Ok((_, g)), None) => check_grant_policy(&input.policy, g, &input.users),
+            _ => Ok(()),
+        };
         let resolved = input
             .users
             .iter()
@@ -264,7 +270,9 @@ impl<'a> Round<'a> {
                 };
                 let verdict = match &gate {
                     Err(refusal) => Err(refusal.clone()),
-                    Ok((c, _)) => check_user(&d.user, &d.lookup, c),
+                    Ok((c, _)) => grant_policy
+                        .clone()
+                        .and_then(|()| check_user(&d.user, &d.lookup, c)),
                 };
                 Resolved {
                     user: &d.user,

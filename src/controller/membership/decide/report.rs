@@ -33,6 +33,12 @@ pub enum Reason {
     GroupNotOktaManaged,
     /// The group's name is outside the connector's group-name filter.
     GroupOutOfScope,
+    /// With `run --require-policy`, no `AccessPolicy` allows this namespace to grant the
+    /// group (see [`check_grant_policy`](super::check_grant_policy)).
+    NotAllowedByPolicy,
+    /// The group holds an Okta admin role and no `AccessPolicy` names it exactly with
+    /// `allowPrivileged: true`.
+    GroupHoldsAdminRole,
     /// The user is outside the connector's email domains.
     UserOutOfScope,
     /// No Okta user matches the entry.
@@ -87,6 +93,8 @@ impl Reason {
             Reason::GroupRenamed => "GroupRenamed",
             Reason::GroupNotOktaManaged => "GroupNotOktaManaged",
             Reason::GroupOutOfScope => "GroupOutOfScope",
+            Reason::NotAllowedByPolicy => "NotAllowedByPolicy",
+            Reason::GroupHoldsAdminRole => "GroupHoldsAdminRole",
             Reason::UserOutOfScope => "UserOutOfScope",
             Reason::UserNotFound => "UserNotFound",
             Reason::UserAmbiguous => "UserAmbiguous",
@@ -111,7 +119,7 @@ impl Reason {
 
 impl Reason {
     /// Every reason, for documentation and exhaustive tests (the Argo CD health check's).
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 29] = [
         Reason::InvalidSpec,
         Reason::ConnectorNotFound,
         Reason::ConnectorNotReady,
@@ -121,6 +129,8 @@ impl Reason {
         Reason::GroupRenamed,
         Reason::GroupNotOktaManaged,
         Reason::GroupOutOfScope,
+        Reason::NotAllowedByPolicy,
+        Reason::GroupHoldsAdminRole,
         Reason::UserOutOfScope,
         Reason::UserNotFound,
         Reason::UserAmbiguous,
@@ -153,6 +163,8 @@ impl Reason {
             | Reason::GroupRenamed
             | Reason::GroupNotOktaManaged
             | Reason::GroupOutOfScope
+            | Reason::NotAllowedByPolicy
+            | Reason::GroupHoldsAdminRole
             | Reason::UserOutOfScope
             | Reason::UserNotFound
             | Reason::UserAmbiguous

@@ -296,10 +296,21 @@ impl Plan {
                 message: format!("the grant to {} has expired", self.group_label),
             }
         } else if let (Some(reason), text) = summarize(not_granted) {
+            // A grant-policy refusal is about the group and namespace, not a user: say which.
+            let policy_refusal = users.iter().find(|u| {
+                u.reason == reason
+                    && matches!(
+                        reason,
+                        Reason::NotAllowedByPolicy | Reason::GroupHoldsAdminRole
+                    )
+            });
             Condition {
                 status: false,
                 reason,
-                message: text,
+                message: match policy_refusal {
+                    Some(u) => format!("{text}; {}", u.message),
+                    None => text,
+                },
             }
         } else {
             Condition {

@@ -81,6 +81,7 @@ fn input(users: &[&str]) -> Input {
         effective_since: None,
         previous: Vec::new(),
         now: now(),
+        policy: PolicyFacts::default(),
     }
 }
 
