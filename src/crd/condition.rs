@@ -17,6 +17,15 @@ pub enum ConditionType {
     Expired,
     /// AccessRequest: the request is approved (False with the reason it is not, yet or ever).
     Approved,
+    /// AccessReview: the items are frozen and stored.
+    Frozen,
+    /// AccessReview: decisions are counted (False while the admission policy that proves who
+    /// decided cannot be verified).
+    DecisionsCounted,
+    /// AccessReview: past `dueAt` with items nobody decided.
+    Overdue,
+    /// AccessReview: every revoked item has its remediation outcome.
+    Remediated,
 }
 
 impl ConditionType {
@@ -28,6 +37,10 @@ impl ConditionType {
             Self::Synced => "Synced",
             Self::Expired => "Expired",
             Self::Approved => "Approved",
+            Self::Frozen => "Frozen",
+            Self::DecisionsCounted => "DecisionsCounted",
+            Self::Overdue => "Overdue",
+            Self::Remediated => "Remediated",
         }
     }
 }

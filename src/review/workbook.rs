@@ -298,6 +298,7 @@ mod tests {
             kind,
             user_id: "00ua".into(),
             user_login: "alice@example.com".into(),
+            user_email: None,
             user_name: "Alice".into(),
             target_id: "00g1".into(),
             target_name: "Engineering".into(),
@@ -306,6 +307,7 @@ mod tests {
             via_group_name: (source == GrantSource::ViaGroup).then(|| "Everyone".to_owned()),
             source,
             group_type: None,
+            declared_by: None,
         }
     }
 

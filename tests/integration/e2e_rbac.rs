@@ -238,7 +238,7 @@ async fn access_life_cycle(e: &E2e, server: &kube_test_server::TestServer, login
     };
     use kube::Api;
     use kube::api::PostParams;
-    use okta_ciam_operator::controller::access::admission::SHIPPED;
+    use okta_ciam_operator::controller::admission::SHIPPED;
     use okta_ciam_operator::crd::{AccessApproval, AccessPhase, AccessPolicy, AccessRequest};
     let (vap, binding) = SHIPPED.clone();
     let post = PostParams::default();

@@ -12,12 +12,15 @@ use super::{Error, Result};
 pub const API_VERSION: &str = "oktaciam.io/v1alpha1";
 
 /// The plural resource names that must be served, with their CRD names for messages.
-pub const REQUIRED_RESOURCES: [(&str, &str); 5] = [
+pub const REQUIRED_RESOURCES: [(&str, &str); 8] = [
     ("oktaciamconnectors", "oktaciamconnectors.oktaciam.io"),
     ("groupmemberships", "groupmemberships.oktaciam.io"),
     ("accesspolicies", "accesspolicies.oktaciam.io"),
     ("accessrequests", "accessrequests.oktaciam.io"),
     ("accessapprovals", "accessapprovals.oktaciam.io"),
+    ("accessreviews", "accessreviews.oktaciam.io"),
+    ("accessreviewchunks", "accessreviewchunks.oktaciam.io"),
+    ("accessreviewdecisions", "accessreviewdecisions.oktaciam.io"),
 ];
 
 /// The CRD names whose resources are absent from a discovery answer (`None`: the whole group

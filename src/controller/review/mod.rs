@@ -1,0 +1,13 @@
+//! User access reviews in the cluster (`AccessReview`, `AccessReviewChunk`,
+//! `AccessReviewDecision`; see `docs/reviews.md`).
+//!
+//! - [`decide`]: the pure decisions (declared memberships, the tally of decisions, what
+//!   remediation does with an item).
+//! - [`reconcile`]: the `AccessReview` controller that freezes, tallies and remediates
+//!   ([`run`]). Decisions are authenticated as approvals are, through
+//!   [`admission`](crate::controller::admission).
+
+pub mod decide;
+pub mod reconcile;
+
+pub use reconcile::{Settings, run, run_with};
