@@ -331,13 +331,8 @@ async fn round(review: &AccessReview, shared: &Shared) -> Result<Action> {
                     format!("no decision counts and nothing is remediated: {why}"),
                 ),
             );
-            // Counted decisions stay as last recorded; nothing new counts.
-            decide::Tally {
-                counts: status.decisions.unwrap_or_default(),
-                reviewers: status.reviewers.clone(),
-                refused: status.refused_decisions.clone(),
-                by_item: HashMap::new(),
-            }
+            // Fail closed: while nobody can tell who decided, no decision counts.
+            decide::tally(&review.spec, &review.uid().unwrap_or_default(), &items, &[])
         }
     };
     let due = review.spec.due_at.0;
