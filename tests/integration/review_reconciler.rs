@@ -20,7 +20,7 @@ use kube::api::{ListParams, PostParams};
 use kube_test_server::{AuthzRule, AuthzSubject};
 use membership_support::*;
 use okta_ciam_operator::controller::admission;
-use okta_ciam_operator::controller::review;
+use okta_ciam_operator::controller::review::{self, report};
 use okta_ciam_operator::controller::runtime::Context;
 use okta_ciam_operator::controller::runtime::leader::Leadership;
 use okta_ciam_operator::controller::runtime::server::Readiness;
@@ -28,6 +28,8 @@ use okta_ciam_operator::crd::review::{
     AccessReviewChunk, GrantSource, ItemKind, ItemOutcome, ReviewItem, ReviewPhase,
 };
 use okta_ciam_operator::crd::{AccessReview, AccessReviewDecision, MembershipOrigin};
+use okta_ciam_operator::review::cli::WorkbookFormat;
+use okta_ciam_operator::review::workbook;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -470,7 +472,44 @@ async fn decisions_are_counted_refused_and_remediated_over_http() {
         Some(ItemOutcome::AlreadyRemoved)
     );
     r.h.wait_event(REVIEW, "Normal", "Completed").await;
+
+    // The evidence, as `review report` reads it from the cluster.
+    let args = report::ReportArgs {
+        name: REVIEW.to_owned(),
+        namespace: Some(NS.to_owned()),
+        format: WorkbookFormat::Csv,
+        output: None,
+    };
+    let rows = report::read(r.h.kube.clone(), &args).await.unwrap();
+    assert_eq!(rows.len(), items.len());
+    let mut csv = Vec::new();
+    workbook::write_report_csv(&rows, &mut csv).unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    let digest = done_digest(&r).await;
+    let alice_row = csv
+        .lines()
+        .find(|l| l.starts_with(&id(alice, "Engineering")))
+        .unwrap();
+    for field in [
+        digest.as_str(),
+        "Revoke",
+        "carol@example.com",
+        "d1-eng by carol@example.com",
+        "d1-eng",
+        "Removed",
+    ] {
+        assert!(alice_row.contains(field), "{field} not in {alice_row}");
+    }
+    assert!(csv.lines().next().unwrap().ends_with(
+        "snapshotDigest,decision,reviewer,note,decidedAt,decidedBy,outcome,outcomeDetail"
+    ));
+    assert!(csv.contains("eng (Preexisting)"));
     r.shutdown().await;
+}
+
+async fn done_digest(r: &Reviews) -> String {
+    let review = r.reviews().get(REVIEW).await.unwrap();
+    review.status.unwrap().snapshot_digest.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
