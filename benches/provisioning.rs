@@ -38,12 +38,15 @@ use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_okta-ciam-operator");
 /// Every CRD the operator requires.
-const CRDS: [&str; 5] = [
+const CRDS: [&str; 8] = [
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/oktaciamconnectors.yaml"),
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/groupmemberships.yaml"),
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accesspolicies.yaml"),
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessrequests.yaml"),
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessapprovals.yaml"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessreviews.yaml"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessreviewchunks.yaml"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessreviewdecisions.yaml"),
 ];
 /// The operator's bearer token towards the test server, to tell its requests from the
 /// benchmark's own.

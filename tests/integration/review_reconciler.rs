@@ -552,3 +552,23 @@ async fn without_the_admission_policy_nothing_counts_and_nothing_is_removed() {
     assert_eq!(r.deletes(), 0);
     r.shutdown().await;
 }
+
+#[test]
+fn the_review_examples_validate_against_the_committed_crds() {
+    use crate::common::{CrdValidator, load_yaml_docs};
+    let mut seen = Vec::new();
+    for file in ["campaign.yaml", "decision.yaml"] {
+        for doc in load_yaml_docs(&format!("manifests/examples/review/{file}")) {
+            let kind = doc["kind"].as_str().unwrap().to_owned();
+            let crd = match kind.as_str() {
+                "AccessReview" => "accessreviews.yaml",
+                "AccessReviewDecision" => "accessreviewdecisions.yaml",
+                other => panic!("{file}: unexpected {other}"),
+            };
+            let errors = CrdValidator::for_crd_file(crd).errors(&doc);
+            assert!(errors.is_empty(), "{file}: {errors:#?}");
+            seen.push(kind);
+        }
+    }
+    assert_eq!(seen, ["AccessReview", "AccessReviewDecision"]);
+}
