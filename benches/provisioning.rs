@@ -46,7 +46,10 @@ const CRDS: [&str; 8] = [
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessapprovals.yaml"),
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessreviews.yaml"),
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessreviewchunks.yaml"),
-    concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessreviewdecisions.yaml"),
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/accessreviewdecisions.yaml"
+    ),
 ];
 /// The operator's bearer token towards the test server, to tell its requests from the
 /// benchmark's own.
@@ -429,7 +432,7 @@ async fn access_benchmark(samples: usize) {
     use k8s_openapi::api::admissionregistration::v1::{
         ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
     };
-    use okta_ciam_operator::controller::access::admission::SHIPPED;
+    use okta_ciam_operator::controller::admission::SHIPPED;
     let server = TestServer::start(CRDS).await.expect("kube test server");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");

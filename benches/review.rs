@@ -164,7 +164,12 @@ async fn main() {
     };
     let domain = OrgDomain::parse("127.0.0.1:9", &loopback).unwrap();
     registry
-        .okta_client(&key, &domain, &ApiToken::new("bench".to_owned()), ClientOptions::default())
+        .okta_client(
+            &key,
+            &domain,
+            &ApiToken::new("bench".to_owned()),
+            ClientOptions::default(),
+        )
         .unwrap();
     let facts = ConnectorFacts {
         ready: true,
