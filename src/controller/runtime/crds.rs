@@ -86,6 +86,9 @@ mod tests {
             "accessrequests",
             "accessrequests/status",
             "accessapprovals",
+            "accessreviews",
+            "accessreviewchunks",
+            "accessreviewdecisions",
         ]);
         assert!(missing_crds(Some(&l)).is_empty());
     }
@@ -98,6 +101,9 @@ mod tests {
             "accesspolicies",
             "accessrequests",
             "accessapprovals",
+            "accessreviews",
+            "accessreviewchunks",
+            "accessreviewdecisions",
         ]);
         assert_eq!(missing_crds(Some(&l)), vec!["groupmemberships.oktaciam.io"]);
     }
@@ -112,6 +118,9 @@ mod tests {
                 "accesspolicies.oktaciam.io",
                 "accessrequests.oktaciam.io",
                 "accessapprovals.oktaciam.io",
+                "accessreviews.oktaciam.io",
+                "accessreviewchunks.oktaciam.io",
+                "accessreviewdecisions.oktaciam.io",
             ]
         );
     }
