@@ -520,7 +520,7 @@ const CRD_GRANTS: &[(&str, &str, &[&str])] = &[
     (
         "oktaciam.io",
         "accessreviewchunks",
-        &["list", "watch", "patch", "create", "delete"],
+        &["list", "create", "delete"],
     ),
     ("oktaciam.io", "accessreviews/status", &["patch"]),
     ("oktaciam.io", "accessreviewchunks/status", &["patch"]),
