@@ -38,12 +38,18 @@ use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_okta-ciam-operator");
 /// Every CRD the operator requires.
-const CRDS: [&str; 5] = [
+const CRDS: [&str; 8] = [
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/oktaciamconnectors.yaml"),
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/groupmemberships.yaml"),
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accesspolicies.yaml"),
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessrequests.yaml"),
     concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessapprovals.yaml"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessreviews.yaml"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessreviewchunks.yaml"),
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/accessreviewdecisions.yaml"
+    ),
 ];
 /// The operator's bearer token towards the test server, to tell its requests from the
 /// benchmark's own.
@@ -426,7 +432,7 @@ async fn access_benchmark(samples: usize) {
     use k8s_openapi::api::admissionregistration::v1::{
         ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
     };
-    use okta_ciam_operator::controller::access::admission::SHIPPED;
+    use okta_ciam_operator::controller::admission::SHIPPED;
     let server = TestServer::start(CRDS).await.expect("kube test server");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");

@@ -44,7 +44,8 @@ pub enum Command {
     /// Sync an org's users, groups and roles in scope into a snapshot file (`--demo`: against
     /// a built-in emulated org).
     Sync(crate::sync::cli::SyncArgs),
-    /// User access reviews from snapshot files: export a workbook, plan its Revoke decisions.
+    /// User access reviews: export a workbook from a snapshot file, plan its Revoke decisions,
+    /// report an AccessReview campaign from the cluster.
     Review(crate::review::cli::ReviewArgs),
     /// Show what changed between two snapshot files: users in or out of scope, groups,
     /// memberships and role grants added or removed.
@@ -161,7 +162,7 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Crdgen(args) => crate::crd::cli::run(args).map_err(Into::into),
             Command::Run(args) => Ok(crate::controller::run(*args).await?),
             Command::Sync(args) => crate::sync::cli::run(args).await,
-            Command::Review(args) => crate::review::cli::run(args),
+            Command::Review(args) => crate::review::cli::run(args).await,
             Command::Access(args) => Ok(crate::controller::access::cli::run(args).await?),
             Command::Diff(args) => crate::sync::diff::run(&args),
         }

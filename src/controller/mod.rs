@@ -2,8 +2,10 @@
 //! runtime around them.
 
 pub mod access;
+pub mod admission;
 pub mod connector;
 pub mod membership;
+pub mod review;
 pub mod runtime;
 pub mod wiring;
 

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use super::runtime::cli::RunArgs;
 use super::runtime::controllers::{Controller, run_all};
 use super::runtime::{self, Context, Operator};
-use super::{access, connector, membership};
+use super::{access, connector, membership, review};
 use crate::okta::OktaClient;
 
 /// Settings of the controllers that have any.
@@ -42,6 +42,7 @@ pub fn controllers(settings: Settings) -> Vec<Controller> {
             membership::run_with(ctx, settings.membership, synced)
         }),
         Controller::new("AccessRequest", access::run),
+        Controller::new("AccessReview", review::run),
     ]
 }
 

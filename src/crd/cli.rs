@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use kube::CustomResourceExt;
 
 use super::{
-    AccessApproval, AccessPolicy, AccessRequest, Error, GroupMembership, OktaCiamConnector, Result,
+    AccessApproval, AccessPolicy, AccessRequest, AccessReview, AccessReviewChunk,
+    AccessReviewDecision, Error, GroupMembership, OktaCiamConnector, Result,
 };
 
 /// Arguments of `crdgen`.
@@ -34,6 +35,15 @@ pub fn render_crds() -> Result<Vec<(&'static str, String)>> {
         ("accesspolicies.yaml", render(&AccessPolicy::crd())?),
         ("accessrequests.yaml", render(&AccessRequest::crd())?),
         ("accessapprovals.yaml", render(&AccessApproval::crd())?),
+        ("accessreviews.yaml", render(&AccessReview::crd())?),
+        (
+            "accessreviewchunks.yaml",
+            render(&AccessReviewChunk::crd())?,
+        ),
+        (
+            "accessreviewdecisions.yaml",
+            render(&AccessReviewDecision::crd())?,
+        ),
     ])
 }
 

@@ -20,6 +20,15 @@ pub enum ConditionType {
     /// Membership: set True (and kept, as the record of the incident) when the group's
     /// ownership record had lost grants the membership's status shows as the operator's.
     OwnershipRecordLost,
+    /// AccessReview: the items are frozen and stored.
+    Frozen,
+    /// AccessReview: decisions are counted (False while the admission policy that proves who
+    /// decided cannot be verified).
+    DecisionsCounted,
+    /// AccessReview: past `dueAt` with items nobody decided.
+    Overdue,
+    /// AccessReview: every revoked item has its remediation outcome.
+    Remediated,
 }
 
 impl ConditionType {
@@ -32,6 +41,10 @@ impl ConditionType {
             Self::Expired => "Expired",
             Self::Approved => "Approved",
             Self::OwnershipRecordLost => "OwnershipRecordLost",
+            Self::Frozen => "Frozen",
+            Self::DecisionsCounted => "DecisionsCounted",
+            Self::Overdue => "Overdue",
+            Self::Remediated => "Remediated",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The custom resource types (`oktaciam.io/v1alpha1`): `OktaCiamConnector`, `GroupMembership`,
-//! and for just-in-time access `AccessPolicy`, `AccessRequest` and `AccessApproval`.
+//! for just-in-time access `AccessPolicy`, `AccessRequest` and `AccessApproval`, and for user
+//! access reviews `AccessReview`, `AccessReviewChunk` and `AccessReviewDecision`.
 //!
 //! Types only, plus pure spec validation and condition helpers. The YAML under `crds/` is
 //! generated from these types by `okta-ciam-operator crdgen` and checked by `tests/integration/crd_drift.rs`.
@@ -9,6 +10,7 @@ pub mod cli;
 pub mod condition;
 pub mod connector;
 pub mod membership;
+pub mod review;
 
 use std::path::PathBuf;
 
@@ -24,6 +26,10 @@ pub use connector::{
 pub use membership::{
     ConnectorRef, DeletionPolicy, GroupMembership, GroupMembershipSpec, GroupRef, MembershipOrigin,
     MembershipStatus, UserMembershipState, UserMembershipStatus,
+};
+pub use review::{
+    AccessReview, AccessReviewChunk, AccessReviewChunkSpec, AccessReviewChunkStatus,
+    AccessReviewDecision, AccessReviewDecisionSpec, AccessReviewSpec, AccessReviewStatus,
 };
 
 /// The API group of every kind.

@@ -4,6 +4,8 @@
 //!   decision columns, stamped with the snapshot's digest.
 //! - `review apply --dry-run` reads the filled-in workbook against the same snapshot and shows
 //!   exactly what its `Revoke` decisions would remove, and what a person must do by hand.
+//! - `review report <name>` writes an `AccessReview` campaign's evidence from the cluster
+//!   ([`crate::controller::review::report`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,8 @@ pub enum ReviewCommand {
     Export(ExportArgs),
     /// Show what a filled-in workbook's Revoke decisions would remove (needs --dry-run).
     Apply(ApplyArgs),
+    /// Write an AccessReview's report (items, decisions, outcomes) from the cluster.
+    Report(crate::controller::review::report::ReportArgs),
 }
 
 /// Which snapshot and which of its grants.
@@ -95,10 +99,11 @@ pub enum PlanFormat {
 }
 
 /// Runs `review`.
-pub fn run(args: ReviewArgs) -> anyhow::Result<()> {
+pub async fn run(args: ReviewArgs) -> anyhow::Result<()> {
     match args.command {
         ReviewCommand::Export(args) => export(&args),
         ReviewCommand::Apply(args) => apply(&args),
+        ReviewCommand::Report(args) => crate::controller::review::report::run(&args).await,
     }
 }
 
@@ -199,7 +204,8 @@ fn plan_lines(planned: &[PlannedRemediation]) -> Vec<String> {
         .collect()
 }
 
-fn write_output(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes `bytes` to `path`, or to standard output.
+pub fn write_output(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
     match path {
         Some(path) => {
             std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))

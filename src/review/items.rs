@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::crd::review::{GrantSource, ItemKind, ReviewItem};
 use crate::sync::snapshot::{GrantKind, PrincipalType, Snapshot};
 
 /// Which grants a campaign covers.
@@ -17,66 +17,6 @@ pub struct ReviewScope {
     pub groups: Vec<String>,
     /// Whether admin roles (standard and custom) are reviewed too.
     pub include_roles: bool,
-}
-
-/// What an item grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum ItemKind {
-    /// The user is a member of a group.
-    GroupMembership,
-    /// The user holds a standard admin role.
-    AdminRole,
-    /// The user holds a custom admin role on a resource set.
-    CustomRole,
-}
-
-/// How the user came to hold the grant, as far as the snapshot shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum GrantSource {
-    /// Held by the user itself: a membership of an `OKTA_GROUP`, or a role assigned to the user.
-    Direct,
-    /// A role the user holds because a group it is a member of holds it.
-    ViaGroup,
-    /// A membership of an `APP_GROUP`: owned by the directory or app it was imported from.
-    Imported,
-    /// A membership of a `BUILT_IN` group (such as Everyone): Okta manages it.
-    BuiltIn,
-}
-
-/// One thing a reviewer keeps or revokes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReviewItem {
-    /// Stable id: the same grant in the same snapshot always gets the same id.
-    pub id: String,
-    /// What is granted.
-    pub kind: ItemKind,
-    /// Okta user id.
-    pub user_id: String,
-    /// The user's login.
-    pub user_login: String,
-    /// The user's display name.
-    pub user_name: String,
-    /// Group id, standard role type or custom role id.
-    pub target_id: String,
-    /// Group name or role label.
-    pub target_name: String,
-    /// The resource set of a custom role.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_set: Option<String>,
-    /// The group a role comes through ([`GrantSource::ViaGroup`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub via_group_id: Option<String>,
-    /// That group's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub via_group_name: Option<String>,
-    /// How the user holds it.
-    pub source: GrantSource,
-    /// The group's Okta type for memberships (`OKTA_GROUP`, `APP_GROUP`, `BUILT_IN`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group_type: Option<String>,
 }
 
 /// `sha256:<hex>` of a snapshot file's bytes: what an auditor can recompute with `sha256sum`.
@@ -230,6 +170,7 @@ fn item(
         kind,
         user_id: user.id.clone(),
         user_login: user.login.clone(),
+        user_email: user.email.clone(),
         user_name: user.display_name.clone(),
         target_id: target_id.to_owned(),
         target_name: target_name.to_owned(),
@@ -238,6 +179,7 @@ fn item(
         via_group_name: via_group.map(|(_, name)| name.to_owned()),
         source,
         group_type,
+        declared_by: None,
     }
 }
 

@@ -44,6 +44,7 @@ const CSV_COLUMNS: &[&str] = &[
     "viaGroupName",
     "source",
     "groupType",
+    "declaredBy",
     "snapshotDigest",
     "decision",
     "reviewer",
@@ -130,35 +131,89 @@ pub fn rows(items: &[ReviewItem], digest: &str) -> Vec<WorkbookRow> {
 
 /// Writes `rows` as CSV with [`CSV_COLUMNS`].
 pub fn write_csv(rows: &[WorkbookRow], out: impl std::io::Write) -> Result<()> {
+    write_records(CSV_COLUMNS, rows.iter().map(record), out)
+}
+
+/// The columns a campaign's report adds after [`CSV_COLUMNS`].
+const REPORT_COLUMNS: &[&str] = &["decidedAt", "decidedBy", "outcome", "outcomeDetail"];
+
+/// One row of a campaign's report: the workbook row with the decision filled in from the
+/// cluster, and what remediation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportRow {
+    /// The item, its snapshot, decision, reviewer and the decision's note.
+    #[serde(flatten)]
+    pub row: WorkbookRow,
+    /// When the counted decision was made (RFC 3339), or empty.
+    pub decided_at: String,
+    /// The `AccessReviewDecision` counted, or empty.
+    pub decided_by: String,
+    /// The remediation outcome (`Removed`, `ChangeDeclaration`, ...), or empty before it ran.
+    pub outcome: String,
+    /// The outcome's detail.
+    pub outcome_detail: String,
+}
+
+/// Writes a report as CSV: [`CSV_COLUMNS`], then [`REPORT_COLUMNS`].
+pub fn write_report_csv(rows: &[ReportRow], out: impl std::io::Write) -> Result<()> {
+    let columns: Vec<&str> = CSV_COLUMNS.iter().chain(REPORT_COLUMNS).copied().collect();
+    let records = rows.iter().map(|r| {
+        let mut fields = record(&r.row);
+        fields.extend([
+            r.decided_at.clone(),
+            r.decided_by.clone(),
+            r.outcome.clone(),
+            r.outcome_detail.clone(),
+        ]);
+        fields
+    });
+    write_records(&columns, records, out)
+}
+
+fn write_records(
+    header: &[&str],
+    records: impl Iterator<Item = Vec<String>>,
+    out: impl std::io::Write,
+) -> Result<()> {
     let mut writer = csv::Writer::from_writer(out);
-    writer.write_record(CSV_COLUMNS)?;
-    for row in rows {
-        let item = &row.item;
-        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-        writer.write_record([
-            item.id.clone(),
-            enum_text(&item.kind),
-            item.user_id.clone(),
-            item.user_login.clone(),
-            item.user_name.clone(),
-            item.target_id.clone(),
-            item.target_name.clone(),
-            opt(&item.resource_set),
-            opt(&item.via_group_id),
-            opt(&item.via_group_name),
-            enum_text(&item.source),
-            opt(&item.group_type),
-            row.snapshot_digest.clone(),
-            row.decision.clone(),
-            row.reviewer.clone(),
-            row.note.clone(),
-        ])?;
+    writer.write_record(header)?;
+    for fields in records {
+        writer.write_record(fields)?;
     }
     writer.flush().map_err(Error::Io)
 }
 
+/// A workbook row's fields in [`CSV_COLUMNS`] order.
+fn record(row: &WorkbookRow) -> Vec<String> {
+    let item = &row.item;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    vec![
+        item.id.clone(),
+        enum_text(&item.kind),
+        item.user_id.clone(),
+        item.user_login.clone(),
+        item.user_name.clone(),
+        item.target_id.clone(),
+        item.target_name.clone(),
+        opt(&item.resource_set),
+        opt(&item.via_group_id),
+        opt(&item.via_group_name),
+        enum_text(&item.source),
+        opt(&item.group_type),
+        item.declared_by
+            .as_ref()
+            .map(|d| format!("{} ({:?})", d.membership, d.origin))
+            .unwrap_or_default(),
+        row.snapshot_digest.clone(),
+        row.decision.clone(),
+        row.reviewer.clone(),
+        row.note.clone(),
+    ]
+}
+
 /// An enum's serde name (`groupMembership`, `viaGroup`, ...), the same text as in JSON.
-fn enum_text<T: Serialize>(value: &T) -> String {
+pub fn enum_text<T: Serialize>(value: &T) -> String {
     serde_json::to_value(value)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -298,6 +353,7 @@ mod tests {
             kind,
             user_id: "00ua".into(),
             user_login: "alice@example.com".into(),
+            user_email: None,
             user_name: "Alice".into(),
             target_id: "00g1".into(),
             target_name: "Engineering".into(),
@@ -306,6 +362,7 @@ mod tests {
             via_group_name: (source == GrantSource::ViaGroup).then(|| "Everyone".to_owned()),
             source,
             group_type: None,
+            declared_by: None,
         }
     }
 

@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::{CrdValidator, load_yaml_docs, repo_path};
-use okta_ciam_operator::controller::access::admission;
+use okta_ciam_operator::controller::admission;
 use serde_json::Value;
 
 const FILE: &str = "manifests/install/access-admission.yaml";
@@ -54,7 +54,7 @@ fn the_manifest_is_one_policy_and_its_denying_binding() {
     let rules = &docs[0]["spec"]["matchConstraints"]["resourceRules"][0];
     assert_eq!(
         rules["resources"],
-        serde_json::json!(["accessrequests", "accessapprovals"])
+        serde_json::json!(["accessrequests", "accessapprovals", "accessreviewdecisions"])
     );
     assert_eq!(rules["operations"], serde_json::json!(["CREATE", "UPDATE"]));
 }
@@ -67,6 +67,8 @@ fn every_spec_field_the_expressions_read_exists_in_the_crds() {
     for e in expressions() {
         let file = if e.contains("'accessapprovals'") {
             "accessapprovals.yaml"
+        } else if e.contains("'accessreviewdecisions'") {
+            "accessreviewdecisions.yaml"
         } else {
             "accessrequests.yaml"
         };
@@ -82,7 +84,7 @@ fn every_spec_field_the_expressions_read_exists_in_the_crds() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 7);
+    assert_eq!(seen, 11);
 }
 
 #[test]
@@ -103,6 +105,16 @@ fn the_expressions_cover_each_promised_check() {
     assert!(has("object.spec == oldObject.spec"));
     assert!(has(
         "request.resource.resource != 'accessapprovals' || request.operation != 'UPDATE'"
+    ));
+    assert!(has(
+        "object.spec.reviewer.username == request.userInfo.username"
+    ));
+    assert!(has("object.spec.reviewer.groups.all(g,"));
+    assert!(has(
+        "authorizer.group('oktaciam.io').resource('accessreviews').namespace(object.metadata.namespace).name(object.spec.review.name).check('review').allowed()"
+    ));
+    assert!(has(
+        "request.resource.resource != 'accessreviewdecisions' || request.operation != 'UPDATE'"
     ));
     // Balanced parentheses and quotes: a cheap guard against a broken edit.
     for e in &all {

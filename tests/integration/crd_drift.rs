@@ -31,7 +31,10 @@ fn crds_have_the_names_kubectl_users_rely_on() {
             "groupmemberships.yaml",
             "accesspolicies.yaml",
             "accessrequests.yaml",
-            "accessapprovals.yaml"
+            "accessapprovals.yaml",
+            "accessreviews.yaml",
+            "accessreviewchunks.yaml",
+            "accessreviewdecisions.yaml"
         ]
     );
     for (_, yaml) in &crds {
@@ -51,8 +54,12 @@ fn crds_have_the_names_kubectl_users_rely_on() {
         );
         let version = &crd["spec"]["versions"][0];
         assert_eq!(version["name"], "v1alpha1");
-        // Policies and approvals are written by people only; they have no status.
-        if !matches!(kind, "AccessPolicy" | "AccessApproval") {
+        // Policies, approvals and review decisions are written by people only; they have no
+        // status.
+        if !matches!(
+            kind,
+            "AccessPolicy" | "AccessApproval" | "AccessReviewDecision"
+        ) {
             assert_eq!(version["subresources"]["status"], serde_json::json!({}));
         }
         let columns: Vec<&str> = version["additionalPrinterColumns"]
@@ -67,6 +74,9 @@ fn crds_have_the_names_kubectl_users_rely_on() {
             "AccessPolicy" => &["Connector", "Org", "Approvals", "Max", "Age"],
             "AccessRequest" => &["Phase", "Group", "User", "Approvals", "Expires", "Age"],
             "AccessApproval" => &["Request", "Decision", "Approver", "Age"],
+            "AccessReview" => &["Phase", "Connector", "Items", "Undecided", "Due", "Age"],
+            "AccessReviewChunk" => &["Review", "Index", "Age"],
+            "AccessReviewDecision" => &["Review", "Decision", "Reviewer", "Age"],
             other => panic!("unexpected kind {other}"),
         };
         assert_eq!(columns, expected);

@@ -55,6 +55,20 @@ const ALLOWED_UNUSED: &[(&str, &str, &str, &str)] = &[
         "update",
         "admission-time check only",
     ),
+    // Review chunks are owned by their AccessReview with blockOwnerDeletion, too.
+    (
+        "oktaciam.io",
+        "accessreviews/finalizers",
+        "update",
+        "admission-time check only",
+    ),
+    // Chunks are deleted only when a freeze was interrupted before its status was written.
+    (
+        "oktaciam.io",
+        "accessreviewchunks",
+        "delete",
+        "re-freezing after an interrupted freeze",
+    ),
     // The membership reconciler reads its connector only while the connector has no index
     // (before its first sync, or after a scope change); once the index exists the facts come
     // from it. Whether a run needs the read depends on which reconcile comes first.
@@ -111,7 +125,9 @@ fn granted() -> Granted {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_every_api_call_is_granted_and_every_grant_is_used() {
     let users = logins("user", 3);
-    let mut e = E2e::start(&fixture(&users, &[("Team", &[])])).await;
+    // Staff's member gives the review campaign an item to freeze.
+    let staff = [users[2].clone()];
+    let mut e = E2e::start(&fixture(&users, &[("Team", &[]), ("Staff", &staff)])).await;
     if e.server("counting the operator's requests").is_none() {
         e.finish().await;
         return;
@@ -168,6 +184,9 @@ async fn e2e_every_api_call_is_granted_and_every_grant_is_used() {
     // Access request life cycle: approve (admission objects read, approver re-checked,
     // GroupMembership created), then delete the request (grant revoked first).
     access_life_cycle(&e, server, &users[0]).await;
+
+    // A review campaign: items frozen into chunks, completed at its due time.
+    review_life_cycle(&e).await;
 
     // The leader renews its Lease at least once.
     wait_for("a Lease renewal", || async {
@@ -231,6 +250,33 @@ async fn e2e_every_api_call_is_granted_and_every_grant_is_used() {
     e.finish().await;
 }
 
+/// One AccessReview (report only) frozen (Staff's membership) and completed at its due time,
+/// a few seconds away.
+async fn review_life_cycle(e: &E2e) {
+    use kube::Api;
+    use kube::api::PostParams;
+    use okta_ciam_operator::crd::AccessReview;
+    use okta_ciam_operator::crd::review::ReviewPhase;
+    let due = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    let review: AccessReview = serde_json::from_value(json!({
+        "metadata": {"name": "audit"},
+        "spec": {"connectorRef": {"name": "corp"}, "reviewers": {"users": ["carol@example.com"]},
+                 "dueAt": due.to_string()},
+    }))
+    .unwrap();
+    let reviews: Api<AccessReview> = Api::namespaced(e.kube.clone(), &e.ns);
+    reviews
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap();
+    let items = wait_for("the review completed", || async {
+        let status = reviews.get_opt("audit").await.unwrap()?.status?;
+        (status.phase == Some(ReviewPhase::Completed)).then_some(status.items)
+    })
+    .await;
+    assert!(items.is_some_and(|n| n > 0), "{items:?}");
+}
+
 /// One AccessRequest through approval to an active grant, then deleted (also run under
 /// `--require-policy` by `e2e_policy`).
 pub(crate) async fn access_life_cycle(e: &E2e, server: &kube_test_server::TestServer, login: &str) {
@@ -239,7 +285,7 @@ pub(crate) async fn access_life_cycle(e: &E2e, server: &kube_test_server::TestSe
     };
     use kube::Api;
     use kube::api::PostParams;
-    use okta_ciam_operator::controller::access::admission::SHIPPED;
+    use okta_ciam_operator::controller::admission::SHIPPED;
     use okta_ciam_operator::crd::{AccessApproval, AccessPhase, AccessPolicy, AccessRequest};
     let (vap, binding) = SHIPPED.clone();
     let post = PostParams::default();

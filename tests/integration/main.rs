@@ -52,6 +52,9 @@ mod access_admission;
 mod access_cli;
 mod access_requests;
 
+// User access review campaigns in the cluster.
+mod review_reconciler;
+
 // The real operator binary, end to end.
 mod e2e_connector;
 mod e2e_leader;

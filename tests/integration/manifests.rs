@@ -525,6 +525,16 @@ const CRD_GRANTS: &[(&str, &str, &[&str])] = &[
     ("oktaciam.io", "accessapprovals", &["list", "watch"]),
     ("oktaciam.io", "accessrequests/status", &["patch"]),
     ("oktaciam.io", "accessrequests/finalizers", &["update"]),
+    ("oktaciam.io", "accessreviews", &["list", "watch"]),
+    ("oktaciam.io", "accessreviewdecisions", &["list", "watch"]),
+    (
+        "oktaciam.io",
+        "accessreviewchunks",
+        &["list", "create", "delete"],
+    ),
+    ("oktaciam.io", "accessreviews/status", &["patch"]),
+    ("oktaciam.io", "accessreviewchunks/status", &["patch"]),
+    ("oktaciam.io", "accessreviews/finalizers", &["update"]),
     (
         "admissionregistration.k8s.io",
         "validatingadmissionpolicies",
@@ -816,6 +826,9 @@ fn kustomize_renders_the_install_and_the_namespaced_variant() {
         "accesspolicies.yaml",
         "accessrequests.yaml",
         "accessapprovals.yaml",
+        "accessreviews.yaml",
+        "accessreviewchunks.yaml",
+        "accessreviewdecisions.yaml",
     ] {
         let committed = load_yaml_docs(&format!("crds/{file}")).remove(0);
         let rendered = docs
@@ -964,7 +977,7 @@ async fn test_server_with_the_crds() -> kube_test_server::TestServer {
         .iter()
         .map(|f| repo_path(&format!("crds/{}", f.as_str().unwrap())))
         .collect();
-    assert_eq!(files.len(), 5, "{files:?}");
+    assert_eq!(files.len(), 8, "{files:?}");
     kube_test_server::TestServer::start(files)
         .await
         .expect("the test server loads the CRDs")
@@ -983,7 +996,10 @@ async fn the_test_server_lists_exactly_these_crd_rules_as_unenforced() {
     let conn = "oktaciam.io/v1alpha1/OktaCiamConnector";
     let policy = "oktaciam.io/v1alpha1/AccessPolicy";
     let request = "oktaciam.io/v1alpha1/AccessRequest";
+    let review = "oktaciam.io/v1alpha1/AccessReview";
     let positive = "duration(self) > duration('0s')";
+    let someone =
+        "(has(self.users) && size(self.users) > 0) || (has(self.groups) && size(self.groups) > 0)";
     let mut want: Vec<(String, String, String)> = [
         (
             policy,
@@ -1009,6 +1025,18 @@ async fn the_test_server_lists_exactly_these_crd_rules_as_unenforced() {
         (policy, "spec.requests.defaultDuration", positive),
         (policy, "spec.requests.pendingTimeout", positive),
         (request, "spec.duration", positive),
+        (
+            review,
+            "spec",
+            "!has(self.startAt) || timestamp(self.startAt) < timestamp(self.dueAt)",
+        ),
+        (review, "spec.reviewers", someone),
+        (review, "spec.groupReviewers[*].reviewers", someone),
+        (
+            "oktaciam.io/v1alpha1/AccessReviewDecision",
+            "spec.items",
+            "(has(self.ids) && size(self.ids) > 0) || (has(self.users) && size(self.users) > 0) || (has(self.groups) && size(self.groups) > 0)",
+        ),
         (gm, "spec", "!(has(self.expiresAt) && has(self.duration))"),
         (gm, "spec.duration", "duration(self) > duration('0s')"),
         (gm, "spec.group", "has(self.name) != has(self.id)"),

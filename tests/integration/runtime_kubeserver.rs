@@ -29,7 +29,9 @@ async fn crd_check_uses_discovery() {
         Error::CrdsMissing { missing } => assert_eq!(
             missing,
             "groupmemberships.oktaciam.io, accesspolicies.oktaciam.io, \
-             accessrequests.oktaciam.io, accessapprovals.oktaciam.io"
+             accessrequests.oktaciam.io, accessapprovals.oktaciam.io, \
+             accessreviews.oktaciam.io, accessreviewchunks.oktaciam.io, \
+             accessreviewdecisions.oktaciam.io"
         ),
         other => panic!("{other:?}"),
     }

@@ -13,14 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::admissionregistration::v1::{
-    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
-};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalizer};
@@ -31,8 +25,8 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::admission;
 use super::decide::{self, Input, Membership, Vote};
+use crate::controller::admission;
 use crate::controller::membership::decide::EventType;
 use crate::controller::runtime::Context;
 use crate::controller::runtime::controllers::run_kind;
@@ -263,7 +257,7 @@ async fn round(req: &AccessRequest, shared: &Shared, deleting: bool) -> Result<A
     let pending = matches!(previous.phase, None | Some(AccessPhase::Pending));
     let (admission, votes) = if pending && !deleting {
         (
-            admission_state(kube).await,
+            admission::state(kube).await,
             votes_for(kube, &ns, &name).await?,
         )
     } else {
@@ -277,7 +271,13 @@ async fn round(req: &AccessRequest, shared: &Shared, deleting: bool) -> Result<A
                 .find(|v| v.approver == approver)
                 .map(|v| v.approver_groups.clone())
                 .unwrap_or_default();
-            let allowed = may_approve(kube, &approver, groups, &req.spec.policy).await?;
+            let permission = admission::Permission {
+                resource: "accesspolicies",
+                namespace: None,
+                name: &req.spec.policy,
+                verb: APPROVE_VERB,
+            };
+            let allowed = admission::subject_may(kube, &approver, groups, permission).await?;
             authorized.insert(approver, allowed);
         }
     }
@@ -353,19 +353,6 @@ fn membership_facts(gm: Option<GroupMembership>, uid: &str) -> Membership {
     }
 }
 
-/// Whether the shipped admission policy is in force; any failure to tell counts as not.
-async fn admission_state(kube: &kube::Client) -> Result<(), String> {
-    let policy = Api::<ValidatingAdmissionPolicy>::all(kube.clone())
-        .get_opt(admission::policy_name())
-        .await
-        .map_err(|e| format!("cannot read the ValidatingAdmissionPolicy: {e}"))?;
-    let binding = Api::<ValidatingAdmissionPolicyBinding>::all(kube.clone())
-        .get_opt(admission::binding_name())
-        .await
-        .map_err(|e| format!("cannot read the ValidatingAdmissionPolicyBinding: {e}"))?;
-    admission::verify(policy.as_ref(), binding.as_ref())
-}
-
 async fn votes_for(kube: &kube::Client, ns: &str, request: &str) -> Result<Vec<Vote>> {
     let list = Api::<AccessApproval>::namespaced(kube.clone(), ns)
         .list(&ListParams::default())
@@ -382,36 +369,6 @@ async fn votes_for(kube: &kube::Client, ns: &str, request: &str) -> Result<Vec<V
             approver_groups: a.spec.approver.groups,
         })
         .collect())
-}
-
-/// Asks the API server whether `user` (with `groups`) may now `approve` the policy.
-async fn may_approve(
-    kube: &kube::Client,
-    user: &str,
-    groups: Vec<String>,
-    policy: &str,
-) -> Result<bool> {
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.to_owned()),
-            groups: Some(groups).filter(|g| !g.is_empty()),
-            resource_attributes: Some(ResourceAttributes {
-                group: Some(crate::crd::GROUP.to_owned()),
-                resource: Some("accesspolicies".to_owned()),
-                verb: Some(APPROVE_VERB.to_owned()),
-                name: Some(policy.to_owned()),
-                ..ResourceAttributes::default()
-            }),
-            ..SubjectAccessReviewSpec::default()
-        },
-        ..SubjectAccessReview::default()
-    };
-    let answer = Api::<SubjectAccessReview>::all(kube.clone())
-        .create(&PostParams::default(), &review)
-        .await?;
-    Ok(answer
-        .status
-        .is_some_and(|s| s.allowed && s.denied != Some(true)))
 }
 
 async fn create_membership(

@@ -12,12 +12,15 @@ use super::{Error, Result};
 pub const API_VERSION: &str = "oktaciam.io/v1alpha1";
 
 /// The plural resource names that must be served, with their CRD names for messages.
-pub const REQUIRED_RESOURCES: [(&str, &str); 5] = [
+pub const REQUIRED_RESOURCES: [(&str, &str); 8] = [
     ("oktaciamconnectors", "oktaciamconnectors.oktaciam.io"),
     ("groupmemberships", "groupmemberships.oktaciam.io"),
     ("accesspolicies", "accesspolicies.oktaciam.io"),
     ("accessrequests", "accessrequests.oktaciam.io"),
     ("accessapprovals", "accessapprovals.oktaciam.io"),
+    ("accessreviews", "accessreviews.oktaciam.io"),
+    ("accessreviewchunks", "accessreviewchunks.oktaciam.io"),
+    ("accessreviewdecisions", "accessreviewdecisions.oktaciam.io"),
 ];
 
 /// The CRD names whose resources are absent from a discovery answer (`None`: the whole group
@@ -83,6 +86,9 @@ mod tests {
             "accessrequests",
             "accessrequests/status",
             "accessapprovals",
+            "accessreviews",
+            "accessreviewchunks",
+            "accessreviewdecisions",
         ]);
         assert!(missing_crds(Some(&l)).is_empty());
     }
@@ -95,6 +101,9 @@ mod tests {
             "accesspolicies",
             "accessrequests",
             "accessapprovals",
+            "accessreviews",
+            "accessreviewchunks",
+            "accessreviewdecisions",
         ]);
         assert_eq!(missing_crds(Some(&l)), vec!["groupmemberships.oktaciam.io"]);
     }
@@ -109,6 +118,9 @@ mod tests {
                 "accesspolicies.oktaciam.io",
                 "accessrequests.oktaciam.io",
                 "accessapprovals.oktaciam.io",
+                "accessreviews.oktaciam.io",
+                "accessreviewchunks.oktaciam.io",
+                "accessreviewdecisions.oktaciam.io",
             ]
         );
     }

@@ -200,6 +200,9 @@ pub const OPERATOR_CRDS: &[(&str, &str)] = &[
     ("accesspolicies", "AccessPolicy"),
     ("accessrequests", "AccessRequest"),
     ("accessapprovals", "AccessApproval"),
+    ("accessreviews", "AccessReview"),
+    ("accessreviewchunks", "AccessReviewChunk"),
+    ("accessreviewdecisions", "AccessReviewDecision"),
 ];
 
 /// A Kubernetes API test server serving CRDs for `kinds` (plural, kind). Keep the directory

@@ -64,6 +64,9 @@ pub async fn start_test_server() -> TestServer {
         format!("{crds}/accesspolicies.yaml"),
         format!("{crds}/accessrequests.yaml"),
         format!("{crds}/accessapprovals.yaml"),
+        format!("{crds}/accessreviews.yaml"),
+        format!("{crds}/accessreviewchunks.yaml"),
+        format!("{crds}/accessreviewdecisions.yaml"),
     ])
     .await
     .expect("test server starts")

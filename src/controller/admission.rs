@@ -1,7 +1,9 @@
-//! Fail-closed check of the shipped admission policy: the operator honours approvals only
-//! while the `ValidatingAdmissionPolicy` and its binding from
-//! `manifests/install/access-admission.yaml` are installed, unmodified in what the checks rely
-//! on, and enforcing.
+//! Authenticated decisions, shared by just-in-time access (`AccessApproval`) and user access
+//! reviews (`AccessReviewDecision`): the fail-closed check of the shipped admission policy
+//! ([`verify`], [`state`]) and the re-check of a decider's RBAC at decision time
+//! ([`subject_may`]). The operator honours decisions only while the
+//! `ValidatingAdmissionPolicy` and its binding from `manifests/install/access-admission.yaml`
+//! are installed, unmodified in what the checks rely on, and enforcing.
 //!
 //! What must match the shipped manifest: the policy's `matchConstraints`, `validations`,
 //! `matchConditions` (none) and `paramKind` (none), and `failurePolicy: Fail`; the binding's
@@ -13,10 +15,15 @@ use std::sync::LazyLock;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::Api;
+use kube::api::PostParams;
 use serde::Deserialize;
 
 /// The shipped manifest: the policy, then its binding.
-pub const MANIFEST: &str = include_str!("../../../manifests/install/access-admission.yaml");
+pub const MANIFEST: &str = include_str!("../../manifests/install/access-admission.yaml");
 
 /// The shipped policy and binding, parsed once. The manifest is part of the binary, so a
 /// parse failure is a build defect (and `tests::shipped_manifest_parses` catches it).
@@ -39,6 +46,66 @@ pub fn policy_name() -> &'static str {
 /// The name of the shipped binding.
 pub fn binding_name() -> &'static str {
     SHIPPED.1.metadata.name.as_deref().unwrap_or_default()
+}
+
+/// Whether the shipped admission policy is in force in the cluster; any failure to tell counts
+/// as not (the `Err` says why, in one line).
+pub async fn state(kube: &kube::Client) -> Result<(), String> {
+    let policy = Api::<ValidatingAdmissionPolicy>::all(kube.clone())
+        .get_opt(policy_name())
+        .await
+        .map_err(|e| format!("cannot read the ValidatingAdmissionPolicy: {e}"))?;
+    let binding = Api::<ValidatingAdmissionPolicyBinding>::all(kube.clone())
+        .get_opt(binding_name())
+        .await
+        .map_err(|e| format!("cannot read the ValidatingAdmissionPolicyBinding: {e}"))?;
+    verify(policy.as_ref(), binding.as_ref())
+}
+
+/// What a decider must be allowed: the RBAC verb on one named object of the operator's group.
+#[derive(Debug, Clone, Copy)]
+pub struct Permission<'a> {
+    /// The plural resource, such as `accesspolicies`.
+    pub resource: &'a str,
+    /// The object's namespace; `None` for cluster-scoped kinds.
+    pub namespace: Option<&'a str>,
+    /// The object's name.
+    pub name: &'a str,
+    /// The verb, such as `approve`.
+    pub verb: &'a str,
+}
+
+/// Asks the API server (SubjectAccessReview) whether `user` with `groups` is allowed
+/// `permission` now: admission checked it when the decision was made; RBAC may have changed
+/// since.
+pub async fn subject_may(
+    kube: &kube::Client,
+    user: &str,
+    groups: Vec<String>,
+    permission: Permission<'_>,
+) -> kube::Result<bool> {
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_owned()),
+            groups: Some(groups).filter(|g| !g.is_empty()),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(crate::crd::GROUP.to_owned()),
+                resource: Some(permission.resource.to_owned()),
+                namespace: permission.namespace.map(str::to_owned),
+                verb: Some(permission.verb.to_owned()),
+                name: Some(permission.name.to_owned()),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let answer = Api::<SubjectAccessReview>::all(kube.clone())
+        .create(&PostParams::default(), &review)
+        .await?;
+    Ok(answer
+        .status
+        .is_some_and(|s| s.allowed && s.denied != Some(true)))
 }
 
 /// Whether the installed objects enforce what the shipped ones do; else why not (one line,
