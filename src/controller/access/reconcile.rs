@@ -29,7 +29,7 @@ use super::decide::{self, Input, Membership, Vote};
 use crate::controller::admission;
 use crate::controller::membership::decide::EventType;
 use crate::controller::runtime::Context;
-use crate::controller::runtime::controllers::run_kind;
+use crate::controller::runtime::controllers::{run_kind, run_terms, watched_apis};
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::{find_condition, is_true};
 use crate::crd::{
@@ -103,41 +103,19 @@ pub async fn run_with(
     settings: Settings,
     caches_synced: oneshot::Sender<()>,
 ) -> Result<()> {
-    let mut caches_synced = Some(caches_synced);
-    if !ctx.leadership.is_leader()
-        && let Some(tx) = caches_synced.take()
-    {
-        let _ = tx.send(());
-    }
-    while let Some(term) = ctx.leadership.acquired().await {
-        run_term(&ctx, &settings, term, &mut caches_synced).await;
-        if ctx.shutdown.is_cancelled() {
-            break;
-        }
-    }
+    let (ctx, settings) = (&ctx, &settings);
+    run_terms(ctx, caches_synced, |term, synced| {
+        run_term(ctx, settings, term, synced)
+    })
+    .await;
     Ok(())
-}
-
-fn apis<K>(ctx: &Context) -> Vec<Api<K>>
-where
-    K: Resource<Scope = kube::core::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    if ctx.namespaces.is_empty() {
-        vec![Api::all(ctx.kube.clone())]
-    } else {
-        ctx.namespaces
-            .iter()
-            .map(|ns| Api::namespaced(ctx.kube.clone(), ns))
-            .collect()
-    }
 }
 
 async fn run_term(
     ctx: &Context,
     settings: &Settings,
     term: CancellationToken,
-    caches_synced: &mut Option<oneshot::Sender<()>>,
+    synced: Option<oneshot::Sender<()>>,
 ) {
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
@@ -145,9 +123,9 @@ async fn run_term(
         recorder: Recorder::new(ctx.kube.clone(), Reporter::from(FIELD_MANAGER)),
         term: term.clone(),
     });
-    let approvals = apis::<AccessApproval>(ctx);
-    let memberships = apis::<GroupMembership>(ctx);
-    let controllers: Vec<Controller<AccessRequest>> = apis::<AccessRequest>(ctx)
+    let approvals = watched_apis::<AccessApproval>(ctx);
+    let memberships = watched_apis::<GroupMembership>(ctx);
+    let controllers: Vec<Controller<AccessRequest>> = watched_apis::<AccessRequest>(ctx)
         .into_iter()
         .zip(approvals.into_iter().zip(memberships))
         .map(|(requests, (approvals, memberships))| {
@@ -164,7 +142,6 @@ async fn run_term(
                 .graceful_shutdown_on(term.clone().cancelled_owned())
         })
         .collect();
-    let synced = caches_synced.take();
     run_kind(
         "access request",
         controllers,

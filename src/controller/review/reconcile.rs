@@ -37,7 +37,7 @@ use crate::controller::membership::lookup;
 use crate::controller::runtime::Context;
 use crate::controller::runtime::breaker::{RELEASE_ANNOTATION, RemovalRequest};
 use crate::controller::runtime::clients::ConnectorKey;
-use crate::controller::runtime::controllers::run_kind;
+use crate::controller::runtime::controllers::{run_kind, run_terms, watched_apis};
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::{new_condition, set_condition};
 use crate::crd::review::{
@@ -117,41 +117,19 @@ pub async fn run_with(
     settings: Settings,
     caches_synced: oneshot::Sender<()>,
 ) -> Result<()> {
-    let mut caches_synced = Some(caches_synced);
-    if !ctx.leadership.is_leader()
-        && let Some(tx) = caches_synced.take()
-    {
-        let _ = tx.send(());
-    }
-    while let Some(term) = ctx.leadership.acquired().await {
-        run_term(&ctx, &settings, term, &mut caches_synced).await;
-        if ctx.shutdown.is_cancelled() {
-            break;
-        }
-    }
+    let (ctx, settings) = (&ctx, &settings);
+    run_terms(ctx, caches_synced, |term, synced| {
+        run_term(ctx, settings, term, synced)
+    })
+    .await;
     Ok(())
-}
-
-fn apis<K>(ctx: &Context) -> Vec<Api<K>>
-where
-    K: Resource<Scope = kube::core::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    if ctx.namespaces.is_empty() {
-        vec![Api::all(ctx.kube.clone())]
-    } else {
-        ctx.namespaces
-            .iter()
-            .map(|ns| Api::namespaced(ctx.kube.clone(), ns))
-            .collect()
-    }
 }
 
 async fn run_term(
     ctx: &Context,
     settings: &Settings,
     term: CancellationToken,
-    caches_synced: &mut Option<oneshot::Sender<()>>,
+    synced: Option<oneshot::Sender<()>>,
 ) {
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
@@ -159,9 +137,9 @@ async fn run_term(
         recorder: Recorder::new(ctx.kube.clone(), Reporter::from(FIELD_MANAGER)),
         term: term.clone(),
     });
-    let controllers: Vec<Controller<AccessReview>> = apis::<AccessReview>(ctx)
+    let controllers: Vec<Controller<AccessReview>> = watched_apis::<AccessReview>(ctx)
         .into_iter()
-        .zip(apis::<AccessReviewDecision>(ctx))
+        .zip(watched_apis::<AccessReviewDecision>(ctx))
         .map(|(reviews, decisions)| {
             Controller::new(reviews, watcher::Config::default())
                 .watches(
@@ -175,7 +153,6 @@ async fn run_term(
                 .graceful_shutdown_on(term.clone().cancelled_owned())
         })
         .collect();
-    let synced = caches_synced.take();
     run_kind(
         "access review",
         controllers,

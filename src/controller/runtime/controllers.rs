@@ -67,6 +67,46 @@ pub async fn run_all(ctx: Context, controllers: Vec<Controller>) {
     tokio::join!(futures::future::join_all(runs), ready);
 }
 
+/// One `Api` per watched namespace, or one over all namespaces when none is named.
+pub(crate) fn watched_apis<K>(ctx: &Context) -> Vec<kube::Api<K>>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    if ctx.namespaces.is_empty() {
+        vec![kube::Api::all(ctx.kube.clone())]
+    } else {
+        ctx.namespaces
+            .iter()
+            .map(|ns| kube::Api::namespaced(ctx.kube.clone(), ns))
+            .collect()
+    }
+}
+
+/// Runs `run_term` once per leadership term until `ctx.shutdown`. The "caches synced" sender
+/// goes to the first term (a standby fires it at once: it has nothing to sync).
+pub(crate) async fn run_terms<F, Fut>(
+    ctx: &Context,
+    caches_synced: oneshot::Sender<()>,
+    mut run_term: F,
+) where
+    F: FnMut(CancellationToken, Option<oneshot::Sender<()>>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut caches_synced = Some(caches_synced);
+    if !ctx.leadership.is_leader()
+        && let Some(tx) = caches_synced.take()
+    {
+        let _ = tx.send(());
+    }
+    while let Some(term) = ctx.leadership.acquired().await {
+        run_term(term, caches_synced.take()).await;
+        if ctx.shutdown.is_cancelled() {
+            break;
+        }
+    }
+}
+
 /// Runs kube-runtime `controllers` of one kind (one per watched namespace) with `reconcile`,
 /// each until it ends or [`run_until_stopped`] drops it, and calls `on_synced` once every
 /// one's cache has listed. Results are only logged (at debug, naming `kind`): the reconcilers
