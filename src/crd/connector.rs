@@ -355,6 +355,43 @@ pub struct ConnectorStatus {
     /// Okta API usage of the last sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub okta: Option<OktaRequestStats>,
+
+    /// The mass-revocation circuit breaker's window, kept here so that a restarted operator
+    /// or a new leader goes on counting where the last one stopped. Written before the
+    /// removals it counts are made, by its own field manager
+    /// ([`REVOCATIONS_FIELD_MANAGER`]); the rest of the status never touches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocations: Option<RevocationWindowStatus>,
+}
+
+/// The server-side apply field manager that owns `status.revocations` alone.
+pub const REVOCATIONS_FIELD_MANAGER: &str = "okta-ciam-operator-revocations";
+
+/// The removals the circuit breaker counted in the last hour, and the release it last acted on.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RevocationWindowStatus {
+    /// Removals counted, per minute, oldest first: at most one entry per minute of the hour,
+    /// so the list stays this short at any `maxRevocationsPerHour`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 61))]
+    pub removals: Vec<RemovalCount>,
+    /// The `oktaciam.io/release-revocations` annotation value last acted on (a value already
+    /// acted on releases nothing again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<String>,
+}
+
+/// Removals allowed in the minute that ends at `minute`.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovalCount {
+    /// The end of the minute (removals are rounded up to it, so each counts up to a minute
+    /// longer than an hour, never shorter).
+    pub minute: Time,
+    /// How many removals were allowed in that minute.
+    #[schemars(range(min = 1, max = 100000))]
+    pub count: i32,
 }
 
 /// Sizes of the last successful snapshot.

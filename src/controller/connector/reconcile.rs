@@ -689,7 +689,13 @@ async fn reconcile_as_leader(
     let failures = state.update_failures(&key, |n| {
         decide::failures_after(n, outcome, eval.inputs_changed)
     });
-    let previous = obj.status.as_ref();
+    // `status.revocations` belongs to the circuit breaker's own field manager: this writer
+    // leaves it out, so its (possibly stale) cached copy never overwrites a newer window.
+    let previous = obj.status.clone().map(|s| crate::crd::ConnectorStatus {
+        revocations: None,
+        ..s
+    });
+    let previous = previous.as_ref();
     // An invalid spec never requeues on its own, so its interval does not matter.
     let interval = eval
         .interval

@@ -90,6 +90,18 @@ pub fn deletion(holding: &[(String, usize)], abandon: bool) -> Deletion {
 
 /// The `RevocationsPaused` condition: `(status, reason, message)`.
 pub fn paused_condition(state: BreakerState, limit: usize) -> (bool, &'static str, String) {
+    if state.unavailable {
+        return (
+            true,
+            "RevocationWindowUnavailable",
+            format!(
+                "{} removal(s) held: the circuit breaker's window (status.revocations) could not \
+                 be read or written, and no removal goes until it can be (retried with every \
+                 removal)",
+                state.held
+            ),
+        );
+    }
     if state.held == 0 {
         (
             false,
@@ -169,7 +181,14 @@ mod tests {
 
     #[test]
     fn paused_condition_says_counts_and_how_to_release() {
-        let (status, reason, message) = paused_condition(BreakerState { done: 5, held: 7 }, 5);
+        let (status, reason, message) = paused_condition(
+            BreakerState {
+                done: 5,
+                held: 7,
+                unavailable: false,
+            },
+            5,
+        );
         assert!(status);
         assert_eq!(reason, "RevocationsPaused");
         assert!(
@@ -177,8 +196,26 @@ mod tests {
             "{message}"
         );
         assert!(message.contains(RELEASE_ANNOTATION));
-        let (status, reason, _) = paused_condition(BreakerState { done: 5, held: 0 }, 5);
+        let (status, reason, _) = paused_condition(
+            BreakerState {
+                done: 5,
+                held: 0,
+                unavailable: false,
+            },
+            5,
+        );
         assert!(!status);
         assert_eq!(reason, "RevocationsFlowing");
+        let (status, reason, message) = paused_condition(
+            BreakerState {
+                done: 0,
+                held: 3,
+                unavailable: true,
+            },
+            5,
+        );
+        assert!(status, "an unreadable window holds");
+        assert_eq!(reason, "RevocationWindowUnavailable");
+        assert!(message.contains("status.revocations"), "{message}");
     }
 }

@@ -363,6 +363,8 @@ pub async fn run_with(
         signal_once(&caches_synced);
     }
     while let Some(term) = ctx.leadership.acquired().await {
+        // Another replica may have removed while this one did not lead.
+        ctx.clients.revocations().forget_seeds();
         run_term(&ctx, &settings, &records, term, &caches_synced).await;
         if ctx.shutdown.is_cancelled() {
             break;
@@ -1145,7 +1147,7 @@ async fn plan_batch(
             carried.push(job);
             continue;
         }
-        hold_over_budget(shared, &job, &mut plan);
+        hold_over_budget(shared, &job, &mut plan).await;
         touched.extend(plan.grants.iter().chain(&plan.revokes).cloned());
         record = plan.record.clone();
         job.input.users = input.users;
@@ -1188,7 +1190,7 @@ async fn plan_batch(
 /// Asks the connector's circuit breaker for the plan's removals and holds back those over
 /// budget. Asked on every round with a connector, with zero removals too, so a membership
 /// that no longer waits stops counting as held.
-fn hold_over_budget(shared: &Shared, job: &Job, plan: &mut decide::Plan) {
+async fn hold_over_budget(shared: &Shared, job: &Job, plan: &mut decide::Plan) {
     let Some(key) = &job.breaker.key else {
         return;
     };
@@ -1200,7 +1202,7 @@ fn hold_over_budget(shared: &Shared, job: &Job, plan: &mut decide::Plan) {
         release: job.breaker.release.as_deref(),
     };
     let now = Timestamp::now();
-    let allowance = breaker.request(key, &request, now);
+    let allowance = breaker.request(key, &request, now).await;
     let state = breaker.state(key, now);
     shared
         .ctx

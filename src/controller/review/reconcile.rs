@@ -796,16 +796,18 @@ async fn remove_revoked_memberships<'a>(
     let requester = format!("AccessReview {ns}/{}", review.name_any());
     let breaker = shared.ctx.clients.revocations();
     let now = Timestamp::now();
-    let allowance = breaker.request(
-        &key,
-        &RemovalRequest {
-            requester: &requester,
-            wanted: ready.len(),
-            limit,
-            release: release.as_deref(),
-        },
-        now,
-    );
+    let allowance = breaker
+        .request(
+            &key,
+            &RemovalRequest {
+                requester: &requester,
+                wanted: ready.len(),
+                limit,
+                release: release.as_deref(),
+            },
+            now,
+        )
+        .await;
     shared.ctx.metrics.set_revocations_held(
         &key.namespace,
         &key.name,

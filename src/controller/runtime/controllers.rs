@@ -100,6 +100,8 @@ pub(crate) async fn run_terms<F, Fut>(
         let _ = tx.send(());
     }
     while let Some(term) = ctx.leadership.acquired().await {
+        // Another replica may have removed while this one did not lead.
+        ctx.clients.revocations().forget_seeds();
         run_term(term, caches_synced.take()).await;
         if ctx.shutdown.is_cancelled() {
             break;

@@ -162,6 +162,9 @@ impl<C: Clone + Send + Sync + 'static> Operator<C> {
             }
             None => (Leadership::always(&shutdown), None),
         };
+        let clients = Arc::new(ClientRegistry::new());
+        // The breaker's window survives restarts and failovers in the connectors' status.
+        clients.revocations().persist_in(kube.clone());
         let context = Context {
             kube,
             namespaces: args.watched_namespaces(),
@@ -170,7 +173,7 @@ impl<C: Clone + Send + Sync + 'static> Operator<C> {
                 insecure_loopback_http: args.insecure_loopback_http,
             },
             metrics,
-            clients: Arc::new(ClientRegistry::new()),
+            clients,
             readiness,
             leadership,
             shutdown,
