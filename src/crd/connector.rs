@@ -359,7 +359,7 @@ pub struct ConnectorStatus {
     /// The mass-revocation circuit breaker's window, kept here so that a restarted operator
     /// or a new leader goes on counting where the last one stopped. Written before the
     /// removals it counts are made, by its own field manager
-    /// ([`REVOCATIONS_FIELD_MANAGER`]); the rest of the status never touches it.
+    /// (`okta-ciam-operator-revocations`); the rest of the status never touches it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocations: Option<RevocationWindowStatus>,
 }

@@ -2,16 +2,18 @@
 //! Kubernetes API test server and the Okta emulator. Grant gates never block letting go of
 //! the operator's own grants, a lost ownership record is restored from the membership's status
 //! and reported, and the per-connector circuit breaker holds removals beyond its limit until a
-//! person releases them. Okta writes are counted at the emulator.
+//! person releases them, across a restart too (the window is stored in the connector's
+//! status). Okta writes are counted at the emulator.
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use okta_ciam_operator::controller::runtime::breaker::RELEASE_ANNOTATION;
-use okta_ciam_operator::controller::runtime::clients::ConnectorKey;
+use okta_ciam_operator::controller::runtime::clients::{ClientRegistry, ConnectorKey};
 use okta_ciam_operator::crd::OktaCiamConnector;
 use serde_json::json;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use okta_ciam_operator::controller::membership::Settings;
@@ -269,5 +271,96 @@ async fn the_circuit_breaker_holds_removals_beyond_the_limit_until_released() {
     }
     assert!(h.members("Eng Admins").is_empty());
     assert_eq!(deletes(&h) - before, 4);
+    h.shutdown().await;
+}
+
+/// The memberships among `names` whose `Ready` reason is `RevocationHeld`.
+async fn held_among(h: &Harness, names: &[String]) -> Option<Vec<String>> {
+    let mut held = Vec::new();
+    for name in names {
+        if let Some(gm) = h.get(name).await {
+            let s = gm.status.as_ref()?;
+            let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+            (ready.reason == "RevocationHeld").then_some(())?;
+            held.push(name.clone());
+        }
+    }
+    Some(held)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_breaker_window_survives_a_restart() {
+    let mut h = Harness::start().await;
+    h.registry.revocations().persist_in(h.kube.clone());
+    patch_connector(
+        &h,
+        json!({"spec": {"safety": {"maxRevocationsPerHour": 2}}}),
+    )
+    .await;
+    let users = [
+        "alice@example.com",
+        "bob@example.com",
+        "carol@example.com",
+        "dave@example.com",
+    ];
+    let names: Vec<String> = (0..users.len()).map(|i| format!("gm{i}")).collect();
+    for (name, user) in names.iter().zip(users) {
+        h.apply(name, one_user("acme", "Eng Admins", user)).await;
+    }
+    for name in &names {
+        h.wait_condition(name, "Ready", "True", "Granted").await;
+    }
+    let before = deletes(&h);
+    // The limit's worth of removals, before the restart.
+    for name in &names[..2] {
+        h.delete(name).await;
+        h.wait_gone(name).await;
+    }
+    assert_eq!(deletes(&h) - before, 2);
+    let connectors: Api<OktaCiamConnector> = Api::namespaced(h.kube.clone(), NS);
+    let stored = connectors.get("acme").await.unwrap().status.unwrap();
+    let counted: i32 = stored
+        .revocations
+        .expect("the window is stored")
+        .removals
+        .iter()
+        .map(|c| c.count)
+        .sum();
+    assert_eq!(counted, 2, "both removals stored");
+
+    // A restart: a fresh registry (an empty in-memory window) seeded from the connector.
+    h.stop_operator().await;
+    h.registry = Arc::new(ClientRegistry::new());
+    h.registry.revocations().persist_in(h.kube.clone());
+    h.seed_client("acme");
+    h.start_operator();
+    for name in &names[2..] {
+        h.delete(name).await;
+    }
+    let held = wait_for("the rest held after the restart", || async {
+        held_among(&h, &names[2..])
+            .await
+            .filter(|held| held.len() == 2)
+    })
+    .await;
+    assert_eq!(deletes(&h) - before, 2, "no removal beyond the limit");
+    let key = ConnectorKey::new(NS, "acme");
+    let state = h.registry.revocations().state(&key, jiff::Timestamp::now());
+    assert_eq!((state.done, state.held), (2, 2));
+    // A person releases them; the stored release value is then not acted on again.
+    patch_connector(
+        &h,
+        json!({"metadata": {"annotations": {RELEASE_ANNOTATION: "after-restart"}}}),
+    )
+    .await;
+    for name in &held {
+        h.wait_gone(name).await;
+    }
+    assert_eq!(deletes(&h) - before, 4);
+    let stored = connectors.get("acme").await.unwrap().status.unwrap();
+    assert_eq!(
+        stored.revocations.unwrap().released.as_deref(),
+        Some("after-restart")
+    );
     h.shutdown().await;
 }
