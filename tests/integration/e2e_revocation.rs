@@ -1,7 +1,8 @@
 //! End to end with the real `run` binary (#12, items 4 and 6): revocation goes through with
 //! provisioning off, deleting a connector waits for its memberships' revocations (or the
 //! escape annotation), deleting a whole namespace revokes every grant, and the mass-revocation
-//! circuit breaker lets exactly its limit of removals through until a person releases more.
+//! circuit breaker lets exactly its limit of removals through until a person releases more,
+//! also when the operator is killed and restarted in between.
 //! Okta DELETEs are counted at the emulator.
 
 use crate::e2e_support;
@@ -269,5 +270,82 @@ async fn e2e_the_circuit_breaker_lets_the_limit_through_and_a_person_releases_th
     )
     .await;
     drop(operator);
+    e.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_a_killed_and_restarted_operator_keeps_counting_its_removals() {
+    const LIMIT: usize = 3;
+    const MEMBERSHIPS: usize = 2 * LIMIT;
+    let users = logins("user", MEMBERSHIPS);
+    let e = E2e::start(&fixture(&users, &[("Team", &[])])).await;
+    e.put_secret("okta-token", "apiToken", "token-1").await;
+    e.apply_connector(
+        CONNECTOR,
+        json!({"safety": {"maxRevocationsPerHour": LIMIT}}),
+    )
+    .await;
+    let mut first = e.operator("operator", &[]);
+    e.wait_connector(CONNECTOR, "Ready", "True", "Synced").await;
+    for (i, user) in users.iter().enumerate() {
+        e.apply_membership(
+            &format!("gm{i}"),
+            CONNECTOR,
+            "Team",
+            std::slice::from_ref(user),
+        )
+        .await;
+    }
+    for i in 0..MEMBERSHIPS {
+        e.wait_membership(&format!("gm{i}"), "Ready", "True", "Granted")
+            .await;
+    }
+    let before = deletes(&e);
+    // The limit's worth of removals, then the operator dies.
+    for i in 0..LIMIT {
+        let name = format!("gm{i}");
+        e.memberships()
+            .delete(&name, &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_for("the membership revoked and gone", || {
+            gone(e.memberships(), &name)
+        })
+        .await;
+    }
+    assert_eq!(deletes(&e) - before, LIMIT as u64);
+    first.kill();
+
+    // A new process starts with an empty memory: it must read the window from the connector.
+    let second = e.operator("operator", &[]);
+    for i in LIMIT..MEMBERSHIPS {
+        e.memberships()
+            .delete(&format!("gm{i}"), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    wait_for("the rest held after the restart", || async {
+        (held(&e, MEMBERSHIPS).await.len() == MEMBERSHIPS - LIMIT).then_some(())
+    })
+    .await;
+    e.wait_connector(CONNECTOR, "RevocationsPaused", "True", "RevocationsPaused")
+        .await;
+    assert_eq!(
+        deletes(&e) - before,
+        LIMIT as u64,
+        "no removal beyond the limit across the restart"
+    );
+    assert_eq!(e.members("Team").len(), MEMBERSHIPS - LIMIT);
+
+    // A person releases them.
+    annotate_connector(&e, RELEASE_ANNOTATION, "after-restart").await;
+    wait_for("every membership gone", || async {
+        let left = e.memberships().list(&Default::default()).await.unwrap();
+        left.items.is_empty().then_some(())
+    })
+    .await;
+    assert!(e.members("Team").is_empty());
+    assert_eq!(deletes(&e) - before, MEMBERSHIPS as u64);
+    drop(second);
     e.finish().await;
 }
