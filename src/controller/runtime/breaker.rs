@@ -338,6 +338,10 @@ impl RevocationBreaker {
             (allowance, stored)
         };
         let Some(stored) = stored else {
+            // Read fine and nothing new to store: the window is available again.
+            if let Some(window) = self.lock().get_mut(connector) {
+                window.unavailable = false;
+            }
             return allowance;
         };
         let body = serde_json::json!({
