@@ -364,3 +364,40 @@ async fn the_circuit_breaker_window_survives_a_restart() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_cannot_be_stored_holds_every_removal_with_zero_deletes() {
+    let h = Harness::start().await;
+    h.registry.revocations().persist_in(h.kube.clone());
+    h.apply(
+        "oncall",
+        one_user("acme", "Eng Admins", "alice@example.com"),
+    )
+    .await;
+    h.wait_condition("oncall", "Ready", "True", "Granted").await;
+    let before = deletes(&h);
+    // The connector's status cannot be written: the removal's count could not be made durable.
+    h.server.faults().fail_next_writes_to(
+        "oktaciamconnectors",
+        usize::MAX,
+        kube_test_server::FailWith::InternalError,
+    );
+    h.delete("oncall").await;
+    wait_for("the removal held", || async {
+        held_among(&h, &["oncall".to_owned()])
+            .await
+            .filter(|held| held.len() == 1)
+    })
+    .await;
+    let key = ConnectorKey::new(NS, "acme");
+    let state = h.registry.revocations().state(&key, jiff::Timestamp::now());
+    assert!(state.unavailable, "{state:?}");
+    assert_eq!(state.held, 1);
+    assert_eq!(deletes(&h), before, "zero DELETEs without a durable count");
+    // Writable again: the next retry stores the count, then removes.
+    h.server.faults().clear();
+    h.wait_gone("oncall").await;
+    assert_eq!(deletes(&h), before + 1);
+    assert!(h.members("Eng Admins").is_empty());
+    h.shutdown().await;
+}
