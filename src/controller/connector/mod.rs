@@ -20,7 +20,9 @@
 //! name it with `deletionPolicy: Revoke` have revoked their grants, unless the escape
 //! annotation is set ([`revocations`]); its client stays while it terminates. Its status also
 //! shows the mass-revocation circuit breaker (`RevocationsPaused`), reconciled again whenever
-//! the number of held removals changes.
+//! the number of held removals changes. Its `status.revocations` (the breaker's stored
+//! window) is written by the breaker alone, under its own field manager: this reconciler's
+//! status writes leave that field out.
 //!
 //! Only the leader reconciles; on gaining leadership every connector is reconciled again.
 
