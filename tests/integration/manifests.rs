@@ -525,7 +525,7 @@ const CRD_GRANTS: &[(&str, &str, &[&str])] = &[
     ("oktaciam.io", "accessapprovals", &["list", "watch"]),
     ("oktaciam.io", "accessrequests/status", &["patch"]),
     ("oktaciam.io", "accessrequests/finalizers", &["update"]),
-    ("oktaciam.io", "accessreviews", &["list", "watch"]),
+    ("oktaciam.io", "accessreviews", &["list", "watch", "create"]),
     ("oktaciam.io", "accessreviewdecisions", &["list", "watch"]),
     (
         "oktaciam.io",
