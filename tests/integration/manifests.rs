@@ -1030,6 +1030,7 @@ async fn the_test_server_lists_exactly_these_crd_rules_as_unenforced() {
             "spec",
             "!has(self.startAt) || timestamp(self.startAt) < timestamp(self.dueAt)",
         ),
+        (review, "spec", "!has(self.recurrence) || has(self.startAt)"),
         (review, "spec.reviewers", someone),
         (review, "spec.groupReviewers[*].reviewers", someone),
         (
