@@ -585,6 +585,15 @@ fn the_review_examples_validate_against_the_committed_crds() {
         }
     }
     assert_eq!(seen, ["AccessReview", "AccessReviewDecision"]);
+    // The period's syntax: days, hours, minutes, seconds; no months, no fractions.
+    let mut campaign = load_yaml_docs("manifests/examples/review/campaign.yaml").remove(0);
+    let validator = CrdValidator::for_crd_file("accessreviews.yaml");
+    for bad in ["3mo", "quarterly", "1.5d", "d", ""] {
+        campaign["spec"]["recurrence"]["every"] = json!(bad);
+        assert!(!validator.errors(&campaign).is_empty(), "{bad:?} accepted");
+    }
+    campaign["spec"]["recurrence"]["every"] = json!("1d12h");
+    assert!(validator.errors(&campaign).is_empty());
 }
 
 /// Review removals go through the connector's mass-revocation circuit breaker: over
@@ -683,9 +692,12 @@ async fn a_recurring_campaign_creates_its_next_campaign_exactly_once() {
     let at = |seconds: i64| (start + jiff::SignedDuration::from_secs(seconds)).to_string();
     let times = json!({"startAt": at(0), "dueAt": at(2), "remediation": "Report"});
     let once = r.campaign_named("once", times.clone()).await;
-    let mut recurring = times;
+    let mut recurring = times.clone();
     recurring["recurrence"] = json!({"every": "6s"});
     let uid = r.campaign(recurring).await;
+    let mut overlapping = times.clone();
+    overlapping["recurrence"] = json!({"every": "1s"});
+    let short = r.campaign_named("short", overlapping).await;
 
     let first = r
         .wait_review("the next campaign recorded", |r| {
@@ -717,7 +729,9 @@ async fn a_recurring_campaign_creates_its_next_campaign_exactly_once() {
         format!("{REVIEW}-{}", next_start.strftime("%Y%m%d-%H%M%S"))
     );
     let mut want = first.spec.clone();
-    want.start_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(next_start));
+    want.start_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        next_start,
+    ));
     want.due_at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         start + jiff::SignedDuration::from_secs(8),
     );
@@ -728,7 +742,8 @@ async fn a_recurring_campaign_creates_its_next_campaign_exactly_once() {
     );
     // Not owned: deleting one campaign never garbage-collects a later campaign's evidence.
     assert!(next.metadata.owner_references.is_none());
-    r.h.wait_event(REVIEW, "Normal", "NextCampaignCreated").await;
+    r.h.wait_event(REVIEW, "Normal", "NextCampaignCreated")
+        .await;
 
     // The series goes on from the successor; the first campaign still has its one.
     wait_for("the successor's own next campaign", || async {
@@ -738,7 +753,31 @@ async fn a_recurring_campaign_creates_its_next_campaign_exactly_once() {
     assert_eq!(successors_of(&uid).await.len(), 1);
     let once_status = r.reviews().get("once").await.unwrap().status.unwrap();
     assert_eq!(once_status.next, None);
-    assert!(!once_status.conditions.iter().any(|c| c.type_ == "Recurring"));
+    assert!(
+        !once_status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Recurring")
+    );
     assert!(successors_of(&once).await.is_empty());
+    // A period shorter than the campaign is refused with a reason and creates nothing.
+    r.h.wait_event("short", "Warning", "InvalidRecurrence")
+        .await;
+    let short_status = r.reviews().get("short").await.unwrap().status.unwrap();
+    let recurring = short_status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Recurring")
+        .unwrap();
+    assert_eq!(
+        (recurring.status.as_str(), recurring.reason.as_str()),
+        ("False", "InvalidRecurrence")
+    );
+    assert!(
+        recurring.message.contains("shorter than the campaign"),
+        "{}",
+        recurring.message
+    );
+    assert!(successors_of(&short).await.is_empty());
     r.shutdown().await;
 }

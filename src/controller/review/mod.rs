@@ -10,8 +10,8 @@
 //! - [`report`]: `okta-ciam-operator review report`, the campaign's evidence from the cluster.
 
 pub mod decide;
-pub mod recurrence;
 pub mod reconcile;
+pub mod recurrence;
 pub mod report;
 
 pub use reconcile::{Settings, run, run_with};

@@ -452,19 +452,35 @@ async fn create_successor(
             ConditionStatus::False
         };
         let generation = review.metadata.generation;
-        new_condition(ConditionType::Recurring, state, reason, message, generation, Time(now))
+        new_condition(
+            ConditionType::Recurring,
+            state,
+            reason,
+            message,
+            generation,
+            Time(now),
+        )
     };
-    let (start_at, spec) = match recurrence::next(&review.spec, now) {
+    let (start_at, period, spec) = match recurrence::next(&review.spec, now) {
         Ok(None) => return Ok(None),
         Ok(Some(Next::WaitUntil(at))) => {
             let message = format!("the next campaign is created at {at}");
             set_condition(&mut status.conditions, condition(false, "NotDue", message));
             return Ok(Some(now.duration_until(at).unsigned_abs()));
         }
-        Ok(Some(Next::Create { start_at, spec })) => (start_at, spec),
+        Ok(Some(Next::Create {
+            start_at,
+            period,
+            spec,
+        })) => (start_at, period, spec),
         Err(why) => {
-            refuse_recurrence(shared, review, status, condition(false, "InvalidRecurrence", why))
-                .await;
+            refuse_recurrence(
+                shared,
+                review,
+                status,
+                condition(false, "InvalidRecurrence", why),
+            )
+            .await;
             return Ok(None);
         }
     };
@@ -482,11 +498,6 @@ async fn create_successor(
                 &review.name_any(),
                 labels.get(SERIES_LABEL).map(String::as_str),
             );
-            let period = spec
-                .recurrence
-                .as_ref()
-                .and_then(|r| recurrence::parse_period(&r.every).ok())
-                .unwrap_or_default();
             let name = recurrence::successor_name(&series, start_at, period);
             let mut successor = AccessReview::new(&name, *spec);
             successor.metadata.labels = Some(BTreeMap::from([
@@ -527,7 +538,10 @@ async fn create_successor(
         }
     };
     let message = format!("the next campaign is AccessReview {name}");
-    set_condition(&mut status.conditions, condition(true, "NextCreated", message));
+    set_condition(
+        &mut status.conditions,
+        condition(true, "NextCreated", message),
+    );
     status.next = Some(name);
     Ok(None)
 }
@@ -539,12 +553,18 @@ async fn refuse_recurrence(
     status: &mut AccessReviewStatus,
     refusal: Condition,
 ) {
-    let known = status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == refusal.type_ && c.reason == refusal.reason && c.message == refusal.message);
+    let known = status.conditions.iter().any(|c| {
+        c.type_ == refusal.type_ && c.reason == refusal.reason && c.message == refusal.message
+    });
     if !known {
-        publish(shared, review, EventType::Warning, &refusal.reason, &refusal.message).await;
+        publish(
+            shared,
+            review,
+            EventType::Warning,
+            &refusal.reason,
+            &refusal.message,
+        )
+        .await;
     }
     set_condition(&mut status.conditions, refusal);
 }

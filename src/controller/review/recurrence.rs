@@ -35,6 +35,8 @@ pub enum Next {
     Create {
         /// Its `startAt`.
         start_at: Timestamp,
+        /// The series' period.
+        period: SignedDuration,
         /// Its spec: this campaign's, with `startAt` and `dueAt` shifted.
         spec: Box<AccessReviewSpec>,
     },
@@ -119,6 +121,7 @@ pub fn next(spec: &AccessReviewSpec, now: Timestamp) -> Result<Option<Next>, Str
     successor.due_at = Time(due_at);
     Ok(Some(Next::Create {
         start_at,
+        period,
         spec: Box::new(successor),
     }))
 }
@@ -126,7 +129,10 @@ pub fn next(spec: &AccessReviewSpec, now: Timestamp) -> Result<Option<Next>, Str
 /// The series a campaign belongs to: its `SERIES_LABEL`, or (the first campaign) its own
 /// name, shortened so that a successor's name stays within 63 characters.
 pub fn series(name: &str, label: Option<&str>) -> String {
-    label.map_or_else(|| fit(name, MAX_NAME - "-yyyymmdd-hhmmss".len()), str::to_owned)
+    label.map_or_else(
+        || fit(name, MAX_NAME - "-yyyymmdd-hhmmss".len()),
+        str::to_owned,
+    )
 }
 
 /// The successor's name: `<series>-<yyyymmdd>` of its start (UTC), with `-<hhmmss>` added
@@ -173,9 +179,18 @@ mod tests {
 
     #[test]
     fn periods_are_days_hours_minutes_and_seconds() {
-        assert_eq!(parse_period("91d").unwrap(), SignedDuration::from_hours(91 * 24));
-        assert_eq!(parse_period("1d12h").unwrap(), SignedDuration::from_hours(36));
-        assert_eq!(parse_period("2m30s").unwrap(), SignedDuration::from_secs(150));
+        assert_eq!(
+            parse_period("91d").unwrap(),
+            SignedDuration::from_hours(91 * 24)
+        );
+        assert_eq!(
+            parse_period("1d12h").unwrap(),
+            SignedDuration::from_hours(36)
+        );
+        assert_eq!(
+            parse_period("2m30s").unwrap(),
+            SignedDuration::from_secs(150)
+        );
         for bad in ["", "0d", "d", "12", "1w", "1.5d", "99999999999999999999d"] {
             assert!(parse_period(bad).is_err(), "{bad:?}");
         }
@@ -199,7 +214,11 @@ mod tests {
     #[test]
     fn at_the_next_period_the_successor_is_the_same_campaign_one_period_later() {
         let s = spec("2027-01-01T00:00:00Z", "2027-01-15T00:00:00Z", Some("91d"));
-        let Ok(Some(Next::Create { start_at, spec: got })) = next(&s, at("2027-04-02T00:00:00Z"))
+        let Ok(Some(Next::Create {
+            start_at,
+            spec: got,
+            ..
+        })) = next(&s, at("2027-04-02T00:00:00Z"))
         else {
             panic!("expected a successor");
         };
@@ -214,7 +233,11 @@ mod tests {
     fn a_period_noticed_late_but_still_open_is_created_and_a_closed_one_skipped() {
         let s = spec("2027-01-01T00:00:00Z", "2027-01-15T00:00:00Z", Some("91d"));
         // Two periods later, still before that period's due time: that period.
-        let Ok(Some(Next::Create { start_at, spec: got })) = next(&s, at("2027-07-10T00:00:00Z"))
+        let Ok(Some(Next::Create {
+            start_at,
+            spec: got,
+            ..
+        })) = next(&s, at("2027-07-10T00:00:00Z"))
         else {
             panic!("expected a successor");
         };
@@ -234,7 +257,11 @@ mod tests {
         assert!(why.contains("shorter than the campaign"), "{why}");
         let mut s = spec("2027-01-01T00:00:00Z", "2027-01-15T00:00:00Z", Some("91d"));
         s.start_at = None;
-        assert!(next(&s, at("2027-01-02T00:00:00Z")).unwrap_err().contains("startAt"));
+        assert!(
+            next(&s, at("2027-01-02T00:00:00Z"))
+                .unwrap_err()
+                .contains("startAt")
+        );
     }
 
     #[test]
