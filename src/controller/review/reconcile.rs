@@ -227,14 +227,8 @@ async fn campaign_round(
         write_status(shared, review, &status).await?;
         return Ok(None);
     }
-    let generation = review.metadata.generation;
     let condition = |type_, ok: bool, reason: &str, message: String| {
-        let state = if ok {
-            ConditionStatus::True
-        } else {
-            ConditionStatus::False
-        };
-        new_condition(type_, state, reason, message, generation, Time(now))
+        review_condition(review, now, type_, ok, reason, message)
     };
     let start = review.spec.start_at.as_ref().map(|t| t.0);
     if let Some(start) = start.filter(|s| *s > now) {
@@ -446,20 +440,7 @@ async fn create_successor(
         return Ok(None);
     }
     let condition = |ok: bool, reason: &str, message: String| {
-        let state = if ok {
-            ConditionStatus::True
-        } else {
-            ConditionStatus::False
-        };
-        let generation = review.metadata.generation;
-        new_condition(
-            ConditionType::Recurring,
-            state,
-            reason,
-            message,
-            generation,
-            Time(now),
-        )
+        review_condition(review, now, ConditionType::Recurring, ok, reason, message)
     };
     let (start_at, period, spec) = match recurrence::next(&review.spec, now) {
         Ok(None) => return Ok(None),
@@ -505,7 +486,18 @@ async fn create_successor(
                 (PREVIOUS_UID_LABEL.to_owned(), uid.clone()),
             ]));
             match api.create(&PostParams::default(), &successor).await {
-                Ok(_) => {}
+                Ok(_) => {
+                    let message =
+                        format!("created AccessReview {name}, the campaign starting at {start_at}");
+                    publish(
+                        shared,
+                        review,
+                        EventType::Normal,
+                        "NextCampaignCreated",
+                        &message,
+                    )
+                    .await;
+                }
                 // Another replica's (or an interrupted round's) create won, or the name is
                 // someone else's: only the label tells (a list, so no `get` grant is needed).
                 Err(kube::Error::Api(e)) if e.code == 409 => {
@@ -526,14 +518,6 @@ async fn create_successor(
                 }
                 Err(e) => return Err(e.into()),
             }
-            publish(
-                shared,
-                review,
-                EventType::Normal,
-                "NextCampaignCreated",
-                &format!("created AccessReview {name}, the campaign starting at {start_at}"),
-            )
-            .await;
             name
         }
     };
@@ -544,6 +528,24 @@ async fn create_successor(
     );
     status.next = Some(name);
     Ok(None)
+}
+
+/// A condition of the review, observed now.
+fn review_condition(
+    review: &AccessReview,
+    now: Timestamp,
+    type_: ConditionType,
+    ok: bool,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let state = if ok {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
+    let generation = review.metadata.generation;
+    new_condition(type_, state, reason, message, generation, Time(now))
 }
 
 /// Records why no successor can be created, with a Warning Event the first time.
