@@ -192,7 +192,8 @@ pub struct AccessReviewStatus {
     pub phase: Option<ReviewPhase>,
 
     /// `Frozen` (the items are stored), `Overdue` (past `dueAt` with items undecided),
-    /// `Remediated` (every revoked item has its outcome), with reasons.
+    /// `Remediated` (every revoked item has its outcome), `Recurring` (a recurring campaign's
+    /// next campaign is created), with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
