@@ -29,6 +29,9 @@ pub enum ConditionType {
     Overdue,
     /// AccessReview: every revoked item has its remediation outcome.
     Remediated,
+    /// Recurring AccessReview: the next period's campaign is created (False while its period
+    /// has not come, or with the reason it cannot be created).
+    Recurring,
 }
 
 impl ConditionType {
@@ -45,6 +48,7 @@ impl ConditionType {
             Self::DecisionsCounted => "DecisionsCounted",
             Self::Overdue => "Overdue",
             Self::Remediated => "Remediated",
+            Self::Recurring => "Recurring",
         }
     }
 }

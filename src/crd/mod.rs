@@ -30,6 +30,7 @@ pub use membership::{
 pub use review::{
     AccessReview, AccessReviewChunk, AccessReviewChunkSpec, AccessReviewChunkStatus,
     AccessReviewDecision, AccessReviewDecisionSpec, AccessReviewSpec, AccessReviewStatus,
+    Recurrence,
 };
 
 /// The API group of every kind.

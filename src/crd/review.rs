@@ -72,6 +72,7 @@ pub const ITEMS_PER_CHUNK: usize = 500;
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable"))]
 #[x_kube(validation = Rule::new("!has(self.startAt) || timestamp(self.startAt) < timestamp(self.dueAt)").message("startAt must be before dueAt"))]
+#[x_kube(validation = Rule::new("!has(self.recurrence) || has(self.startAt)").message("a recurring campaign needs startAt, the start of its first period"))]
 #[serde(rename_all = "camelCase")]
 pub struct AccessReviewSpec {
     /// The `OktaCiamConnector` in this namespace whose last snapshot is reviewed.
@@ -116,6 +117,25 @@ pub struct AccessReviewSpec {
     /// them as revoked. Default `None`.
     #[serde(default)]
     pub unanswered: UnansweredPolicy,
+
+    /// Makes the campaign recurring: at `startAt` + one period the operator creates the next
+    /// campaign, a new `AccessReview` with this spec and `startAt`/`dueAt` one period later,
+    /// whatever this one's phase. Needs `startAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence: Option<Recurrence>,
+}
+
+/// The allowed syntax of [`Recurrence::every`]: whole days, hours, minutes and seconds.
+pub const PERIOD_PATTERN: &str = r"^([0-9]+(d|h|m|s))+$";
+
+/// How often a campaign recurs.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Recurrence {
+    /// The period, in days (of 24 hours), hours, minutes and seconds: `91d` (about a
+    /// quarter), `30d`, `1d12h`. At least `dueAt - startAt`, so campaigns of one series never
+    /// overlap.
+    #[schemars(length(min = 2, max = 32), regex(pattern = PERIOD_PATTERN))]
+    pub every: String,
 }
 
 /// The reviewers of one group's items.
@@ -172,7 +192,8 @@ pub struct AccessReviewStatus {
     pub phase: Option<ReviewPhase>,
 
     /// `Frozen` (the items are stored), `Overdue` (past `dueAt` with items undecided),
-    /// `Remediated` (every revoked item has its outcome), with reasons.
+    /// `Remediated` (every revoked item has its outcome), `Recurring` (a recurring campaign's
+    /// next campaign is created), with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -219,6 +240,11 @@ pub struct AccessReviewStatus {
     /// When every item had its outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
+
+    /// A recurring campaign's successor: the `AccessReview` the operator created for the next
+    /// period (labelled with the series, not owned by this one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// Items per decision.

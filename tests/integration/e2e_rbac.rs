@@ -250,18 +250,20 @@ async fn e2e_every_api_call_is_granted_and_every_grant_is_used() {
     e.finish().await;
 }
 
-/// One AccessReview (report only) frozen (Staff's membership) and completed at its due time,
-/// a few seconds away.
+/// One recurring AccessReview (report only) frozen (Staff's membership), completed at its due
+/// time a few seconds away, and its next campaign created a period after its start.
 async fn review_life_cycle(e: &E2e) {
     use kube::Api;
     use kube::api::PostParams;
     use okta_ciam_operator::crd::AccessReview;
     use okta_ciam_operator::crd::review::ReviewPhase;
-    let due = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    let start = jiff::Timestamp::now();
+    let due = start + jiff::SignedDuration::from_secs(3);
     let review: AccessReview = serde_json::from_value(json!({
         "metadata": {"name": "audit"},
         "spec": {"connectorRef": {"name": "corp"}, "reviewers": {"users": ["carol@example.com"]},
-                 "dueAt": due.to_string()},
+                 "startAt": start.to_string(), "dueAt": due.to_string(),
+                 "recurrence": {"every": "4s"}},
     }))
     .unwrap();
     let reviews: Api<AccessReview> = Api::namespaced(e.kube.clone(), &e.ns);
@@ -275,6 +277,10 @@ async fn review_life_cycle(e: &E2e) {
     })
     .await;
     assert!(items.is_some_and(|n| n > 0), "{items:?}");
+    wait_for("the next campaign created", || async {
+        reviews.get_opt("audit").await.unwrap()?.status?.next
+    })
+    .await;
 }
 
 /// One AccessRequest through approval to an active grant, then deleted (also run under

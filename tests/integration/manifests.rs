@@ -525,7 +525,7 @@ const CRD_GRANTS: &[(&str, &str, &[&str])] = &[
     ("oktaciam.io", "accessapprovals", &["list", "watch"]),
     ("oktaciam.io", "accessrequests/status", &["patch"]),
     ("oktaciam.io", "accessrequests/finalizers", &["update"]),
-    ("oktaciam.io", "accessreviews", &["list", "watch"]),
+    ("oktaciam.io", "accessreviews", &["list", "watch", "create"]),
     ("oktaciam.io", "accessreviewdecisions", &["list", "watch"]),
     (
         "oktaciam.io",
@@ -1030,6 +1030,7 @@ async fn the_test_server_lists_exactly_these_crd_rules_as_unenforced() {
             "spec",
             "!has(self.startAt) || timestamp(self.startAt) < timestamp(self.dueAt)",
         ),
+        (review, "spec", "!has(self.recurrence) || has(self.startAt)"),
         (review, "spec.reviewers", someone),
         (review, "spec.groupReviewers[*].reviewers", someone),
         (

@@ -58,11 +58,11 @@ roleAssignments:
 
 const REVIEW: &str = "q4";
 
-/// The membership harness on [`ORG`] plus the review controller.
+/// The membership harness on [`ORG`] plus the review controller (one or more replicas).
 struct Reviews {
     h: Harness,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Reviews {
@@ -72,34 +72,43 @@ impl Reviews {
             ..Options::default()
         })
         .await;
-        let stop = CancellationToken::new();
+        let mut r = Reviews {
+            h,
+            stop: CancellationToken::new(),
+            tasks: Vec::new(),
+        };
+        r.start_replica();
+        r
+    }
+
+    /// Starts another review controller that also leads, as two replicas would during a
+    /// leadership hand-over.
+    fn start_replica(&mut self) {
         let ctx = Context {
-            kube: h.kube.clone(),
+            kube: self.h.kube.clone(),
             namespaces: Vec::new(),
             domain_policy: policy(),
-            metrics: h.metrics.clone(),
-            clients: h.registry.clone(),
+            metrics: self.h.metrics.clone(),
+            clients: self.h.registry.clone(),
             readiness: Readiness::new(),
-            leadership: Leadership::always(&stop),
-            shutdown: stop.clone(),
+            leadership: Leadership::always(&self.stop),
+            shutdown: self.stop.clone(),
         };
         let settings = review::Settings {
             recheck: Duration::from_millis(300),
             retry_delay: Duration::from_millis(200),
         };
-        let task = tokio::spawn(async move {
+        self.tasks.push(tokio::spawn(async move {
             let (synced, _) = tokio::sync::oneshot::channel();
             review::run_with(ctx, settings, synced).await.unwrap();
-        });
-        Reviews { h, stop, task }
+        }));
     }
 
     async fn shutdown(self) {
         self.stop.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .unwrap()
-            .unwrap();
+        for task in self.tasks {
+            tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+        }
         self.h.shutdown().await;
     }
 
@@ -132,6 +141,11 @@ impl Reviews {
 
     /// Creates the campaign (spec fields in `extra` over the defaults); returns its uid.
     async fn campaign(&self, extra: Value) -> String {
+        self.campaign_named(REVIEW, extra).await
+    }
+
+    /// [`Reviews::campaign`] under another name.
+    async fn campaign_named(&self, name: &str, extra: Value) -> String {
         let mut spec = json!({
             "connectorRef": {"name": "acme"},
             "includeRoles": true,
@@ -143,7 +157,7 @@ impl Reviews {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         let obj =
-            serde_json::from_value(json!({"metadata": {"name": REVIEW}, "spec": spec})).unwrap();
+            serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
         let created = self
             .reviews()
             .create(&PostParams::default(), &obj)
@@ -571,6 +585,15 @@ fn the_review_examples_validate_against_the_committed_crds() {
         }
     }
     assert_eq!(seen, ["AccessReview", "AccessReviewDecision"]);
+    // The period's syntax: days, hours, minutes, seconds; no months, no fractions.
+    let mut campaign = load_yaml_docs("manifests/examples/review/campaign.yaml").remove(0);
+    let validator = CrdValidator::for_crd_file("accessreviews.yaml");
+    for bad in ["3mo", "quarterly", "1.5d", "d", ""] {
+        campaign["spec"]["recurrence"]["every"] = json!(bad);
+        assert!(!validator.errors(&campaign).is_empty(), "{bad:?} accepted");
+    }
+    campaign["spec"]["recurrence"]["every"] = json!("1d12h");
+    assert!(validator.errors(&campaign).is_empty());
 }
 
 /// Review removals go through the connector's mass-revocation circuit breaker: over
@@ -652,5 +675,109 @@ async fn review_removals_are_held_by_the_connectors_circuit_breaker() {
         engineers().contains(&r.h.user("dave@example.com")),
         "the declared membership stays"
     );
+    r.shutdown().await;
+}
+
+/// Two replicas both leading (as during a hand-over) and a six-second period: the recurring
+/// campaign gets exactly one successor, one period later, with the same spec; the
+/// non-recurring one gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recurring_campaign_creates_its_next_campaign_exactly_once() {
+    use okta_ciam_operator::controller::review::recurrence::{PREVIOUS_UID_LABEL, SERIES_LABEL};
+    let mut r = Reviews::start().await;
+    r.start_replica();
+    r.h.sync_index("acme").await;
+    // Whole seconds, as Kubernetes times are written.
+    let start = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap();
+    let at = |seconds: i64| (start + jiff::SignedDuration::from_secs(seconds)).to_string();
+    let times = json!({"startAt": at(0), "dueAt": at(2), "remediation": "Report"});
+    let once = r.campaign_named("once", times.clone()).await;
+    let mut recurring = times.clone();
+    recurring["recurrence"] = json!({"every": "6s"});
+    let uid = r.campaign(recurring).await;
+    let mut overlapping = times.clone();
+    overlapping["recurrence"] = json!({"every": "1s"});
+    let short = r.campaign_named("short", overlapping).await;
+
+    let first = r
+        .wait_review("the next campaign recorded", |r| {
+            r.status.as_ref().is_some_and(|s| s.next.is_some())
+        })
+        .await;
+    // At its time whatever the phase: without the admission policy nothing is counted, so
+    // the first campaign never completes.
+    assert_eq!(phase(&first), Some(ReviewPhase::Open));
+    let next_name = first.status.as_ref().unwrap().next.clone().unwrap();
+    let successors_of = |uid: &str| {
+        let reviews = r.reviews();
+        let selector = format!("{PREVIOUS_UID_LABEL}={uid}");
+        async move {
+            reviews
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .unwrap()
+                .items
+        }
+    };
+    let successors = successors_of(&uid).await;
+    assert_eq!(successors.len(), 1, "{successors:?}");
+    let next = &successors[0];
+    let next_start = start + jiff::SignedDuration::from_secs(6);
+    assert_eq!(next.metadata.name.as_deref(), Some(next_name.as_str()));
+    assert_eq!(
+        next_name,
+        format!("{REVIEW}-{}", next_start.strftime("%Y%m%d-%H%M%S"))
+    );
+    let mut want = first.spec.clone();
+    want.start_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        next_start,
+    ));
+    want.due_at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        start + jiff::SignedDuration::from_secs(8),
+    );
+    assert_eq!(next.spec, want);
+    assert_eq!(
+        next.metadata.labels.as_ref().unwrap().get(SERIES_LABEL),
+        Some(&REVIEW.to_owned())
+    );
+    // Not owned: deleting one campaign never garbage-collects a later campaign's evidence.
+    assert!(next.metadata.owner_references.is_none());
+    r.h.wait_event(REVIEW, "Normal", "NextCampaignCreated")
+        .await;
+
+    // The series goes on from the successor; the first campaign still has its one.
+    wait_for("the successor's own next campaign", || async {
+        r.reviews().get(&next_name).await.unwrap().status?.next
+    })
+    .await;
+    assert_eq!(successors_of(&uid).await.len(), 1);
+    let once_status = r.reviews().get("once").await.unwrap().status.unwrap();
+    assert_eq!(once_status.next, None);
+    assert!(
+        !once_status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Recurring")
+    );
+    assert!(successors_of(&once).await.is_empty());
+    // A period shorter than the campaign is refused with a reason and creates nothing.
+    r.h.wait_event("short", "Warning", "InvalidRecurrence")
+        .await;
+    let short_status = r.reviews().get("short").await.unwrap().status.unwrap();
+    let recurring = short_status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Recurring")
+        .unwrap();
+    assert_eq!(
+        (recurring.status.as_str(), recurring.reason.as_str()),
+        ("False", "InvalidRecurrence")
+    );
+    assert!(
+        recurring.message.contains("shorter than the campaign"),
+        "{}",
+        recurring.message
+    );
+    assert!(successors_of(&short).await.is_empty());
     r.shutdown().await;
 }

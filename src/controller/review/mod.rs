@@ -3,6 +3,7 @@
 //!
 //! - [`decide`]: the pure decisions (declared memberships, the tally of decisions, what
 //!   remediation does with an item).
+//! - [`recurrence`]: when a recurring campaign's next period comes, its name and spec.
 //! - [`reconcile`]: the `AccessReview` controller that freezes, tallies and remediates
 //!   ([`run`]). Decisions are authenticated as approvals are, through
 //!   [`admission`](crate::controller::admission).
@@ -10,6 +11,7 @@
 
 pub mod decide;
 pub mod reconcile;
+pub mod recurrence;
 pub mod report;
 
 pub use reconcile::{Settings, run, run_with};

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
@@ -31,6 +31,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::decide::{self, Counted, DecisionFacts, Planned};
+use super::recurrence::{self, Next, PREVIOUS_UID_LABEL, SERIES_LABEL};
 use crate::controller::admission;
 use crate::controller::connector::index;
 use crate::controller::membership::lookup;
@@ -199,22 +200,35 @@ async fn reconcile(review: Arc<AccessReview>, shared: Arc<Shared>) -> Result<Act
     result
 }
 
-/// One round: freeze, tally, remediate, as far as the time allows.
+/// One round: create a recurring campaign's successor when its period comes, then freeze,
+/// tally, remediate, as far as the time allows.
 async fn round(review: &AccessReview, shared: &Shared) -> Result<Action> {
+    let now = Timestamp::now();
+    let mut status = review.status.clone().unwrap_or_default();
+    let successor_wait = create_successor(shared, review, &mut status, now).await?;
+    let campaign_wait = campaign_round(review, shared, status, now).await?;
+    Ok(match (campaign_wait, successor_wait) {
+        (Some(a), Some(b)) => Action::requeue(a.min(b)),
+        (Some(wait), None) | (None, Some(wait)) => Action::requeue(wait),
+        (None, None) => Action::await_change(),
+    })
+}
+
+/// Freezes, tallies and remediates, starting from `status` (the recorded one, with the
+/// successor noted); returns when to look again, `None` once completed.
+async fn campaign_round(
+    review: &AccessReview,
+    shared: &Shared,
+    mut status: AccessReviewStatus,
+    now: Timestamp,
+) -> Result<Option<Duration>> {
     let previous = review.status.clone().unwrap_or_default();
     if previous.phase == Some(ReviewPhase::Completed) {
-        return Ok(Action::await_change());
+        write_status(shared, review, &status).await?;
+        return Ok(None);
     }
-    let now = Timestamp::now();
-    let mut status = previous.clone();
-    let generation = review.metadata.generation;
     let condition = |type_, ok: bool, reason: &str, message: String| {
-        let state = if ok {
-            ConditionStatus::True
-        } else {
-            ConditionStatus::False
-        };
-        new_condition(type_, state, reason, message, generation, Time(now))
+        review_condition(review, now, type_, ok, reason, message)
     };
     let start = review.spec.start_at.as_ref().map(|t| t.0);
     if let Some(start) = start.filter(|s| *s > now) {
@@ -230,7 +244,7 @@ async fn round(review: &AccessReview, shared: &Shared) -> Result<Action> {
         );
         write_status(shared, review, &status).await?;
         let until = now.duration_until(start).unsigned_abs();
-        return Ok(Action::requeue(until.min(shared.settings.recheck)));
+        return Ok(Some(until.min(shared.settings.recheck)));
     }
     let items = match &previous.snapshot_digest {
         Some(digest) => read_items(shared, review, digest, previous.chunks.unwrap_or(0)).await?,
@@ -280,7 +294,7 @@ async fn round(review: &AccessReview, shared: &Shared) -> Result<Action> {
                     ),
                 );
                 write_status(shared, review, &status).await?;
-                return Ok(Action::requeue(shared.settings.recheck));
+                return Ok(Some(shared.settings.recheck));
             }
         },
     };
@@ -402,7 +416,7 @@ async fn round(review: &AccessReview, shared: &Shared) -> Result<Action> {
     }
     write_status(shared, review, &status).await?;
     if status.phase == Some(ReviewPhase::Completed) {
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let mut wait = shared.settings.recheck;
     if !overdue {
@@ -410,7 +424,151 @@ async fn round(review: &AccessReview, shared: &Shared) -> Result<Action> {
     } else if status.outcomes.is_some_and(|o| o.failed > 0 || o.held > 0) {
         wait = shared.settings.retry_delay;
     }
-    Ok(Action::requeue(wait))
+    Ok(Some(wait))
+}
+
+/// A recurring campaign's successor: created once its period comes (exactly once: found by
+/// the label naming this campaign's uid, or by its deterministic name) and recorded in
+/// `status.next`. Returns how long until the next period, while it has not come.
+async fn create_successor(
+    shared: &Shared,
+    review: &AccessReview,
+    status: &mut AccessReviewStatus,
+    now: Timestamp,
+) -> Result<Option<Duration>> {
+    if status.next.is_some() {
+        return Ok(None);
+    }
+    let condition = |ok: bool, reason: &str, message: String| {
+        review_condition(review, now, ConditionType::Recurring, ok, reason, message)
+    };
+    let (start_at, period, spec) = match recurrence::next(&review.spec, now) {
+        Ok(None) => return Ok(None),
+        Ok(Some(Next::WaitUntil(at))) => {
+            let message = format!("the next campaign is created at {at}");
+            set_condition(&mut status.conditions, condition(false, "NotDue", message));
+            return Ok(Some(now.duration_until(at).unsigned_abs()));
+        }
+        Ok(Some(Next::Create {
+            start_at,
+            period,
+            spec,
+        })) => (start_at, period, spec),
+        Err(why) => {
+            refuse_recurrence(
+                shared,
+                review,
+                status,
+                condition(false, "InvalidRecurrence", why),
+            )
+            .await;
+            return Ok(None);
+        }
+    };
+    let uid = review.uid().unwrap_or_default();
+    let api: Api<AccessReview> = Api::namespaced(
+        shared.ctx.kube.clone(),
+        &review.namespace().unwrap_or_default(),
+    );
+    let by_label = ListParams::default().labels(&format!("{PREVIOUS_UID_LABEL}={uid}"));
+    let name = match api.list(&by_label).await?.items.first() {
+        Some(found) => found.name_any(),
+        None => {
+            let labels = review.labels();
+            let series = recurrence::series(
+                &review.name_any(),
+                labels.get(SERIES_LABEL).map(String::as_str),
+            );
+            let name = recurrence::successor_name(&series, start_at, period);
+            let mut successor = AccessReview::new(&name, *spec);
+            successor.metadata.labels = Some(BTreeMap::from([
+                (SERIES_LABEL.to_owned(), series),
+                (PREVIOUS_UID_LABEL.to_owned(), uid.clone()),
+            ]));
+            match api.create(&PostParams::default(), &successor).await {
+                Ok(_) => {
+                    let message =
+                        format!("created AccessReview {name}, the campaign starting at {start_at}");
+                    publish(
+                        shared,
+                        review,
+                        EventType::Normal,
+                        "NextCampaignCreated",
+                        &message,
+                    )
+                    .await;
+                }
+                // Another replica's (or an interrupted round's) create won, or the name is
+                // someone else's: only the label tells (a list, so no `get` grant is needed).
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    if api.list(&by_label).await?.items.is_empty() {
+                        let why = format!(
+                            "AccessReview {name} exists and is not this campaign's successor; \
+                             rename or delete it"
+                        );
+                        refuse_recurrence(
+                            shared,
+                            review,
+                            status,
+                            condition(false, "NextNameTaken", why),
+                        )
+                        .await;
+                        return Ok(Some(shared.settings.recheck));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            name
+        }
+    };
+    let message = format!("the next campaign is AccessReview {name}");
+    set_condition(
+        &mut status.conditions,
+        condition(true, "NextCreated", message),
+    );
+    status.next = Some(name);
+    Ok(None)
+}
+
+/// A condition of the review, observed now.
+fn review_condition(
+    review: &AccessReview,
+    now: Timestamp,
+    type_: ConditionType,
+    ok: bool,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let state = if ok {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
+    let generation = review.metadata.generation;
+    new_condition(type_, state, reason, message, generation, Time(now))
+}
+
+/// Records why no successor can be created, with a Warning Event the first time.
+async fn refuse_recurrence(
+    shared: &Shared,
+    review: &AccessReview,
+    status: &mut AccessReviewStatus,
+    refusal: Condition,
+) {
+    let known = status.conditions.iter().any(|c| {
+        c.type_ == refusal.type_ && c.reason == refusal.reason && c.message == refusal.message
+    });
+    if !known {
+        publish(
+            shared,
+            review,
+            EventType::Warning,
+            &refusal.reason,
+            &refusal.message,
+        )
+        .await;
+    }
+    set_condition(&mut status.conditions, refusal);
 }
 
 /// Freezes the items from the connector's index into chunks and records them in `status`;
