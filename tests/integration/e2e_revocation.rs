@@ -7,7 +7,7 @@
 
 use crate::e2e_support;
 
-use e2e_support::{E2e, fixture, logins, wait_for};
+use e2e_support::{E2e, Operator, fixture, logins, wait_for};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -135,6 +135,22 @@ async fn e2e_deleting_the_namespace_revokes_every_grant() {
     let home = e.create_namespace("operator").await;
     let operator = e.operator_at_home("operator", &home, &[]);
     e.wait_connector(CONNECTOR, "Ready", "True", "Synced").await;
+    grant_each_in_team(&e, &users).await;
+    let before = deletes(&e);
+    let namespaces: Api<Namespace> = Api::all(e.kube.clone());
+    namespaces
+        .delete(&e.ns, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the namespace gone", || gone(namespaces.clone(), &e.ns)).await;
+    assert!(e.members("Team").is_empty(), "every grant revoked");
+    assert_eq!(deletes(&e), before + 3);
+    drop(operator);
+    e.finish().await;
+}
+
+/// One granted single-user membership `gm<i>` in Team per user.
+async fn grant_each_in_team(e: &E2e, users: &[String]) {
     for (i, user) in users.iter().enumerate() {
         e.apply_membership(
             &format!("gm{i}"),
@@ -148,17 +164,21 @@ async fn e2e_deleting_the_namespace_revokes_every_grant() {
         e.wait_membership(&format!("gm{i}"), "Ready", "True", "Granted")
             .await;
     }
-    let before = deletes(&e);
-    let namespaces: Api<Namespace> = Api::all(e.kube.clone());
-    namespaces
-        .delete(&e.ns, &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for("the namespace gone", || gone(namespaces.clone(), &e.ns)).await;
-    assert!(e.members("Team").is_empty(), "every grant revoked");
-    assert_eq!(deletes(&e), before + 3);
-    drop(operator);
-    e.finish().await;
+}
+
+/// A connector with `maxRevocationsPerHour: limit`, an operator, and one granted
+/// single-user membership `gm<i>` in Team per user; returns the running operator.
+async fn breaker_with_granted_memberships(e: &E2e, limit: usize, users: &[String]) -> Operator {
+    e.put_secret("okta-token", "apiToken", "token-1").await;
+    e.apply_connector(
+        CONNECTOR,
+        json!({"safety": {"maxRevocationsPerHour": limit}}),
+    )
+    .await;
+    let operator = e.operator("operator", &[]);
+    e.wait_connector(CONNECTOR, "Ready", "True", "Synced").await;
+    grant_each_in_team(e, users).await;
+    operator
 }
 
 /// The memberships `gm0..gm{n}` whose `Ready` says their removal is held.
@@ -186,27 +206,7 @@ async fn e2e_the_circuit_breaker_lets_the_limit_through_and_a_person_releases_th
     const MEMBERSHIPS: usize = 12;
     let users = logins("user", MEMBERSHIPS);
     let e = E2e::start(&fixture(&users, &[("Team", &[])])).await;
-    e.put_secret("okta-token", "apiToken", "token-1").await;
-    e.apply_connector(
-        CONNECTOR,
-        json!({"safety": {"maxRevocationsPerHour": LIMIT}}),
-    )
-    .await;
-    let operator = e.operator("operator", &[]);
-    e.wait_connector(CONNECTOR, "Ready", "True", "Synced").await;
-    for (i, user) in users.iter().enumerate() {
-        e.apply_membership(
-            &format!("gm{i}"),
-            CONNECTOR,
-            "Team",
-            std::slice::from_ref(user),
-        )
-        .await;
-    }
-    for i in 0..MEMBERSHIPS {
-        e.wait_membership(&format!("gm{i}"), "Ready", "True", "Granted")
-            .await;
-    }
+    let operator = breaker_with_granted_memberships(&e, LIMIT, &users).await;
     let before = deletes(&e);
     for i in 0..MEMBERSHIPS {
         e.memberships()
@@ -279,27 +279,7 @@ async fn e2e_a_killed_and_restarted_operator_keeps_counting_its_removals() {
     const MEMBERSHIPS: usize = 2 * LIMIT;
     let users = logins("user", MEMBERSHIPS);
     let e = E2e::start(&fixture(&users, &[("Team", &[])])).await;
-    e.put_secret("okta-token", "apiToken", "token-1").await;
-    e.apply_connector(
-        CONNECTOR,
-        json!({"safety": {"maxRevocationsPerHour": LIMIT}}),
-    )
-    .await;
-    let mut first = e.operator("operator", &[]);
-    e.wait_connector(CONNECTOR, "Ready", "True", "Synced").await;
-    for (i, user) in users.iter().enumerate() {
-        e.apply_membership(
-            &format!("gm{i}"),
-            CONNECTOR,
-            "Team",
-            std::slice::from_ref(user),
-        )
-        .await;
-    }
-    for i in 0..MEMBERSHIPS {
-        e.wait_membership(&format!("gm{i}"), "Ready", "True", "Granted")
-            .await;
-    }
+    let mut first = breaker_with_granted_memberships(&e, LIMIT, &users).await;
     let before = deletes(&e);
     // The limit's worth of removals, then the operator dies.
     for i in 0..LIMIT {

@@ -200,6 +200,14 @@ async fn a_lost_ownership_record_is_restored_reported_and_still_revoked() {
     h.shutdown().await;
 }
 
+/// Four users, one membership each, against a limit of two removals.
+const BREAKER_USERS: [&str; 4] = [
+    "alice@example.com",
+    "bob@example.com",
+    "carol@example.com",
+    "dave@example.com",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_circuit_breaker_holds_removals_beyond_the_limit_until_released() {
     let h = Harness::start().await;
@@ -208,12 +216,7 @@ async fn the_circuit_breaker_holds_removals_beyond_the_limit_until_released() {
         json!({"spec": {"safety": {"maxRevocationsPerHour": 2}}}),
     )
     .await;
-    let users = [
-        "alice@example.com",
-        "bob@example.com",
-        "carol@example.com",
-        "dave@example.com",
-    ];
+    let users = BREAKER_USERS;
     for (i, user) in users.iter().enumerate() {
         h.apply(&format!("gm{i}"), one_user("acme", "Eng Admins", user))
             .await;
@@ -297,12 +300,7 @@ async fn the_circuit_breaker_window_survives_a_restart() {
         json!({"spec": {"safety": {"maxRevocationsPerHour": 2}}}),
     )
     .await;
-    let users = [
-        "alice@example.com",
-        "bob@example.com",
-        "carol@example.com",
-        "dave@example.com",
-    ];
+    let users = BREAKER_USERS;
     let names: Vec<String> = (0..users.len()).map(|i| format!("gm{i}")).collect();
     for (name, user) in names.iter().zip(users) {
         h.apply(name, one_user("acme", "Eng Admins", user)).await;
