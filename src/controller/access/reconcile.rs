@@ -29,7 +29,7 @@ use super::decide::{self, Input, Membership, Vote};
 use crate::controller::admission;
 use crate::controller::membership::decide::EventType;
 use crate::controller::runtime::Context;
-use crate::controller::runtime::controllers::{run_kind, run_terms, watched_apis};
+use crate::controller::runtime::controllers::{CachesSynced, run_kind, run_terms, watched_apis};
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::{find_condition, is_true};
 use crate::crd::{
@@ -97,7 +97,7 @@ pub async fn run(ctx: Context, caches_synced: oneshot::Sender<()>) -> Result<()>
 }
 
 /// Runs the controller until `ctx.shutdown`: one controller per leadership term.
-/// `caches_synced` fires at once on a standby, else when the first term's caches are listed.
+/// `caches_synced` fires at once on a standby, else when a term's caches are first listed.
 pub async fn run_with(
     ctx: Context,
     settings: Settings,
@@ -115,7 +115,7 @@ async fn run_term(
     ctx: &Context,
     settings: &Settings,
     term: CancellationToken,
-    synced: Option<oneshot::Sender<()>>,
+    synced: CachesSynced,
 ) {
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
@@ -149,11 +149,7 @@ async fn run_term(
         error_policy,
         shared,
         &term,
-        move || {
-            if let Some(tx) = synced {
-                let _ = tx.send(());
-            }
-        },
+        move || synced.fire(),
     )
     .await;
 }

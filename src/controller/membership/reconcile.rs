@@ -99,7 +99,7 @@ use crate::controller::connector::index::{self, ConnectorIndex};
 use crate::controller::runtime::Context;
 use crate::controller::runtime::breaker::{RELEASE_ANNOTATION, RemovalRequest};
 use crate::controller::runtime::clients::ConnectorKey;
-use crate::controller::runtime::controllers::run_kind;
+use crate::controller::runtime::controllers::{CachesSynced, run_kind, run_terms};
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::is_true;
 use crate::crd::membership::{
@@ -357,34 +357,12 @@ pub async fn run_with(
         })
         .unwrap_or_else(|| ctx.kube.default_namespace().to_owned());
     let records = RecordStore::new(ctx.kube.clone(), &namespace);
-    let caches_synced = Arc::new(std::sync::Mutex::new(Some(caches_synced)));
-    if !ctx.leadership.is_leader() {
-        // A standby has nothing to sync; it is ready to take over.
-        signal_once(&caches_synced);
-    }
-    while let Some(term) = ctx.leadership.acquired().await {
-        // Another replica may have removed while this one did not lead.
-        ctx.clients.revocations().forget_seeds();
-        run_term(&ctx, &settings, &records, term, &caches_synced).await;
-        if ctx.shutdown.is_cancelled() {
-            break;
-        }
-    }
+    let (ctx, settings, records) = (&ctx, &settings, &records);
+    run_terms(ctx, caches_synced, |term, synced| {
+        run_term(ctx, settings, records, term, synced)
+    })
+    .await;
     Ok(())
-}
-
-/// The "caches synced" signal, fired by whichever comes first: standing by, or the first
-/// term's caches being listed.
-type CachesSynced = Arc<std::sync::Mutex<Option<oneshot::Sender<()>>>>;
-
-fn signal_once(caches_synced: &CachesSynced) {
-    let sender = caches_synced
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
-    if let Some(sender) = sender {
-        let _ = sender.send(());
-    }
 }
 
 fn gm_apis(ctx: &Context) -> Vec<(Api<GroupMembership>, Api<OktaCiamConnector>)> {
@@ -409,7 +387,7 @@ async fn run_term(
     settings: &Settings,
     records: &RecordStore,
     term: CancellationToken,
-    caches_synced: &CachesSynced,
+    caches_synced: CachesSynced,
 ) {
     let mut connector_stores = Vec::new();
     let (policies, policy_changes) = PolicyCaches::start(&ctx.kube, &term);
@@ -460,7 +438,6 @@ async fn run_term(
         written: Written::default(),
         policies,
     });
-    let caches_synced = caches_synced.clone();
     run_kind(
         "membership",
         controllers,
@@ -468,7 +445,7 @@ async fn run_term(
         error_policy,
         shared,
         &term,
-        move || signal_once(&caches_synced),
+        move || caches_synced.fire(),
     )
     .await;
 }

@@ -38,7 +38,7 @@ use crate::controller::membership::lookup;
 use crate::controller::runtime::Context;
 use crate::controller::runtime::breaker::{RELEASE_ANNOTATION, RemovalRequest};
 use crate::controller::runtime::clients::ConnectorKey;
-use crate::controller::runtime::controllers::{run_kind, run_terms, watched_apis};
+use crate::controller::runtime::controllers::{CachesSynced, run_kind, run_terms, watched_apis};
 use crate::controller::runtime::metrics::ReconcileResult;
 use crate::crd::condition::{new_condition, set_condition};
 use crate::crd::review::{
@@ -112,7 +112,7 @@ pub async fn run(ctx: Context, caches_synced: oneshot::Sender<()>) -> Result<()>
 }
 
 /// Runs the controller until `ctx.shutdown`: one controller per leadership term.
-/// `caches_synced` fires at once on a standby, else when the first term's caches are listed.
+/// `caches_synced` fires at once on a standby, else when a term's caches are first listed.
 pub async fn run_with(
     ctx: Context,
     settings: Settings,
@@ -130,7 +130,7 @@ async fn run_term(
     ctx: &Context,
     settings: &Settings,
     term: CancellationToken,
-    synced: Option<oneshot::Sender<()>>,
+    synced: CachesSynced,
 ) {
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
@@ -161,11 +161,7 @@ async fn run_term(
         error_policy,
         shared,
         &term,
-        move || {
-            if let Some(tx) = synced {
-                let _ = tx.send(());
-            }
-        },
+        move || synced.fire(),
     )
     .await;
 }

@@ -4,7 +4,7 @@
 use std::fmt::{Debug, Display};
 use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::{StreamExt, TryFuture};
@@ -83,26 +83,44 @@ where
     }
 }
 
-/// Runs `run_term` once per leadership term until `ctx.shutdown`. The "caches synced" sender
-/// goes to the first term (a standby fires it at once: it has nothing to sync).
+/// The "caches synced" signal of a controller, fired once by whichever comes first: standing
+/// by, or a term's caches being listed (a term that ends before they list leaves it to the
+/// next).
+#[derive(Clone)]
+pub(crate) struct CachesSynced(Arc<Mutex<Option<oneshot::Sender<()>>>>);
+
+impl CachesSynced {
+    fn new(sender: oneshot::Sender<()>) -> Self {
+        CachesSynced(Arc::new(Mutex::new(Some(sender))))
+    }
+
+    /// Fires the signal unless it was fired before.
+    pub(crate) fn fire(&self) {
+        let sender = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(sender) = sender {
+            let _ = sender.send(());
+        }
+    }
+}
+
+/// Runs `run_term` once per leadership term until `ctx.shutdown`, each with the controller's
+/// [`CachesSynced`] signal (a standby fires it at once: it has nothing to sync).
 pub(crate) async fn run_terms<F, Fut>(
     ctx: &Context,
     caches_synced: oneshot::Sender<()>,
     mut run_term: F,
 ) where
-    F: FnMut(CancellationToken, Option<oneshot::Sender<()>>) -> Fut,
+    F: FnMut(CancellationToken, CachesSynced) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut caches_synced = Some(caches_synced);
-    if !ctx.leadership.is_leader()
-        && let Some(tx) = caches_synced.take()
-    {
-        let _ = tx.send(());
+    let caches_synced = CachesSynced::new(caches_synced);
+    if !ctx.leadership.is_leader() {
+        caches_synced.fire();
     }
     while let Some(term) = ctx.leadership.acquired().await {
         // Another replica may have removed while this one did not lead.
         ctx.clients.revocations().forget_seeds();
-        run_term(term, caches_synced.take()).await;
+        run_term(term, caches_synced.clone()).await;
         if ctx.shutdown.is_cancelled() {
             break;
         }
