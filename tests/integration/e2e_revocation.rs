@@ -124,27 +124,78 @@ async fn e2e_connector_deletion_waits_for_revocations_which_provisioning_off_doe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_deleting_the_namespace_revokes_every_grant() {
     let users = logins("user", 3);
-    let mut e = E2e::start(&fixture(&users, &[("Team", &[])])).await;
+    let Some((e, operator)) = namespace_with_grants(json!({}), &users).await else {
+        return;
+    };
+    let before = deletes(&e);
+    let namespaces = delete_namespace(&e).await;
+    wait_for("the namespace gone", || gone(namespaces.clone(), &e.ns)).await;
+    assert!(e.members("Team").is_empty(), "every grant revoked");
+    assert_eq!(deletes(&e), before + 3);
+    drop(operator);
+    e.finish().await;
+}
+
+/// A namespace with a connector (`spec` over the defaults) and one granted single-user
+/// membership per user, reconciled by an operator installed in a namespace of its own (where
+/// its ownership records outlive the deleted namespace). `None` (after a skip line) where the
+/// cluster cannot delete a namespace with its contents.
+async fn namespace_with_grants(
+    spec: serde_json::Value,
+    users: &[String],
+) -> Option<(E2e, Operator)> {
+    let mut e = E2e::start(&fixture(users, &[("Team", &[])])).await;
     if e.server("namespace deletion with its contents").is_none() {
         e.finish().await;
-        return;
+        return None;
     }
     e.put_secret("okta-token", "apiToken", "token-1").await;
-    e.apply_connector(CONNECTOR, json!({})).await;
-    // As installed: the operator (and its ownership records) in a namespace of its own.
+    e.apply_connector(CONNECTOR, spec).await;
     let home = e.create_namespace("operator").await;
     let operator = e.operator_at_home("operator", &home, &[]);
     e.wait_connector(CONNECTOR, "Ready", "True", "Synced").await;
-    grant_each_in_team(&e, &users).await;
-    let before = deletes(&e);
+    grant_each_in_team(&e, users).await;
+    Some((e, operator))
+}
+
+/// Deletes the test's namespace (and so everything in it).
+async fn delete_namespace(e: &E2e) -> Api<Namespace> {
     let namespaces: Api<Namespace> = Api::all(e.kube.clone());
     namespaces
         .delete(&e.ns, &DeleteParams::default())
         .await
         .unwrap();
+    namespaces
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_deleting_a_namespace_revokes_no_more_than_the_limit_before_a_release() {
+    const LIMIT: usize = 2;
+    const MEMBERSHIPS: usize = 5;
+    let users = logins("user", MEMBERSHIPS);
+    let spec = json!({"safety": {"maxRevocationsPerHour": LIMIT}});
+    let Some((e, operator)) = namespace_with_grants(spec, &users).await else {
+        return;
+    };
+    let before = deletes(&e);
+    let namespaces = delete_namespace(&e).await;
+    wait_for("the rest held", || async {
+        (held(&e, MEMBERSHIPS).await.len() == MEMBERSHIPS - LIMIT).then_some(())
+    })
+    .await;
+    assert_eq!(deletes(&e) - before, LIMIT as u64, "only the limit revoked");
+    assert_eq!(e.members("Team").len(), MEMBERSHIPS - LIMIT);
+
+    // A person confirms on the terminating connector, once per window's worth.
+    annotate_connector(&e, RELEASE_ANNOTATION, "first").await;
+    wait_for("two more revoked", || async {
+        (e.members("Team").len() == MEMBERSHIPS - 2 * LIMIT).then_some(())
+    })
+    .await;
+    annotate_connector(&e, RELEASE_ANNOTATION, "second").await;
     wait_for("the namespace gone", || gone(namespaces.clone(), &e.ns)).await;
     assert!(e.members("Team").is_empty(), "every grant revoked");
-    assert_eq!(deletes(&e), before + 3);
+    assert_eq!(deletes(&e) - before, MEMBERSHIPS as u64);
     drop(operator);
     e.finish().await;
 }
